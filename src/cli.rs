@@ -1,0 +1,148 @@
+//! The command line (clap definitions only). build.sh's interface where the
+//! two overlap: `snp-build [--install PATH] [--package] [qemu | ovmf | kernel [host|guest]]`.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "snp-build",
+    version,
+    about = "Build the AMD SEV-SNP stack (host and guest kernels, QEMU, OVMF) from pinned git trees",
+    after_help = "Components: qemu, ovmf, kernel, kernel host, kernel guest (none means all).\nExit codes: 0 ok, 1 step failed, 2 usage/config error, 3 not implemented, 4 preflight, 5 lock mismatch, 6 work dir in use, 7 local changes, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(flatten)]
+    pub build: BuildArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Pin file [default: ./stable-commits.toml, else the embedded default]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where sources, logs and build state live
+    #[arg(long, global = true, value_name = "DIR", default_value = "build")]
+    pub work_dir: PathBuf,
+
+    /// Install prefix for QEMU and OVMF (made absolute, as build.sh)
+    #[arg(long, global = true, value_name = "PATH", default_value = "usr/local")]
+    pub install: PathBuf,
+
+    /// Job budget shared by all running stages [default: number of cores]
+    #[arg(short = 'j', long = "jobs", global = true, value_name = "N")]
+    pub jobs: Option<NonZeroUsize>,
+
+    /// Print one JSON document on stdout (human messages stay on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More detail (-v streams build logs)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The build itself (no subcommand).
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Assemble snp-release-<date>/ and its .tar.gz after building
+    #[arg(long)]
+    pub package: bool,
+
+    /// Where the release goes
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
+
+    /// Print what would run and why; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Components to build: qemu | ovmf | kernel [host|guest]
+    #[arg(value_name = "COMPONENT")]
+    pub components: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show which stages would run, and why
+    Plan,
+    /// Bring source trees to their pinned commits
+    Fetch {
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
+    /// Re-resolve branches and tags and rewrite the lock file
+    Update {
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
+    /// Check the host tools the build needs
+    Doctor {
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
+    /// Install a release on this host
+    Install {
+        /// Release directory or tarball
+        release: Option<PathBuf>,
+    },
+    /// Convert AMDSEV's bash stable-commits into stable-commits.toml
+    ImportLegacy {
+        /// The bash `stable-commits` file
+        file: PathBuf,
+        /// Write here instead of stdout
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// Overwrite OUT if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove build outputs under the work dir
+    Clean {
+        /// Remove the source trees too
+        #[arg(long)]
+        all: bool,
+        /// Remove moved-aside broken trees and saved diffs
+        #[arg(long)]
+        broken: bool,
+    },
+    /// Write the default stable-commits.toml for editing
+    Init {
+        /// Where to write it
+        #[arg(short, long, value_name = "FILE", default_value = "stable-commits.toml")]
+        output: PathBuf,
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the effective configuration (defaults filled in)
+    Config,
+}
+
+impl Cli {
+    /// The command's name, as used in JSON documents.
+    pub fn command_name(&self) -> &'static str {
+        match &self.command {
+            None => "build",
+            Some(Command::Plan) => "plan",
+            Some(Command::Fetch { .. }) => "fetch",
+            Some(Command::Update { .. }) => "update",
+            Some(Command::Doctor { .. }) => "doctor",
+            Some(Command::Install { .. }) => "install",
+            Some(Command::ImportLegacy { .. }) => "import-legacy",
+            Some(Command::Clean { .. }) => "clean",
+            Some(Command::Init { .. }) => "init",
+            Some(Command::Config) => "config",
+        }
+    }
+}

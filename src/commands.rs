@@ -1,0 +1,153 @@
+//! One function per command. Each takes plain values, validates the pin
+//! file first (so a bad file is reported before anything else happens), and
+//! returns the JSON fields of its summary.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::cli::{Cli, Command};
+use crate::component::Selection;
+use crate::config::{self, Config, Origin};
+use crate::exit::{NotImplemented, UsageError};
+use crate::legacy;
+use crate::output::Output;
+
+/// Runs the parsed command line; returns its JSON summary fields.
+pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
+    let config_path = cli.global.config.as_deref();
+    match cli.command {
+        None => {
+            let selection = Selection::parse(&cli.build.components)?;
+            let config = load(config_path, out)?;
+            for id in selection.ids() {
+                config.source(*id)?;
+            }
+            Err(NotImplemented { command: "build" }.into())
+        }
+        Some(Command::Plan) => not_yet(config_path, out, "plan", &[]),
+        Some(Command::Fetch { components }) => not_yet(config_path, out, "fetch", &components),
+        Some(Command::Update { components }) => not_yet(config_path, out, "update", &components),
+        Some(Command::Doctor { components }) => not_yet(config_path, out, "doctor", &components),
+        Some(Command::Install { .. }) => Err(NotImplemented { command: "install" }.into()),
+        Some(Command::Clean { .. }) => not_yet(config_path, out, "clean", &[]),
+        Some(Command::ImportLegacy {
+            file,
+            output,
+            force,
+        }) => import_legacy(&file, output.as_deref(), force, out),
+        Some(Command::Init { output, force }) => init(&output, force, out),
+        Some(Command::Config) => show_config(config_path, out),
+    }
+}
+
+/// Loads the pin file, saying so when the embedded default is used.
+pub fn load(path: Option<&Path>, out: Output) -> anyhow::Result<Config> {
+    let config = Config::load(path)?;
+    if config.origin == Origin::Embedded {
+        out.info(format!(
+            "note: no ./{} and no --config: using the embedded default pins (AMD's trees); `snp-build init` writes them to ./{} for editing",
+            config::DEFAULT_FILE,
+            config::DEFAULT_FILE
+        ));
+    }
+    Ok(config)
+}
+
+/// A command whose issue has not landed: validate what it would read, then
+/// say so honestly.
+fn not_yet(
+    config_path: Option<&Path>,
+    out: Output,
+    command: &'static str,
+    components: &[String],
+) -> anyhow::Result<Value> {
+    let selection = Selection::parse(components)?;
+    let config = load(config_path, out)?;
+    if !components.is_empty() {
+        for id in selection.ids() {
+            config.source(*id)?;
+        }
+    }
+    Err(NotImplemented { command }.into())
+}
+
+fn show_config(path: Option<&Path>, out: Output) -> anyhow::Result<Value> {
+    let config = load(path, out)?;
+    if out.json {
+        return Ok(json!({
+            "origin": config.origin.display_name(),
+            "config": serde_json::to_value(&config.effective)?,
+        }));
+    }
+    print!(
+        "# Effective configuration from {} (defaults filled in)\n{}",
+        config.origin.display_name(),
+        config.to_toml()?
+    );
+    Ok(json!({}))
+}
+
+fn init(output: &Path, force: bool, out: Output) -> anyhow::Result<Value> {
+    if output.exists() && !force {
+        return Err(UsageError::new(format!("{} already exists", output.display()))
+            .help("edit it, or pass --force to replace it with the default")
+            .into());
+    }
+    std::fs::write(output, config::EMBEDDED)
+        .with_context(|| format!("writing {}", output.display()))?;
+    out.info(format!(
+        "wrote {} (AMD's default pins and build.sh's knobs); edit it, then run `snp-build --package`",
+        output.display()
+    ));
+    Ok(json!({ "path": output }))
+}
+
+fn import_legacy(
+    file: &Path,
+    output: Option<&Path>,
+    force: bool,
+    out: Output,
+) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        UsageError::new(format!("cannot read {}: {e}", file.display()))
+            .help("give the path of AMDSEV's bash `stable-commits` file")
+    })?;
+    let imported = legacy::import(&text, &file.display().to_string()).map_err(|e| {
+        UsageError::new(format!("{}: {e}", file.display()))
+    })?;
+    // The result must be a pin file snp-build accepts.
+    let base = output
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Config::parse(&imported.toml, Origin::File("<converted>".into()), &base)
+        .context("the converted file does not validate (a bug in import-legacy)")?;
+    for line in &imported.unknown {
+        out.warn(format!("{}: {line}", file.display()));
+    }
+    for note in &imported.notes {
+        out.info(format!("note: {note}"));
+    }
+    match output {
+        Some(path) => {
+            if path.exists() && !force {
+                return Err(UsageError::new(format!("{} already exists", path.display()))
+                    .help("choose another -o, or pass --force to overwrite it")
+                    .into());
+            }
+            std::fs::write(path, &imported.toml)
+                .with_context(|| format!("writing {}", path.display()))?;
+            out.info(format!("wrote {}", path.display()));
+        }
+        None if !out.json => print!("{}", imported.toml),
+        None => {}
+    }
+    Ok(json!({
+        "toml": imported.toml,
+        "output": output,
+        "unknown": imported.unknown,
+        "notes": imported.notes,
+    }))
+}

@@ -1,0 +1,70 @@
+//! Exit codes (documented in README) and the error types that carry them.
+//!
+//! Errors travel as `anyhow::Error`; `main` finds the exit code by looking
+//! for one of the typed errors below anywhere in the chain. Anything else
+//! is a failed fetch or build step (exit 1).
+
+use std::fmt;
+
+pub const OK: i32 = 0;
+pub const FAILED: i32 = 1;
+pub const USAGE: i32 = 2;
+pub const NOT_IMPLEMENTED: i32 = 3;
+pub const PREFLIGHT: i32 = 4;
+pub const LOCK_MISMATCH: i32 = 5;
+pub const WORK_DIR_IN_USE: i32 = 6;
+pub const LOCAL_CHANGES: i32 = 7;
+pub const INTERRUPTED: i32 = 130;
+
+/// A bad command line or a request the configuration cannot satisfy.
+#[derive(Debug)]
+pub struct UsageError {
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        UsageError {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A command whose issue has not landed yet. It never pretends to work.
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` is not implemented yet (see README, \"Status\")")]
+pub struct NotImplemented {
+    pub command: &'static str,
+}
+
+/// The exit code for an error chain.
+pub fn code_for(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.is::<UsageError>() || cause.is::<crate::config::ConfigError>() {
+            return USAGE;
+        }
+        if cause.is::<NotImplemented>() {
+            return NOT_IMPLEMENTED;
+        }
+    }
+    FAILED
+}

@@ -1,0 +1,12 @@
+//! snp-build: builds the AMD SEV-SNP stack from pinned git trees.
+//!
+//! The pipeline is pins -> sources -> patches -> stages -> release; see
+//! ARCHITECTURE.md for where each part lives and the invariants it keeps.
+
+pub mod cli;
+pub mod commands;
+pub mod component;
+pub mod config;
+pub mod exit;
+pub mod legacy;
+pub mod output;
