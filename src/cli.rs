@@ -119,7 +119,12 @@ pub enum Command {
     /// Write the default stable-commits.toml for editing
     Init {
         /// Where to write it
-        #[arg(short, long, value_name = "FILE", default_value = "stable-commits.toml")]
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            default_value = "stable-commits.toml"
+        )]
         output: PathBuf,
         /// Overwrite an existing file
         #[arg(long)]

@@ -91,9 +91,11 @@ fn show_config(path: Option<&Path>, out: Output) -> anyhow::Result<Value> {
 
 fn init(output: &Path, force: bool, out: Output) -> anyhow::Result<Value> {
     if output.exists() && !force {
-        return Err(UsageError::new(format!("{} already exists", output.display()))
-            .help("edit it, or pass --force to replace it with the default")
-            .into());
+        return Err(
+            UsageError::new(format!("{} already exists", output.display()))
+                .help("edit it, or pass --force to replace it with the default")
+                .into(),
+        );
     }
     std::fs::write(output, config::EMBEDDED)
         .with_context(|| format!("writing {}", output.display()))?;
@@ -114,9 +116,8 @@ fn import_legacy(
         UsageError::new(format!("cannot read {}: {e}", file.display()))
             .help("give the path of AMDSEV's bash `stable-commits` file")
     })?;
-    let imported = legacy::import(&text, &file.display().to_string()).map_err(|e| {
-        UsageError::new(format!("{}: {e}", file.display()))
-    })?;
+    let imported = legacy::import(&text, &file.display().to_string())
+        .map_err(|e| UsageError::new(format!("{}: {e}", file.display())))?;
     // The result must be a pin file snp-build accepts.
     let base = output
         .and_then(Path::parent)
@@ -133,9 +134,11 @@ fn import_legacy(
     match output {
         Some(path) => {
             if path.exists() && !force {
-                return Err(UsageError::new(format!("{} already exists", path.display()))
-                    .help("choose another -o, or pass --force to overwrite it")
-                    .into());
+                return Err(
+                    UsageError::new(format!("{} already exists", path.display()))
+                        .help("choose another -o, or pass --force to overwrite it")
+                        .into(),
+                );
             }
             std::fs::write(path, &imported.toml)
                 .with_context(|| format!("writing {}", path.display()))?;

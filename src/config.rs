@@ -183,9 +183,26 @@ pub enum PackageFormat {
 // ---------------------------------------------------------------------------
 // Errors.
 
-/// A pin file that cannot be used, located to the character.
+/// A pin file that cannot be used, located to the character. (Boxed: it
+/// travels in every `Result` of this module.)
 #[derive(Debug)]
-pub struct ConfigError {
+pub struct ConfigError(Box<ConfigErrorDetails>);
+
+impl std::ops::Deref for ConfigError {
+    type Target = ConfigErrorDetails;
+    fn deref(&self) -> &ConfigErrorDetails {
+        &self.0
+    }
+}
+
+impl From<ConfigErrorDetails> for ConfigError {
+    fn from(details: ConfigErrorDetails) -> Self {
+        ConfigError(Box::new(details))
+    }
+}
+
+#[derive(Debug)]
+pub struct ConfigErrorDetails {
     pub file: String,
     pub line: usize,
     pub column: usize,
@@ -262,7 +279,7 @@ impl Locator<'_> {
             .lines()
             .next()
             .map(|l| l.trim_end().to_string());
-        ConfigError {
+        ConfigErrorDetails {
             file: self.file.clone(),
             line,
             column,
@@ -271,6 +288,7 @@ impl Locator<'_> {
             help,
             source_line,
         }
+        .into()
     }
 }
 
@@ -403,7 +421,7 @@ impl Config {
         match path {
             Some(path) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError {
+                    ConfigError::from(ConfigErrorDetails {
                         file: path.display().to_string(),
                         line: 0,
                         column: 0,
@@ -414,12 +432,9 @@ impl Config {
                                 .into(),
                         ),
                         source_line: None,
-                    }
+                    })
                 })?;
-                let base = path
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 Ok(Config::parse(&text, Origin::File(path), &base)?)
             }
             None => Ok(Config::embedded()?),
@@ -455,7 +470,8 @@ impl Config {
 
     /// The pin of `id`, or an error naming the table the file lacks.
     pub fn source(&self, id: SourceId) -> Result<&Source, ConfigError> {
-        self.sources.get(&id).ok_or_else(|| ConfigError {
+        self.sources.get(&id).ok_or_else(|| {
+            ConfigErrorDetails {
             file: self.origin.display_name(),
             line: 0,
             column: 0,
@@ -466,6 +482,8 @@ impl Config {
                 id.table()
             )),
             source_line: None,
+        }
+            .into()
         })
     }
 
@@ -493,11 +511,17 @@ fn parse_pin_file(loc: &Locator<'_>) -> Result<PinFile, ConfigError> {
         let inner = e.into_inner();
         let message = inner.message().trim_end().to_string();
         let help = if message.starts_with("unknown field") {
-            Some("remove the key or fix its spelling; `snp-build config` prints every valid key".into())
+            Some(
+                "remove the key or fix its spelling; `snp-build config` prints every valid key"
+                    .into(),
+            )
         } else if message.starts_with("missing field `url`") {
-            Some("every source table needs `url = \"...\"` and one of `branch`, `tag` or `commit`".into())
+            Some(
+                "every source table needs `url = \"...\"` and one of `branch`, `tag` or `commit`"
+                    .into(),
+            )
         } else {
-            None
+            Some("`snp-build config` prints every key with a valid value".into())
         };
         loc.error(inner.span(), &path, message, help)
     })
@@ -596,7 +620,10 @@ impl Validator<'_> {
             sources.insert(SourceId::KernelHost, self.source(SourceId::KernelHost, t)?);
         }
         if let Some(t) = &kernel_t.guest {
-            sources.insert(SourceId::KernelGuest, self.source(SourceId::KernelGuest, t)?);
+            sources.insert(
+                SourceId::KernelGuest,
+                self.source(SourceId::KernelGuest, t)?,
+            );
         }
         if let Some(t) = &file.qemu {
             sources.insert(SourceId::Qemu, self.source(SourceId::Qemu, t)?);
@@ -694,12 +721,19 @@ impl Validator<'_> {
                 return Err(self.err(
                     Some(pin.url.span()),
                     id.table(),
-                    format!("[{}] pins nothing: it has a `url` but no `branch`, `tag` or `commit`", id.table()),
+                    format!(
+                        "[{}] pins nothing: it has a `url` but no `branch`, `tag` or `commit`",
+                        id.table()
+                    ),
                     "add one of `branch = \"...\"`, `tag = \"...\"` or `commit = \"...\"`",
                 ));
             }
             (_, Some(t), _) => {
-                let other = if pin.branch.is_some() { "branch" } else { "commit" };
+                let other = if pin.branch.is_some() {
+                    "branch"
+                } else {
+                    "commit"
+                };
                 return Err(self.err(
                     Some(t.span()),
                     &key("tag"),
@@ -819,10 +853,9 @@ impl Validator<'_> {
             let text = v.to_string();
             let ok = match v {
                 ConfigInt::Int(_) => true,
-                ConfigInt::Text(s) => {
-                    s.strip_prefix("0x")
-                        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
-                }
+                ConfigInt::Text(s) => s
+                    .strip_prefix("0x")
+                    .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit())),
             };
             if !ok {
                 return Err(self.err(
@@ -834,12 +867,13 @@ impl Validator<'_> {
             }
             set_val.insert(name, text);
         }
-        let mut list = |v: &Option<Vec<Spanned<String>>>, name: &'static str| -> Result<Vec<String>> {
-            self.knob(v, &format!("kernel.{name}"))?
-                .iter()
-                .map(|s| option(s, name))
-                .collect()
-        };
+        let mut list =
+            |v: &Option<Vec<Spanned<String>>>, name: &'static str| -> Result<Vec<String>> {
+                self.knob(v, &format!("kernel.{name}"))?
+                    .iter()
+                    .map(|s| option(s, name))
+                    .collect()
+            };
         let enable = list(&t.enable, "enable")?;
         let disable = list(&t.disable, "disable")?;
         let module = list(&t.module, "module")?;
@@ -941,9 +975,7 @@ impl Validator<'_> {
         let defines = self.knob(&t.defines, "ovmf.defines")?;
         for d in defines.get_ref() {
             let name = d.split_once('=').map(|(n, _)| n).unwrap_or("");
-            if name.is_empty()
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(self.err(
                     Some(defines.span()),
                     "ovmf.defines",
@@ -1017,9 +1049,17 @@ mod tests {
         assert_eq!(c.ovmf.platform, "OvmfPkg/OvmfPkgX64.dsc");
         assert_eq!(c.kernel.host_base_config, BaseConfig::Running);
         assert!(c.kernel.edits.enable.contains(&"KVM_AMD_SEV".to_string()));
-        assert!(c.kernel.edits.module.contains(&"CRYPTO_DEV_CCP_DD".to_string()));
+        assert!(
+            c.kernel
+                .edits
+                .module
+                .contains(&"CRYPTO_DEV_CCP_DD".to_string())
+        );
         assert_eq!(c.kernel.edits.set_val["RCU_EXP_CPU_STALL_TIMEOUT"], "1000");
-        assert_eq!(c.source(SourceId::Qemu).unwrap().patches, Path::new("patches/qemu"));
+        assert_eq!(
+            c.source(SourceId::Qemu).unwrap().patches,
+            Path::new("patches/qemu")
+        );
     }
 
     #[test]
@@ -1028,8 +1068,12 @@ mod tests {
         let c = Config::parse(partial, Origin::File("p.toml".into()), Path::new("/d")).unwrap();
         assert_eq!(c.sources.len(), 1);
         assert_eq!(c.qemu.target_list, ["x86_64-softmmu"]);
-        let again = Config::parse(&c.to_toml().unwrap(), Origin::File("q.toml".into()), Path::new("/d"))
-            .unwrap();
+        let again = Config::parse(
+            &c.to_toml().unwrap(),
+            Origin::File("q.toml".into()),
+            Path::new("/d"),
+        )
+        .unwrap();
         assert_eq!(again.sources, c.sources);
         assert_eq!(again.kernel, c.kernel);
         assert_eq!(again.ovmf, c.ovmf);
@@ -1038,8 +1082,12 @@ mod tests {
 
     #[test]
     fn missing_source_names_the_table() {
-        let c = Config::parse("[qemu]\nurl = \"u\"\nbranch = \"b\"\n", Origin::File("p.toml".into()), Path::new(""))
-            .unwrap();
+        let c = Config::parse(
+            "[qemu]\nurl = \"u\"\nbranch = \"b\"\n",
+            Origin::File("p.toml".into()),
+            Path::new(""),
+        )
+        .unwrap();
         let e = c.source(SourceId::Ovmf).unwrap_err().to_string();
         assert!(e.contains("[ovmf]"), "{e}");
     }

@@ -59,13 +59,15 @@ pub fn import(text: &str, origin: &str) -> Result<Imported, String> {
         }
         let assignment = line.strip_prefix("export ").unwrap_or(line).trim_start();
         let Some((name, value)) = assignment.split_once('=') else {
-            out.unknown
-                .push(format!("line {n}: not an assignment, not converted: {line}"));
+            out.unknown.push(format!(
+                "line {n}: not an assignment, not converted: {line}"
+            ));
             continue;
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            out.unknown
-                .push(format!("line {n}: not an assignment, not converted: {line}"));
+            out.unknown.push(format!(
+                "line {n}: not an assignment, not converted: {line}"
+            ));
             continue;
         }
         let value = shell_value(value).map_err(|e| format!("line {n}: {e}: {line}"))?;
@@ -96,7 +98,8 @@ pub fn import(text: &str, origin: &str) -> Result<Imported, String> {
             }
             (Some(_), None) => out.notes.push(format!(
                 "{} has a URL but no {branch_var}: [{}] left out",
-                id, id.table()
+                id,
+                id.table()
             )),
             (None, Some(_)) => out.notes.push(format!(
                 "{branch_var} is set but no {} is: [{}] left out",
@@ -185,7 +188,10 @@ mod tests {
     fn revs() {
         let mut notes = vec![];
         assert_eq!(rev_line("refs/tags/v1", "X", &mut notes), "tag = \"v1\"");
-        assert_eq!(rev_line("deadbeef", "X", &mut notes), "commit = \"deadbeef\"");
+        assert_eq!(
+            rev_line("deadbeef", "X", &mut notes),
+            "commit = \"deadbeef\""
+        );
         assert_eq!(rev_line("v6.9", "X", &mut notes), "branch = \"v6.9\"");
         assert_eq!(notes.len(), 1);
     }

@@ -1,0 +1,266 @@
+//! Every pin file error is refused before anything else happens, with a
+//! message naming the file, line and column, and the key (issue: foundation).
+
+use assert_cmd::Command;
+
+struct Case {
+    name: &'static str,
+    text: &'static str,
+    /// `file:line:col` expected in the message (file is always bad.toml).
+    at: &'static str,
+    /// Key path expected in the message.
+    key: &'static str,
+    /// Words from the explanation.
+    says: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "unknown top-level table",
+        text: "[qemuu]\nurl = \"u\"\n",
+        at: "1:2",
+        key: "qemuu",
+        says: "unknown field",
+    },
+    Case {
+        name: "unknown key in a source",
+        text: "[qemu]\nurl = \"u\"\nbranch = \"b\"\nbrnach = \"c\"\n",
+        at: "4:1",
+        key: "qemu.brnach",
+        says: "unknown field",
+    },
+    Case {
+        name: "unknown key in a kernel table",
+        text: "[kernel.host]\nurl = \"u\"\nbranch = \"b\"\nconfigure-args = []\n",
+        at: "4:1",
+        key: "kernel.host.configure-args",
+        says: "unknown field",
+    },
+    Case {
+        name: "missing url",
+        text: "[build]\n\n[ovmf]\nbranch = \"snp-latest\"\n",
+        at: "3:1",
+        key: "ovmf",
+        says: "missing field `url`",
+    },
+    Case {
+        name: "branch and tag",
+        text: "[qemu]\nurl = \"u\"\nbranch = \"a\"\ntag = \"v1\"\n",
+        at: "4:7",
+        key: "qemu.tag",
+        says: "`tag` and `branch` are both set",
+    },
+    Case {
+        name: "tag and commit",
+        text: "[qemu]\nurl = \"u\"\ncommit = \"abcdef1\"\ntag = \"v1\"\n",
+        at: "4:7",
+        key: "qemu.tag",
+        says: "`tag` and `commit` are both set",
+    },
+    Case {
+        name: "no ref at all",
+        text: "[kernel.guest]\nurl = \"https://example.invalid/linux.git\"\n",
+        at: "2:7",
+        key: "kernel.guest",
+        says: "no `branch`, `tag` or `commit`",
+    },
+    Case {
+        name: "commit not hex",
+        text: "[ovmf]\nurl = \"u\"\ncommit = \"snp-latest\"\n",
+        at: "3:10",
+        key: "ovmf.commit",
+        says: "7 to 40 hex digits",
+    },
+    Case {
+        name: "commit too short",
+        text: "[ovmf]\nurl = \"u\"\ncommit = \"abc12\"\n",
+        at: "3:10",
+        key: "ovmf.commit",
+        says: "7 to 40 hex digits",
+    },
+    Case {
+        name: "commit too long",
+        text: "[ovmf]\nurl = \"u\"\ncommit = \"0123456789012345678901234567890123456789a\"\n",
+        at: "3:10",
+        key: "ovmf.commit",
+        says: "7 to 40 hex digits",
+    },
+    Case {
+        name: "empty url",
+        text: "[qemu]\nurl = \"\"\nbranch = \"snp-latest\"\n",
+        at: "2:7",
+        key: "qemu.url",
+        says: "URL is empty",
+    },
+    Case {
+        name: "empty branch",
+        text: "[qemu]\nurl = \"u\"\nbranch = \"\"\n",
+        at: "3:10",
+        key: "qemu.branch",
+        says: "it is empty",
+    },
+    Case {
+        name: "shell characters in a branch",
+        text: "[qemu]\nurl = \"u\"\nbranch = \"x;rm -rf /\"\n",
+        at: "3:10",
+        key: "qemu.branch",
+        says: "not a valid git ref name",
+    },
+    Case {
+        name: "malformed TOML",
+        text: "[qemu]\nurl = \"u\"\nbranch = \"snp-latest\n",
+        at: "3:21",
+        key: "",
+        says: "invalid TOML",
+    },
+    Case {
+        name: "wrong type",
+        text: "[ovmf]\nurl = \"u\"\nbranch = \"b\"\njobs = \"two\"\n",
+        at: "4:8",
+        key: "ovmf.jobs",
+        says: "invalid type",
+    },
+    Case {
+        name: "bad package format",
+        text: "[build]\npackage-format = \"zip\"\n",
+        at: "2:18",
+        key: "build.package-format",
+        says: "unknown variant",
+    },
+    Case {
+        name: "CONFIG_ prefix in an edit",
+        text: "[kernel]\nenable = [\"CONFIG_KVM\"]\n",
+        at: "2:11",
+        key: "kernel.enable",
+        says: "CONFIG_ prefix",
+    },
+    Case {
+        name: "option edited twice",
+        text: "[kernel]\nenable = [\"KVM\"]\nmodule = [\"KVM\"]\n",
+        at: "3:11",
+        key: "kernel.module",
+        says: "edited twice",
+    },
+    Case {
+        name: "allow-dropped names an option no list edits",
+        text: "[kernel]\nallow-dropped = [\"NOT_EDITED\"]\n",
+        at: "2:18",
+        key: "kernel.allow-dropped",
+        says: "not edited by any list",
+    },
+    Case {
+        name: "set-val that is not a number",
+        text: "[kernel]\nset-val = { RCU_EXP_CPU_STALL_TIMEOUT = \"soon\" }\n",
+        at: "2:13",
+        key: "kernel.set-val",
+        says: "not an int or hex value",
+    },
+];
+
+fn run_case(case: &Case, args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, case.text).unwrap();
+    let out = Command::cargo_bin("snp-build")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(args)
+        .arg("--config")
+        .arg("bad.toml")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}: {stderr}", case.name);
+    let at = format!("bad.toml:{}:", case.at);
+    assert!(
+        stderr.contains(&at),
+        "{}: expected {at} in\n{stderr}",
+        case.name
+    );
+    if !case.key.is_empty() {
+        let key = format!("`{}`", case.key);
+        assert!(
+            stderr.contains(&key),
+            "{}: expected {key} in\n{stderr}",
+            case.name
+        );
+    }
+    assert!(
+        stderr.contains(case.says),
+        "{}: expected {:?} in\n{stderr}",
+        case.name,
+        case.says
+    );
+    assert!(
+        stderr.contains("help:") || case.key.is_empty(),
+        "{}: no help in\n{stderr}",
+        case.name
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}: stdout must stay clean",
+        case.name
+    );
+}
+
+#[test]
+fn each_config_error_names_file_line_column_and_key() {
+    for case in CASES {
+        run_case(case, &["config"]);
+    }
+}
+
+#[test]
+fn commands_not_yet_implemented_still_validate_the_config_first() {
+    // `plan` is not implemented yet (exit 3), but a bad file is exit 2.
+    for command in [
+        &["plan"][..],
+        &["fetch"],
+        &["update"],
+        &["doctor"],
+        &["clean"],
+        &[],
+    ] {
+        run_case(&CASES[1], command);
+    }
+}
+
+#[test]
+fn commit_with_branch_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ok.toml"),
+        "[qemu]\nurl = \"file:///x\"\nbranch = \"snp-latest\"\ncommit = \"ABCDEF1234\"\n",
+    )
+    .unwrap();
+    let out = Command::cargo_bin("snp-build")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["config", "--json", "--config", "ok.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["config"]["qemu"]["branch"], "snp-latest");
+}
+
+#[test]
+fn a_missing_pin_file_is_a_usage_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("snp-build")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["plan", "--config", "nope.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nope.toml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+}
