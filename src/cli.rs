@@ -67,9 +67,24 @@ pub struct BuildArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+
     /// Components to build: qemu | ovmf | kernel [host|guest]
     #[arg(value_name = "COMPONENT")]
     pub components: Vec<String>,
+}
+
+/// How sources are brought to their pins.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct FetchArgs {
+    /// Fail instead of resolving any pin the lock file does not cover (CI)
+    #[arg(long)]
+    pub locked: bool,
+
+    /// Overwrite hand edits in a tree (their diff is saved first)
+    #[arg(long)]
+    pub discard_changes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +93,8 @@ pub enum Command {
     Plan,
     /// Bring source trees to their pinned commits
     Fetch {
+        #[command(flatten)]
+        fetch: FetchArgs,
         #[arg(value_name = "COMPONENT")]
         components: Vec<String>,
     },

@@ -7,12 +7,14 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, FetchArgs};
 use crate::component::Selection;
 use crate::config::{self, Config, Origin};
 use crate::exit::{NotImplemented, UsageError};
 use crate::legacy;
+use crate::lock::Lock;
 use crate::output::Output;
+use crate::source::{self, Layout, Mode};
 
 /// Runs the parsed command line; returns its JSON summary fields.
 pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
@@ -24,11 +26,49 @@ pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
             for id in selection.ids() {
                 config.source(*id)?;
             }
+            // The build's first step is real; the stages are the next issue.
+            fetch(
+                &config,
+                &cli.global.work_dir,
+                &selection,
+                Mode::UseLock,
+                cli.build.fetch,
+                out,
+            )?;
             Err(NotImplemented { command: "build" }.into())
         }
         Some(Command::Plan) => not_yet(config_path, out, "plan", &[]),
-        Some(Command::Fetch { components }) => not_yet(config_path, out, "fetch", &components),
-        Some(Command::Update { components }) => not_yet(config_path, out, "update", &components),
+        Some(Command::Fetch {
+            fetch: args,
+            components,
+        }) => {
+            let selection = Selection::parse(&components)?;
+            let config = load(config_path, out)?;
+            fetch(
+                &config,
+                &cli.global.work_dir,
+                &selection,
+                Mode::UseLock,
+                args,
+                out,
+            )
+        }
+        Some(Command::Update { components }) => {
+            let selection = Selection::parse(&components)?;
+            let config = load(config_path, out)?;
+            let args = FetchArgs {
+                locked: false,
+                discard_changes: false,
+            };
+            fetch(
+                &config,
+                &cli.global.work_dir,
+                &selection,
+                Mode::Update,
+                args,
+                out,
+            )
+        }
         Some(Command::Doctor { components }) => not_yet(config_path, out, "doctor", &components),
         Some(Command::Install { .. }) => Err(NotImplemented { command: "install" }.into()),
         Some(Command::Clean { .. }) => not_yet(config_path, out, "clean", &[]),
@@ -40,6 +80,51 @@ pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
         Some(Command::Init { output, force }) => init(&output, force, out),
         Some(Command::Config) => show_config(config_path, out),
     }
+}
+
+/// `fetch`, `update` and the build's first step: bring the selected trees
+/// to their pins and report what moved.
+fn fetch(
+    config: &Config,
+    work_dir: &Path,
+    selection: &Selection,
+    mode: Mode,
+    args: FetchArgs,
+    out: Output,
+) -> anyhow::Result<Value> {
+    // Sources the file does not pin are skipped when nothing was named.
+    let ids: Vec<_> = if selection == &Selection::all() {
+        selection
+            .ids()
+            .iter()
+            .copied()
+            .filter(|id| config.sources.contains_key(id))
+            .collect()
+    } else {
+        selection.ids().to_vec()
+    };
+    let layout = Layout::new(work_dir)?;
+    let mut lock = Lock::load(&Lock::path_for(config, &layout.root))?;
+    let opts = source::Options {
+        mode,
+        locked: args.locked,
+        discard_changes: args.discard_changes,
+    };
+    let synced = source::sync(config, &layout, &mut lock, &ids, opts)?;
+    if mode == Mode::Update {
+        for s in &synced {
+            match &s.previous_sha {
+                Some(old) => out.info(format!(
+                    "{}: {} -> {}",
+                    s.source,
+                    &old[..12.min(old.len())],
+                    &s.sha[..12]
+                )),
+                None => out.info(format!("{}: {} (unchanged)", s.source, &s.sha[..12])),
+            }
+        }
+    }
+    Ok(json!({ "lock": lock.path, "sources": synced }))
 }
 
 /// Loads the pin file, saying so when the embedded default is used.

@@ -36,6 +36,13 @@ impl SourceId {
         }
     }
 
+    /// The source named `name` (as printed by [`SourceId::name`]).
+    pub fn from_name(name: &str) -> Option<SourceId> {
+        SourceId::BUILD_ORDER
+            .into_iter()
+            .find(|id| id.name() == name)
+    }
+
     /// The pin file table that pins this source.
     pub fn table(self) -> &'static str {
         match self {

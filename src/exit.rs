@@ -56,6 +56,57 @@ pub struct NotImplemented {
     pub command: &'static str,
 }
 
+/// A tree's hand-edited tracked files stand in the way of a checkout.
+#[derive(Debug)]
+pub struct LocalChanges {
+    pub source: String,
+    pub tree: std::path::PathBuf,
+    pub files: Vec<String>,
+}
+
+impl LocalChanges {
+    pub fn new(source: &str, tree: std::path::PathBuf, files: Vec<String>) -> Self {
+        LocalChanges {
+            source: source.to_string(),
+            tree,
+            files,
+        }
+    }
+}
+
+impl fmt::Display for LocalChanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} has local changes to tracked files; checking out the pinned commit would overwrite them:",
+            self.source,
+            self.tree.display()
+        )?;
+        for file in &self.files {
+            writeln!(f, "    {file}")?;
+        }
+        write!(
+            f,
+            "  help: keep the change as a patch: `git -C {} diff > patches/{}/0001-my-change.patch`\n  help: or drop it: pass --discard-changes (its diff is saved under the work dir first)",
+            self.tree.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for LocalChanges {}
+
+/// `--locked`, and the lock does not cover a pin.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{source_name}: {reason}\n  help: run `snp-build update` to resolve the pins and rewrite {lock}"
+)]
+pub struct LockMismatch {
+    pub source_name: String,
+    pub reason: String,
+    pub lock: String,
+}
+
 /// The exit code for an error chain.
 pub fn code_for(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
@@ -64,6 +115,12 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         }
         if cause.is::<NotImplemented>() {
             return NOT_IMPLEMENTED;
+        }
+        if cause.is::<LockMismatch>() {
+            return LOCK_MISMATCH;
+        }
+        if cause.is::<LocalChanges>() {
+            return LOCAL_CHANGES;
         }
     }
     FAILED

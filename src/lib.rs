@@ -8,5 +8,8 @@ pub mod commands;
 pub mod component;
 pub mod config;
 pub mod exit;
+pub mod fsutil;
 pub mod legacy;
+pub mod lock;
 pub mod output;
+pub mod source;

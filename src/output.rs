@@ -34,3 +34,89 @@ impl Output {
         println!("{}", Value::Object(doc));
     }
 }
+
+/// Progress of one long step (a fetch, a stage). On a terminal: an
+/// indicatif line on stderr. Otherwise: plain lines, no escape codes.
+pub struct Progress {
+    label: String,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(label: impl Into<String>) -> Progress {
+        use std::io::IsTerminal;
+        let label = label.into();
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(label.clone());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Progress { label, bar }
+    }
+
+    /// A new phase of the step.
+    pub fn step(&self, message: impl AsRef<str>) {
+        match &self.bar {
+            Some(bar) => bar.set_message(message.as_ref().to_string()),
+            None => eprintln!("{}: {}", self.label, message.as_ref()),
+        }
+    }
+
+    /// Objects and bytes received so far (terminal only: too chatty for logs).
+    pub fn transfer(&self, received: usize, total: usize, bytes: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "receiving objects {received}/{total}, {}",
+                human_bytes(bytes as u64)
+            ));
+        }
+    }
+
+    /// The step is over; `message` stays on screen.
+    pub fn finish(&self, message: impl AsRef<str>) {
+        match &self.bar {
+            Some(bar) => bar.finish_with_message(message.as_ref().to_string()),
+            None => eprintln!("{}: {}", self.label, message.as_ref()),
+        }
+    }
+
+    /// A warning that must be seen even while the bar is drawn.
+    pub fn warn(&self, message: impl AsRef<str>) {
+        let line = format!("warning: {}: {}", self.label, message.as_ref());
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar
+            && !bar.is_finished()
+        {
+            bar.abandon();
+        }
+    }
+}
+
+/// `1.5 MiB`-style sizes for messages.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

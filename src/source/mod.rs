@@ -1,0 +1,646 @@
+//! Sources: bring each tree under the work dir to its pinned commit with
+//! git2 (no `git` subprocess), lock every pin to a full SHA, share one
+//! object store between the two kernels, and recover broken checkouts.
+//!
+//! Layout under the work dir:
+//!
+//! | path | what |
+//! |---|---|
+//! | `git/<store>.git` | bare object store per upstream family (`linux`, shared by both kernels; `qemu`; `ovmf`). Holds no user work: re-made when damaged. |
+//! | `<source>/src` | the tree: its objects come from the store (`objects/info/alternates`), HEAD detached at the pinned commit, remote `current` = the pinned URL |
+//! | `<source>/src.broken-<UTC>` | a broken tree that held (or may have held) user work, moved aside |
+//! | `saved-diffs/<source>-<UTC>.diff` | hand edits dropped by `--discard-changes` |
+//!
+//! Guarantees:
+//! - A matching lock entry is used as is: a no-op fetch opens the store and
+//!   the tree, checks HEAD and the pinned objects, and transfers nothing.
+//! - Only what the pin needs is fetched: one branch, one tag or one commit,
+//!   at depth 1 where the transport allows it (libgit2's local transport
+//!   does not), deeper only when a commit must be found below a branch tip.
+//! - Nothing the user had is lost: hand edits stop a checkout (exit 7); a
+//!   broken tree with (possibly) uncommitted work is moved aside, never
+//!   deleted; a failed fetch leaves existing trees untouched.
+
+pub mod remote;
+pub mod submodule;
+pub mod tree;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, anyhow, bail};
+use git2::{Oid, Repository};
+use serde::Serialize;
+
+use crate::component::SourceId;
+use crate::config::{Config, Rev, Source};
+use crate::exit::LockMismatch;
+use crate::fsutil::utc_stamp;
+use crate::lock::{Entry, Lock};
+use crate::output::{Progress, human_bytes};
+use remote::{RemoteRef, Transfer};
+
+/// Where sources live under the work dir.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(work_dir: &Path) -> anyhow::Result<Layout> {
+        let root = std::path::absolute(work_dir)
+            .with_context(|| format!("resolving the work dir {}", work_dir.display()))?;
+        Ok(Layout { root })
+    }
+
+    pub fn tree(&self, id: SourceId) -> PathBuf {
+        self.root.join(id.name()).join("src")
+    }
+
+    pub fn store(&self, id: SourceId) -> PathBuf {
+        let family = match id {
+            SourceId::KernelHost | SourceId::KernelGuest => "linux",
+            SourceId::Qemu => "qemu",
+            SourceId::Ovmf => "ovmf",
+        };
+        self.root.join("git").join(format!("{family}.git"))
+    }
+
+    fn saved_diff(&self, id: SourceId) -> PathBuf {
+        self.root
+            .join("saved-diffs")
+            .join(format!("{id}-{}.diff", utc_stamp(SystemTime::now())))
+    }
+}
+
+/// Use the lock, or re-resolve branches and tags (`snp-build update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    UseLock,
+    Update,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub mode: Mode,
+    /// Fail instead of resolving anything the lock does not cover.
+    pub locked: bool,
+    /// Save hand edits as a diff, then check out over them.
+    pub discard_changes: bool,
+}
+
+/// What happened to one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Synced {
+    pub source: SourceId,
+    pub url: String,
+    pub pin: String,
+    pub sha: String,
+    /// The SHA the lock had before, when it differs.
+    pub previous_sha: Option<String>,
+    pub submodules: BTreeMap<String, String>,
+    pub received_objects: usize,
+    pub received_bytes: usize,
+    /// `cloned`, `checked-out`, `unchanged` or `recovered`.
+    pub action: &'static str,
+    pub tree: PathBuf,
+    pub moved_aside: Option<PathBuf>,
+    pub saved_diff: Option<PathBuf>,
+}
+
+/// Brings the trees of `ids` to their pins, updating and saving `lock`
+/// after each source.
+pub fn sync(
+    config: &Config,
+    layout: &Layout,
+    lock: &mut Lock,
+    ids: &[SourceId],
+    opts: Options,
+) -> anyhow::Result<Vec<Synced>> {
+    let sources = ids
+        .iter()
+        .map(|id| config.source(*id))
+        .collect::<Result<Vec<_>, _>>()?;
+    // --locked is checked for every source before anything is fetched.
+    if opts.locked {
+        for s in &sources {
+            if opts.mode == Mode::Update || lock.get(s).is_none() {
+                return Err(LockMismatch {
+                    source_name: s.id.to_string(),
+                    reason: match lock.previous(s.id) {
+                        Some(_) => format!(
+                            "the lock entry was resolved from another pin than [{}] now has",
+                            s.id.table()
+                        ),
+                        None => "the lock has no entry for it".into(),
+                    },
+                    lock: lock.path.display().to_string(),
+                }
+                .into());
+            }
+        }
+    }
+    let mut done = Vec::new();
+    for source in sources {
+        let locked = match opts.mode {
+            Mode::UseLock => lock.get(source).cloned(),
+            Mode::Update => None,
+        };
+        let previous = lock.previous(source.id).map(|e| e.sha.clone());
+        let synced = sync_one(source, layout, locked.as_ref(), opts)?;
+        lock.set(
+            source.id,
+            Entry::new(source, synced.sha.clone(), synced.submodules.clone()),
+        );
+        lock.save()?;
+        done.push(Synced {
+            previous_sha: previous.filter(|p| *p != synced.sha),
+            ..synced
+        });
+    }
+    Ok(done)
+}
+
+fn sync_one(
+    source: &Source,
+    layout: &Layout,
+    locked: Option<&Entry>,
+    opts: Options,
+) -> anyhow::Result<Synced> {
+    let progress = Progress::new(source.id.name());
+    let store_path = layout.store(source.id);
+    let mut store = open_store(&store_path, &progress)?;
+    let have_locked = locked
+        .and_then(|e| Oid::from_str(&e.sha).ok())
+        .is_some_and(|oid| has_commit(&store, oid));
+    if !have_locked {
+        // Something must be fetched: first make sure the store can be trusted.
+        store = repair_store(store, &progress)?;
+    }
+    let (oid, transfer) = resolve(&store, source, locked, &progress)?;
+    store.reference(
+        &format!("refs/snp/{}/pinned", source.id),
+        oid,
+        true,
+        "pinned",
+    )?;
+    let store_objects = store.path().join("objects");
+
+    let tree_path = layout.tree(source.id);
+    let mut moved_aside = None;
+    let mut saved_diff = None;
+    let (repo, action) = match tree::inspect(&tree_path, &store_objects) {
+        tree::State::Missing => {
+            progress.step(format!("checking out {}", short(oid)));
+            (
+                tree::create(&tree_path, &store_objects, &source.url, oid)?,
+                "cloned",
+            )
+        }
+        tree::State::Healthy { head } => {
+            let repo = Repository::open(&tree_path)?;
+            if head == oid {
+                (repo, "unchanged")
+            } else {
+                progress.step(format!("checking out {}", short(oid)));
+                let diff_path = layout.saved_diff(source.id);
+                saved_diff = tree::checkout(
+                    &repo,
+                    oid,
+                    source.id.name(),
+                    opts.discard_changes.then_some(diff_path.as_path()),
+                )?;
+                if let Some(p) = &saved_diff {
+                    progress.warn(format!(
+                        "local changes discarded; their diff is saved in {}",
+                        p.display()
+                    ));
+                }
+                (repo, "checked-out")
+            }
+        }
+        tree::State::Broken { reason, user_work } => {
+            if user_work == Some(false) {
+                progress.warn(format!(
+                    "{} is broken ({reason}) and holds no local changes: cloning it again",
+                    tree_path.display()
+                ));
+                std::fs::remove_dir_all(&tree_path)
+                    .with_context(|| format!("removing {}", tree_path.display()))?;
+            } else {
+                let aside = tree::move_aside(&tree_path)?;
+                progress.warn(format!(
+                    "{} is broken ({reason}); it {} local changes, so it was moved aside to {} and is cloned again",
+                    tree_path.display(),
+                    if user_work.is_some() { "holds" } else { "may hold" },
+                    aside.display()
+                ));
+                moved_aside = Some(aside);
+            }
+            let repo =
+                tree::create(&tree_path, &store_objects, &source.url, oid).with_context(|| {
+                    format!(
+                        "{}: the fresh clone of {} failed too",
+                        source.id, source.url
+                    )
+                })?;
+            (repo, "recovered")
+        }
+    };
+    tree::set_remote(&repo, &source.url)?;
+    sync_shallow(&store, &tree_path)?;
+    set_tree_refs(&repo, &source.rev, oid)?;
+    let submodules = if source.submodules {
+        submodule::update(&repo, &progress).with_context(|| format!("{}: submodules", source.id))?
+    } else {
+        BTreeMap::new()
+    };
+
+    progress.finish(format!(
+        "{} at {} ({}{})",
+        source.rev,
+        short(oid),
+        action,
+        if transfer.objects > 0 {
+            format!(
+                ", received {} objects, {}",
+                transfer.objects,
+                human_bytes(transfer.bytes as u64)
+            )
+        } else {
+            String::new()
+        }
+    ));
+    Ok(Synced {
+        source: source.id,
+        url: source.url.clone(),
+        pin: source.rev.to_string(),
+        sha: oid.to_string(),
+        previous_sha: None,
+        submodules,
+        received_objects: transfer.objects,
+        received_bytes: transfer.bytes,
+        action,
+        tree: tree_path,
+        moved_aside,
+        saved_diff,
+    })
+}
+
+fn short(oid: Oid) -> String {
+    oid.to_string()[..12].to_string()
+}
+
+/// Opens the bare store, re-making it when it is unreadable (it holds no
+/// user work: everything in it can be fetched again).
+fn open_store(path: &Path, progress: &Progress) -> anyhow::Result<Repository> {
+    if path.exists() {
+        match Repository::open_bare(path) {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                progress.warn(format!(
+                    "object store {} is unreadable ({}): re-making it",
+                    path.display(),
+                    e.message()
+                ));
+                std::fs::remove_dir_all(path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(path.parent().unwrap_or(path))?;
+    Repository::init_bare(path)
+        .with_context(|| format!("creating the object store {}", path.display()))
+}
+
+/// Whether `oid` is a commit whose tree the store can read.
+fn has_commit(repo: &Repository, oid: Oid) -> bool {
+    repo.find_commit(oid).and_then(|c| c.tree()).is_ok()
+}
+
+/// The store's refs all point at readable objects. A deleted or cut pack
+/// breaks this, and a fetch would then trust refs whose objects are gone.
+fn store_is_sound(store: &Repository) -> Result<(), String> {
+    let refs = store.references().map_err(|e| e.message().to_string())?;
+    for r in refs {
+        let r = r.map_err(|e| e.message().to_string())?;
+        let name = r.name().unwrap_or("?").to_string();
+        r.peel_to_commit()
+            .and_then(|c| c.tree())
+            .map_err(|e| format!("{name}: {}", e.message()))?;
+    }
+    Ok(())
+}
+
+/// Re-makes the store when it lost objects its refs name.
+fn repair_store(store: Repository, progress: &Progress) -> anyhow::Result<Repository> {
+    match store_is_sound(&store) {
+        Ok(()) => Ok(store),
+        Err(why) => {
+            let path = store.path().to_path_buf();
+            progress.warn(format!(
+                "object store {} lost objects ({why}): fetching it again",
+                path.display()
+            ));
+            drop(store);
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing {}", path.display()))?;
+            Repository::init_bare(&path).with_context(|| format!("creating {}", path.display()))
+        }
+    }
+}
+
+/// Resolves the pin to a commit present in the store, fetching only what
+/// is missing. With a matching lock entry, that SHA is the answer.
+fn resolve(
+    store: &Repository,
+    source: &Source,
+    locked: Option<&Entry>,
+    progress: &Progress,
+) -> anyhow::Result<(Oid, Transfer)> {
+    if let Some(entry) = locked {
+        let oid = Oid::from_str(&entry.sha)
+            .with_context(|| format!("{}: bad SHA {:?} in the lock", source.id, entry.sha))?;
+        if has_commit(store, oid) {
+            return Ok((oid, Transfer::default()));
+        }
+    }
+    let fetcher = Fetcher {
+        store,
+        source,
+        progress,
+    };
+    let what = || format!("{}: fetching {} ({})", source.id, source.url, source.rev);
+    match locked {
+        Some(entry) => fetcher
+            .fetch_locked(Oid::from_str(&entry.sha)?)
+            .with_context(what),
+        None => fetcher.resolve_fresh().with_context(what),
+    }
+}
+
+struct Fetcher<'a> {
+    store: &'a Repository,
+    source: &'a Source,
+    progress: &'a Progress,
+}
+
+/// Depth for a fetch that only needs the tip.
+const SHALLOW: Option<i32> = Some(1);
+
+impl Fetcher<'_> {
+    fn id(&self) -> SourceId {
+        self.source.id
+    }
+
+    fn url(&self) -> &str {
+        &self.source.url
+    }
+
+    /// A depth that gets the whole history (unshallowing a shallow store).
+    fn full(&self) -> Option<i32> {
+        self.store.is_shallow().then_some(i32::MAX)
+    }
+
+    fn branch_refspec(&self, branch: &str) -> String {
+        format!("+refs/heads/{branch}:refs/snp/{}/heads/{branch}", self.id())
+    }
+
+    fn fetch(&self, refspecs: &[String], depth: Option<i32>) -> anyhow::Result<Transfer> {
+        self.progress.step(format!("fetching from {}", self.url()));
+        remote::fetch(self.store, self.url(), refspecs, depth, self.progress)
+            .map_err(|e| network_error(self.url(), e))
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<RemoteRef>> {
+        self.progress.step(format!("listing {}", self.url()));
+        remote::list(self.store, self.url(), self.progress)
+            .map_err(|e| network_error(self.url(), e))
+    }
+
+    /// The tip of `branch` as upstream advertises it.
+    fn branch_tip(&self, refs: &[RemoteRef], branch: &str) -> anyhow::Result<Oid> {
+        let name = format!("refs/heads/{branch}");
+        refs.iter().find(|r| r.name == name).map(|r| r.oid).ok_or_else(|| {
+            let mut known: Vec<&str> = refs
+                .iter()
+                .filter_map(|r| r.name.strip_prefix("refs/heads/"))
+                .collect();
+            known.truncate(10);
+            anyhow!(
+                "branch `{branch}` does not exist at {}\n  help: check `branch` in [{}]; branches there include: {}",
+                self.url(),
+                self.id().table(),
+                if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+            )
+        })
+    }
+
+    fn resolve_fresh(&self) -> anyhow::Result<(Oid, Transfer)> {
+        let refs = self.list()?;
+        match &self.source.rev {
+            Rev::Branch { name } => {
+                let tip = self.branch_tip(&refs, name)?;
+                let mut t = Transfer::default();
+                if !has_commit(self.store, tip) {
+                    t = self.fetch(&[self.branch_refspec(name)], SHALLOW)?;
+                }
+                self.require(tip)?;
+                Ok((tip, t))
+            }
+            Rev::Tag { name } => {
+                let tag_ref = format!("refs/tags/{name}");
+                let peeled_ref = format!("{tag_ref}^{{}}");
+                let advertised = refs
+                    .iter()
+                    .find(|r| r.name == peeled_ref)
+                    .or_else(|| refs.iter().find(|r| r.name == tag_ref))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "tag `{name}` does not exist at {}\n  help: check `tag` in [{}]",
+                            self.url(),
+                            self.id().table()
+                        )
+                    })?;
+                let mut t = Transfer::default();
+                if !has_commit(self.store, advertised.oid) {
+                    t = self.fetch(
+                        &[format!("+{tag_ref}:refs/snp/{}/tags/{name}", self.id())],
+                        SHALLOW,
+                    )?;
+                }
+                let oid = self
+                    .store
+                    .find_reference(&format!("refs/snp/{}/tags/{name}", self.id()))
+                    .and_then(|r| r.peel_to_commit())
+                    .map(|c| c.id())
+                    .unwrap_or(advertised.oid);
+                self.require(oid)?;
+                Ok((oid, t))
+            }
+            Rev::Commit {
+                sha,
+                branch: Some(branch),
+            } => {
+                let tip = self.branch_tip(&refs, branch)?;
+                let mut t = Transfer::default();
+                if tip.to_string().starts_with(sha.as_str()) {
+                    if !has_commit(self.store, tip) {
+                        t = self.fetch(&[self.branch_refspec(branch)], SHALLOW)?;
+                    }
+                    self.require(tip)?;
+                    return Ok((tip, t));
+                }
+                // Below the tip: the branch's history is needed.
+                t += self.fetch(&[self.branch_refspec(branch)], self.full())?;
+                let oid = self.find_prefix(sha)?;
+                if !self.store.graph_descendant_of(tip, oid)? {
+                    bail!(
+                        "commit {sha} is not on branch `{branch}` at {} (its tip is {})\n  help: check `commit` and `branch` in [{}]",
+                        self.url(),
+                        short(tip),
+                        self.id().table()
+                    );
+                }
+                Ok((oid, t))
+            }
+            Rev::Commit { sha, branch: None } => {
+                if let Ok(oid) = self.find_prefix(sha) {
+                    return Ok((oid, Transfer::default()));
+                }
+                let t = self.fetch_commit_anywhere(sha)?;
+                Ok((self.find_prefix(sha)?, t))
+            }
+        }
+    }
+
+    /// A commit with no branch to look under: by SHA when the server allows
+    /// it, else every branch and tag.
+    fn fetch_commit_anywhere(&self, sha: &str) -> anyhow::Result<Transfer> {
+        if sha.len() == 40
+            && let Ok(t) = self.fetch(&[format!("+{sha}:refs/snp/{}/commit", self.id())], SHALLOW)
+            && self.find_prefix(sha).is_ok()
+        {
+            return Ok(t);
+        }
+        self.fetch(
+            &[
+                format!("+refs/heads/*:refs/snp/{}/heads/*", self.id()),
+                format!("+refs/tags/*:refs/snp/{}/tags/*", self.id()),
+            ],
+            self.full(),
+        )
+    }
+
+    /// The locked commit is not in the store (new work dir, or a damaged
+    /// store): fetch exactly it, whatever upstream's branch says now.
+    fn fetch_locked(&self, oid: Oid) -> anyhow::Result<(Oid, Transfer)> {
+        let sha = oid.to_string();
+        let mut t = Transfer::default();
+        // By SHA first (git daemon and smart HTTP allow it when configured).
+        if let Ok(got) = self.fetch(&[format!("+{sha}:refs/snp/{}/commit", self.id())], SHALLOW) {
+            t += got;
+            if has_commit(self.store, oid) {
+                return Ok((oid, t));
+            }
+        }
+        match &self.source.rev {
+            Rev::Branch { name }
+            | Rev::Commit {
+                branch: Some(name), ..
+            } => {
+                t += self.fetch(&[self.branch_refspec(name)], self.full())?;
+            }
+            Rev::Tag { name } => {
+                t += self.fetch(
+                    &[format!(
+                        "+refs/tags/{name}:refs/snp/{}/tags/{name}",
+                        self.id()
+                    )],
+                    SHALLOW,
+                )?;
+            }
+            Rev::Commit { branch: None, .. } => t += self.fetch_commit_anywhere(&sha)?,
+        }
+        if !has_commit(self.store, oid) {
+            bail!(
+                "the locked commit {sha} is no longer at {} ({}: upstream was rewritten?)\n  help: run `snp-build update {}` to resolve the pin again",
+                self.url(),
+                self.source.rev,
+                self.id()
+            );
+        }
+        Ok((oid, t))
+    }
+
+    fn require(&self, oid: Oid) -> anyhow::Result<()> {
+        if has_commit(self.store, oid) {
+            Ok(())
+        } else {
+            bail!("{} did not send commit {oid}", self.url())
+        }
+    }
+
+    fn find_prefix(&self, sha: &str) -> anyhow::Result<Oid> {
+        let obj = self.store.revparse_single(sha).map_err(|_| {
+            anyhow!(
+                "commit {sha} does not exist at {}\n  help: check `commit` in [{}]",
+                self.url(),
+                self.id().table()
+            )
+        })?;
+        Ok(obj
+            .peel_to_commit()
+            .map_err(|_| anyhow!("{sha} at {} is not a commit", self.url()))?
+            .id())
+    }
+}
+
+/// An upstream that cannot be reached: name the URL and what to check.
+fn network_error(url: &str, e: git2::Error) -> anyhow::Error {
+    anyhow!(
+        "cannot fetch from {url}: {}\n  help: check the URL, your network and proxy settings (https_proxy, git's http.proxy), and for private forks your ssh-agent or git credential helper",
+        e.message()
+    )
+}
+
+/// Keeps the tree's `shallow` file equal to the store's, so history walks
+/// in the tree stop where the store's history does.
+fn sync_shallow(store: &Repository, tree: &Path) -> anyhow::Result<()> {
+    let git_dir = tree.join(".git");
+    if !git_dir.is_dir() {
+        return Ok(());
+    }
+    let store_file = store.path().join("shallow");
+    let tree_file = git_dir.join("shallow");
+    match std::fs::read(&store_file) {
+        Ok(bytes) => crate::fsutil::write_atomic(&tree_file, &bytes),
+        Err(_) => {
+            let _ = std::fs::remove_file(&tree_file);
+            Ok(())
+        }
+    }
+}
+
+/// Refs a user of the tree expects: `current/<branch>` or the tag.
+fn set_tree_refs(repo: &Repository, rev: &Rev, oid: Oid) -> anyhow::Result<()> {
+    match rev {
+        Rev::Branch { name }
+        | Rev::Commit {
+            branch: Some(name), ..
+        } => {
+            repo.reference(
+                &format!("refs/remotes/current/{name}"),
+                oid,
+                true,
+                "snp-build fetch",
+            )?;
+        }
+        Rev::Tag { name } => {
+            repo.reference(&format!("refs/tags/{name}"), oid, true, "snp-build fetch")?;
+        }
+        Rev::Commit { branch: None, .. } => {}
+    }
+    Ok(())
+}

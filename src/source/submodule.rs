@@ -1,0 +1,125 @@
+//! Submodules: `git submodule sync` then `update --init --recursive`, with
+//! git2 (which updates one level per call, so this recurses by hand).
+//!
+//! Sync first means a submodule whose URL changed upstream (as edk2's
+//! subhook did) is fetched from its new URL. A submodule that is missing,
+//! unreadable or at the wrong commit is repaired on its own; its git
+//! directory is re-made only when it holds no work of the user's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use git2::{Repository, Submodule, SubmoduleUpdateOptions};
+
+use super::remote::submodule_fetch_options;
+use super::tree::has_user_work;
+use crate::output::Progress;
+
+/// Brings every submodule of `repo` (recursively) to the commit its
+/// superproject records. Returns path -> SHA for all of them, nested paths
+/// joined with `/`.
+pub fn update(repo: &Repository, progress: &Progress) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut shas = BTreeMap::new();
+    update_into(repo, "", progress, &mut shas)?;
+    Ok(shas)
+}
+
+fn update_into(
+    repo: &Repository,
+    prefix: &str,
+    progress: &Progress,
+    shas: &mut BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    for mut sm in repo.submodules().context("reading .gitmodules")? {
+        let path = format!("{prefix}{}", sm.path().display());
+        let Some(want) = sm.head_id() else {
+            continue; // listed in .gitmodules but not in the tree
+        };
+        sm.sync()
+            .with_context(|| format!("syncing the URL of submodule {path}"))?;
+        if !is_current(repo, &sm) {
+            progress.step(format!("submodule {path}"));
+            if let Err(first) = update_one(repo, &mut sm, progress) {
+                // A half-made or damaged submodule git dir: re-make it when
+                // that cannot lose work, then try once more.
+                reset_submodule(repo, &sm, &path).with_context(|| {
+                    format!(
+                        "updating submodule {path} failed ({first:#}) and it could not be reset"
+                    )
+                })?;
+                let mut sm = repo.find_submodule(&sm.path().to_string_lossy())?;
+                update_one(repo, &mut sm, progress).with_context(|| {
+                    format!(
+                        "updating submodule {path} from {}",
+                        sm.url().ok().flatten().unwrap_or("?")
+                    )
+                })?;
+            }
+        }
+        let sub = sm
+            .open()
+            .with_context(|| format!("opening submodule {path}"))?;
+        shas.insert(path.clone(), want.to_string());
+        update_into(&sub, &format!("{path}/"), progress, shas)?;
+    }
+    Ok(())
+}
+
+/// Checked out, readable and at the recorded commit (cheap: no scan).
+fn is_current(repo: &Repository, sm: &Submodule<'_>) -> bool {
+    let Some(workdir) = repo.workdir() else {
+        return false;
+    };
+    let Ok(sub) = Repository::open(workdir.join(sm.path())) else {
+        return false;
+    };
+    let at_commit = sub
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .map(|c| Some(c.id()) == sm.head_id())
+        .unwrap_or(false);
+    at_commit && sub.index().is_ok_and(|i| !i.is_empty())
+}
+
+fn update_one(
+    repo: &Repository,
+    sm: &mut Submodule<'_>,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let mut opts = SubmoduleUpdateOptions::new();
+    opts.fetch(submodule_fetch_options(repo, progress));
+    opts.allow_fetch(true);
+    let mut checkout = git2::build::CheckoutBuilder::new();
+    checkout.force();
+    opts.checkout(checkout);
+    sm.update(true, Some(&mut opts))?;
+    Ok(())
+}
+
+/// Removes a submodule's git dir and (when clean or absent) its work tree,
+/// so `update` clones it afresh. A work tree holding user changes is left
+/// in place and reported.
+fn reset_submodule(repo: &Repository, sm: &Submodule<'_>, path: &str) -> anyhow::Result<()> {
+    let workdir = repo.workdir().context("superproject has no work tree")?;
+    let sub_path = workdir.join(sm.path());
+    if let Ok(sub) = Repository::open(&sub_path)
+        && has_user_work(&sub).unwrap_or(true)
+    {
+        anyhow::bail!("submodule {path} holds local changes; commit or move them, then run again");
+    }
+    remove_if_exists(&sub_path)?;
+    remove_if_exists(&repo.path().join("modules").join(sm.name().unwrap_or(path)))?;
+    Ok(())
+}
+
+fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+        }
+        Ok(_) => std::fs::remove_file(path).with_context(|| format!("removing {}", path.display())),
+        Err(_) => Ok(()),
+    }
+}

@@ -1,0 +1,294 @@
+//! A source's checkout: inspect it cheaply, check out a commit without
+//! overwriting hand edits, and recover a broken one without losing work.
+//!
+//! A tree is a plain git repository whose objects come from its store
+//! through `objects/info/alternates`, so the two kernel trees share one
+//! object store. Its remote `current` always carries the pinned URL, as in
+//! build.sh. HEAD is detached at the commit being built.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context;
+use git2::{Oid, Repository, Status, StatusOptions, build::CheckoutBuilder};
+
+use crate::exit::LocalChanges;
+use crate::fsutil::utc_stamp;
+
+/// Written while a checkout moves files; found at startup it means the
+/// last checkout was interrupted half-way.
+const CHECKOUT_MARKER: &str = "snp-build-checkout";
+
+/// What a cheap look at a tree found.
+#[derive(Debug)]
+pub enum State {
+    Missing,
+    /// Readable, HEAD at `head`.
+    Healthy {
+        head: Oid,
+    },
+    /// Unusable; `user_work` is whether it holds uncommitted changes or
+    /// untracked files (`None`: too broken to tell).
+    Broken {
+        reason: String,
+        user_work: Option<bool>,
+    },
+}
+
+/// Looks at `path` without scanning the work tree: the repository opens,
+/// HEAD and its commit and tree are readable, the index is readable and not
+/// locked or emptied, and no checkout was interrupted. `store_objects` is
+/// the alternates target the tree must point at.
+pub fn inspect(path: &Path, store_objects: &Path) -> State {
+    if !path.exists() {
+        return State::Missing;
+    }
+    let repo = match Repository::open(path) {
+        Ok(r) => r,
+        Err(e) => {
+            return broken(
+                None,
+                format!("not a readable git repository ({})", e.message()),
+            );
+        }
+    };
+    let git_dir = repo.path().to_path_buf();
+    if git_dir.join(CHECKOUT_MARKER).exists() {
+        // The work tree is half old, half new: local edits cannot be told
+        // apart from the interrupted checkout, so the tree is moved aside.
+        return State::Broken {
+            reason: "a checkout was interrupted half-way".into(),
+            user_work: None,
+        };
+    }
+    let alternates =
+        std::fs::read_to_string(git_dir.join("objects/info/alternates")).unwrap_or_default();
+    if alternates.trim() != store_objects.display().to_string() {
+        return broken(
+            Some(&repo),
+            "its object store link (objects/info/alternates) is missing or points elsewhere".into(),
+        );
+    }
+    let head = match repo.head() {
+        Ok(h) => h,
+        Err(e) => return broken(Some(&repo), format!("HEAD is unreadable ({})", e.message())),
+    };
+    let commit = match head.peel_to_commit() {
+        Ok(c) => c,
+        Err(e) => {
+            return broken(
+                Some(&repo),
+                format!("the HEAD commit is missing ({})", e.message()),
+            );
+        }
+    };
+    let tree = match commit.tree() {
+        Ok(t) => t,
+        Err(e) => {
+            return broken(
+                Some(&repo),
+                format!("the HEAD tree is missing ({})", e.message()),
+            );
+        }
+    };
+    if git_dir.join("index.lock").exists() {
+        return broken(
+            Some(&repo),
+            "a leftover index.lock from an interrupted git operation".into(),
+        );
+    }
+    match repo.index() {
+        Err(e) => {
+            return broken(
+                Some(&repo),
+                format!("the index is corrupt ({})", e.message()),
+            );
+        }
+        Ok(index) if index.is_empty() && !tree.is_empty() => {
+            return broken(Some(&repo), "the index is missing or empty".into());
+        }
+        Ok(_) => {}
+    }
+    State::Healthy { head: commit.id() }
+}
+
+fn broken(repo: Option<&Repository>, reason: String) -> State {
+    State::Broken {
+        reason,
+        user_work: repo.and_then(|r| has_user_work(r).ok()),
+    }
+}
+
+/// Whether the tree holds modified tracked files, staged changes or
+/// untracked (not ignored) files. This scans the work tree: only called
+/// when something already looks wrong.
+pub fn has_user_work(repo: &Repository) -> Result<bool, git2::Error> {
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    Ok(!repo.statuses(Some(&mut opts))?.is_empty())
+}
+
+/// Moves a broken tree aside to `<name>.broken-<UTC timestamp>` and
+/// returns the new path. Never deletes.
+pub fn move_aside(path: &Path) -> anyhow::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "src".into());
+    let mut aside = path.with_file_name(format!("{name}.broken-{}", utc_stamp(SystemTime::now())));
+    let mut n = 1;
+    while aside.exists() {
+        n += 1;
+        aside = path.with_file_name(format!(
+            "{name}.broken-{}-{n}",
+            utc_stamp(SystemTime::now())
+        ));
+    }
+    std::fs::rename(path, &aside)
+        .with_context(|| format!("moving {} aside to {}", path.display(), aside.display()))?;
+    Ok(aside)
+}
+
+/// A new tree at `path` checked out at `commit`, linked to the store. Made
+/// in a temporary directory and renamed into place, so an interrupted
+/// clone leaves nothing half-made under the tree's name.
+pub fn create(
+    path: &Path,
+    store_objects: &Path,
+    url: &str,
+    commit: Oid,
+) -> anyhow::Result<Repository> {
+    let parent = path.parent().context("tree path has no parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    remove_leftover_temps(path)?;
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let repo = Repository::init(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    std::fs::write(
+        repo.path().join("objects/info/alternates"),
+        format!("{}\n", store_objects.display()),
+    )
+    .context("linking the tree to its object store")?;
+    drop(repo);
+    let repo = Repository::open(&tmp)?;
+    set_remote(&repo, url)?;
+    repo.set_head_detached(commit)?;
+    repo.checkout_head(Some(CheckoutBuilder::new().force()))
+        .with_context(|| format!("checking out {commit} in {}", tmp.display()))?;
+    drop(repo);
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(Repository::open(path)?)
+}
+
+/// Temporary clones left by an interrupted run (ours, never user work).
+fn remove_leftover_temps(path: &Path) -> anyhow::Result<()> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let prefix = format!(
+        ".{}.tmp-",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    for entry in std::fs::read_dir(parent)?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The remote `current` carries the pinned URL on every run (build.sh).
+pub fn set_remote(repo: &Repository, url: &str) -> anyhow::Result<()> {
+    match repo.find_remote("current") {
+        Ok(r) if r.url().ok() == Some(url) => {}
+        Ok(_) => repo.remote_set_url("current", url)?,
+        Err(_) => {
+            repo.remote("current", url)?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves an existing healthy tree from its HEAD to `commit`. Hand-edited
+/// tracked files that the checkout would overwrite stop it (exit 7) unless
+/// `discard` is set, in which case their diff is saved to `diff_path` first.
+pub fn checkout(
+    repo: &Repository,
+    commit: Oid,
+    source: &str,
+    discard: Option<&Path>,
+) -> anyhow::Result<Option<PathBuf>> {
+    let target = repo.find_commit(commit)?;
+    let mut saved = None;
+    let modified = modified_tracked_files(repo)?;
+    if !modified.is_empty() {
+        match discard {
+            None => return Err(LocalChanges::new(source, repo_workdir(repo), modified).into()),
+            Some(diff_path) => {
+                save_diff(repo, diff_path)?;
+                saved = Some(diff_path.to_path_buf());
+            }
+        }
+    }
+    let marker = repo.path().join(CHECKOUT_MARKER);
+    std::fs::write(&marker, commit.to_string()).context("marking the checkout")?;
+    let mut builder = CheckoutBuilder::new();
+    if saved.is_some() {
+        builder.force();
+    } else {
+        builder.safe();
+    }
+    repo.checkout_tree(target.as_object(), Some(&mut builder))
+        .with_context(|| format!("checking out {commit}"))?;
+    repo.set_head_detached(commit)?;
+    std::fs::remove_file(&marker).context("clearing the checkout marker")?;
+    Ok(saved)
+}
+
+fn repo_workdir(repo: &Repository) -> PathBuf {
+    repo.workdir().unwrap_or(repo.path()).to_path_buf()
+}
+
+/// Tracked files whose content differs from HEAD (staged or not).
+fn modified_tracked_files(repo: &Repository) -> Result<Vec<String>, git2::Error> {
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(false).exclude_submodules(true);
+    let changed = Status::WT_MODIFIED
+        | Status::WT_DELETED
+        | Status::WT_TYPECHANGE
+        | Status::WT_RENAMED
+        | Status::INDEX_MODIFIED
+        | Status::INDEX_DELETED
+        | Status::INDEX_NEW
+        | Status::INDEX_RENAMED
+        | Status::INDEX_TYPECHANGE;
+    Ok(repo
+        .statuses(Some(&mut opts))?
+        .iter()
+        .filter(|e| e.status().intersects(changed))
+        .filter_map(|e| e.path().ok().map(String::from))
+        .collect())
+}
+
+/// `git diff HEAD` of the tree, written to `path`.
+fn save_diff(repo: &Repository, path: &Path) -> anyhow::Result<()> {
+    let head_tree = repo.head()?.peel_to_tree()?;
+    let diff = repo.diff_tree_to_workdir_with_index(Some(&head_tree), None)?;
+    let mut text = Vec::new();
+    diff.print(git2::DiffFormat::Patch, |_, _, line| {
+        if matches!(line.origin(), '+' | '-' | ' ') {
+            text.push(line.origin() as u8);
+        }
+        text.extend_from_slice(line.content());
+        true
+    })?;
+    crate::fsutil::write_atomic(path, &text)
+        .with_context(|| format!("saving the local changes to {}", path.display()))
+}
