@@ -100,6 +100,9 @@ pub enum Command {
     },
     /// Re-resolve branches and tags and rewrite the lock file
     Update {
+        /// Overwrite hand edits in a tree (their diff is saved first)
+        #[arg(long)]
+        discard_changes: bool,
         #[arg(value_name = "COMPONENT")]
         components: Vec<String>,
     },

@@ -53,12 +53,15 @@ pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
                 out,
             )
         }
-        Some(Command::Update { components }) => {
+        Some(Command::Update {
+            discard_changes,
+            components,
+        }) => {
             let selection = Selection::parse(&components)?;
             let config = load(config_path, out)?;
             let args = FetchArgs {
                 locked: false,
-                discard_changes: false,
+                discard_changes,
             };
             fetch(
                 &config,

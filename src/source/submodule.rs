@@ -111,6 +111,9 @@ fn reset_submodule(repo: &Repository, sm: &Submodule<'_>, path: &str) -> anyhow:
     }
     remove_if_exists(&sub_path)?;
     remove_if_exists(&repo.path().join("modules").join(sm.name().unwrap_or(path)))?;
+    // libgit2 clones a submodule only into an existing, empty directory.
+    std::fs::create_dir_all(&sub_path)
+        .with_context(|| format!("creating {}", sub_path.display()))?;
     Ok(())
 }
 

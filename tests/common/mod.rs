@@ -1,0 +1,176 @@
+//! Helpers shared by the end-to-end tests: fixture upstreams, the binary,
+//! and git plumbing to change upstreams the way real ones change.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// One set of fixture upstreams made per test binary (read-only use).
+pub fn shared_fixtures() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        xtask::fixtures::create(dir.path(), xtask::fixtures::Size::Small).unwrap();
+        dir
+    })
+    .path()
+}
+
+/// Fixture upstreams of the test's own, for tests that change upstream.
+pub fn own_fixtures(dir: &Path) -> PathBuf {
+    let fx = dir.join("upstream");
+    std::fs::create_dir_all(&fx).unwrap();
+    xtask::fixtures::create(&fx, xtask::fixtures::Size::Small).unwrap();
+    fx
+}
+
+/// A test's scratch area: a pin file (copied from `fixtures`, optionally
+/// edited) and a work dir.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new(fixtures: &Path) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            fixtures.join("stable-commits.toml"),
+            dir.path().join("stable-commits.toml"),
+        )
+        .unwrap();
+        Scratch { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pins(&self) -> PathBuf {
+        self.path().join("stable-commits.toml")
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.path().join("build")
+    }
+
+    pub fn tree(&self, source: &str) -> PathBuf {
+        self.work().join(source).join("src")
+    }
+
+    /// Replaces `from` by `to` in the pin file.
+    pub fn edit_pins(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.pins()).unwrap();
+        assert!(text.contains(from), "{from:?} not in pin file:\n{text}");
+        std::fs::write(self.pins(), text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// Runs snp-build in the scratch dir with this pin file and work dir.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::cargo_bin("snp-build")
+            .unwrap()
+            .current_dir(self.path())
+            .args(args)
+            .args(["--config", "stable-commits.toml", "--work-dir", "build"])
+            .output()
+            .unwrap();
+        Run::from(out)
+    }
+
+    /// `run` with --json, asserting success; returns the document.
+    pub fn run_ok(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let r = self.run(&all);
+        assert_eq!(r.code, 0, "snp-build {args:?} failed:\n{}", r.stderr);
+        r.json()
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        }
+    }
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Runs git with a fixed identity; panics on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "protocol.file.allow=always"])
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Upstream Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Upstream Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The SHA of `rev` in repository `repo`.
+pub fn rev_parse(repo: &Path, rev: &str) -> String {
+    git(repo, &["rev-parse", rev])
+}
+
+/// Adds a commit on `branch` of the bare upstream `bare` (via a scratch
+/// clone and a push); returns its SHA. With `force_from`, the branch is
+/// first reset to that rev (a rewritten history, pushed with --force).
+pub fn upstream_commit(
+    bare: &Path,
+    branch: &str,
+    file: &str,
+    content: &str,
+    force_from: Option<&str>,
+) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let clone = work.path().join("c");
+    git(
+        work.path(),
+        &["clone", "-q", "-b", branch, bare.to_str().unwrap(), "c"],
+    );
+    if let Some(rev) = force_from {
+        git(&clone, &["reset", "-q", "--hard", rev]);
+    }
+    std::fs::write(clone.join(file), content).unwrap();
+    git(&clone, &["add", file]);
+    git(&clone, &["commit", "-q", "-m", &format!("update {file}")]);
+    let push = if force_from.is_some() {
+        "--force"
+    } else {
+        "-q"
+    };
+    git(&clone, &["push", "-q", push, "origin", branch]);
+    rev_parse(&clone, "HEAD")
+}
+
+/// HEAD of a tree.
+pub fn head(tree: &Path) -> String {
+    rev_parse(tree, "HEAD")
+}

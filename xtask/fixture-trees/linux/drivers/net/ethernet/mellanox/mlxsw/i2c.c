@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-2.0
+/* drivers/net/ethernet/mellanox/mlxsw/i2c.c: fixture source (snp-build test fixture, not Linux). */
+#include <linux/fixture.h>
+
+unsigned long mlxsw_i2c_init_fixture(unsigned long x)
+{
+	unsigned long i, acc = 0;
+
+	for (i = 0; i < 64; i++)
+		acc += fixture_mix(x + i, i);
+	return acc;
+}
