@@ -620,12 +620,15 @@ impl Daemon {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("git daemon");
+        let mut daemon = Daemon { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Daemon { child, port };
+                return daemon;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        let _ = daemon.child.kill();
+        let _ = daemon.child.wait();
         panic!("git daemon did not start on port {port}");
     }
 }
