@@ -12,4 +12,5 @@ pub mod fsutil;
 pub mod legacy;
 pub mod lock;
 pub mod output;
+pub mod patch;
 pub mod source;

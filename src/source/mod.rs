@@ -39,6 +39,7 @@ use crate::exit::LockMismatch;
 use crate::fsutil::utc_stamp;
 use crate::lock::{Entry, Lock};
 use crate::output::{Progress, human_bytes};
+use crate::patch::{self, PatchFile, Series};
 use remote::{RemoteRef, Transfer};
 
 /// Where sources live under the work dir.
@@ -107,6 +108,11 @@ pub struct Synced {
     pub tree: PathBuf,
     pub moved_aside: Option<PathBuf>,
     pub saved_diff: Option<PathBuf>,
+    /// HEAD of the tree when patches are carried (the pinned `sha` stays
+    /// the source's name).
+    pub patched_head: Option<String>,
+    pub series_hash: Option<String>,
+    pub patches: Vec<PatchFile>,
 }
 
 /// Brings the trees of `ids` to their pins, updating and saving `lock`
@@ -122,6 +128,11 @@ pub fn sync(
         .iter()
         .map(|id| config.source(*id))
         .collect::<Result<Vec<_>, _>>()?;
+    // Every series is read and checked before anything is fetched.
+    let series = sources
+        .iter()
+        .map(|s| patch::read_series(&s.patches).with_context(|| format!("{}: patch series", s.id)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // --locked is checked for every source before anything is fetched.
     if opts.locked {
         for s in &sources {
@@ -142,13 +153,13 @@ pub fn sync(
         }
     }
     let mut done = Vec::new();
-    for source in sources {
+    for (source, series) in sources.into_iter().zip(&series) {
         let locked = match opts.mode {
             Mode::UseLock => lock.get(source).cloned(),
             Mode::Update => None,
         };
         let previous = lock.previous(source.id).map(|e| e.sha.clone());
-        let synced = sync_one(source, layout, locked.as_ref(), opts)?;
+        let synced = sync_one(source, series, layout, locked.as_ref(), opts)?;
         lock.set(
             source.id,
             Entry::new(source, synced.sha.clone(), synced.submodules.clone()),
@@ -164,6 +175,7 @@ pub fn sync(
 
 fn sync_one(
     source: &Source,
+    series: &Series,
     layout: &Layout,
     locked: Option<&Entry>,
     opts: Options,
@@ -186,28 +198,31 @@ fn sync_one(
         "pinned",
     )?;
     let store_objects = store.path().join("objects");
+    // A series that does not apply leaves the tree at the pinned commit.
+    let patched = patched_commit(&store, source.id, oid, series);
+    let target = *patched.as_ref().unwrap_or(&oid);
 
     let tree_path = layout.tree(source.id);
     let mut moved_aside = None;
     let mut saved_diff = None;
     let (repo, action) = match tree::inspect(&tree_path, &store_objects) {
         tree::State::Missing => {
-            progress.step(format!("checking out {}", short(oid)));
+            progress.step(format!("checking out {}", short(target)));
             (
-                tree::create(&tree_path, &store_objects, &source.url, oid)?,
+                tree::create(&tree_path, &store_objects, &source.url, target)?,
                 "cloned",
             )
         }
         tree::State::Healthy { head } => {
             let repo = Repository::open(&tree_path)?;
-            if head == oid {
+            if head == target {
                 (repo, "unchanged")
             } else {
-                progress.step(format!("checking out {}", short(oid)));
+                progress.step(format!("checking out {}", short(target)));
                 let diff_path = layout.saved_diff(source.id);
                 saved_diff = tree::checkout(
                     &repo,
-                    oid,
+                    target,
                     source.id.name(),
                     opts.discard_changes.then_some(diff_path.as_path()),
                 )?;
@@ -238,19 +253,22 @@ fn sync_one(
                 ));
                 moved_aside = Some(aside);
             }
-            let repo =
-                tree::create(&tree_path, &store_objects, &source.url, oid).with_context(|| {
+            let repo = tree::create(&tree_path, &store_objects, &source.url, target).with_context(
+                || {
                     format!(
                         "{}: the fresh clone of {} failed too",
                         source.id, source.url
                     )
-                })?;
+                },
+            )?;
             (repo, "recovered")
         }
     };
     tree::set_remote(&repo, &source.url)?;
     sync_shallow(&store, &tree_path)?;
     set_tree_refs(&repo, &source.rev, oid)?;
+    set_patched_branch(&repo, (!series.is_empty()).then_some(target))?;
+    let patched = patched?;
     let submodules = if source.submodules {
         submodule::update(&repo, &progress).with_context(|| format!("{}: submodules", source.id))?
     } else {
@@ -258,9 +276,14 @@ fn sync_one(
     };
 
     progress.finish(format!(
-        "{} at {} ({}{})",
+        "{} at {}{} ({}{})",
         source.rev,
         short(oid),
+        if series.is_empty() {
+            String::new()
+        } else {
+            format!(" + {} patches = {}", series.patches.len(), short(patched))
+        },
         action,
         if transfer.objects > 0 {
             format!(
@@ -285,7 +308,51 @@ fn sync_one(
         tree: tree_path,
         moved_aside,
         saved_diff,
+        patched_head: (!series.is_empty()).then(|| patched.to_string()),
+        series_hash: (!series.is_empty()).then(|| series.hash.clone()),
+        patches: series.files.clone(),
     })
+}
+
+/// The pinned commit with `series` applied, made once per (commit, series)
+/// and remembered under `refs/snp/<source>/patched/...` in the store.
+fn patched_commit(
+    store: &Repository,
+    id: SourceId,
+    pinned: Oid,
+    series: &Series,
+) -> anyhow::Result<Oid> {
+    if series.is_empty() {
+        return Ok(pinned);
+    }
+    let name = format!("refs/snp/{id}/patched/{pinned}/{}", series.hash);
+    if let Ok(oid) = store.refname_to_id(&name)
+        && has_commit(store, oid)
+    {
+        return Ok(oid);
+    }
+    let oid = patch::apply_series(store, pinned, series)
+        .with_context(|| format!("{id}: applying patches"))?;
+    store.reference(&name, oid, true, "patched")?;
+    Ok(oid)
+}
+
+/// `snp-build/patched` names the patched commit in the tree (so
+/// `git log snp-build/patched` shows what we carry); removed when the
+/// series is empty.
+fn set_patched_branch(repo: &Repository, target: Option<Oid>) -> anyhow::Result<()> {
+    const BRANCH: &str = "refs/heads/snp-build/patched";
+    match target {
+        Some(oid) => {
+            repo.reference(BRANCH, oid, true, "snp-build patches")?;
+        }
+        None => {
+            if let Ok(mut r) = repo.find_reference(BRANCH) {
+                r.delete()?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn short(oid: Oid) -> String {
