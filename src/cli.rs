@@ -70,9 +70,27 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub fetch: FetchArgs,
 
+    /// Run one stage at a time (each with -jN) instead of side by side
+    #[arg(long)]
+    pub serial: bool,
+
+    /// Let the other stages finish when one fails
+    #[arg(long)]
+    pub keep_going: bool,
+
+    /// Kernel package format [default: deb on Debian-like hosts, else rpm]
+    #[arg(long, value_name = "deb|rpm")]
+    pub package_format: Option<PackageFormatArg>,
+
     /// Components to build: qemu | ovmf | kernel [host|guest]
     #[arg(value_name = "COMPONENT")]
     pub components: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PackageFormatArg {
+    Deb,
+    Rpm,
 }
 
 /// How sources are brought to their pins.

@@ -7,36 +7,23 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, Command, FetchArgs};
+use crate::cli::{Cli, Command, FetchArgs, PackageFormatArg};
 use crate::component::Selection;
-use crate::config::{self, Config, Origin};
+use crate::config::{self, Config, Origin, PackageFormat};
 use crate::exit::{NotImplemented, UsageError};
+use crate::host;
+use crate::kconfig::Kernel;
 use crate::legacy;
 use crate::lock::Lock;
 use crate::output::Output;
-use crate::source::{self, Layout, Mode};
+use crate::source::{self, Layout, Mode, Synced};
+use crate::stage::{self, BuildEnv, short_sha};
 
 /// Runs the parsed command line; returns its JSON summary fields.
 pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
     let config_path = cli.global.config.as_deref();
     match cli.command {
-        None => {
-            let selection = Selection::parse(&cli.build.components)?;
-            let config = load(config_path, out)?;
-            for id in selection.ids() {
-                config.source(*id)?;
-            }
-            // The build's first step is real; the stages are the next issue.
-            fetch(
-                &config,
-                &cli.global.work_dir,
-                &selection,
-                Mode::UseLock,
-                cli.build.fetch,
-                out,
-            )?;
-            Err(NotImplemented { command: "build" }.into())
-        }
+        None => build(&cli, out),
         Some(Command::Plan) => not_yet(config_path, out, "plan", &[]),
         Some(Command::Fetch {
             fetch: args,
@@ -85,8 +72,93 @@ pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
     }
 }
 
-/// `fetch`, `update` and the build's first step: bring the selected trees
-/// to their pins and report what moved.
+/// The build: fetch, then the stages side by side.
+fn build(cli: &Cli, out: Output) -> anyhow::Result<Value> {
+    let args = &cli.build;
+    let selection = Selection::parse(&args.components)?;
+    let config = load(cli.global.config.as_deref(), out)?;
+    for id in selection.ids() {
+        config.source(*id)?;
+        if let Some(kernel) = Kernel::from_source(*id) {
+            stage::kernel::check_base(&config, kernel)?;
+        }
+    }
+    if args.dry_run {
+        return Err(NotImplemented {
+            command: "--dry-run",
+        }
+        .into());
+    }
+    let (layout, lock, synced) = sync_sources(
+        &config,
+        &cli.global.work_dir,
+        &selection,
+        Mode::UseLock,
+        args.fetch,
+    )?;
+    let install = std::path::absolute(&cli.global.install)
+        .with_context(|| format!("resolving --install {}", cli.global.install.display()))?;
+    let knob = match args.package_format {
+        Some(PackageFormatArg::Deb) => PackageFormat::Deb,
+        Some(PackageFormatArg::Rpm) => PackageFormat::Rpm,
+        None => config.build.package_format,
+    };
+    let env = BuildEnv {
+        work_dir: layout.root.clone(),
+        install,
+        jobs: cli.global.jobs.map(|j| j.get()).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        serial: args.serial,
+        keep_going: args.keep_going,
+        package_format: host::package_format(knob, Path::new("/etc/os-release")),
+        launcher: config.build.compiler_launcher.clone(),
+        verbose: cli.global.verbose > 0,
+    };
+    let outcomes = stage::run_all(&config, &env, &synced)?;
+    let summary = json!({
+        "lock": lock.path,
+        "sources": synced,
+        "stages": outcomes,
+        "work_dir": env.work_dir,
+        "install": env.install,
+    });
+    let failed: Vec<_> = outcomes.iter().filter(|o| o.status == "failed").collect();
+    if !failed.is_empty() {
+        let text = failed
+            .iter()
+            .map(|o| o.error.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Err(BuildFailed { text, summary }.into());
+    }
+    out.info(format!(
+        "built {} stage(s); logs in {}",
+        outcomes.len(),
+        env.logs().display()
+    ));
+    if args.package {
+        return Err(NotImplemented {
+            command: "--package (the release)",
+        }
+        .into());
+    }
+    Ok(summary)
+}
+
+/// One or more stages failed; their reports are the message, and the
+/// build's JSON summary travels with it for `--json`.
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+pub struct BuildFailed {
+    pub text: String,
+    pub summary: Value,
+}
+
+/// `fetch` and `update`: bring the selected trees to their pins and
+/// report what moved.
 fn fetch(
     config: &Config,
     work_dir: &Path,
@@ -95,6 +167,31 @@ fn fetch(
     args: FetchArgs,
     out: Output,
 ) -> anyhow::Result<Value> {
+    let (_, lock, synced) = sync_sources(config, work_dir, selection, mode, args)?;
+    if mode == Mode::Update {
+        for s in &synced {
+            match &s.previous_sha {
+                Some(old) => out.info(format!(
+                    "{}: {} -> {}",
+                    s.source,
+                    short_sha(old),
+                    short_sha(&s.sha)
+                )),
+                None => out.info(format!("{}: {} (unchanged)", s.source, short_sha(&s.sha))),
+            }
+        }
+    }
+    Ok(json!({ "lock": lock.path, "sources": synced }))
+}
+
+/// The build's first step, and all of `fetch`/`update`.
+fn sync_sources(
+    config: &Config,
+    work_dir: &Path,
+    selection: &Selection,
+    mode: Mode,
+    args: FetchArgs,
+) -> anyhow::Result<(Layout, Lock, Vec<Synced>)> {
     // Sources the file does not pin are skipped when nothing was named.
     let ids: Vec<_> = if selection == &Selection::all() {
         selection
@@ -114,20 +211,7 @@ fn fetch(
         discard_changes: args.discard_changes,
     };
     let synced = source::sync(config, &layout, &mut lock, &ids, opts)?;
-    if mode == Mode::Update {
-        for s in &synced {
-            match &s.previous_sha {
-                Some(old) => out.info(format!(
-                    "{}: {} -> {}",
-                    s.source,
-                    &old[..12.min(old.len())],
-                    &s.sha[..12]
-                )),
-                None => out.info(format!("{}: {} (unchanged)", s.source, &s.sha[..12])),
-            }
-        }
-    }
-    Ok(json!({ "lock": lock.path, "sources": synced }))
+    Ok((layout, lock, synced))
 }
 
 /// Loads the pin file, saying so when the embedded default is used.

@@ -845,7 +845,14 @@ impl Validator<'_> {
 
         let mut set_str = BTreeMap::new();
         for (k, v) in self.knob(&t.set_str, "kernel.set-str")? {
-            set_str.insert(option(k, "set-str")?, v.clone());
+            let name = option(k, "set-str")?;
+            // Placeholders are checked now, not when a kernel stage starts.
+            if let Err(e) = crate::kconfig::check_template(&name, v) {
+                return Err(self
+                    .loc
+                    .error(Some(k.span()), "kernel.set-str", e.message, e.help));
+            }
+            set_str.insert(name, v.clone());
         }
         let mut set_val = BTreeMap::new();
         for (k, v) in self.knob(&t.set_val, "kernel.set-val")? {

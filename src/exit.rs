@@ -116,6 +116,9 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         if cause.is::<NotImplemented>() {
             return NOT_IMPLEMENTED;
         }
+        if cause.is::<crate::exec::Interrupted>() {
+            return INTERRUPTED;
+        }
         if cause.is::<LockMismatch>() {
             return LOCK_MISMATCH;
         }

@@ -40,10 +40,19 @@ fn main() {
                 eprintln!("  caused by: {cause}");
             }
             if out.json {
-                out.document(
-                    command,
-                    json!({ "status": "error", "exit_code": code, "error": format!("{err:#}") }),
-                );
+                let mut doc =
+                    json!({ "status": "error", "exit_code": code, "error": format!("{err:#}") });
+                // A failed build still reports every stage and source.
+                if let Some(failed) = err.downcast_ref::<snp_build::commands::BuildFailed>()
+                    && let (Some(d), Some(extra)) =
+                        (doc.as_object_mut(), failed.summary.as_object())
+                {
+                    for (k, v) in extra {
+                        d.insert(k.clone(), v.clone());
+                    }
+                    d.insert("status".into(), json!("failed"));
+                }
+                out.document(command, doc);
             }
             std::process::exit(code);
         }

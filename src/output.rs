@@ -67,6 +67,14 @@ impl Progress {
         }
     }
 
+    /// The latest detail (a command, a log line): shown on a terminal
+    /// only; without one, the log file has it.
+    pub fn status(&self, message: impl AsRef<str>) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.as_ref().to_string());
+        }
+    }
+
     /// Objects and bytes received so far (terminal only: too chatty for logs).
     pub fn transfer(&self, received: usize, total: usize, bytes: usize) {
         if let Some(bar) = &self.bar {

@@ -264,3 +264,15 @@ fn a_missing_pin_file_is_a_usage_error_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_unknown_placeholder_in_set_str_is_a_config_error() {
+    let case = Case {
+        name: "unknown placeholder",
+        text: "[kernel]\nset-str = { LOCALVERSION = \"-snp-{flavour}\" }\n",
+        at: "2:13",
+        key: "kernel.set-str",
+        says: "{flavour}",
+    };
+    run_case(&case, &["config"]);
+}

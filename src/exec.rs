@@ -1,0 +1,383 @@
+//! Subprocesses: every build command runs here.
+//!
+//! Guarantees:
+//! - A command is an argument vector (`duct::cmd(program, args)`), never a
+//!   shell string built from configuration values.
+//! - Its working directory and environment are set explicitly: a small
+//!   fixed base (PATH, HOME, LANG=C, ...) plus what the stage adds; nothing
+//!   else leaks in from the caller (edk2, for one, obeys a stray WORKSPACE).
+//! - Each command runs in its own process group, so stopping a stage
+//!   signals make and every compiler under it, not just the direct child.
+//! - Output goes to the stage's log (`logs/<stage>.log`), each line
+//!   timestamped, after a line giving the command, its directory and its
+//!   extra environment. On failure the error carries the stage, the
+//!   command, the exit status, the log's last lines and its path.
+//! - Ctrl-C / SIGTERM stops every running command's process group; the
+//!   build then exits 130.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::output::Progress;
+
+/// Lines of the log shown when a command fails.
+pub const TAIL_LINES: usize = 30;
+
+/// Environment variables passed through to builds, by prefix: the
+/// compiler launchers' own settings.
+const PASS_PREFIXES: &[&str] = &["CCACHE_", "SCCACHE_", "DISTCC_", "ICECC_"];
+
+/// Process groups of running commands, and the cancellation flag: shared
+/// with the signal handler.
+#[derive(Default)]
+pub struct Registry {
+    groups: Mutex<HashSet<i32>>,
+    cancelled: AtomicBool,
+    interrupted: AtomicBool,
+}
+
+impl Registry {
+    /// The process-wide registry (the signal handler needs a static).
+    pub fn global() -> Arc<Registry> {
+        static REG: OnceLock<Arc<Registry>> = OnceLock::new();
+        REG.get_or_init(|| {
+            let reg = Arc::new(Registry::default());
+            let for_handler = reg.clone();
+            // Ctrl-C and SIGTERM: stop everything, let the build report.
+            let _ = ctrlc::set_handler(move || {
+                for_handler.interrupted.store(true, Ordering::SeqCst);
+                for_handler.cancel_all();
+            });
+            reg
+        })
+        .clone()
+    }
+
+    /// Stops every running command (SIGTERM to each process group).
+    pub fn cancel_all(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        for pgid in self.groups.lock().unwrap().iter() {
+            // SAFETY: killpg has no memory-safety preconditions.
+            unsafe {
+                libc::killpg(*pgid, libc::SIGTERM);
+            }
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    pub fn was_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+}
+
+/// The build was stopped by Ctrl-C or SIGTERM (exit 130).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted: every running build command was stopped; finished stages are kept, run again to continue"
+)]
+pub struct Interrupted;
+
+/// A stage stopped because another one failed.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped because another stage failed")]
+pub struct Cancelled;
+
+/// One command of a stage.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    pub dir: PathBuf,
+    pub env: BTreeMap<String, OsString>,
+    /// Give it the shared make jobserver (for make and its children).
+    pub jobserver: bool,
+}
+
+impl Cmd {
+    pub fn new(program: impl Into<OsString>, dir: &Path) -> Cmd {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            dir: dir.to_path_buf(),
+            env: BTreeMap::new(),
+            jobserver: false,
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<OsString>) -> Cmd {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Cmd {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl Into<OsString>) -> Cmd {
+        self.env.insert(k.to_string(), v.into());
+        self
+    }
+
+    pub fn jobserver(mut self) -> Cmd {
+        self.jobserver = true;
+        self
+    }
+
+    /// `program arg arg` for logs and messages (quoted where needed).
+    pub fn display(&self) -> String {
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| {
+                let s = a.to_string_lossy();
+                if s.is_empty()
+                    || s.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>(){}*?".contains(c))
+                {
+                    format!("'{}'", s.replace('\'', "'\\''"))
+                } else {
+                    s.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The environment every command starts from.
+fn base_env() -> BTreeMap<String, OsString> {
+    let mut env = BTreeMap::new();
+    for key in ["PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "TERM"] {
+        if let Some(v) = std::env::var_os(key) {
+            env.insert(key.to_string(), v);
+        }
+    }
+    for (k, v) in std::env::vars_os() {
+        if let Some(k) = k.to_str()
+            && PASS_PREFIXES.iter().any(|p| k.starts_with(p))
+        {
+            env.insert(k.to_string(), v);
+        }
+    }
+    // Stable, parseable tool output.
+    env.insert("LANG".into(), "C".into());
+    env.insert("LC_ALL".into(), "C".into());
+    env
+}
+
+/// What a stage's commands share: its log, its progress line, the job
+/// server and the registry of running process groups.
+pub struct StageRun<'a> {
+    pub stage: String,
+    pub log_path: PathBuf,
+    log: Mutex<File>,
+    started: Instant,
+    pub progress: &'a Progress,
+    jobserver: Option<&'a jobserver::Client>,
+    registry: &'a Registry,
+    verbose: bool,
+}
+
+impl<'a> StageRun<'a> {
+    pub fn new(
+        stage: &str,
+        log_path: PathBuf,
+        progress: &'a Progress,
+        jobserver: Option<&'a jobserver::Client>,
+        registry: &'a Registry,
+        verbose: bool,
+    ) -> anyhow::Result<StageRun<'a>> {
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        Ok(StageRun {
+            stage: stage.to_string(),
+            log_path,
+            log: Mutex::new(log),
+            started: Instant::now(),
+            progress,
+            jobserver,
+            registry,
+            verbose,
+        })
+    }
+
+    /// A line in the log (and on stderr with -v).
+    pub fn note(&self, line: &str) {
+        let stamped = format!("[{:>9.3}s] {line}", self.started.elapsed().as_secs_f64());
+        if let Ok(mut log) = self.log.lock() {
+            let _ = writeln!(log, "{stamped}");
+        }
+        if self.verbose {
+            eprintln!("{}: {line}", self.stage);
+        }
+    }
+
+    /// Runs `cmd` to completion, its output into the log.
+    pub fn run(&self, cmd: &Cmd) -> anyhow::Result<()> {
+        self.exec(cmd, false).map(|_| ())
+    }
+
+    /// Runs `cmd` and returns its output (also logged).
+    pub fn capture(&self, cmd: &Cmd) -> anyhow::Result<String> {
+        self.exec(cmd, true)
+    }
+
+    fn exec(&self, cmd: &Cmd, keep: bool) -> anyhow::Result<String> {
+        if self.registry.is_cancelled() {
+            return Err(self.stopped());
+        }
+        let extra: Vec<String> = cmd
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.to_string_lossy()))
+            .collect();
+        self.note(&format!(
+            "$ {}    (in {}{}{})",
+            cmd.display(),
+            cmd.dir.display(),
+            if extra.is_empty() { "" } else { "; " },
+            extra.join(" ")
+        ));
+        self.progress.status(cmd.display());
+
+        let mut env = base_env();
+        env.extend(cmd.env.clone());
+        let jobserver = self.jobserver.filter(|_| cmd.jobserver).cloned();
+        let expr = duct::cmd(&cmd.program, &cmd.args)
+            .dir(&cmd.dir)
+            .full_env(&env)
+            .stdin_null()
+            .stderr_to_stdout()
+            .unchecked()
+            .before_spawn(move |c| {
+                c.process_group(0);
+                if let Some(js) = &jobserver {
+                    js.configure_make(c);
+                }
+                Ok(())
+            });
+        let reader = expr.reader().map_err(|e| {
+            anyhow::anyhow!("{}: cannot start `{}`: {e}", self.stage, cmd.display())
+        })?;
+        let pids = reader.pids();
+        self.registry
+            .groups
+            .lock()
+            .unwrap()
+            .extend(pids.iter().map(|p| *p as i32));
+        let mut kept = String::new();
+        let mut lines = BufReader::new(&reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match lines.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    self.note(line);
+                    self.progress.status(line);
+                    if keep {
+                        kept.push_str(line);
+                        kept.push('\n');
+                    }
+                }
+                Err(e) => {
+                    self.note(&format!("(reading output failed: {e})"));
+                    break;
+                }
+            }
+        }
+        let status = reader.try_wait();
+        {
+            let mut groups = self.registry.groups.lock().unwrap();
+            for p in &pids {
+                groups.remove(&(*p as i32));
+            }
+        }
+        let status = match status {
+            Ok(Some(out)) => out.status,
+            Ok(None) => bail!("{}: `{}` did not finish", self.stage, cmd.display()),
+            Err(e) => bail!("{}: waiting for `{}`: {e}", self.stage, cmd.display()),
+        };
+        if self.registry.is_cancelled() && !status.success() {
+            return Err(self.stopped());
+        }
+        if !status.success() {
+            self.note(&format!("command failed: {status}"));
+            return Err(StepFailed {
+                stage: self.stage.clone(),
+                command: cmd.display(),
+                status: status.to_string(),
+                tail: tail(&self.log_path, TAIL_LINES),
+                log: self.log_path.clone(),
+            }
+            .into());
+        }
+        Ok(kept)
+    }
+
+    fn stopped(&self) -> anyhow::Error {
+        if self.registry.was_interrupted() {
+            Interrupted.into()
+        } else {
+            Cancelled.into()
+        }
+    }
+}
+
+/// A build command that failed: everything needed to see why.
+#[derive(Debug)]
+pub struct StepFailed {
+    pub stage: String,
+    pub command: String,
+    pub status: String,
+    pub tail: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl std::fmt::Display for StepFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "stage {} failed: `{}` ({})",
+            self.stage, self.command, self.status
+        )?;
+        writeln!(
+            f,
+            "  last {} lines of {}:",
+            self.tail.len(),
+            self.log.display()
+        )?;
+        for line in &self.tail {
+            writeln!(f, "  | {line}")?;
+        }
+        write!(f, "  full log: {}", self.log.display())
+    }
+}
+
+impl std::error::Error for StepFailed {}
+
+/// The last `n` lines of a file.
+pub fn tail(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
