@@ -47,10 +47,17 @@ impl Progress {
         use std::io::IsTerminal;
         let label = label.into();
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
+            // One MultiProgress for the process: stages draw side by side.
+            static MULTI: std::sync::OnceLock<indicatif::MultiProgress> =
+                std::sync::OnceLock::new();
+            let bar = MULTI
+                .get_or_init(indicatif::MultiProgress::new)
+                .add(indicatif::ProgressBar::new_spinner());
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {prefix:.bold} [{elapsed}] {wide_msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
             );
             bar.set_prefix(label.clone());
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
