@@ -63,6 +63,10 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub output: PathBuf,
 
+    /// The release's date [default: today, UTC]
+    #[arg(long, global = true, value_name = "YYYY-MM-DD")]
+    pub date: Option<String>,
+
     /// Print what would run and why; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -77,6 +81,19 @@ pub struct BuildArgs {
     /// Let the other stages finish when one fails
     #[arg(long)]
     pub keep_going: bool,
+
+    /// Run these stages even if up to date (all without a list):
+    /// --force or --force=qemu,kernel-host
+    #[arg(long, value_name = "STAGES", num_args = 0..=1, require_equals = true, value_delimiter = ',', default_missing_value = "")]
+    pub force: Option<Vec<String>>,
+
+    /// Kernels start from `make distclean`
+    #[arg(long)]
+    pub clean: bool,
+
+    /// Skip the check of host tools before building
+    #[arg(long)]
+    pub no_preflight: bool,
 
     /// Kernel package format [default: deb on Debian-like hosts, else rpm]
     #[arg(long, value_name = "deb|rpm")]
@@ -107,8 +124,17 @@ pub struct FetchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show which stages would run, and why
-    Plan,
+    /// Show which stages would run, and why (reads only)
+    Plan {
+        /// Include the release (as a build with --package)
+        #[arg(long)]
+        package: bool,
+        /// As a build's --force
+        #[arg(long, value_name = "STAGES", num_args = 0..=1, require_equals = true, value_delimiter = ',', default_missing_value = "")]
+        force: Option<Vec<String>>,
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
     /// Bring source trees to their pinned commits
     Fetch {
         #[command(flatten)]
@@ -124,8 +150,18 @@ pub enum Command {
         #[arg(value_name = "COMPONENT")]
         components: Vec<String>,
     },
-    /// Check the host tools the build needs
+    /// Check the host tools the build needs (or, with --host, whether this
+    /// machine can run SNP guests)
     Doctor {
+        /// Check this machine as an SNP host instead of as a build box
+        #[arg(long)]
+        host: bool,
+        /// Read /proc, /sys, /dev and /etc under DIR instead of / (tests)
+        #[arg(long, value_name = "DIR", requires = "host")]
+        sysroot: Option<PathBuf>,
+        /// With --host: also check this release's QEMU and OVMF
+        #[arg(long, value_name = "DIR", requires = "host")]
+        release: Option<PathBuf>,
         #[arg(value_name = "COMPONENT")]
         components: Vec<String>,
     },
@@ -177,7 +213,7 @@ impl Cli {
     pub fn command_name(&self) -> &'static str {
         match &self.command {
             None => "build",
-            Some(Command::Plan) => "plan",
+            Some(Command::Plan { .. }) => "plan",
             Some(Command::Fetch { .. }) => "fetch",
             Some(Command::Update { .. }) => "update",
             Some(Command::Doctor { .. }) => "doctor",

@@ -2,29 +2,49 @@
 //! file first (so a bad file is reported before anything else happens), and
 //! returns the JSON fields of its summary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::cli::{Cli, Command, FetchArgs, PackageFormatArg};
 use crate::component::Selection;
+use crate::component::SourceId;
 use crate::config::{self, Config, Origin, PackageFormat};
+use crate::doctor;
+use crate::exec::Registry;
 use crate::exit::{NotImplemented, UsageError};
+use crate::fingerprint;
 use crate::host;
 use crate::kconfig::Kernel;
 use crate::legacy;
 use crate::lock::Lock;
 use crate::output::Output;
+use crate::plan;
+use crate::release::{self, Release};
 use crate::source::{self, Layout, Mode, Synced};
 use crate::stage::{self, BuildEnv, short_sha};
+use crate::stage::{SourceFacts, Work};
+use crate::toolversion::ToolVersions;
+use crate::workdir;
 
 /// Runs the parsed command line; returns its JSON summary fields.
 pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
     let config_path = cli.global.config.as_deref();
     match cli.command {
         None => build(&cli, out),
-        Some(Command::Plan) => not_yet(config_path, out, "plan", &[]),
+        Some(Command::Plan {
+            ref components,
+            ref force,
+            package,
+        }) => {
+            let selection = Selection::parse(components)?;
+            let config = load(config_path, out)?;
+            let ids = pinned_ids(&config, &selection)?;
+            let env = build_env(&cli, &config, force.clone(), false)?;
+            let release = package.then(|| release_target(&cli)).transpose()?;
+            show_plan(&config, &env, &ids, release, out)
+        }
         Some(Command::Fetch {
             fetch: args,
             components,
@@ -59,7 +79,22 @@ pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
                 out,
             )
         }
-        Some(Command::Doctor { components }) => not_yet(config_path, out, "doctor", &components),
+        Some(Command::Doctor {
+            host,
+            sysroot,
+            release,
+            components,
+        }) => crate::doctor::command(
+            &crate::doctor::Request {
+                config: config_path,
+                work_dir: &cli.global.work_dir,
+                host,
+                sysroot: sysroot.as_deref(),
+                release: release.as_deref(),
+                components: &components,
+            },
+            out,
+        ),
         Some(Command::Install { .. }) => Err(NotImplemented { command: "install" }.into()),
         Some(Command::Clean { .. }) => not_yet(config_path, out, "clean", &[]),
         Some(Command::ImportLegacy {
@@ -77,47 +112,67 @@ fn build(cli: &Cli, out: Output) -> anyhow::Result<Value> {
     let args = &cli.build;
     let selection = Selection::parse(&args.components)?;
     let config = load(cli.global.config.as_deref(), out)?;
-    for id in selection.ids() {
-        config.source(*id)?;
+    let ids = pinned_ids(&config, &selection)?;
+    for id in &ids {
         if let Some(kernel) = Kernel::from_source(*id) {
             stage::kernel::check_base(&config, kernel)?;
         }
     }
+    let env = build_env(cli, &config, args.force.clone(), args.clean)?;
+    let release_to = args.package.then(|| release_target(cli)).transpose()?;
     if args.dry_run {
-        return Err(NotImplemented {
-            command: "--dry-run",
-        }
-        .into());
+        return show_plan(&config, &env, &ids, release_to, out);
     }
-    let (layout, lock, synced) = sync_sources(
+    let _signals = Registry::global();
+    let _lock = workdir::lock(&env.work_dir)?;
+    // Preflight, before anything is fetched: the tools of the stages the
+    // lock says will run (none on a no-op run, so no checks at all).
+    let mut checked: Vec<SourceId> = Vec::new();
+    if !args.no_preflight {
+        let lock = Lock::load(&Lock::path_for(&config, &env.work_dir))?;
+        checked = plan::plan(&config, &env, &lock, &ids)?
+            .iter()
+            .filter(|p| p.action == "run")
+            .filter_map(|p| SourceId::from_name(&p.stage))
+            .collect();
+        if !checked.is_empty() {
+            doctor::preflight(&config, &checked, env.package_format, &env.work_dir)?;
+        }
+    }
+    let (_, lock, synced) = sync_sources(
         &config,
         &cli.global.work_dir,
         &selection,
         Mode::UseLock,
         args.fetch,
     )?;
-    let install = std::path::absolute(&cli.global.install)
-        .with_context(|| format!("resolving --install {}", cli.global.install.display()))?;
-    let knob = match args.package_format {
-        Some(PackageFormatArg::Deb) => PackageFormat::Deb,
-        Some(PackageFormatArg::Rpm) => PackageFormat::Rpm,
-        None => config.build.package_format,
-    };
-    let env = BuildEnv {
-        work_dir: layout.root.clone(),
-        install,
-        jobs: cli.global.jobs.map(|j| j.get()).unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }),
-        serial: args.serial,
-        keep_going: args.keep_going,
-        package_format: host::package_format(knob, Path::new("/etc/os-release")),
-        launcher: config.build.compiler_launcher.clone(),
-        verbose: cli.global.verbose > 0,
-    };
-    let outcomes = stage::run_all(&config, &env, &synced)?;
+
+    // Decide from the SHAs actually resolved, with the plan's functions.
+    let mut tools = ToolVersions::load(&env.work_dir);
+    let work: Vec<Work> = synced
+        .iter()
+        .map(|s| {
+            let inputs = stage::inputs(&config, &env, s.source, &SourceFacts::from(s), &mut tools);
+            let decision = plan::decide(&env, s.source.name(), &inputs);
+            Work {
+                synced: s.clone(),
+                inputs,
+                decision,
+            }
+        })
+        .collect();
+    tools.save()?;
+    // A stage the lock did not predict (e.g. a pin it did not cover) is
+    // checked now, still before any build command.
+    let unchecked: Vec<SourceId> = work
+        .iter()
+        .filter(|w| w.decision.run && !checked.contains(&w.synced.source))
+        .map(|w| w.synced.source)
+        .collect();
+    if !args.no_preflight && !unchecked.is_empty() {
+        doctor::preflight(&config, &unchecked, env.package_format, &env.work_dir)?;
+    }
+    let outcomes = stage::run_all(&config, &env, &work)?;
     let summary = json!({
         "lock": lock.path,
         "sources": synced,
@@ -134,18 +189,167 @@ fn build(cli: &Cli, out: Output) -> anyhow::Result<Value> {
             .join("\n");
         return Err(BuildFailed { text, summary }.into());
     }
+    let ran = outcomes.iter().filter(|o| o.status == "ok").count();
     out.info(format!(
-        "built {} stage(s); logs in {}",
-        outcomes.len(),
+        "{ran} stage(s) built, {} up to date; logs in {}",
+        outcomes.len() - ran,
         env.logs().display()
     ));
-    if args.package {
-        return Err(NotImplemented {
-            command: "--package (the release)",
+    let Some((output, date)) = release_to else {
+        return Ok(summary);
+    };
+    let release = Release {
+        config: &config,
+        env: &env,
+        synced: &synced,
+        outcomes: &outcomes,
+        lock_path: &lock.path,
+        output,
+        date,
+    };
+    let decision = release.decide()?;
+    let made = match (decision.run, release.recorded()) {
+        (false, Some(recorded)) => {
+            out.info(format!(
+                "release: up to date: {}",
+                recorded.tarball.display()
+            ));
+            recorded
         }
-        .into());
-    }
+        _ => release.make()?,
+    };
+    out.info(format!(
+        "release: {}\ntarball: {} (sha256 {})",
+        made.release.display(),
+        made.tarball.display(),
+        made.tarball_sha256
+    ));
+    let mut summary = summary;
+    summary["release"] = json!({
+        "status": if decision.run { "ok" } else { "skipped" },
+        "reasons": decision.reasons,
+        "path": made.release,
+        "tarball": made.tarball,
+        "tarball_sha256": made.tarball_sha256,
+    });
     Ok(summary)
+}
+
+/// `--output` (made absolute) and `--date` (checked; default today).
+fn release_target(cli: &Cli) -> anyhow::Result<(PathBuf, String)> {
+    let output = std::path::absolute(&cli.build.output)
+        .with_context(|| format!("resolving --output {}", cli.build.output.display()))?;
+    let date = match &cli.build.date {
+        Some(d) => {
+            release::check_date(d)?;
+            d.clone()
+        }
+        None => release::today(),
+    };
+    Ok((output, date))
+}
+
+/// The stages a command works on: the selection, limited to the sources
+/// the pin file pins when nothing was named; a named source it lacks is an
+/// error naming the table.
+fn pinned_ids(config: &Config, selection: &Selection) -> anyhow::Result<Vec<SourceId>> {
+    if selection == &Selection::all() {
+        return Ok(selection
+            .ids()
+            .iter()
+            .copied()
+            .filter(|id| config.sources.contains_key(id))
+            .collect());
+    }
+    for id in selection.ids() {
+        config.source(*id)?;
+    }
+    Ok(selection.ids().to_vec())
+}
+
+/// Everything the stages share, from the command line and the pin file.
+fn build_env(
+    cli: &Cli,
+    config: &Config,
+    force: Option<Vec<String>>,
+    clean: bool,
+) -> anyhow::Result<BuildEnv> {
+    let args = &cli.build;
+    // A bare --force arrives as one empty name: it means every stage.
+    let force: Option<Vec<String>> =
+        force.map(|v| v.into_iter().filter(|n| !n.is_empty()).collect());
+    if let Some(names) = &force {
+        for n in names {
+            if SourceId::from_name(n).is_none() && n != "release" {
+                return Err(UsageError::new(format!("--force: unknown stage `{n}`"))
+                    .help("stages are kernel-host, kernel-guest, qemu, ovmf and release")
+                    .into());
+            }
+        }
+    }
+    let layout = Layout::new(&cli.global.work_dir)?;
+    let install = std::path::absolute(&cli.global.install)
+        .with_context(|| format!("resolving --install {}", cli.global.install.display()))?;
+    let knob = match args.package_format {
+        Some(PackageFormatArg::Deb) => PackageFormat::Deb,
+        Some(PackageFormatArg::Rpm) => PackageFormat::Rpm,
+        None => config.build.package_format,
+    };
+    Ok(BuildEnv {
+        work_dir: layout.root,
+        install,
+        jobs: cli.global.jobs.map(|j| j.get()).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        serial: args.serial,
+        keep_going: args.keep_going,
+        package_format: host::package_format(knob, Path::new("/etc/os-release")),
+        launcher: config.build.compiler_launcher.clone(),
+        verbose: cli.global.verbose > 0,
+        force,
+        clean,
+    })
+}
+
+/// `plan` and `--dry-run`: the decisions, from the lock, changing nothing.
+fn show_plan(
+    config: &Config,
+    env: &BuildEnv,
+    ids: &[SourceId],
+    release: Option<(PathBuf, String)>,
+    out: Output,
+) -> anyhow::Result<Value> {
+    let lock_path = Lock::path_for(config, &env.work_dir);
+    let lock = Lock::load(&lock_path)?;
+    let mut planned = plan::plan(config, env, &lock, ids)?;
+    if let Some((output, date)) = release {
+        let decision = if planned.iter().any(|p| p.action == "run") {
+            fingerprint::Decision {
+                run: true,
+                reasons: vec!["a stage it packages runs".into()],
+            }
+        } else {
+            // Every stage is up to date: judge from their stamps.
+            let outcomes = stage::recorded_outcomes(env, ids);
+            Release {
+                config,
+                env,
+                synced: &[],
+                outcomes: &outcomes,
+                lock_path: &lock_path,
+                output,
+                date,
+            }
+            .decide()?
+        };
+        planned.push(plan::Planned::new(release::STAGE, &decision));
+    }
+    if !out.json {
+        print!("{}", plan::render(&planned));
+    }
+    Ok(json!({ "stages": planned }))
 }
 
 /// One or more stages failed; their reports are the message, and the
@@ -167,6 +371,8 @@ fn fetch(
     args: FetchArgs,
     out: Output,
 ) -> anyhow::Result<Value> {
+    let _signals = Registry::global();
+    let _lock = workdir::lock(work_dir)?;
     let (_, lock, synced) = sync_sources(config, work_dir, selection, mode, args)?;
     if mode == Mode::Update {
         for s in &synced {

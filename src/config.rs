@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::component::SourceId;
+use crate::doctor::catalog::Requirement;
 
 /// The repository's `stable-commits.toml`: AMD's pins and build.sh's knobs.
 pub const EMBEDDED: &str = include_str!("../stable-commits.toml");
@@ -81,6 +82,7 @@ source_table!(KernelTable {
 source_table!(QemuTable {
     target_list: Option<Spanned<Vec<String>>>,
     configure_args: Option<Vec<String>>,
+    tools: Option<Vec<Spanned<String>>>,
 });
 source_table!(OvmfTable {
     platform: Option<Spanned<String>>,
@@ -91,6 +93,7 @@ source_table!(OvmfTable {
     build_args: Option<Vec<String>>,
     jobs: Option<u32>,
     outputs: Option<Spanned<Vec<String>>>,
+    tools: Option<Vec<Spanned<String>>>,
 });
 
 /// The pin fields of any source table, borrowed for validation.
@@ -134,6 +137,14 @@ pub struct KernelKnobsTable {
     pub module: Option<Vec<Spanned<String>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_dropped: Option<Vec<Spanned<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Spanned<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deb_tools: Option<Vec<Spanned<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpm_tools: Option<Vec<Spanned<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub btf_tools: Option<Vec<Spanned<String>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<KernelTable>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -364,12 +375,28 @@ pub struct KernelKnobs {
     pub host_base_config: BaseConfig,
     pub guest_base_config: BaseConfig,
     pub edits: KernelEdits,
+    pub tools: KernelTools,
+}
+
+/// The host tools a kernel build needs (checked by `doctor` and the
+/// build's preflight; the catalog of names is `doctor::catalog`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelTools {
+    /// Always.
+    pub common: Vec<Requirement>,
+    /// With the deb package format (`make bindeb-pkg`).
+    pub deb: Vec<Requirement>,
+    /// With the rpm package format (`make binrpm-pkg`).
+    pub rpm: Vec<Requirement>,
+    /// Only when the kernel config enables `DEBUG_INFO_BTF`.
+    pub btf: Vec<Requirement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QemuKnobs {
     pub target_list: Vec<String>,
     pub configure_args: Vec<String>,
+    pub tools: Vec<Requirement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -384,6 +411,7 @@ pub struct OvmfKnobs {
     /// `None` means a share of the job budget.
     pub jobs: Option<u32>,
     pub outputs: Vec<String>,
+    pub tools: Vec<Requirement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -543,6 +571,10 @@ fn merge_knobs(file: &mut PinFile, defaults: PinFile) {
     fill(&mut kernel.disable, d_kernel.disable);
     fill(&mut kernel.module, d_kernel.module);
     fill(&mut kernel.allow_dropped, d_kernel.allow_dropped);
+    fill(&mut kernel.tools, d_kernel.tools);
+    fill(&mut kernel.deb_tools, d_kernel.deb_tools);
+    fill(&mut kernel.rpm_tools, d_kernel.rpm_tools);
+    fill(&mut kernel.btf_tools, d_kernel.btf_tools);
     for (table, default) in [
         (&mut kernel.host, d_kernel.host),
         (&mut kernel.guest, d_kernel.guest),
@@ -556,6 +588,7 @@ fn merge_knobs(file: &mut PinFile, defaults: PinFile) {
         fill(&mut q.submodules, d.submodules);
         fill(&mut q.target_list, d.target_list);
         fill(&mut q.configure_args, d.configure_args);
+        fill(&mut q.tools, d.tools);
     }
     if let (Some(o), Some(d)) = (file.ovmf.as_mut(), defaults.ovmf) {
         fill(&mut o.submodules, d.submodules);
@@ -567,6 +600,7 @@ fn merge_knobs(file: &mut PinFile, defaults: PinFile) {
         fill(&mut o.build_args, d.build_args);
         fill(&mut o.jobs, d.jobs);
         fill(&mut o.outputs, d.outputs);
+        fill(&mut o.tools, d.tools);
     }
 }
 
@@ -909,7 +943,33 @@ impl Validator<'_> {
                 module,
                 allow_dropped,
             },
+            tools: KernelTools {
+                common: self.tools(&t.tools, "kernel.tools")?,
+                deb: self.tools(&t.deb_tools, "kernel.deb-tools")?,
+                rpm: self.tools(&t.rpm_tools, "kernel.rpm-tools")?,
+                btf: self.tools(&t.btf_tools, "kernel.btf-tools")?,
+            },
         })
+    }
+
+    /// A list of tool requirements (`"gcc"`, `"nasm >= 2.15.01"`): each
+    /// names a tool of `doctor`'s catalog, once.
+    fn tools(&self, value: &Option<Vec<Spanned<String>>>, key: &str) -> Result<Vec<Requirement>> {
+        let mut out: Vec<Requirement> = Vec::new();
+        for s in self.knob(value, key)? {
+            let req = Requirement::parse(s.get_ref())
+                .map_err(|e| self.err(Some(s.span()), key, e.message, e.help))?;
+            if out.iter().any(|r| r.tool == req.tool) {
+                return Err(self.err(
+                    Some(s.span()),
+                    key,
+                    format!("`{}` is listed twice", req.tool),
+                    "keep one entry per tool (with the highest minimum version)",
+                ));
+            }
+            out.push(req);
+        }
+        Ok(out)
     }
 
     fn base_config(&self, value: &Spanned<String>, key: &str) -> Result<BaseConfig> {
@@ -942,6 +1002,7 @@ impl Validator<'_> {
         Ok(QemuKnobs {
             target_list: targets.get_ref().clone(),
             configure_args: self.knob(&t.configure_args, "qemu.configure-args")?.clone(),
+            tools: self.tools(&t.tools, "qemu.tools")?,
         })
     }
 
@@ -1019,6 +1080,7 @@ impl Validator<'_> {
             build_args: self.knob(&t.build_args, "ovmf.build-args")?.clone(),
             jobs: (jobs != 0).then_some(jobs),
             outputs: outputs.get_ref().clone(),
+            tools: self.tools(&t.tools, "ovmf.tools")?,
         })
     }
 }
@@ -1085,6 +1147,56 @@ mod tests {
         assert_eq!(again.kernel, c.kernel);
         assert_eq!(again.ovmf, c.ovmf);
         assert_eq!(again.build, c.build);
+    }
+
+    #[test]
+    fn embedded_default_lists_the_real_trees_tools() {
+        let c = Config::embedded().unwrap();
+        let names = |reqs: &[Requirement]| -> Vec<String> {
+            reqs.iter().map(ToString::to_string).collect()
+        };
+        let ovmf = names(&c.ovmf.tools);
+        assert!(ovmf.contains(&"nasm >= 2.15.01".to_string()), "{ovmf:?}");
+        assert!(ovmf.contains(&"iasl".to_string()), "{ovmf:?}");
+        let qemu = names(&c.qemu.tools);
+        for t in ["ninja", "meson", "python3-venv", "slirp", "fdt"] {
+            assert!(qemu.contains(&t.to_string()), "{t} not in {qemu:?}");
+        }
+        let kernel = names(&c.kernel.tools.common);
+        for t in ["flex", "bison", "bc", "libelf", "libssl"] {
+            assert!(kernel.contains(&t.to_string()), "{t} not in {kernel:?}");
+        }
+        assert_eq!(names(&c.kernel.tools.deb), ["dpkg-dev", "debhelper"]);
+        assert_eq!(names(&c.kernel.tools.rpm), ["rpm-build"]);
+        assert_eq!(names(&c.kernel.tools.btf), ["pahole >= 1.16"]);
+    }
+
+    #[test]
+    fn tool_lists_default_from_the_embedded_file_and_refuse_unknown_names() {
+        let c = Config::parse(
+            "[ovmf]\nurl = \"u\"\nbranch = \"b\"\ntools = [\"make\"]\n",
+            Origin::File("p.toml".into()),
+            Path::new(""),
+        )
+        .unwrap();
+        assert_eq!(c.ovmf.tools.len(), 1);
+        assert_eq!(c.qemu.tools, Config::embedded().unwrap().qemu.tools);
+        let e = Config::parse(
+            "[kernel]\ntools = [\"gcc\",\n  \"iasll\"]\n",
+            Origin::File("p.toml".into()),
+            Path::new(""),
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column, e.key.as_str()), (3, 3, "kernel.tools"));
+        assert!(e.message.contains("unknown tool `iasll`"), "{e}");
+        assert!(e.help.as_deref().unwrap().contains("iasl"), "{e}");
+        let e = Config::parse(
+            "[kernel]\nbtf-tools = [\"pahole\", \"pahole >= 1.16\"]\n",
+            Origin::File("p.toml".into()),
+            Path::new(""),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("listed twice"), "{e}");
     }
 
     #[test]

@@ -45,10 +45,17 @@ pub struct Registry {
     interrupted: AtomicBool,
 }
 
+static REG: OnceLock<Arc<Registry>> = OnceLock::new();
+
+/// Whether Ctrl-C or SIGTERM arrived (false if no handler was installed).
+pub fn interrupted() -> bool {
+    REG.get().is_some_and(|r| r.was_interrupted())
+}
+
 impl Registry {
-    /// The process-wide registry (the signal handler needs a static).
+    /// The process-wide registry; the first call installs the Ctrl-C and
+    /// SIGTERM handler (commands that fetch or build call it first thing).
     pub fn global() -> Arc<Registry> {
-        static REG: OnceLock<Arc<Registry>> = OnceLock::new();
         REG.get_or_init(|| {
             let reg = Arc::new(Registry::default());
             let for_handler = reg.clone();

@@ -109,6 +109,10 @@ pub struct LockMismatch {
 
 /// The exit code for an error chain.
 pub fn code_for(err: &anyhow::Error) -> i32 {
+    // Whatever failed after Ctrl-C or SIGTERM failed because of it.
+    if crate::exec::interrupted() {
+        return INTERRUPTED;
+    }
     for cause in err.chain() {
         if cause.is::<UsageError>() || cause.is::<crate::config::ConfigError>() {
             return USAGE;
@@ -119,11 +123,17 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         if cause.is::<crate::exec::Interrupted>() {
             return INTERRUPTED;
         }
+        if cause.is::<crate::workdir::WorkDirInUse>() {
+            return WORK_DIR_IN_USE;
+        }
         if cause.is::<LockMismatch>() {
             return LOCK_MISMATCH;
         }
         if cause.is::<LocalChanges>() {
             return LOCAL_CHANGES;
+        }
+        if cause.is::<crate::doctor::PreflightFailed>() {
+            return PREFLIGHT;
         }
     }
     FAILED

@@ -52,6 +52,13 @@ fn main() {
                     }
                     d.insert("status".into(), json!("failed"));
                 }
+                // A failed preflight reports every check.
+                if let Some(pf) = err.downcast_ref::<snp_build::doctor::PreflightFailed>()
+                    && let (Some(d), Ok(report)) =
+                        (doc.as_object_mut(), serde_json::to_value(&pf.report))
+                {
+                    d.insert("preflight".into(), report);
+                }
                 out.document(command, doc);
             }
             std::process::exit(code);

@@ -120,8 +120,15 @@ fn a_build_of_everything_installs_qemu_and_firmware_and_keeps_kernel_packages_ap
     let stale = "linux-image-5.0.0-old_5.0.0-old-1_amd64.deb";
     std::fs::write(s.work().join("kernel-host").join(stale), "old").unwrap();
     std::fs::write(s.work().join("kernel-host/packages").join(stale), "old").unwrap();
+    // Skipped (up to date): the recorded packages are this build's only.
     let again = s.run_ok(&["kernel", "host"]);
+    assert_eq!(stage(&again, "kernel-host")["status"], "skipped");
+    let recorded = stage(&again, "kernel-host")["outputs"]["packages"].to_string();
+    assert!(!recorded.contains("5.0.0-old"), "{recorded}");
+    // Rebuilt: the stale files are gone from where packages are collected.
+    let again = s.run_ok(&["kernel", "host", "--force"]);
     assert_eq!(stage_names(&again), ["kernel-host"]);
+    assert_eq!(stage(&again, "kernel-host")["status"], "ok");
     let debs = files(&s.work().join("kernel-host/packages"));
     assert!(!debs.iter().any(|d| d.contains("5.0.0-old")), "{debs:?}");
     assert!(
@@ -470,4 +477,61 @@ fn base_config_running_without_boot_config_names_the_path_and_the_alternatives()
         );
         assert!(!s.tree("kernel-host").exists(), "refused before fetching");
     }
+}
+
+#[test]
+fn a_missing_tool_stops_the_build_before_any_fetch_with_the_table() {
+    let s = Scratch::new(shared_fixtures());
+    let empty = s.path().join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = assert_cmd::Command::cargo_bin("snp-build")
+        .unwrap()
+        .current_dir(s.path())
+        .env("PATH", &empty)
+        .args([
+            "--config",
+            "stable-commits.toml",
+            "--work-dir",
+            "build",
+            "qemu",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("make") && stderr.contains("missing"),
+        "the table: {stderr}"
+    );
+    assert!(
+        stderr.contains("apt-get install -y") || stderr.contains("dnf install -y"),
+        "{stderr}"
+    );
+    assert!(!s.tree("qemu").exists(), "nothing was fetched");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["exit_code"], 4);
+    assert!(
+        doc["preflight"]["checks"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "{doc}"
+    );
+    // --no-preflight goes on (and fails later, honestly, without make).
+    let out = assert_cmd::Command::cargo_bin("snp-build")
+        .unwrap()
+        .current_dir(s.path())
+        .env("PATH", &empty)
+        .args([
+            "--config",
+            "stable-commits.toml",
+            "--work-dir",
+            "build",
+            "qemu",
+            "--no-preflight",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(s.tree("qemu").exists(), "fetched this time");
 }

@@ -135,7 +135,7 @@ fn unimplemented_commands_say_so_with_exit_3() {
         "[qemu]\nurl = \"u\"\nbranch = \"b\"\n",
     )
     .unwrap();
-    for args in [&["plan"][..], &["doctor"], &["clean"], &["install"]] {
+    for args in [&["clean"][..], &["install"]] {
         let out = snp(dir.path())
             .args(args)
             .args(["--config", "p.toml", "--json"])

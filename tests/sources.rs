@@ -715,20 +715,3 @@ fn kernels_fetched_over_git_daemon_are_shallow_and_small() {
     let again = s.run_ok(&["fetch", "kernel"]);
     assert_eq!(total_received(&again), 0);
 }
-
-#[test]
-fn package_builds_then_says_the_release_is_not_implemented() {
-    let s = Scratch::new(shared_fixtures());
-    let r = s.run(&["qemu", "--package"]);
-    assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(r.stderr.contains("not implemented yet"), "{}", r.stderr);
-    assert_eq!(
-        head(&s.tree("qemu")),
-        rev_parse(&shared_fixtures().join("qemu.git"), "snp-latest")
-    );
-    assert!(
-        s.path().join("usr/local/bin/qemu-system-x86_64").is_file(),
-        "the build itself ran"
-    );
-    assert!(!s.tree("ovmf").exists(), "only the selected component");
-}

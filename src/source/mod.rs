@@ -112,6 +112,9 @@ pub struct Synced {
     /// the source's name).
     pub patched_head: Option<String>,
     pub series_hash: Option<String>,
+    /// Committer time of the pinned commit (Unix seconds): the release's
+    /// timestamps default to the newest of these.
+    pub commit_time: i64,
     pub patches: Vec<PatchFile>,
 }
 
@@ -309,6 +312,7 @@ fn sync_one(
         moved_aside,
         saved_diff,
         patched_head: (!series.is_empty()).then(|| patched.to_string()),
+        commit_time: store.find_commit(oid)?.time().seconds(),
         series_hash: (!series.is_empty()).then(|| series.hash.clone()),
         patches: series.files.clone(),
     })

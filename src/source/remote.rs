@@ -80,7 +80,8 @@ fn callbacks<'a>(repo: &'a Repository, progress: &'a Progress) -> RemoteCallback
             stats.total_objects(),
             stats.received_bytes(),
         );
-        true
+        // Returning false aborts the transfer: Ctrl-C stops a fetch too.
+        !crate::exec::interrupted()
     });
     cb
 }

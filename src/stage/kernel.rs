@@ -14,13 +14,49 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{BuildEnv, Jobs, short_sha};
-use crate::config::{Config, PackageFormat};
+use super::{BuildEnv, Built, Jobs, short_sha};
+use crate::component::SourceId;
+use crate::config::{BaseConfig, Config, PackageFormat};
 use crate::exec::{Cmd, StageRun};
+use crate::fingerprint::{Inputs, digest, sha256_file};
 use crate::kconfig::{self, BaseSource, DotConfig, Kernel};
 use crate::source::Synced;
+
+/// Tools whose versions are part of the fingerprint.
+pub const TOOLS: &[&str] = &["gcc", "make"];
+
+/// A kernel's own inputs (see the table in `fingerprint.rs`).
+pub fn inputs(config: &Config, env: &BuildEnv, id: SourceId) -> Inputs {
+    let kernel = Kernel::from_source(id).unwrap_or(Kernel::Host);
+    Inputs::from([
+        ("base-config".into(), base_input(config, kernel)),
+        ("edits".into(), digest(&config.kernel.edits)),
+        (
+            "package-format".into(),
+            format!("{:?}", env.package_format).to_lowercase(),
+        ),
+        (
+            "compiler-launcher".into(),
+            env.launcher.clone().unwrap_or_default(),
+        ),
+    ])
+}
+
+/// The base config as an input: its kind, and a file's content hash.
+fn base_input(config: &Config, kernel: Kernel) -> String {
+    match base_source(config, kernel) {
+        BaseSource::MakeTarget(t) => t.to_string(),
+        BaseSource::File(p) => format!(
+            "{} ({})",
+            p.display(),
+            sha256_file(&p)
+                .map(|h| h[..16].to_string())
+                .unwrap_or_else(|_| "missing".into())
+        ),
+    }
+}
 
 pub fn build(
     config: &Config,
@@ -28,12 +64,28 @@ pub fn build(
     s: &Synced,
     run: &StageRun<'_>,
     jobs: Jobs,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Built> {
     let kernel = Kernel::from_source(s.source).context("not a kernel source")?;
     let tree = &s.tree;
     let stage_dir = env.stage_dir(s.source);
     let short = short_sha(&s.sha);
     let edits = &config.kernel.edits;
+
+    // 0. A clean tree when the configuration changed (or --clean); else
+    // kbuild rebuilds only what the new SHA or patches changed.
+    std::fs::create_dir_all(&stage_dir)?;
+    let configured_marker = stage_dir.join("configured-with");
+    let configured = format!("{}\n{}\n", base_input(config, kernel), digest(edits));
+    let previous = std::fs::read_to_string(&configured_marker).unwrap_or_default();
+    if env.clean || previous != configured {
+        run.note(if env.clean {
+            "clean build (--clean)"
+        } else {
+            "clean build: the base config or the edits changed"
+        });
+        run.run(&make(env, tree, jobs).arg("distclean"))?;
+        let _ = std::fs::remove_file(&configured_marker);
+    }
 
     // 1. Base config.
     let base = base_source(config, kernel);
@@ -86,7 +138,7 @@ pub fn build(
             verification.report()
         );
     }
-    std::fs::create_dir_all(&stage_dir)?;
+    crate::fsutil::write_atomic(&configured_marker, configured.as_bytes())?;
     let kept_config = stage_dir.join("config");
     std::fs::copy(tree.join(".config"), &kept_config)
         .with_context(|| format!("keeping the final config as {}", kept_config.display()))?;
@@ -119,7 +171,11 @@ pub fn build(
     for p in &packages {
         run.note(&format!("package: {}", p.display()));
     }
-    Ok(json!({
+    let mut outputs = packages.clone();
+    outputs.push(kept_config.clone());
+    Ok(Built {
+        outputs,
+        summary: json!({
         "kernel": kernel,
         "release": release,
         "localversion": kconfig::localversion(edits, kernel, short)?,
@@ -128,10 +184,11 @@ pub fn build(
         "image": image,
         "config": kept_config,
         "verification": verification,
-    }))
+        }),
+    })
 }
 
-fn base_setting(config: &Config, kernel: Kernel) -> &crate::config::BaseConfig {
+fn base_setting(config: &Config, kernel: Kernel) -> &BaseConfig {
     match kernel {
         Kernel::Host => &config.kernel.host_base_config,
         Kernel::Guest => &config.kernel.guest_base_config,

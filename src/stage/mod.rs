@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod ovmf;
 pub mod qemu;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -28,8 +29,10 @@ use serde_json::Value;
 use crate::component::SourceId;
 use crate::config::{Config, PackageFormat};
 use crate::exec::{Cancelled, Cmd, Interrupted, Registry, StageRun};
+use crate::fingerprint::{self, Decision, Inputs, Stamp};
 use crate::output::Progress;
 use crate::source::Synced;
+use crate::toolversion::ToolVersions;
 
 /// What every stage shares.
 #[derive(Debug, Clone)]
@@ -44,6 +47,10 @@ pub struct BuildEnv {
     pub package_format: PackageFormat,
     pub launcher: Option<String>,
     pub verbose: bool,
+    /// `--force`: `Some(empty)` forces every stage, `Some(names)` those.
+    pub force: Option<Vec<String>>,
+    /// `--clean`: kernels start from `make distclean`.
+    pub clean: bool,
 }
 
 impl BuildEnv {
@@ -55,6 +62,77 @@ impl BuildEnv {
     pub fn stage_dir(&self, id: SourceId) -> PathBuf {
         self.work_dir.join(id.name())
     }
+
+    pub fn forced(&self, stage: &str) -> bool {
+        self.force
+            .as_ref()
+            .is_some_and(|f| f.is_empty() || f.iter().any(|n| n == stage))
+    }
+}
+
+/// What a stage needs to know about its source for its fingerprint.
+#[derive(Debug, Clone)]
+pub struct SourceFacts {
+    /// The resolved SHA, or a description of what is unresolved.
+    pub sha: String,
+    pub series_hash: String,
+    pub submodules: BTreeMap<String, String>,
+}
+
+impl From<&Synced> for SourceFacts {
+    fn from(s: &Synced) -> SourceFacts {
+        SourceFacts {
+            sha: s.sha.clone(),
+            series_hash: s.series_hash.clone().unwrap_or_default(),
+            submodules: s.submodules.clone(),
+        }
+    }
+}
+
+/// A stage's fingerprint (see `fingerprint.rs` for the table of inputs).
+pub fn inputs(
+    config: &Config,
+    env: &BuildEnv,
+    id: SourceId,
+    facts: &SourceFacts,
+    tools: &mut ToolVersions,
+) -> Inputs {
+    let mut i = Inputs::new();
+    i.insert("sha".into(), facts.sha.clone());
+    let patches = if facts.series_hash.is_empty() {
+        "none".to_string()
+    } else {
+        facts.series_hash[..16.min(facts.series_hash.len())].to_string()
+    };
+    i.insert("patches".into(), patches);
+    i.insert("snp-build".into(), env!("CARGO_PKG_VERSION").into());
+    let (tool_list, own): (&[&str], Inputs) = match id {
+        SourceId::KernelHost | SourceId::KernelGuest => {
+            (kernel::TOOLS, kernel::inputs(config, env, id))
+        }
+        SourceId::Qemu => (qemu::TOOLS, qemu::inputs(config, env)),
+        SourceId::Ovmf => (ovmf::TOOLS, ovmf::inputs(config, env, facts)),
+    };
+    for t in tool_list {
+        i.insert(format!("tool:{t}"), tools.version(t));
+    }
+    i.extend(own);
+    i
+}
+
+/// One stage of a build: its source, fingerprint and decision.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub synced: Synced,
+    pub inputs: Inputs,
+    pub decision: Decision,
+}
+
+/// What a stage made: its summary (for JSON and the release) and the
+/// files whose loss or change makes it run again.
+pub struct Built {
+    pub summary: Value,
+    pub outputs: Vec<PathBuf>,
 }
 
 /// How a stage may use the job budget.
@@ -84,8 +162,10 @@ impl Jobs {
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub stage: SourceId,
-    /// `ok`, `failed` or `cancelled`.
+    /// `ok`, `skipped`, `failed` or `cancelled`.
     pub status: &'static str,
+    /// Why it ran, or why it was skipped.
+    pub reasons: Vec<String>,
     pub duration_s: f64,
     pub log: PathBuf,
     pub outputs: Value,
@@ -93,11 +173,61 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-/// Runs the stages for `synced` sources and returns their outcomes in
-/// build order. Errors only for problems outside the stages; a failed
-/// stage is an outcome (the caller decides the exit code).
-pub fn run_all(config: &Config, env: &BuildEnv, synced: &[Synced]) -> anyhow::Result<Vec<Outcome>> {
+/// Outcomes as the stamps of `ids` record them (for planning a release
+/// without building).
+pub fn recorded_outcomes(env: &BuildEnv, ids: &[SourceId]) -> Vec<Outcome> {
+    ids.iter()
+        .filter_map(|id| {
+            let stamp = fingerprint::read_stamp(&env.work_dir, id.name())?;
+            Some(Outcome {
+                stage: *id,
+                status: "skipped",
+                reasons: vec!["up to date".into()],
+                duration_s: 0.0,
+                log: env.logs().join(format!("{id}.log")),
+                outputs: stamp.summary,
+                error: None,
+            })
+        })
+        .collect()
+}
+
+/// Runs the stages of `work` that must run, skips the rest, and returns
+/// every outcome in build order. Errors only for problems outside the
+/// stages; a failed stage is an outcome (the caller decides the exit code).
+pub fn run_all(config: &Config, env: &BuildEnv, work: &[Work]) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    let mut to_run = Vec::new();
+    for w in work {
+        if w.decision.run {
+            to_run.push(w);
+            continue;
+        }
+        let stamp = fingerprint::read_stamp(&env.work_dir, w.synced.source.name());
+        Progress::new(w.synced.source.name())
+            .finish(format!("skipped: {}", w.decision.reasons.join("; ")));
+        outcomes.push(Outcome {
+            stage: w.synced.source,
+            status: "skipped",
+            reasons: w.decision.reasons.clone(),
+            duration_s: 0.0,
+            log: env.logs().join(format!("{}.log", w.synced.source)),
+            outputs: stamp.map(|s| s.summary).unwrap_or(Value::Null),
+            error: None,
+        });
+    }
+    if !to_run.is_empty() {
+        outcomes.extend(run_stages(config, env, &to_run)?);
+    }
+    outcomes.sort_by_key(|o| SourceId::BUILD_ORDER.iter().position(|id| *id == o.stage));
+    Ok(outcomes)
+}
+
+fn run_stages(config: &Config, env: &BuildEnv, work: &[&Work]) -> anyhow::Result<Vec<Outcome>> {
     let registry = Registry::global();
+    if registry.was_interrupted() {
+        return Err(Interrupted.into());
+    }
     std::fs::create_dir_all(env.logs())
         .with_context(|| format!("creating {}", env.logs().display()))?;
     let client = if env.serial {
@@ -105,10 +235,11 @@ pub fn run_all(config: &Config, env: &BuildEnv, synced: &[Synced]) -> anyhow::Re
     } else {
         Some(jobserver::Client::new(env.jobs).context("creating the make jobserver")?)
     };
-    let share = (env.jobs / synced.len().max(1)).max(1);
+    let share = (env.jobs / work.len().max(1)).max(1);
     let outcomes = Mutex::new(Vec::new());
 
-    let run_one = |s: &Synced| {
+    let run_one = |w: &Work| {
+        let s = &w.synced;
         let started = Instant::now();
         let progress = Progress::new(s.source.name());
         let log = env.logs().join(format!("{}.log", s.source));
@@ -148,7 +279,7 @@ pub fn run_all(config: &Config, env: &BuildEnv, synced: &[Synced]) -> anyhow::Re
                     &registry,
                     env.verbose,
                 )
-                .and_then(|run| run_stage(config, env, s, &run, jobs))
+                .and_then(|run| run_stage(config, env, w, &run, jobs))
             }
         };
         drop(extra);
@@ -159,6 +290,7 @@ pub fn run_all(config: &Config, env: &BuildEnv, synced: &[Synced]) -> anyhow::Re
                 Outcome {
                     stage: s.source,
                     status: "ok",
+                    reasons: w.decision.reasons.clone(),
                     duration_s,
                     log,
                     outputs,
@@ -178,6 +310,7 @@ pub fn run_all(config: &Config, env: &BuildEnv, synced: &[Synced]) -> anyhow::Re
                 Outcome {
                     stage: s.source,
                     status: if cancelled { "cancelled" } else { "failed" },
+                    reasons: w.decision.reasons.clone(),
                     duration_s,
                     log,
                     outputs: Value::Null,
@@ -189,34 +322,38 @@ pub fn run_all(config: &Config, env: &BuildEnv, synced: &[Synced]) -> anyhow::Re
     };
 
     if env.serial {
-        for s in synced {
+        for w in work {
             if registry.is_cancelled() {
                 break;
             }
-            run_one(s);
+            run_one(w);
         }
     } else {
         std::thread::scope(|scope| {
-            for s in synced {
-                scope.spawn(|| run_one(s));
+            for w in work {
+                scope.spawn(|| run_one(w));
             }
         });
     }
     if registry.was_interrupted() {
         return Err(Interrupted.into());
     }
-    let mut outcomes = outcomes.into_inner().unwrap();
-    outcomes.sort_by_key(|o| SourceId::BUILD_ORDER.iter().position(|id| *id == o.stage));
-    Ok(outcomes)
+    Ok(outcomes.into_inner().unwrap())
 }
 
+/// One stage: forget its stamp, build, then record what it made.
 fn run_stage(
     config: &Config,
     env: &BuildEnv,
-    s: &Synced,
+    w: &Work,
     run: &StageRun<'_>,
     jobs: Jobs,
 ) -> anyhow::Result<Value> {
+    let s = &w.synced;
+    fingerprint::remove_stamp(&env.work_dir, s.source.name())?;
+    for reason in &w.decision.reasons {
+        run.note(&format!("runs because: {reason}"));
+    }
     run.note(&format!(
         "stage {} at {} ({}), jobs: {}",
         s.source,
@@ -228,7 +365,7 @@ fn run_stage(
             format!("-j{}", jobs.fixed)
         }
     ));
-    let outputs = match s.source {
+    let built = match s.source {
         SourceId::KernelHost | SourceId::KernelGuest => kernel::build(config, env, s, run, jobs)?,
         SourceId::Qemu => qemu::build(config, env, s, run, jobs)?,
         SourceId::Ovmf => ovmf::build(config, env, s, run, jobs)?,
@@ -238,7 +375,15 @@ fn run_stage(
         .work_dir
         .join(format!("source-commit.{}", s.source.commit_file_suffix()));
     crate::fsutil::write_atomic(&record, format!("{}\n", short_sha(&s.sha)).as_bytes())?;
-    Ok(outputs)
+    let mut outputs = built.outputs;
+    outputs.push(record);
+    let stamp = Stamp {
+        inputs: w.inputs.clone(),
+        outputs: fingerprint::record_outputs(&outputs)?,
+        summary: built.summary.clone(),
+    };
+    fingerprint::write_stamp(&env.work_dir, s.source.name(), &stamp)?;
+    Ok(built.summary)
 }
 
 /// The short upstream SHA used in LOCALVERSION and `source-commit.*`

@@ -11,12 +11,35 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{BuildEnv, Jobs};
+use super::{BuildEnv, Built, Jobs, SourceFacts};
 use crate::config::Config;
 use crate::exec::{Cmd, StageRun};
+use crate::fingerprint::{Inputs, digest};
 use crate::source::Synced;
+
+/// Tools whose versions are part of the fingerprint.
+pub const TOOLS: &[&str] = &["gcc", "make", "nasm", "iasl", "python3"];
+
+/// OVMF's own inputs (see the table in `fingerprint.rs`).
+pub fn inputs(config: &Config, env: &BuildEnv, facts: &SourceFacts) -> Inputs {
+    let k = &config.ovmf;
+    Inputs::from([
+        ("submodules".into(), digest(&facts.submodules)),
+        ("platform".into(), k.platform.clone()),
+        ("arch".into(), k.arch.clone()),
+        ("build-target".into(), k.build_target.clone()),
+        (
+            "toolchain".into(),
+            k.toolchain.clone().unwrap_or_else(|| "auto".into()),
+        ),
+        ("defines".into(), k.defines.join(" ")),
+        ("build-args".into(), k.build_args.join(" ")),
+        ("outputs".into(), k.outputs.join(" ")),
+        ("install".into(), env.install.display().to_string()),
+    ])
+}
 
 /// `$1` is the tree; the rest are `build`'s arguments, passed verbatim.
 const EDK2_BUILD: &str = r#"set -e
@@ -32,7 +55,7 @@ pub fn build(
     s: &Synced,
     run: &StageRun<'_>,
     jobs: Jobs,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Built> {
     let tree = &s.tree;
     let knobs = &config.ovmf;
     if s.submodules.is_empty() && tree.join(".gitmodules").exists() {
@@ -115,7 +138,10 @@ pub fn build(
         run.note(&format!("installed {}", to.display()));
         copied.push(to);
     }
-    Ok(json!({ "toolchain": toolchain, "firmware": copied }))
+    Ok(Built {
+        summary: json!({ "toolchain": toolchain, "firmware": copied }),
+        outputs: copied,
+    })
 }
 
 /// The platform's `OUTPUT_DIRECTORY` (e.g. `Build/OvmfX64`), from its

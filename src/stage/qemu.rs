@@ -5,12 +5,33 @@
 //! QEMU's make drives ninja, which (before 1.13) ignores make's
 //! jobserver: the stage passes its fixed share as `-jN`.
 
-use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 
-use super::{BuildEnv, Jobs};
+use anyhow::Context;
+use serde_json::json;
+
+use super::{BuildEnv, Built, Jobs};
 use crate::config::Config;
 use crate::exec::{Cmd, StageRun};
+use crate::fingerprint::{Inputs, digest};
 use crate::source::Synced;
+
+/// Tools whose versions are part of the fingerprint.
+pub const TOOLS: &[&str] = &["gcc", "make", "python3", "ninja"];
+
+/// QEMU's own inputs (see the table in `fingerprint.rs`).
+pub fn inputs(config: &Config, env: &BuildEnv) -> Inputs {
+    let k = &config.qemu;
+    Inputs::from([
+        ("target-list".into(), k.target_list.join(",")),
+        ("configure-args".into(), digest(&k.configure_args)),
+        (
+            "compiler-launcher".into(),
+            env.launcher.clone().unwrap_or_default(),
+        ),
+        ("install".into(), env.install.display().to_string()),
+    ])
+}
 
 pub fn build(
     config: &Config,
@@ -18,7 +39,7 @@ pub fn build(
     s: &Synced,
     run: &StageRun<'_>,
     jobs: Jobs,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Built> {
     let tree = &s.tree;
     let knobs = &config.qemu;
     let mut configure = Cmd::new(tree.join("configure"), tree)
@@ -36,15 +57,59 @@ pub fn build(
         fixed: jobs.fixed,
     };
     run.run(&fixed.make(tree))?;
-    run.run(&Cmd::new("make", tree).arg("install"))?;
+    // Installed through DESTDIR, then copied into the prefix: the stage
+    // knows exactly which files are its outputs.
+    let destdir = env.stage_dir(s.source).join("destdir");
+    if destdir.exists() {
+        std::fs::remove_dir_all(&destdir)
+            .with_context(|| format!("removing {}", destdir.display()))?;
+    }
+    run.run(
+        &Cmd::new("make", tree)
+            .arg("install")
+            .arg(format!("DESTDIR={}", destdir.display())),
+    )?;
+    let staged = destdir.join(env.install.strip_prefix("/").unwrap_or(&env.install));
+    let mut installed = Vec::new();
+    copy_tree(&staged, &env.install, &mut installed).with_context(|| {
+        format!(
+            "installing {} into {}",
+            staged.display(),
+            env.install.display()
+        )
+    })?;
+    installed.sort();
 
     let binary = env.install.join("bin/qemu-system-x86_64");
     let version = run
         .capture(&Cmd::new(&binary, tree).arg("--version"))
         .map_err(|e| anyhow::anyhow!("the installed {} does not run: {e:#}", binary.display()))?;
-    Ok(json!({
-        "binary": binary,
-        "version": version.lines().next().unwrap_or("").trim(),
-        "install": env.install,
-    }))
+    Ok(Built {
+        summary: json!({
+            "binary": binary,
+            "version": version.lines().next().unwrap_or("").trim(),
+            "install": env.install,
+            "installed": installed,
+        }),
+        outputs: installed,
+    })
+}
+
+/// Copies every file under `from` to the same place under `to`.
+fn copy_tree(from: &Path, to: &Path, copied: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type()?.is_dir() {
+            copy_tree(&src, &dst, copied)?;
+        } else {
+            // Replace rather than write through: a running QEMU keeps its binary.
+            let _ = std::fs::remove_file(&dst);
+            std::fs::copy(&src, &dst)
+                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+            copied.push(dst);
+        }
+    }
+    Ok(())
 }

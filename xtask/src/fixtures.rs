@@ -218,6 +218,14 @@ fn pin_file(fx: &Fixtures) -> String {
         "{PIN_FILE_HEADER}
 [kernel]
 base-config = \"defconfig\"
+# Only what the fake trees use (real trees need more: see snp-build's
+# embedded stable-commits.toml). The kernel's Makefile runs gcc, ld and
+# objcopy, scripts/config is bash, Kconfig is a Python script; builddeb
+# calls dpkg-deb and binrpm-pkg rpmbuild.
+tools = [\"gcc\", \"binutils\", \"make\", \"bash\", \"python3\"]
+deb-tools = [\"dpkg-deb\"]
+rpm-tools = [\"rpm-build\"]
+btf-tools = []
 
 [kernel.host]
 url = \"{linux}\"
@@ -230,10 +238,14 @@ branch = \"snp-guest-latest\"
 [qemu]
 url = \"{qemu}\"
 branch = \"snp-latest\"
+# configure is sh, the Makefile compiles C.
+tools = [\"gcc\", \"make\"]
 
 [ovmf]
 url = \"{ovmf}\"
 branch = \"snp-latest\"
+# BaseTools are C; `build` is a bash wrapper around Python.
+tools = [\"gcc\", \"make\", \"bash\", \"python3\"]
 "
     )
 }

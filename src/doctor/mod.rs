@@ -1,0 +1,374 @@
+//! `snp-build doctor`: can this machine build the stack (the default), or
+//! run SNP guests (`--host`)?
+//!
+//! build.sh checks nothing first: a missing `iasl`, an old `nasm`, no
+//! `flex` shows up an hour in as `build.py error 7000`. Doctor, and the
+//! build's preflight, look before anything is fetched.
+//!
+//! Guarantees:
+//! - `doctor` runs exactly the checks of [`preflight`], for the selected
+//!   stages (none named: every source the pin file pins): every tool the
+//!   pin file lists for the stage (`tools` in `[kernel]`, `[qemu]`, `[ovmf]`;
+//!   for a kernel also `deb-tools` or `rpm-tools` by package format, and
+//!   `btf-tools` only when its config enables `DEBUG_INFO_BTF`), each
+//!   kernel's base config source, and free disk space in the work dir
+//!   against an estimate. Cores and memory are shown for information.
+//! - Statuses: `ok`; `missing`, `too old` and `failed` block (exit 4,
+//!   [`PreflightFailed`]); `low` (disk below the estimate, which is rough),
+//!   `unverified` (a version that could not be read) and `info` do not.
+//! - The report ends with one command that installs the package of every
+//!   missing or too-old tool: `apt-get install -y ...` on Debian-like hosts
+//!   (os-release `ID` or a word of `ID_LIKE` is `debian`), `dnf install -y
+//!   ...` elsewhere. What no package fixes (a base config) gets a `help:`.
+//! - Cheap and read-only: no network, nothing written; the only
+//!   subprocesses are version queries of tools with a minimum version and
+//!   one `python3` import check (see [`catalog`]).
+//! - Human output goes to stderr; with `--json` the report is the JSON
+//!   document (on failure the error carries the same table).
+//! - `--host` ([`host`]) exits 0 only when the machine is ready to run SNP
+//!   guests, 1 ([`host::HostNotReady`]) otherwise.
+
+pub mod catalog;
+pub mod host;
+mod preflight;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::component::{Selection, SourceId};
+use crate::config::{Config, PackageFormat};
+use crate::exit::UsageError;
+use crate::output::Output;
+
+pub use preflight::{Env, check_build, preflight};
+
+/// The os-release file the binary reads (tests pass their own to the
+/// library functions).
+pub const OS_RELEASE: &str = "/etc/os-release";
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Ok,
+    Missing,
+    TooOld,
+    Failed,
+    /// Below an estimate: shown, does not block.
+    Low,
+    /// Present, but its version could not be checked: does not block.
+    Unverified,
+    Info,
+}
+
+impl Status {
+    /// Whether this status makes the machine not ready.
+    pub fn blocks(self) -> bool {
+        matches!(self, Status::Missing | Status::TooOld | Status::Failed)
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Missing => "missing",
+            Status::TooOld => "too old",
+            Status::Failed => "failed",
+            Status::Low => "low",
+            Status::Unverified => "unverified",
+            Status::Info => "info",
+        }
+    }
+}
+
+/// One line of a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub status: Status,
+    /// What was found or read (a version, a path, a value).
+    pub found: String,
+    /// What is needed, and by which stage.
+    pub needed: String,
+    /// The package that provides it on this host's distro family.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// What to do when it is not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl Check {
+    fn new(check: impl Into<String>, status: Status, found: impl Into<String>) -> Check {
+        Check {
+            check: check.into(),
+            status,
+            found: found.into(),
+            needed: String::new(),
+            package: None,
+            help: None,
+        }
+    }
+
+    fn needed(mut self, needed: impl Into<String>) -> Check {
+        self.needed = needed.into();
+        self
+    }
+
+    fn help(mut self, help: impl Into<String>) -> Check {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// The distro family whose package names and installer the fix uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distro {
+    Debian,
+    Fedora,
+}
+
+impl Distro {
+    /// Debian-like (`ID` or `ID_LIKE` has `debian`), else Fedora naming.
+    pub fn detect(os_release: &Path) -> Distro {
+        if crate::host::is_debian_like(&crate::host::os_release(os_release)) {
+            Distro::Debian
+        } else {
+            Distro::Fedora
+        }
+    }
+
+    pub fn package(self, tool: &catalog::Tool) -> &'static str {
+        match self {
+            Distro::Debian => tool.debian,
+            Distro::Fedora => tool.fedora,
+        }
+    }
+
+    /// The one line that installs `packages`.
+    pub fn install_command(self, packages: &[&str]) -> String {
+        let installer = match self {
+            Distro::Debian => "apt-get install -y",
+            Distro::Fedora => "dnf install -y",
+        };
+        format!("{installer} {}", packages.join(" "))
+    }
+}
+
+/// The build checks of some stages, as `doctor` shows them and the build's
+/// preflight refuses them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ready: bool,
+    pub package_format: PackageFormat,
+    pub distro: Distro,
+    pub checks: Vec<Check>,
+    /// Installs every missing or too-old tool; `None` when nothing is.
+    pub install: Option<String>,
+}
+
+impl Report {
+    fn new(checks: Vec<Check>, package_format: PackageFormat, distro: Distro) -> Report {
+        let mut packages: Vec<&str> = Vec::new();
+        for c in checks.iter().filter(|c| c.status.blocks()) {
+            if let Some(p) = &c.package
+                && !packages.contains(&p.as_str())
+            {
+                packages.push(p);
+            }
+        }
+        let install = (!packages.is_empty()).then(|| distro.install_command(&packages));
+        Report {
+            ready: !checks.iter().any(|c| c.status.blocks()),
+            package_format,
+            distro,
+            checks,
+            install,
+        }
+    }
+
+    /// The checks that block.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status.blocks())
+    }
+
+    /// The table, then the install line and the help of what no package
+    /// fixes.
+    pub fn render(&self) -> String {
+        let mut text = render_checks(&self.checks, "found");
+        if let Some(line) = &self.install {
+            text.push_str(&format!("\nto install what is missing:\n  {line}\n"));
+        }
+        text
+    }
+}
+
+/// `check status found needed` columns, then `help:` for every check that
+/// is not ok and has one.
+fn render_checks(checks: &[Check], found_header: &str) -> String {
+    let rows: Vec<[&str; 4]> = checks
+        .iter()
+        .map(|c| {
+            [
+                c.check.as_str(),
+                c.status.word(),
+                c.found.as_str(),
+                c.needed.as_str(),
+            ]
+        })
+        .collect();
+    let mut text = table(["check", "status", found_header, "needed"], &rows);
+    // One help per distinct text (both kernels share a base config).
+    let mut helps: Vec<(Vec<&str>, &str)> = Vec::new();
+    for c in checks.iter().filter(|c| c.status != Status::Ok) {
+        let Some(help) = c.help.as_deref() else {
+            continue;
+        };
+        match helps.iter_mut().find(|(_, h)| *h == help) {
+            Some((names, _)) => names.push(&c.check),
+            None => helps.push((vec![&c.check], help)),
+        }
+    }
+    for (names, help) in helps {
+        text.push_str(&format!("help: {}: {help}\n", names.join(", ")));
+    }
+    text
+}
+
+/// Left-aligned columns, two spaces apart, no trailing blanks.
+fn table<const N: usize>(headers: [&str; N], rows: &[[&str; N]]) -> String {
+    let mut widths = headers.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in std::iter::once(&headers).chain(rows) {
+        let mut line = String::new();
+        for (cell, w) in row.iter().zip(widths) {
+            line.push_str(&format!("{cell:w$}  "));
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// The build checks failed: what the selected stages need is not all here
+/// (exit 4). Its message is the whole report.
+#[derive(Debug)]
+pub struct PreflightFailed {
+    pub report: Report,
+}
+
+impl fmt::Display for PreflightFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.report.failures().map(|c| c.check.as_str()).collect();
+        write!(
+            f,
+            "this host lacks what the build needs ({}):\n{}",
+            names.join(", "),
+            self.report.render().trim_end()
+        )
+    }
+}
+
+impl std::error::Error for PreflightFailed {}
+
+/// What `snp-build doctor` was asked.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub config: Option<&'a Path>,
+    pub work_dir: &'a Path,
+    pub host: bool,
+    pub sysroot: Option<&'a Path>,
+    pub release: Option<&'a Path>,
+    pub components: &'a [String],
+}
+
+/// `snp-build doctor [--host ...] [COMPONENT...]`; returns the JSON fields.
+pub fn command(req: &Request<'_>, out: Output) -> anyhow::Result<Value> {
+    if req.host {
+        if !req.components.is_empty() {
+            return Err(UsageError::new(format!(
+                "`doctor --host` checks this machine as an SNP host and takes no components (got `{}`)",
+                req.components.join(" ")
+            ))
+            .help("run `snp-build doctor [COMPONENT...]` for the build checks")
+            .into());
+        }
+        let root = req.sysroot.map(Path::to_path_buf);
+        return host::command(root.as_deref(), req.release, out);
+    }
+    let selection = Selection::parse(req.components)?;
+    let config = crate::commands::load(req.config, out)?;
+    let ids = selected(&config, &selection, req.components.is_empty())?;
+    let os_release = PathBuf::from(OS_RELEASE);
+    let format = crate::host::package_format(config.build.package_format, &os_release);
+    let report = check_build(&config, &ids, format, req.work_dir, &Env::system());
+    if !report.ready {
+        return Err(PreflightFailed { report }.into());
+    }
+    out.info(report.render().trim_end());
+    out.info("everything the selected stages need is here");
+    Ok(serde_json::to_value(&report)?)
+}
+
+/// The stages to check: those named (each must be pinned), or every
+/// pinned one when none is named.
+fn selected(config: &Config, selection: &Selection, all: bool) -> anyhow::Result<Vec<SourceId>> {
+    if all {
+        return Ok(selection
+            .ids()
+            .iter()
+            .copied()
+            .filter(|id| config.sources.contains_key(id))
+            .collect());
+    }
+    for id in selection.ids() {
+        config.source(*id)?;
+    }
+    Ok(selection.ids().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns_without_trailing_blanks() {
+        let t = table(["a", "bb"], &[["xxx", "y"], ["", ""]]);
+        assert_eq!(t, "a    bb\nxxx  y\n\n");
+    }
+
+    #[test]
+    fn install_line_lists_each_blocking_package_once() {
+        let tool = |name: &str, status: Status, pkg: &str| Check {
+            package: Some(pkg.into()),
+            ..Check::new(name, status, "")
+        };
+        let checks = vec![
+            tool("gcc", Status::Ok, "gcc"),
+            tool("nasm", Status::TooOld, "nasm"),
+            tool("iasl", Status::Missing, "acpica-tools"),
+            tool("iasl", Status::Missing, "acpica-tools"),
+            tool("glib", Status::Unverified, "libglib2.0-dev"),
+        ];
+        let r = Report::new(checks.clone(), PackageFormat::Deb, Distro::Debian);
+        assert!(!r.ready);
+        assert_eq!(
+            r.install.as_deref(),
+            Some("apt-get install -y nasm acpica-tools")
+        );
+        let r = Report::new(checks[..1].to_vec(), PackageFormat::Rpm, Distro::Fedora);
+        assert!(r.ready && r.install.is_none());
+        assert_eq!(
+            Distro::Fedora.install_command(&["nasm", "acpica-tools"]),
+            "dnf install -y nasm acpica-tools"
+        );
+    }
+}

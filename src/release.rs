@@ -1,0 +1,541 @@
+//! The release: `snp-release-<date>/` and `snp-release-<date>.tar.gz`.
+//!
+//! Guarantees:
+//! - It holds exactly what the stages of this build recorded (their stamps'
+//!   outputs): never packages left over from earlier runs, never the other
+//!   kernel's packages.
+//! - It is assembled in a temporary directory beside the final one and
+//!   renamed into place; an existing release of the same date is replaced
+//!   only once the new one is complete. An interrupted packaging leaves no
+//!   half release under the final name.
+//! - `SHA256SUMS` covers every file (and checks with `sha256sum -c`);
+//!   `manifest.json` (schema in README) records versions, SHAs, patches,
+//!   kernel config verification and every artifact's size and SHA-256.
+//! - The tarball is reproducible: entries sorted, owner root/0, fixed
+//!   modes, every mtime `SOURCE_DATE_EPOCH` (else the newest commit time of
+//!   the pinned sources), gzip header mtime 0. Same outputs in, same bytes
+//!   out.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::component::SourceId;
+use crate::config::Config;
+use crate::fingerprint::{self, Decision, Inputs, Stamp, digest, sha256_file};
+use crate::output::Progress;
+use crate::patch::hex;
+use crate::source::Synced;
+use crate::stage::{BuildEnv, Outcome};
+
+pub const MANIFEST_SCHEMA: u32 = 1;
+/// The stage name of packaging, in plans, stamps and `--force`.
+pub const STAGE: &str = "release";
+
+const INSTALL_SH: &[u8] = include_bytes!("../templates/install.sh");
+const LAUNCH_QEMU_SH: &[u8] = include_bytes!("../templates/launch-qemu.sh");
+const KVM_CONF: &[u8] = include_bytes!("../templates/kvm.conf");
+
+/// What goes into a release file.
+#[derive(Debug, Clone)]
+enum Content {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// One file of the release.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Path inside the release directory.
+    rel: String,
+    content: Content,
+    executable: bool,
+    sha256: String,
+    size: u64,
+}
+
+/// Everything the release is made from.
+pub struct Release<'a> {
+    pub config: &'a Config,
+    pub env: &'a BuildEnv,
+    pub synced: &'a [Synced],
+    pub outcomes: &'a [Outcome],
+    pub lock_path: &'a Path,
+    /// Absolute output directory.
+    pub output: PathBuf,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+}
+
+/// Where the release went.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub release: PathBuf,
+    pub tarball: PathBuf,
+    pub tarball_sha256: String,
+    pub files: usize,
+}
+
+impl Release<'_> {
+    pub fn name(&self) -> String {
+        format!("snp-release-{}", self.date)
+    }
+
+    fn outcome(&self, id: SourceId) -> Option<&Outcome> {
+        self.outcomes.iter().find(|o| o.stage == id)
+    }
+
+    /// The release's files, from the stages' summaries, with the hashes
+    /// their stamps recorded (so nothing big is read twice).
+    fn entries(&self) -> anyhow::Result<Vec<Entry>> {
+        let mut known: BTreeMap<PathBuf, (String, u64)> = BTreeMap::new();
+        for o in self.outcomes {
+            if let Some(stamp) = fingerprint::read_stamp(&self.env.work_dir, o.stage.name()) {
+                for out in stamp.outputs {
+                    known.insert(out.path, (out.sha256, out.size));
+                }
+            }
+        }
+        let file_entry = |rel: String, path: PathBuf, executable: bool| -> anyhow::Result<Entry> {
+            let (sha256, size) = match known.get(&path) {
+                Some(k) => k.clone(),
+                None => (
+                    sha256_file(&path)?,
+                    std::fs::metadata(&path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .len(),
+                ),
+            };
+            Ok(Entry {
+                rel,
+                content: Content::File(path),
+                executable,
+                sha256,
+                size,
+            })
+        };
+        let bytes_entry = |rel: &str, bytes: &[u8], executable: bool| Entry {
+            rel: rel.to_string(),
+            sha256: hex(&Sha256::digest(bytes)),
+            size: bytes.len() as u64,
+            content: Content::Bytes(bytes.to_vec()),
+            executable,
+        };
+
+        let mut entries = Vec::new();
+        // usr/local/: QEMU and OVMF as installed, relative to the prefix.
+        for (id, key) in [(SourceId::Qemu, "installed"), (SourceId::Ovmf, "firmware")] {
+            let Some(o) = self.outcome(id) else { continue };
+            for p in paths(&o.outputs[key]) {
+                let rel = p.strip_prefix(&self.env.install).with_context(|| {
+                    format!(
+                        "{} is outside the install prefix {}",
+                        p.display(),
+                        self.env.install.display()
+                    )
+                })?;
+                let executable = is_executable(&p);
+                entries.push(file_entry(
+                    format!("usr/local/{}", rel.display()),
+                    p,
+                    executable,
+                )?);
+            }
+        }
+        for (id, kernel) in [
+            (SourceId::KernelHost, "host"),
+            (SourceId::KernelGuest, "guest"),
+        ] {
+            let Some(o) = self.outcome(id) else { continue };
+            for p in paths(&o.outputs["packages"]) {
+                let name = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                entries.push(file_entry(format!("linux/{kernel}/{name}"), p, false)?);
+            }
+            if let Some(cfg) = o.outputs["config"].as_str() {
+                entries.push(file_entry(
+                    format!("kernel-config.{kernel}"),
+                    PathBuf::from(cfg),
+                    false,
+                )?);
+            }
+        }
+        for o in self.outcomes {
+            let name = format!("source-commit.{}", o.stage.commit_file_suffix());
+            entries.push(file_entry(
+                name.clone(),
+                self.env.work_dir.join(&name),
+                false,
+            )?);
+        }
+        entries.push(bytes_entry(
+            "source-config",
+            self.config.text.as_bytes(),
+            false,
+        ));
+        if let Ok(lock) = std::fs::read(self.lock_path) {
+            entries.push(bytes_entry("stable-commits.lock", &lock, false));
+        }
+        entries.push(bytes_entry("install.sh", INSTALL_SH, true));
+        entries.push(bytes_entry("launch-qemu.sh", LAUNCH_QEMU_SH, true));
+        entries.push(bytes_entry("kvm.conf", KVM_CONF, false));
+        entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(entries)
+    }
+
+    /// `SOURCE_DATE_EPOCH` if set, else the newest pinned commit's time.
+    fn epoch(&self) -> anyhow::Result<u64> {
+        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+            return v
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
+        }
+        Ok(self
+            .synced
+            .iter()
+            .map(|s| s.commit_time.max(0) as u64)
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// The release's fingerprint: every file's path and hash, the date,
+    /// the timestamp and this program's version.
+    fn inputs(&self, entries: &[Entry]) -> anyhow::Result<Inputs> {
+        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+            v.trim()
+                .parse::<u64>()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
+        }
+        let files: Vec<(&str, &str, bool)> = entries
+            .iter()
+            .map(|e| (e.rel.as_str(), e.sha256.as_str(), e.executable))
+            .collect();
+        // Without SOURCE_DATE_EPOCH the time is the newest pinned commit's,
+        // which the SHAs (inside source-commit.*, so inside `files`) fix.
+        let epoch =
+            std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| "newest pinned commit".into());
+        Ok(Inputs::from([
+            ("files".into(), digest(&files)),
+            ("date".into(), self.date.clone()),
+            ("source-date-epoch".into(), epoch),
+            ("output".into(), self.output.display().to_string()),
+            ("snp-build".into(), env!("CARGO_PKG_VERSION").into()),
+        ]))
+    }
+
+    /// Whether the release must be made again, and why.
+    pub fn decide(&self) -> anyhow::Result<Decision> {
+        let inputs = self.inputs(&self.entries()?)?;
+        let stamp = fingerprint::read_stamp(&self.env.work_dir, STAGE);
+        Ok(fingerprint::decide(
+            &inputs,
+            stamp.as_ref(),
+            self.env.forced(STAGE),
+        ))
+    }
+
+    /// The summary of the release an up-to-date stamp describes.
+    pub fn recorded(&self) -> Option<Summary> {
+        let stamp = fingerprint::read_stamp(&self.env.work_dir, STAGE)?;
+        serde_json::from_value(stamp.summary).ok()
+    }
+
+    /// Assembles the directory and the tarball, then stamps them.
+    pub fn make(&self) -> anyhow::Result<Summary> {
+        let entries = self.entries()?;
+        let inputs = self.inputs(&entries)?;
+        let epoch = self.epoch()?;
+        let progress = Progress::new(STAGE);
+        fingerprint::remove_stamp(&self.env.work_dir, STAGE)?;
+        std::fs::create_dir_all(&self.output)
+            .with_context(|| format!("creating {}", self.output.display()))?;
+        let name = self.name();
+        let final_dir = self.output.join(&name);
+        let tmp = self
+            .output
+            .join(format!(".{name}.tmp-{}", std::process::id()));
+        remove_if_exists(&tmp)?;
+        progress.step(format!("assembling {}", final_dir.display()));
+        for e in &entries {
+            put(&tmp, e)?;
+        }
+        let manifest = serde_json::to_vec_pretty(&self.manifest(&entries, epoch))?;
+        std::fs::write(tmp.join("manifest.json"), &manifest)?;
+        let mut sums: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| (e.rel.clone(), e.sha256.clone()))
+            .collect();
+        sums.push(("manifest.json".into(), hex(&Sha256::digest(&manifest))));
+        sums.sort();
+        let text: String = sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect();
+        std::fs::write(tmp.join("SHA256SUMS"), text)?;
+
+        // Replace an existing release only now that the new one is whole.
+        if final_dir.exists() {
+            let old = self
+                .output
+                .join(format!(".{name}.old-{}", std::process::id()));
+            std::fs::rename(&final_dir, &old)
+                .with_context(|| format!("moving the previous {} aside", final_dir.display()))?;
+            std::fs::rename(&tmp, &final_dir)?;
+            remove_if_exists(&old)?;
+        } else {
+            std::fs::rename(&tmp, &final_dir).with_context(|| {
+                format!("renaming {} to {}", tmp.display(), final_dir.display())
+            })?;
+        }
+
+        progress.step("writing the tarball");
+        let tarball = self.output.join(format!("{name}.tar.gz"));
+        let tmp_tar = self
+            .output
+            .join(format!(".{name}.tar.gz.tmp-{}", std::process::id()));
+        write_tarball(&final_dir, &name, epoch, &tmp_tar, &progress)?;
+        std::fs::rename(&tmp_tar, &tarball)?;
+        let summary = Summary {
+            release: final_dir.clone(),
+            tarball: tarball.clone(),
+            tarball_sha256: sha256_file(&tarball)?,
+            files: sums.len() + 1,
+        };
+        let stamp = Stamp {
+            inputs,
+            outputs: fingerprint::record_outputs(&[
+                final_dir.join("SHA256SUMS"),
+                final_dir.join("manifest.json"),
+                tarball,
+            ])?,
+            summary: serde_json::to_value(&summary)?,
+        };
+        fingerprint::write_stamp(&self.env.work_dir, STAGE, &stamp)?;
+        progress.finish(format!(
+            "{} ({})",
+            summary.tarball.display(),
+            &summary.tarball_sha256[..16]
+        ));
+        Ok(summary)
+    }
+
+    fn manifest(&self, entries: &[Entry], epoch: u64) -> Value {
+        let os = crate::host::os_release(Path::new("/etc/os-release"));
+        let mut tools = crate::toolversion::ToolVersions::load(&self.env.work_dir);
+        let sources: BTreeMap<&str, Value> = self
+            .synced
+            .iter()
+            .map(|s| {
+                (
+                    s.source.name(),
+                    json!({
+                        "url": s.url,
+                        "pin": s.pin,
+                        "sha": s.sha,
+                        "short_sha": crate::stage::short_sha(&s.sha),
+                        "submodules": s.submodules,
+                        "patched_head": s.patched_head,
+                        "patch_series_sha256": s.series_hash,
+                        "patches": s.patches,
+                    }),
+                )
+            })
+            .collect();
+        let kernels: BTreeMap<&str, Value> = [(SourceId::KernelHost, "host"), (SourceId::KernelGuest, "guest")]
+            .into_iter()
+            .filter_map(|(id, k)| {
+                let o = self.outcome(id)?;
+                Some((
+                    k,
+                    json!({
+                        "release": o.outputs["release"],
+                        "localversion": o.outputs["localversion"],
+                        "package_format": o.outputs["package_format"],
+                        "config_edits": self.config.kernel.edits,
+                        "verification": o.outputs["verification"],
+                        "image": o.outputs["image"].as_str().and_then(|p| Path::new(p).file_name()).map(|n| format!("linux/{k}/{}", n.to_string_lossy())),
+                    }),
+                ))
+            })
+            .collect();
+        json!({
+            "schema_version": MANIFEST_SCHEMA,
+            "snp_build_version": env!("CARGO_PKG_VERSION"),
+            "release": self.name(),
+            "date": self.date,
+            "source_date_epoch": epoch,
+            "build_host": {
+                "distro": os.get("PRETTY_NAME"),
+                "id": os.get("ID"),
+                "id_like": os.get("ID_LIKE"),
+                "gcc": tools.version("gcc"),
+                "package_format": self.env.package_format,
+            },
+            "sources": sources,
+            "kernels": kernels,
+            "qemu": self.outcome(SourceId::Qemu).map(|o| json!({ "version": o.outputs["version"] })),
+            "ovmf": self.outcome(SourceId::Ovmf).map(|o| json!({
+                "platform": self.config.ovmf.platform,
+                "toolchain": o.outputs["toolchain"],
+                "defines": self.config.ovmf.defines,
+            })),
+            "artifacts": entries.iter().map(|e| json!({ "path": e.rel, "size": e.size, "sha256": e.sha256 })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn paths(v: &Value) -> Vec<PathBuf> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(PathBuf::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes one entry under `root` (a hard link when the file system allows,
+/// else a copy), with the mode the tarball will carry.
+fn put(root: &Path, e: &Entry) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dest = root.join(&e.rel);
+    std::fs::create_dir_all(dest.parent().unwrap_or(root))?;
+    match &e.content {
+        Content::Bytes(b) => std::fs::write(&dest, b)?,
+        Content::File(src) => {
+            std::fs::copy(src, &dest)
+                .with_context(|| format!("copying {} into the release", src.display()))?;
+        }
+    }
+    let mode = if e.executable { 0o755 } else { 0o644 };
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// The reproducible tarball of `dir`, its entries under `name/`.
+fn write_tarball(
+    dir: &Path,
+    name: &str,
+    epoch: u64,
+    out: &Path,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(BufWriter::new(file), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort();
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        let _ = h.set_username("root");
+        let _ = h.set_groupname("root");
+        h.set_mtime(epoch);
+        h
+    };
+    let mut h = header(tar::EntryType::Directory, 0o755, 0);
+    tar.append_data(&mut h, format!("{name}/"), std::io::empty())?;
+    let mut done_dirs = std::collections::BTreeSet::new();
+    let mut bytes = 0u64;
+    for rel in files {
+        // Parent directories first, once each, in order.
+        let mut parents: Vec<PathBuf> = rel
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .collect();
+        parents.reverse();
+        for p in parents {
+            if done_dirs.insert(p.clone()) {
+                let mut h = header(tar::EntryType::Directory, 0o755, 0);
+                tar.append_data(&mut h, format!("{name}/{}/", p.display()), std::io::empty())?;
+            }
+        }
+        let path = dir.join(&rel);
+        let meta = std::fs::metadata(&path)?;
+        let mode = if is_executable(&path) { 0o755 } else { 0o644 };
+        let mut h = header(tar::EntryType::Regular, mode, meta.len());
+        let f = File::open(&path)?;
+        tar.append_data(&mut h, format!("{name}/{}", rel.display()), f)
+            .with_context(|| format!("adding {} to the tarball", rel.display()))?;
+        bytes += meta.len();
+        progress.status(format!("tarball: {}", crate::output::human_bytes(bytes)));
+    }
+    let gz = tar.into_inner()?;
+    let mut w = gz.finish()?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Every file under `dir`, relative to it.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    fn inner(root: &Path, d: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        for e in std::fs::read_dir(d)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                inner(root, &p, out)?;
+            } else {
+                out.push(p.strip_prefix(root)?.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+    inner(dir, dir, out)
+}
+
+/// Today's date (UTC), `YYYY-MM-DD`.
+pub fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0);
+    let (y, m, d) = crate::fsutil::civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Checks a `--date` value.
+pub fn check_date(date: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = date.split('-').collect();
+    let ok = parts.len() == 3
+        && parts[0].len() == 4
+        && parts[1].len() == 2
+        && parts[2].len() == 2
+        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && (1..=12).contains(&parts[1].parse::<u32>().unwrap_or(0))
+        && (1..=31).contains(&parts[2].parse::<u32>().unwrap_or(0));
+    if !ok {
+        bail!(
+            crate::exit::UsageError::new(format!("--date {date:?} is not a date"))
+                .help("use YYYY-MM-DD, e.g. 2026-11-22")
+        );
+    }
+    Ok(())
+}

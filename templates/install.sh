@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# install.sh - install an snp-build release on an AMD EPYC host.
+#
+# Run it from anywhere: it finds the release files next to itself (the
+# directory holding this script is the release root).
+#
+# What it does, in this order:
+#   1. Verifies every file listed in SHA256SUMS (`sha256sum -c --strict`).
+#      Any mismatch or missing file stops it before anything is changed.
+#   2. Detects the distribution from os-release (ID, or any word of ID_LIKE,
+#      equal to "debian" means Debian-like, which uses .deb packages; any
+#      other distribution uses .rpm packages). With --root DIR,
+#      DIR/etc/os-release is used when it exists, /etc/os-release otherwise.
+#   3. Installs the host kernel image package from linux/host/: the one
+#      linux-image-*.deb that is not a -dbg package (`dpkg -i`), or the one
+#      kernel-<version>.rpm (`dnf install -y`). Headers, devel, libc-dev and
+#      debug packages are not installed.
+#   4. Installs the distribution's QEMU packages when the release's
+#      usr/local/bin/qemu-system-x86_64 needs shared libraries this host
+#      lacks (`ldd` reports them "not found"): Debian-like
+#      `apt-get install -y qemu-system-x86`, otherwise `dnf install -y qemu-kvm`.
+#   5. Installs kvm.conf as /etc/modprobe.d/kvm.conf. A different existing
+#      file is kept as kvm.conf.bak-<UTC YYYYmmddTHHMMSSZ> beside it (modprobe
+#      only reads *.conf files); an identical one is left alone.
+#   6. Tells you to reboot into the SNP host kernel and how to check it.
+#
+# Usage: install.sh [--dry-run] [--root DIR] [-h|--help]
+#   --dry-run    print every action instead of doing it; changes nothing.
+#   --root DIR   staging install into the existing directory DIR: the
+#                package is unpacked into DIR (dpkg-deb -x, or rpm2cpio|cpio),
+#                kvm.conf goes to DIR/etc/modprobe.d/; no package maintainer
+#                scripts run and no dependencies are installed (they are
+#                printed instead). Does not need root.
+#   -h, --help   show this help.
+# Without --dry-run or --root it must run as root.
+#
+# Exit codes:
+#   0  success (or a dry run that found nothing wrong)
+#   1  error: not root, no or several kernel packages, a tool or file is
+#      missing, or an install command failed
+#   2  usage error (unknown option, missing option value)
+#   3  checksum verification failed (nothing was changed)
+
+set -euo pipefail
+
+PROG=install.sh
+RELEASE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KVM_CONF_NAME=kvm.conf
+QEMU_REL=usr/local/bin/qemu-system-x86_64
+
+DRY_RUN=0
+ROOT=""          # staging root ("" = the live system)
+DISTRO=""        # "debian" or "rpm"
+PKG_FORMAT=""    # "deb" or "rpm"
+PKG=""           # the host kernel image package (path relative to RELEASE_DIR)
+KERNEL_RELEASE=""
+
+usage() {
+    sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+say() {
+    printf '%s: %s\n' "$PROG" "$*"
+}
+
+die() { # die CODE MESSAGE...
+    local code=$1
+    shift
+    printf '%s: error: %s\n' "$PROG" "$*" >&2
+    exit "$code"
+}
+
+# One argument as shell input: bare when it is plainly safe, else in single quotes.
+shell_quote() {
+    if [[ "$1" =~ ^[A-Za-z0-9_./,:=+@%-]+$ ]]; then
+        printf '%s' "$1"
+    else
+        printf "'%s'" "${1//\'/\'\\\'\'}"
+    fi
+}
+
+# Prints a command as a shell-quoted line.
+quote_cmd() {
+    local out="" arg
+    for arg in "$@"; do
+        out+="$(shell_quote "$arg") "
+    done
+    printf '%s\n' "${out% }"
+}
+
+# run CMD...: runs CMD, or in a dry run prints what would run.
+run() {
+    if [[ $DRY_RUN -eq 1 ]]; then
+        printf '%s: [dry-run] would run: %s\n' "$PROG" "$(quote_cmd "$@")"
+    else
+        printf '%s: running: %s\n' "$PROG" "$(quote_cmd "$@")"
+        "$@"
+    fi
+}
+
+parse_args() {
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --dry-run) DRY_RUN=1 ;;
+            --root)
+                [[ $# -ge 2 && -n "$2" ]] || die 2 "--root needs a directory (see --help)"
+                ROOT=$2
+                shift
+                ;;
+            --root=*)
+                ROOT=${1#--root=}
+                [[ -n "$ROOT" ]] || die 2 "--root needs a directory (see --help)"
+                ;;
+            -h | --help)
+                usage
+                exit 0
+                ;;
+            *) die 2 "unknown option '$1' (see --help)" ;;
+        esac
+        shift
+    done
+    if [[ -n "$ROOT" ]]; then
+        [[ -d "$ROOT" ]] || die 1 "--root $ROOT: not an existing directory"
+        ROOT="$(cd "$ROOT" && pwd)"
+    fi
+}
+
+check_root() {
+    if [[ $DRY_RUN -eq 0 && -z "$ROOT" && $(id -u) -ne 0 ]]; then
+        die 1 "must be run as root (or try --dry-run, or --root DIR for a staging install)"
+    fi
+}
+
+# Step 1: nothing happens before every checksum matches.
+verify_checksums() {
+    local sums="$RELEASE_DIR/SHA256SUMS" out line bad=()
+    [[ -f "$sums" ]] || die 3 "$sums is missing: cannot verify the release; nothing was changed"
+    if out=$(cd "$RELEASE_DIR" && sha256sum -c --quiet --strict SHA256SUMS 2>&1); then
+        say "verified every file listed in SHA256SUMS"
+        return 0
+    fi
+    while IFS= read -r line; do
+        case "$line" in
+            *": FAILED"*) bad+=("${line%%: FAILED*}") ;;
+        esac
+    done <<<"$out"
+    {
+        printf '%s: error: SHA256SUMS verification failed in %s; nothing was changed.\n' "$PROG" "$RELEASE_DIR"
+        if [[ ${#bad[@]} -gt 0 ]]; then
+            printf '%s: bad or missing file: %s\n' "$PROG" "${bad[@]}"
+        else
+            printf '%s\n' "$out"
+        fi
+    } >&2
+    exit 3
+}
+
+# True when PATH (relative to the release root) is listed in SHA256SUMS.
+listed_in_sums() {
+    local want=$1 hash name
+    while read -r hash name; do
+        [[ -n "$hash" ]] || continue
+        name=${name#\*}
+        name=${name#./}
+        [[ "$name" == "$want" ]] && return 0
+    done <"$RELEASE_DIR/SHA256SUMS"
+    return 1
+}
+
+# Prints the value of KEY in an os-release FILE (without quotes).
+os_release_value() {
+    local file=$1 key=$2 line value
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        case "$line" in
+            "$key="*)
+                value=${line#*=}
+                value=${value#[\"\']}
+                value=${value%[\"\']}
+                printf '%s\n' "$value"
+                return 0
+                ;;
+        esac
+    done <"$file"
+}
+
+# Step 2: Debian-like when ID or any word of ID_LIKE is "debian".
+detect_distro() {
+    local file="" id like word words
+    if [[ -n "$ROOT" && -f "$ROOT/etc/os-release" ]]; then
+        file="$ROOT/etc/os-release"
+    elif [[ -f /etc/os-release ]]; then
+        file=/etc/os-release
+    elif [[ -f /usr/lib/os-release ]]; then
+        file=/usr/lib/os-release
+    else
+        die 1 "no os-release file found: cannot tell whether to install .deb or .rpm packages"
+    fi
+    id=$(os_release_value "$file" ID)
+    like=$(os_release_value "$file" ID_LIKE)
+    DISTRO=rpm
+    read -r -a words <<<"$id $like"
+    for word in "${words[@]}"; do
+        [[ "$word" == debian ]] && DISTRO=debian
+    done
+    if [[ $DISTRO == debian ]]; then PKG_FORMAT=deb; else PKG_FORMAT=rpm; fi
+    say "distribution: ID=${id:-?}${like:+ ID_LIKE=\"$like\"} (from $file): using .$PKG_FORMAT packages"
+}
+
+# Step 3: exactly one host kernel image package, never -dbg/headers/devel.
+find_kernel_package() {
+    local dir="$RELEASE_DIR/linux/host" f base name found=() other=()
+    [[ -d "$dir" ]] || die 1 "$dir is missing: this release holds no host kernel"
+    shopt -s nullglob
+    if [[ $PKG_FORMAT == deb ]]; then
+        for f in "$dir"/linux-image-*.deb; do
+            base=${f##*/}
+            name=${base%%_*}
+            [[ "$name" == *-dbg ]] && continue
+            found+=("linux/host/$base")
+        done
+        other=("$dir"/*.rpm)
+    else
+        for f in "$dir"/kernel-[0-9]*.rpm; do
+            found+=("linux/host/${f##*/}")
+        done
+        other=("$dir"/*.deb)
+    fi
+    shopt -u nullglob
+    if [[ ${#found[@]} -eq 0 ]]; then
+        if [[ ${#other[@]} -gt 0 ]]; then
+            die 1 "this host needs .$PKG_FORMAT packages, but linux/host/ holds: ${other[*]##*/}"
+        fi
+        die 1 "no host kernel image package (.$PKG_FORMAT) found in $dir"
+    fi
+    if [[ ${#found[@]} -gt 1 ]]; then
+        die 1 "expected exactly one host kernel image package, found ${#found[@]}: ${found[*]}"
+    fi
+    PKG=${found[0]}
+    listed_in_sums "$PKG" || die 1 "$PKG is not listed in SHA256SUMS: refusing to install an unverified package"
+    KERNEL_RELEASE=$(kernel_release_of "$PKG")
+    say "host kernel package: $PKG (kernel $KERNEL_RELEASE)"
+}
+
+# The kernel release (uname -r) the package installs.
+kernel_release_of() {
+    local pkg=$1 base=${1##*/} vmlinuz=""
+    if [[ $PKG_FORMAT == deb ]]; then
+        base=${base%%_*}
+        printf '%s\n' "${base#linux-image-}"
+        return 0
+    fi
+    # rpm versions have '-' turned into '_': prefer the file list.
+    if command -v rpm >/dev/null 2>&1; then
+        vmlinuz=$(rpm -qlp "$RELEASE_DIR/$pkg" 2>/dev/null | grep -m1 '^/boot/vmlinuz-' || true)
+    fi
+    if [[ -n "$vmlinuz" ]]; then
+        printf '%s\n' "${vmlinuz#/boot/vmlinuz-}"
+    else
+        base=${base#kernel-}
+        base=${base%.rpm}
+        base=${base%.*}    # arch
+        base=${base%-*}    # rpm release
+        printf '%s\n' "${base//_/-}"
+    fi
+}
+
+# Fails before any change when a tool needed later is missing.
+check_tools() {
+    local t tools=(sha256sum cmp)
+    if [[ -n "$ROOT" ]]; then
+        if [[ $PKG_FORMAT == deb ]]; then tools+=(dpkg-deb); else tools+=(rpm2cpio cpio); fi
+    elif [[ $PKG_FORMAT == deb ]]; then
+        tools+=(dpkg apt-get)
+    else
+        tools+=(dnf)
+    fi
+    [[ -f "$RELEASE_DIR/$KVM_CONF_NAME" ]] || die 1 "$RELEASE_DIR/$KVM_CONF_NAME is missing"
+    listed_in_sums "$KVM_CONF_NAME" || die 1 "$KVM_CONF_NAME is not listed in SHA256SUMS"
+    [[ $DRY_RUN -eq 1 ]] && return 0
+    for t in "${tools[@]}"; do
+        command -v "$t" >/dev/null 2>&1 || die 1 "'$t' is not installed; it is needed to install this release"
+    done
+}
+
+install_kernel_package() {
+    local pkg="$RELEASE_DIR/$PKG"
+    if [[ -n "$ROOT" ]]; then
+        say "staging install: unpacking without maintainer scripts into $ROOT"
+        if [[ $PKG_FORMAT == deb ]]; then
+            run dpkg-deb -x "$pkg" "$ROOT"
+        elif [[ $DRY_RUN -eq 1 ]]; then
+            say "[dry-run] would run: rpm2cpio $(shell_quote "$pkg") | (cd $(shell_quote "$ROOT") && cpio -idm --quiet)"
+        else
+            say "running: rpm2cpio $(shell_quote "$pkg") | (cd $(shell_quote "$ROOT") && cpio -idm --quiet)"
+            rpm2cpio "$pkg" | (cd "$ROOT" && cpio -idm --quiet)
+        fi
+    elif [[ $PKG_FORMAT == deb ]]; then
+        run dpkg -i "$pkg" ||
+            die 1 "dpkg -i failed (if it names missing dependencies, 'apt-get -f install' installs them); run install.sh again afterwards"
+    else
+        run dnf install -y "$pkg" || die 1 "dnf install failed"
+    fi
+}
+
+# Step 4: the distro's QEMU packages only when the release's QEMU lacks libraries.
+install_qemu_dependencies() {
+    local qemu="$RELEASE_DIR/$QEMU_REL" out line missing=() cmd
+    if [[ $DISTRO == debian ]]; then
+        cmd=(apt-get install -y qemu-system-x86)
+    else
+        cmd=(dnf install -y qemu-kvm)
+    fi
+    if [[ ! -e "$qemu" ]]; then
+        say "warning: $QEMU_REL is missing from the release; not checking QEMU's libraries"
+        return 0
+    fi
+    if ! command -v ldd >/dev/null 2>&1; then
+        say "warning: ldd is not installed; cannot check QEMU's libraries (if QEMU fails to start, run: $(quote_cmd "${cmd[@]}"))"
+        return 0
+    fi
+    if ! out=$(ldd "$qemu" 2>&1); then
+        say "$QEMU_REL is not a dynamically linked executable: no libraries to install"
+        return 0
+    fi
+    while IFS= read -r line; do
+        case "$line" in
+            *"not found"*)
+                line=${line#"${line%%[![:space:]]*}"}
+                missing+=("${line%% *}")
+                ;;
+        esac
+    done <<<"$out"
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        say "QEMU's shared libraries are all present on this host: no distribution packages needed"
+        return 0
+    fi
+    say "QEMU needs libraries this host lacks: ${missing[*]}"
+    if [[ -n "$ROOT" ]]; then
+        say "staging install: not installing dependencies; on the target system run: $(quote_cmd "${cmd[@]}")"
+        return 0
+    fi
+    run "${cmd[@]}"
+}
+
+# Step 5: kvm.conf, keeping a different existing file as a backup.
+install_kvm_conf() {
+    local src="$RELEASE_DIR/$KVM_CONF_NAME" dir="$ROOT/etc/modprobe.d" dest base backup n=0
+    dest="$dir/kvm.conf"
+    if [[ -e "$dest" ]] && cmp -s "$src" "$dest"; then
+        say "$dest is already up to date: left alone"
+        return 0
+    fi
+    if [[ -e "$dest" ]]; then
+        base="$dest.bak-$(date -u +%Y%m%dT%H%M%SZ)"
+        backup=$base
+        while [[ -e "$backup" ]]; do # two runs within one second
+            n=$((n + 1))
+            backup="$base-$n"
+        done
+        if [[ $DRY_RUN -eq 1 ]]; then
+            say "[dry-run] would keep the existing, different $dest as $backup"
+        else
+            say "keeping the existing, different $dest as $backup"
+            cp -p "$dest" "$backup"
+        fi
+    fi
+    if [[ $DRY_RUN -eq 1 ]]; then
+        say "[dry-run] would copy $src to $dest"
+        return 0
+    fi
+    say "copying $src to $dest"
+    mkdir -p "$dir"
+    cp "$src" "$dest.tmp.$$"
+    chmod 0644 "$dest.tmp.$$"
+    mv -f "$dest.tmp.$$" "$dest"
+}
+
+final_message() {
+    echo
+    if [[ $DRY_RUN -eq 1 ]]; then
+        say "dry run: nothing was changed. After a real install:"
+    elif [[ -n "$ROOT" ]]; then
+        say "staged into $ROOT. No maintainer scripts ran: the target still has to build the initramfs and boot loader entry for $KERNEL_RELEASE."
+    else
+        say "done."
+    fi
+    cat <<EOF
+  Reboot into the SNP host kernel $KERNEL_RELEASE (choose it in the GRUB menu
+  if it is not the default), then check that SEV-SNP is enabled:
+    cat /sys/module/kvm_amd/parameters/sev_snp    # should print Y
+    snp-build doctor --host
+EOF
+}
+
+main() {
+    parse_args "$@"
+    check_root
+    verify_checksums
+    detect_distro
+    find_kernel_package
+    check_tools
+    install_kernel_package
+    install_qemu_dependencies
+    install_kvm_conf
+    final_message
+}
+
+main "$@"

@@ -1,0 +1,404 @@
+//! `snp-build doctor` (issue 8): the build host's tools, versions and the
+//! one line that installs what is missing; `doctor --host` on fake sysroots.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// The table row of `check` (columns are two or more spaces apart).
+    fn row(&self, check: &str) -> &str {
+        self.stderr
+            .lines()
+            .find(|l| {
+                l.strip_prefix(check)
+                    .is_some_and(|rest| rest.starts_with("  "))
+            })
+            .unwrap_or_else(|| panic!("no `{check}` row in:\n{}", self.stderr))
+    }
+}
+
+/// Runs snp-build in `dir`; `path` replaces PATH when given.
+fn snp(dir: &Path, path: Option<&Path>, args: &[&str]) -> Run {
+    let mut cmd = Command::cargo_bin("snp-build").unwrap();
+    cmd.current_dir(dir).args(args);
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+/// A PATH directory holding only links to these programs of this machine.
+fn narrow_path(dir: &Path, programs: &[&str]) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for p in programs {
+        // /usr/bin first: python3 may be a pyenv shim that needs its PATH.
+        let real = ["/usr/bin", "/bin", "/usr/local/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(p))
+            .find(|c| c.exists())
+            .unwrap_or_else(|| panic!("{p} is not installed here"));
+        std::os::unix::fs::symlink(real, bin.join(p)).unwrap();
+    }
+    bin
+}
+
+fn script(path: &Path, body: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn debian_like() -> bool {
+    snp_build::host::is_debian_like(&snp_build::host::os_release(Path::new("/etc/os-release")))
+}
+
+#[test]
+fn default_pins_without_nasm_and_iasl_name_both_with_one_install_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = narrow_path(dir.path(), &["gcc", "g++", "make", "python3"]);
+    let r = snp(dir.path(), Some(&bin), &["doctor"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "human output goes to stderr");
+    assert!(r.stderr.contains("embedded default"), "{}", r.stderr);
+    assert!(r.row("nasm").contains("missing"), "{}", r.row("nasm"));
+    assert!(r.row("nasm").contains(">= 2.15.01"), "{}", r.row("nasm"));
+    assert!(r.row("iasl").contains("missing"), "{}", r.row("iasl"));
+    assert!(r.row("gcc").contains(" ok "), "{}", r.row("gcc"));
+    let install: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("install -y"))
+        .collect();
+    assert_eq!(install.len(), 1, "one install line:\n{}", r.stderr);
+    let words: Vec<&str> = install[0].split_whitespace().collect();
+    assert!(
+        words.contains(&"nasm") && words.contains(&"acpica-tools"),
+        "{}",
+        install[0]
+    );
+    if debian_like() {
+        assert!(
+            install[0].trim_start().starts_with("apt-get install -y "),
+            "{}",
+            install[0]
+        );
+    }
+
+    // The same as one JSON document on stdout.
+    let r = snp(dir.path(), Some(&bin), &["doctor", "ovmf", "--json"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["exit_code"], 4);
+    let error = doc["error"].as_str().unwrap();
+    assert!(error.contains("nasm acpica-tools"), "{error}");
+}
+
+#[test]
+fn an_old_nasm_is_too_old_with_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = narrow_path(dir.path(), &["gcc", "g++", "make", "python3"]);
+    script(
+        &bin.join("nasm"),
+        "echo 'NASM version 2.14.02 compiled on Jan  1 2020'",
+    );
+    script(
+        &bin.join("iasl"),
+        "echo 'ASL+ Optimizing Compiler/Disassembler version 20220331'",
+    );
+    let r = snp(dir.path(), Some(&bin), &["doctor", "ovmf"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let row = r.row("nasm");
+    for needle in ["too old", "2.14.02", ">= 2.15.01"] {
+        assert!(row.contains(needle), "{needle}: {row}");
+    }
+    assert!(r.row("iasl").contains(" ok "), "{}", r.stderr);
+
+    // A new enough one passes.
+    script(&bin.join("nasm"), "echo 'NASM version 2.16.01'");
+    let r = snp(dir.path(), Some(&bin), &["doctor", "ovmf"]);
+    if r.code != 0 {
+        // Only libuuid's header may be missing on this machine.
+        assert!(!r.stderr.contains("too old"), "{}", r.stderr);
+        assert!(r.row("uuid").contains("missing"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn fixture_pins_pass_on_a_machine_with_the_ci_packages() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = xtask::fixtures::create(&dir.path().join("upstream"), xtask::fixtures::Size::Small)
+        .unwrap();
+    let pins = fx.pin_file.display().to_string();
+    let r = snp(
+        dir.path(),
+        None,
+        &["doctor", "--config", &pins, "--work-dir", "build", "--json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["command"], "doctor");
+    assert_eq!(doc["status"], "ok");
+    assert_eq!(doc["ready"], true);
+    let checks: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    for only_real in ["nasm", "iasl", "flex", "meson", "pahole", "debhelper"] {
+        assert!(!checks.contains(&only_real), "{only_real} in {checks:?}");
+    }
+    for name in ["gcc", "make", "kernel-host base config", "cores", "memory"] {
+        assert!(checks.contains(&name), "{name} not in {checks:?}");
+    }
+    assert!(
+        checks.iter().any(|c| c.starts_with("disk space")),
+        "{checks:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("everything the selected stages need is here")
+    );
+}
+
+#[test]
+fn an_unknown_tool_is_a_config_error_with_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[ovmf]\nurl = \"u\"\nbranch = \"b\"\ntools = [\"gcc\", \"nasmm >= 2.15\"]\n",
+    )
+    .unwrap();
+    let r = snp(dir.path(), None, &["doctor", "--config", "p.toml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for needle in [
+        "p.toml:4:17",
+        "`ovmf.tools`",
+        "unknown tool `nasmm`",
+        "help: known tools:",
+        "iasl",
+    ] {
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// --host
+
+/// A fake `/` with what `doctor --host` reads.
+struct Sysroot {
+    vendor: &'static str,
+    flags: &'static str,
+    /// sev, sev_es, sev_snp; `None`: kvm_amd not loaded.
+    params: Option<[&'static str; 3]>,
+    dev_sev: bool,
+    osrelease: &'static str,
+}
+
+impl Sysroot {
+    fn write(&self, root: &Path) {
+        let w = |rel: &str, text: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        let cpu = |n: u32| {
+            format!(
+                "processor\t: {n}\nvendor_id\t: {}\nmodel name\t: Some CPU\nflags\t\t: fpu vme de pse {}\n\n",
+                self.vendor, self.flags
+            )
+        };
+        w("proc/cpuinfo", &format!("{}{}", cpu(0), cpu(1)));
+        w(
+            "proc/sys/kernel/osrelease",
+            &format!("{}\n", self.osrelease),
+        );
+        if let Some(values) = self.params {
+            for (name, v) in ["sev", "sev_es", "sev_snp"].iter().zip(values) {
+                w(
+                    &format!("sys/module/kvm_amd/parameters/{name}"),
+                    &format!("{v}\n"),
+                );
+            }
+        }
+        if self.dev_sev {
+            w("dev/sev", "");
+        }
+    }
+}
+
+const SNP_READY: Sysroot = Sysroot {
+    vendor: "AuthenticAMD",
+    flags: "svm sme sev sev_es sev_snp",
+    params: Some(["Y", "Y", "Y"]),
+    dev_sev: true,
+    osrelease: "6.11.0-snp-host-1a2b3c4",
+};
+
+const SEV_ONLY: Sysroot = Sysroot {
+    vendor: "AuthenticAMD",
+    flags: "svm sme sev sev_es",
+    params: Some(["Y", "Y", "N"]),
+    dev_sev: true,
+    osrelease: "6.8.0-45-generic",
+};
+
+const NO_AMD: Sysroot = Sysroot {
+    vendor: "GenuineIntel",
+    flags: "vmx",
+    params: None,
+    dev_sev: false,
+    osrelease: "6.1.0-26-amd64",
+};
+
+fn host(tree: &Sysroot, extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    tree.write(&root);
+    let root = root.display().to_string();
+    let mut args = vec!["doctor", "--host", "--sysroot", &root];
+    args.extend(extra);
+    snp(dir.path(), None, &args)
+}
+
+#[test]
+fn host_ready_for_snp() {
+    let r = host(&SNP_READY, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("ready to run SEV-SNP guests"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.row("/sys/module/kvm_amd/parameters")
+            .contains("sev=Y sev_es=Y sev_snp=Y")
+    );
+    assert!(
+        r.row("/proc/sys/kernel/osrelease")
+            .contains("6.11.0-snp-host-1a2b3c4")
+    );
+    let doc = host(&SNP_READY, &["--json"]).json();
+    assert_eq!(doc["ready"], true);
+    assert!(
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "ok")
+    );
+}
+
+#[test]
+fn host_with_sev_only_is_told_bios_kvm_conf_and_kernel() {
+    let r = host(&SEV_ONLY, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not ready"), "{}", r.stderr);
+    assert!(
+        r.row("/proc/cpuinfo flags").contains("no sev_snp"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.row("/sys/module/kvm_amd/parameters")
+            .contains("sev_snp=N")
+    );
+    assert!(r.row("/proc/sys/kernel/osrelease").contains("too old"));
+    assert!(r.row("/dev/sev").contains(" ok "), "{}", r.stderr);
+    for advice in [
+        "BIOS",
+        "SEV-SNP Support",
+        "options kvm_amd sev-snp=1 sev=1 sev-es=1",
+        "/etc/modprobe.d/",
+        "modprobe kvm_amd",
+        "6.11",
+        "reboot",
+    ] {
+        assert!(r.stderr.contains(advice), "{advice}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn host_without_an_amd_cpu_cannot_run_snp() {
+    let r = host(&NO_AMD, &["--json"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("GenuineIntel"), "{}", r.stderr);
+    assert!(r.stderr.contains("needs an AMD EPYC CPU"), "{}", r.stderr);
+    // Nothing in the BIOS or kvm.conf helps: those checks are skipped.
+    assert!(!r.stderr.contains("kvm_amd/parameters"), "{}", r.stderr);
+    assert_eq!(r.json()["exit_code"], 1);
+}
+
+#[test]
+fn host_release_qemu_and_ovmf_minimums() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("snp-release-2025-01-01");
+    let qemu = release.join("usr/local/bin/qemu-system-x86_64");
+    script(
+        &qemu,
+        "echo 'QEMU emulator version 9.0.2 (Debian 1:9.0.2+ds-1)'",
+    );
+    let rel = release.display().to_string();
+    let r = host(&SNP_READY, &["--release", &rel]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let q = r.row(&format!("{} --version", qemu.display()));
+    assert!(
+        q.contains("too old") && q.contains("9.0.2") && q.contains("9.1"),
+        "{q}"
+    );
+    assert!(
+        r.stderr.contains("OVMF.fd") && r.stderr.contains("absent"),
+        "{}",
+        r.stderr
+    );
+
+    script(&qemu, "echo 'QEMU emulator version 9.1.0 (v9.1.0-snp)'");
+    let fd = release.join("usr/local/share/qemu/OVMF.fd");
+    std::fs::create_dir_all(fd.parent().unwrap()).unwrap();
+    std::fs::write(&fd, "firmware").unwrap();
+    let r = host(&SNP_READY, &["--release", &rel]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let o = r.row(&fd.display().to_string());
+    assert!(o.contains("unverified"), "{o}");
+    assert!(r.stderr.contains("could not be verified"), "{}", r.stderr);
+
+    std::fs::write(
+        release.join("manifest.json"),
+        r#"{"sources": [{"source": "ovmf", "tag": "edk2-stable202402"}]}"#,
+    )
+    .unwrap();
+    let r = host(&SNP_READY, &["--release", &rel]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.row(&fd.display().to_string())
+            .contains("edk2-stable202402")
+    );
+}
+
+#[test]
+fn host_check_takes_no_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = snp(dir.path(), None, &["doctor", "--host", "qemu"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("takes no components"), "{}", r.stderr);
+}

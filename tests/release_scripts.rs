@@ -1,0 +1,1021 @@
+//! The two scripts every release carries, `templates/install.sh` and
+//! `templates/launch-qemu.sh`, run inside a fake release: the scripts and
+//! `kvm.conf` copied in, a stand-in QEMU, firmware files, and real kernel
+//! packages made with `dpkg-deb --build` (or `rpmbuild`), all covered by a
+//! `SHA256SUMS` written with `sha256sum`.
+//!
+//! Needs (Debian packages, installed by `.ci/install-deps`): dpkg-dev,
+//! rpm (rpmbuild, rpm2cpio), cpio, shellcheck, gcc, util-linux (setpriv).
+//! Several cases assume the tests run as root (as CI does); they say so.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const HOST_REL: &str = "6.1.0-snp-host-abc";
+const GUEST_REL: &str = "6.1.0-snp-guest-def";
+const KVM_CONF: &str = "options kvm_amd sev-snp=1 sev=1 sev-es=1";
+/// The stand-in QEMU: prints its arguments, exits with $FAKE_QEMU_STATUS.
+const FAKE_QEMU: &str = "#!/bin/sh\n\
+    for a in \"$@\"; do echo \"ARG:$a\"; done\n\
+    exit \"${FAKE_QEMU_STATUS:-0}\"\n";
+
+fn templates() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
+}
+
+fn has_tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", "command -v \"$1\" >/dev/null", "sh", name])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn require_tool(name: &str, package: &str) {
+    assert!(
+        has_tool(name),
+        "`{name}` is not installed: install the Debian package `{package}` \
+         (bash .ci/install-deps does) to run these tests"
+    );
+}
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+fn assert_root(why: &str) {
+    assert!(is_root(), "this test must run as root (as CI does): {why}");
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// Runs a command that must succeed; returns its output.
+fn ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", describe(&out));
+    out
+}
+
+fn write(path: &Path, content: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every file under `dir` (relative path -> content).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, out);
+            } else {
+                let rel = path.strip_prefix(base).unwrap().to_path_buf();
+                out.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Packages {
+    Deb,
+    Rpm,
+    /// No kernel packages (enough for launch-qemu.sh).
+    None,
+}
+
+/// A fake `snp-release-<date>/` in a temporary directory, with an empty
+/// staging root and a directory for guest images beside it.
+struct Release {
+    tmp: tempfile::TempDir,
+}
+
+impl Release {
+    fn new(packages: Packages) -> Release {
+        let tmp = tempfile::tempdir().unwrap();
+        // Readable by the unprivileged user of the setpriv cases.
+        set_mode(tmp.path(), 0o755);
+        let r = Release { tmp };
+        let dir = r.dir();
+        for dir in [r.dir(), r.root(), r.guests()] {
+            fs::create_dir_all(&dir).unwrap();
+        }
+        for script in ["install.sh", "launch-qemu.sh"] {
+            fs::copy(templates().join(script), dir.join(script)).unwrap();
+            set_mode(&dir.join(script), 0o755);
+        }
+        fs::copy(templates().join("kvm.conf"), dir.join("kvm.conf")).unwrap();
+        let qemu = dir.join("usr/local/bin/qemu-system-x86_64");
+        write(&qemu, FAKE_QEMU);
+        set_mode(&qemu, 0o755);
+        for fd in ["OVMF_CODE", "OVMF_VARS", "OVMF"] {
+            write(
+                &dir.join(format!("usr/local/share/qemu/{fd}.fd")),
+                &format!("{fd} firmware\n"),
+            );
+        }
+        write(&dir.join("source-commit.qemu"), "0123abc\n");
+        write(&dir.join("source-config"), "[qemu]\n");
+        write(&dir.join("stable-commits.lock"), "[qemu]\n");
+        write(&dir.join("kernel-config.host"), "CONFIG_KVM_AMD_SEV=y\n");
+        write(&dir.join("kernel-config.guest"), "CONFIG_SEV_GUEST=m\n");
+        match packages {
+            Packages::Deb => r.add_debs(),
+            Packages::Rpm => r.add_rpms(),
+            Packages::None => {}
+        }
+        r.write_sums();
+        r
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.tmp.path().join("snp-release-2025-01-01")
+    }
+
+    /// The staging root for `install.sh --root`.
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("root")
+    }
+
+    fn guests(&self) -> PathBuf {
+        self.tmp.path().join("guests")
+    }
+
+    fn scratch(&self, name: &str) -> PathBuf {
+        let p = self.tmp.path().join("scratch").join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn host_deb(&self) -> PathBuf {
+        self.dir().join(format!(
+            "linux/host/linux-image-{HOST_REL}_{HOST_REL}-1_amd64.deb"
+        ))
+    }
+
+    fn host_rpm(&self) -> PathBuf {
+        self.dir().join(format!(
+            "linux/host/kernel-{}-1.x86_64.rpm",
+            HOST_REL.replace('-', "_")
+        ))
+    }
+
+    /// The packages `make bindeb-pkg` makes, for host and guest.
+    fn add_debs(&self) {
+        require_tool("dpkg-deb", "dpkg-dev");
+        for (side, rel) in [("host", HOST_REL), ("guest", GUEST_REL)] {
+            let out = self.dir().join("linux").join(side);
+            let version = format!("{rel}-1");
+            let pkgs: Vec<(String, Vec<(String, String)>)> = vec![
+                (
+                    format!("linux-image-{rel}"),
+                    vec![
+                        (format!("boot/vmlinuz-{rel}"), format!("vmlinuz {rel}\n")),
+                        (format!("lib/modules/{rel}/modules.order"), String::new()),
+                    ],
+                ),
+                (
+                    format!("linux-image-{rel}-dbg"),
+                    vec![(
+                        format!("usr/lib/debug/boot/vmlinux-{rel}"),
+                        "debug\n".into(),
+                    )],
+                ),
+                (
+                    format!("linux-headers-{rel}"),
+                    vec![(format!("usr/src/linux-headers-{rel}/Makefile"), "".into())],
+                ),
+                (
+                    "linux-libc-dev".into(),
+                    vec![("usr/include/linux/snp-fake.h".into(), "".into())],
+                ),
+            ];
+            for (name, files) in pkgs {
+                let stage = self.scratch(&format!("deb-{name}"));
+                write(
+                    &stage.join("DEBIAN/control"),
+                    &format!(
+                        "Package: {name}\nVersion: {version}\nArchitecture: amd64\n\
+                         Maintainer: test <test@example.org>\nDescription: fixture {name}\n"
+                    ),
+                );
+                for (path, content) in files {
+                    write(&stage.join(path), &content);
+                }
+                fs::create_dir_all(&out).unwrap();
+                ok(Command::new("dpkg-deb")
+                    .args(["--root-owner-group", "-Zgzip", "--build"])
+                    .arg(&stage)
+                    .arg(out.join(format!("{name}_{version}_amd64.deb")))
+                    .stdout(Stdio::null()));
+            }
+        }
+    }
+
+    /// The packages `make binrpm-pkg` makes (kernel, kernel-headers,
+    /// kernel-devel; version with '-' turned into '_'), for host and guest.
+    fn add_rpms(&self) {
+        require_tool("rpmbuild", "rpm");
+        for (side, rel) in [("host", HOST_REL), ("guest", GUEST_REL)] {
+            let top = self.scratch(&format!("rpmbuild-{side}"));
+            let spec = top.join("kernel.spec");
+            write(
+                &spec,
+                &format!(
+                    "Name: kernel\nVersion: {ver}\nRelease: 1\nSummary: fixture kernel\n\
+                     License: GPL-2.0\nBuildArch: x86_64\n\
+                     %define debug_package %{{nil}}\n%define __os_install_post %{{nil}}\n\
+                     %description\nfixture\n\
+                     %package headers\nSummary: fixture headers\n%description headers\nfixture\n\
+                     %package devel\nSummary: fixture devel\n%description devel\nfixture\n\
+                     %install\n\
+                     mkdir -p %{{buildroot}}/boot %{{buildroot}}/usr/include/linux \
+                     %{{buildroot}}/usr/src/kernels/{rel}\n\
+                     echo 'vmlinuz {rel}' > %{{buildroot}}/boot/vmlinuz-{rel}\n\
+                     touch %{{buildroot}}/usr/include/linux/snp-fake.h\n\
+                     touch %{{buildroot}}/usr/src/kernels/{rel}/Makefile\n\
+                     %files\n/boot/vmlinuz-{rel}\n\
+                     %files headers\n/usr/include/linux/snp-fake.h\n\
+                     %files devel\n/usr/src/kernels/{rel}/Makefile\n",
+                    ver = rel.replace('-', "_"),
+                ),
+            );
+            let out = self.dir().join("linux").join(side);
+            fs::create_dir_all(&out).unwrap();
+            ok(Command::new("rpmbuild")
+                .args(["-bb", "--quiet", "--nodeps"])
+                .arg("--define")
+                .arg(format!("_topdir {}", top.display()))
+                .arg("--define")
+                .arg(format!("_rpmdir {}", out.display()))
+                .args([
+                    "--define",
+                    "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm",
+                    "--define",
+                    "_build_id_links none",
+                ])
+                .arg(&spec)
+                .stdout(Stdio::null()));
+        }
+    }
+
+    /// `SHA256SUMS` over every other file, paths relative to the release.
+    fn write_sums(&self) {
+        let dir = self.dir();
+        let files: Vec<PathBuf> = snapshot(&dir)
+            .into_keys()
+            .filter(|p| p != Path::new("SHA256SUMS"))
+            .collect();
+        let out = ok(Command::new("sha256sum")
+            .arg("--")
+            .args(&files)
+            .current_dir(&dir));
+        fs::write(dir.join("SHA256SUMS"), out.stdout).unwrap();
+    }
+
+    fn install(&self, args: &[&str]) -> Output {
+        Command::new(self.dir().join("install.sh"))
+            .args(args)
+            .current_dir(self.tmp.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn install_ok(&self, args: &[&str]) -> String {
+        let out = self.install(args);
+        assert!(
+            out.status.success(),
+            "install.sh {args:?}: {}",
+            describe(&out)
+        );
+        text(&out.stdout)
+    }
+
+    fn launch(&self, args: &[&str]) -> Output {
+        Command::new(self.dir().join("launch-qemu.sh"))
+            .args(args)
+            .current_dir(self.guests())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// A dry run's QEMU command, one argument per line on stdout.
+    fn launch_dry(&self, args: &[&str]) -> (Vec<String>, String) {
+        let mut all = vec!["-dry-run"];
+        all.extend_from_slice(args);
+        let out = self.launch(&all);
+        assert!(
+            out.status.success(),
+            "launch-qemu.sh {all:?}: {}",
+            describe(&out)
+        );
+        let argv = text(&out.stdout).lines().map(String::from).collect();
+        (argv, text(&out.stderr))
+    }
+
+    /// A guest image in the guests directory.
+    fn disk(&self, name: &str) -> String {
+        let p = self.guests().join(name);
+        fs::write(&p, "disk").unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    fn root_str(&self) -> String {
+        self.root().to_str().unwrap().to_string()
+    }
+}
+
+/// Runs `cmd` as the unprivileged user nobody (65534).
+fn as_nobody(program: &Path, args: &[&str], cwd: &Path) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn backups(modprobe_d: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(modprobe_d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("kvm.conf.bak-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `kvm.conf.bak-YYYYmmddTHHMMSSZ`
+fn is_backup_name(name: &str) -> bool {
+    let Some(stamp) = name.strip_prefix("kvm.conf.bak-") else {
+        return false;
+    };
+    let b = stamp.as_bytes();
+    b.len() == 16
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+}
+
+// ---------------------------------------------------------------- install.sh
+
+#[test]
+fn install_dry_run_with_root_lists_the_image_package_not_dbg_and_changes_nothing() {
+    let r = Release::new(Packages::Deb);
+    let before = snapshot(&r.dir());
+    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
+
+    let deb = r.host_deb();
+    let expected = format!(
+        "would run: dpkg-deb -x {} {}",
+        deb.display(),
+        r.root().display()
+    );
+    assert!(stdout.contains(&expected), "{expected:?} not in:\n{stdout}");
+    assert!(
+        !stdout.contains("-dbg"),
+        "a -dbg package was chosen:\n{stdout}"
+    );
+    assert!(!stdout.contains("linux-headers"), "{stdout}");
+    assert!(!stdout.contains("guest"), "{stdout}");
+    let copy = format!(
+        "would copy {} to {}",
+        r.dir().join("kvm.conf").display(),
+        r.root().join("etc/modprobe.d/kvm.conf").display()
+    );
+    assert!(stdout.contains(&copy), "{copy:?} not in:\n{stdout}");
+    assert!(
+        stdout.contains(&format!("SNP host kernel {HOST_REL}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("cat /sys/module/kvm_amd/parameters/sev_snp"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("snp-build doctor --host"), "{stdout}");
+
+    assert!(
+        snapshot(&r.root()).is_empty(),
+        "the dry run wrote into the root"
+    );
+    assert!(
+        before == snapshot(&r.dir()),
+        "the dry run changed the release"
+    );
+}
+
+#[test]
+fn install_with_root_unpacks_the_image_and_keeps_a_differing_kvm_conf() {
+    let r = Release::new(Packages::Deb);
+    let root = r.root();
+    let stdout = r.install_ok(&["--root", &r.root_str()]);
+    assert!(stdout.contains("not installing dependencies") || stdout.contains("no libraries"));
+
+    let vmlinuz = root.join(format!("boot/vmlinuz-{HOST_REL}"));
+    assert_eq!(
+        fs::read_to_string(&vmlinuz).unwrap(),
+        format!("vmlinuz {HOST_REL}\n")
+    );
+    assert!(
+        root.join(format!("lib/modules/{HOST_REL}/modules.order"))
+            .exists()
+    );
+    assert!(
+        !root.join("usr/lib/debug").exists(),
+        "the -dbg package was unpacked"
+    );
+    assert!(
+        !root.join("usr/src").exists(),
+        "the headers package was unpacked"
+    );
+    assert!(
+        !root.join("usr/include").exists(),
+        "linux-libc-dev was unpacked"
+    );
+    assert!(!root.join(format!("boot/vmlinuz-{GUEST_REL}")).exists());
+
+    let modprobe_d = root.join("etc/modprobe.d");
+    let conf = modprobe_d.join("kvm.conf");
+    assert_eq!(fs::read_to_string(&conf).unwrap().trim_end(), KVM_CONF);
+    assert!(backups(&modprobe_d).is_empty());
+
+    // Again: the same kvm.conf is left alone, nothing backed up.
+    let stdout = r.install_ok(&["--root", &r.root_str()]);
+    assert!(stdout.contains("already up to date"), "{stdout}");
+    assert!(
+        backups(&modprobe_d).is_empty(),
+        "{:?}",
+        backups(&modprobe_d)
+    );
+
+    // A different kvm.conf is kept, under a name modprobe does not read.
+    let old = "options kvm_amd sev=1\n";
+    fs::write(&conf, old).unwrap();
+    let stdout = r.install_ok(&["--root", &r.root_str()]);
+    let kept = backups(&modprobe_d);
+    assert_eq!(kept.len(), 1, "{kept:?}\n{stdout}");
+    assert!(is_backup_name(&kept[0]), "{kept:?}");
+    assert!(stdout.contains(&kept[0]), "{stdout}");
+    assert_eq!(fs::read_to_string(modprobe_d.join(&kept[0])).unwrap(), old);
+    assert_eq!(fs::read_to_string(&conf).unwrap().trim_end(), KVM_CONF);
+}
+
+#[test]
+fn install_stops_before_changing_anything_when_a_file_is_tampered_or_missing() {
+    let r = Release::new(Packages::Deb);
+    let fd = r.dir().join("usr/local/share/qemu/OVMF.fd");
+    let mut bytes = fs::read(&fd).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&fd, bytes).unwrap();
+
+    for args in [vec!["--root", &r.root_str()], vec!["--dry-run"]] {
+        let out = r.install(&args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", describe(&out));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("usr/local/share/qemu/OVMF.fd"), "{stderr}");
+        assert!(stderr.contains("nothing was changed"), "{stderr}");
+        assert!(!text(&out.stdout).contains("dpkg"), "{}", describe(&out));
+    }
+    assert!(snapshot(&r.root()).is_empty(), "something was installed");
+
+    // A listed file that is gone is named too.
+    fs::remove_file(r.dir().join("source-config")).unwrap();
+    let out = r.install(&["--root", &r.root_str()]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("source-config"), "{stderr}");
+    assert!(snapshot(&r.root()).is_empty(), "something was installed");
+
+    // A package that SHA256SUMS does not cover is never installed.
+    r.write_sums();
+    let sums = r.dir().join("SHA256SUMS");
+    let kept: String = fs::read_to_string(&sums)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("linux/host/linux-image-"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&sums, kept).unwrap();
+    let out = r.install(&["--root", &r.root_str()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("not listed in SHA256SUMS"),
+        "{}",
+        describe(&out)
+    );
+    assert!(snapshot(&r.root()).is_empty(), "something was installed");
+}
+
+#[test]
+fn install_rpm_release_picks_kernel_not_headers_or_devel_and_unpacks_with_rpm2cpio() {
+    require_tool("rpm2cpio", "rpm");
+    require_tool("cpio", "cpio");
+    let r = Release::new(Packages::Rpm);
+    let root = r.root();
+    // The staging root's os-release decides the package format.
+    write(
+        &root.join("etc/os-release"),
+        "NAME=\"Fedora Linux\"\nID=fedora\n",
+    );
+
+    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
+    let expected = format!(
+        "would run: rpm2cpio {} | (cd {} && cpio -idm --quiet)",
+        r.host_rpm().display(),
+        root.display()
+    );
+    assert!(stdout.contains(&expected), "{expected:?} not in:\n{stdout}");
+    assert!(!stdout.contains("kernel-headers"), "{stdout}");
+    assert!(!stdout.contains("kernel-devel"), "{stdout}");
+    assert!(!root.join("boot").exists(), "the dry run unpacked");
+
+    let stdout = r.install_ok(&["--root", &r.root_str()]);
+    let vmlinuz = root.join(format!("boot/vmlinuz-{HOST_REL}"));
+    assert_eq!(
+        fs::read_to_string(&vmlinuz).unwrap(),
+        format!("vmlinuz {HOST_REL}\n")
+    );
+    assert!(
+        !root.join("usr/include").exists(),
+        "kernel-headers was unpacked"
+    );
+    assert!(!root.join("usr/src").exists(), "kernel-devel was unpacked");
+    assert!(!root.join(format!("boot/vmlinuz-{GUEST_REL}")).exists());
+    assert_eq!(
+        fs::read_to_string(root.join("etc/modprobe.d/kvm.conf"))
+            .unwrap()
+            .trim_end(),
+        KVM_CONF
+    );
+    // The kernel release, not the rpm version with '_'.
+    assert!(
+        stdout.contains(&format!("SNP host kernel {HOST_REL}")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn install_detects_debian_from_any_id_like_word_and_refuses_the_wrong_format() {
+    let r = Release::new(Packages::Deb);
+    let os_release = r.root().join("etc/os-release");
+    write(&os_release, "ID=pop\nID_LIKE=\"ubuntu debian\"\n");
+    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
+    assert!(stdout.contains("using .deb packages"), "{stdout}");
+    assert!(stdout.contains("would run: dpkg-deb -x"), "{stdout}");
+
+    write(&os_release, "ID=fedora\n");
+    let out = r.install(&["--dry-run", "--root", &r.root_str()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("needs .rpm packages"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("linux-image-{HOST_REL}_")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn install_refuses_to_run_as_non_root_without_dry_run_or_root() {
+    require_tool("setpriv", "util-linux");
+    assert_root("it drops to the user nobody with setpriv");
+    let r = Release::new(Packages::Deb);
+    let script = r.dir().join("install.sh");
+    let out = as_nobody(&script, &[], r.tmp.path());
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("must be run as root"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!text(&out.stdout).contains("dpkg"), "{}", describe(&out));
+
+    // A dry run is fine without root.
+    let out = as_nobody(&script, &["--dry-run"], r.tmp.path());
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stdout).contains("would run: dpkg -i"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn install_installs_distro_qemu_packages_only_when_libraries_are_missing() {
+    require_tool("gcc", "gcc");
+    require_tool("ldd", "libc-bin");
+    let r = Release::new(Packages::Deb);
+    write(&r.root().join("etc/os-release"), "ID=debian\n");
+    let qemu = r.dir().join("usr/local/bin/qemu-system-x86_64");
+
+    // A QEMU that needs a library this host does not have.
+    let build = r.scratch("ldd");
+    write(&build.join("lib.c"), "int snp_fake(void) { return 0; }\n");
+    write(
+        &build.join("main.c"),
+        "int snp_fake(void);\nint main(void) { return snp_fake(); }\n",
+    );
+    ok(Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o", "libsnpfake.so", "lib.c"])
+        .current_dir(&build));
+    ok(Command::new("gcc")
+        .args(["-o", "qemu", "main.c", "-L.", "-lsnpfake"])
+        .current_dir(&build));
+    fs::remove_file(build.join("libsnpfake.so")).unwrap();
+    fs::copy(build.join("qemu"), &qemu).unwrap();
+    r.write_sums();
+
+    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
+    assert!(stdout.contains("libsnpfake.so"), "{stdout}");
+    assert!(
+        stdout.contains("on the target system run: apt-get install -y qemu-system-x86"),
+        "{stdout}"
+    );
+    // Without --root the dry run names the install it would do.
+    if fs::read_to_string("/etc/os-release").is_ok_and(|s| s.contains("ID=debian")) {
+        let stdout = r.install_ok(&["--dry-run"]);
+        assert!(
+            stdout.contains("would run: apt-get install -y qemu-system-x86"),
+            "{stdout}"
+        );
+    }
+
+    // A QEMU whose libraries are all present: nothing to install.
+    fs::copy("/bin/true", &qemu).unwrap();
+    r.write_sums();
+    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
+    assert!(stdout.contains("all present"), "{stdout}");
+    assert!(!stdout.contains("apt-get"), "{stdout}");
+}
+
+#[test]
+fn install_usage_errors_and_help() {
+    let r = Release::new(Packages::None);
+    let out = r.install(&["--bogus"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let out = r.install(&["--root"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let missing = r.tmp.path().join("no-such-root");
+    let out = r.install(&["--root", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(!missing.exists());
+    let help = r.install_ok(&["--help"]);
+    for word in ["--dry-run", "--root DIR", "Exit codes"] {
+        assert!(help.contains(word), "{word} not in:\n{help}");
+    }
+}
+
+// ------------------------------------------------------------ launch-qemu.sh
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The arguments every guest gets, with `machine` as the -machine value.
+fn common_head(r: &Release, machine: &str) -> Vec<String> {
+    let qemu = r.dir().join("usr/local/bin/qemu-system-x86_64");
+    let mut v = vec![qemu.to_str().unwrap().to_string()];
+    v.extend(strs(&[
+        "-enable-kvm",
+        "-machine",
+        machine,
+        "-cpu",
+        "EPYC-v4",
+        "-smp",
+        "4",
+        "-m",
+        "2048M",
+        "-no-reboot",
+        "-nographic",
+    ]));
+    v
+}
+
+fn split_firmware(r: &Release, vars: &str) -> Vec<String> {
+    let code = r.dir().join("usr/local/share/qemu/OVMF_CODE.fd");
+    vec![
+        "-drive".into(),
+        format!(
+            "if=pflash,format=raw,unit=0,file={},readonly=on",
+            code.display()
+        ),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={vars}"),
+    ]
+}
+
+fn scsi_disk(disk: &str) -> Vec<String> {
+    vec![
+        "-device".into(),
+        "virtio-scsi-pci,id=scsi0,disable-legacy=on,iommu_platform=true".into(),
+        "-drive".into(),
+        format!("file={disk},if=none,id=disk0,format=qcow2"),
+        "-device".into(),
+        "scsi-hd,drive=disk0".into(),
+    ]
+}
+
+#[test]
+fn launch_dry_run_prints_the_expected_arguments_for_sev_sev_es_and_snp() {
+    let r = Release::new(Packages::None);
+    let disk = r.disk("disk.qcow2");
+    let vars = r.guests().join("disk.OVMF_VARS.fd");
+    let vars = vars.to_str().unwrap();
+    let monitor = strs(&["-monitor", "pty"]);
+
+    for (flag, policy) in [("-sev", "0x1"), ("-sev-es", "0x5")] {
+        let (argv, stderr) = r.launch_dry(&["-cbitpos", "51", flag, "-hda", &disk]);
+        let mut want = common_head(&r, "q35,confidential-guest-support=sev0,vmport=off");
+        want.push("-object".into());
+        want.push(format!(
+            "sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy={policy}"
+        ));
+        want.extend(split_firmware(&r, vars));
+        want.extend(scsi_disk(&disk));
+        want.extend(monitor.clone());
+        assert_eq!(argv, want, "{flag}\n{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "would copy {}",
+                r.dir().join("usr/local/share/qemu/OVMF_VARS.fd").display()
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&format!("to {vars}")), "{stderr}");
+    }
+
+    let (argv, stderr) = r.launch_dry(&["-cbitpos", "51", "-sev-snp", "-hda", &disk]);
+    let mut want = common_head(
+        &r,
+        "q35,confidential-guest-support=sev0,memory-backend=ram1,vmport=off",
+    );
+    want.extend(strs(&[
+        "-object",
+        "memory-backend-memfd,id=ram1,size=2048M,share=true,prealloc=false",
+        "-object",
+        "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1",
+        "-bios",
+    ]));
+    want.push(
+        r.dir()
+            .join("usr/local/share/qemu/OVMF.fd")
+            .to_str()
+            .unwrap()
+            .into(),
+    );
+    want.extend(scsi_disk(&disk));
+    want.extend(monitor.clone());
+    assert_eq!(argv, want, "-sev-snp\n{stderr}");
+    assert!(
+        !stderr.contains("OVMF_VARS"),
+        "SNP needs no VARS copy: {stderr}"
+    );
+
+    // No SEV flag: a plain KVM guest on the split firmware.
+    let (argv, _) = r.launch_dry(&["-hda", &disk]);
+    let mut want = common_head(&r, "q35");
+    want.extend(split_firmware(&r, vars));
+    want.extend(scsi_disk(&disk));
+    want.extend(monitor);
+    assert_eq!(argv, want, "plain guest");
+
+    // A dry run creates no file: only the disk image is there.
+    let names: Vec<PathBuf> = snapshot(&r.guests()).into_keys().collect();
+    assert_eq!(names, vec![PathBuf::from("disk.qcow2")]);
+}
+
+#[test]
+fn launch_dry_run_passes_the_other_options_through() {
+    let r = Release::new(Packages::None);
+    let disk = r.disk("guest.img");
+    let iso = r.disk("installer.iso");
+    let kernel = r.disk("vmlinuz");
+    let initrd = r.disk("initrd.img");
+    let bios = r.guests().join("fw");
+    for fd in ["OVMF.fd", "OVMF_CODE.fd", "OVMF_VARS.fd"] {
+        write(&bios.join(fd), fd);
+    }
+    let certs = r.guests().join("certs.bin");
+    let monitor = r.guests().join("mon.sock");
+    let (argv, _) = r.launch_dry(&[
+        "-sev-snp",
+        "-cbitpos",
+        "48",
+        "-allow-debug",
+        "-mem",
+        "4096",
+        "-smp",
+        "2",
+        "-cpu",
+        "EPYC-Milan",
+        "-bios",
+        bios.to_str().unwrap(),
+        "-hda",
+        &disk,
+        "-cdrom",
+        &iso,
+        "-kernel",
+        &kernel,
+        "-initrd",
+        &initrd,
+        "-append",
+        "console=ttyS0 root=/dev/sda1",
+        "-default-network",
+        "-monitor",
+        monitor.to_str().unwrap(),
+        "-certs",
+        certs.to_str().unwrap(),
+    ]);
+    let has = |pair: [&str; 2]| argv.windows(2).any(|w| w[0] == pair[0] && w[1] == pair[1]);
+    let snp = format!(
+        "sev-snp-guest,id=sev0,cbitpos=48,reduced-phys-bits=1,policy=0xb0000,certs-path={},kernel-hashes=on",
+        certs.display()
+    );
+    let bios_fd = bios.join("OVMF.fd");
+    let disk_drive = format!("file={disk},if=none,id=disk0,format=raw");
+    let cd_drive = format!("file={iso},if=none,id=cd0,format=raw,media=cdrom,readonly=on");
+    let mon = format!("unix:{},server=on,wait=off", monitor.display());
+    for pair in [
+        ["-cpu", "EPYC-Milan"],
+        ["-smp", "2"],
+        ["-m", "4096M"],
+        [
+            "-object",
+            "memory-backend-memfd,id=ram1,size=4096M,share=true,prealloc=false",
+        ],
+        ["-object", &snp],
+        ["-bios", bios_fd.to_str().unwrap()],
+        ["-drive", &disk_drive],
+        ["-drive", &cd_drive],
+        ["-device", "scsi-cd,drive=cd0,bootindex=0"],
+        ["-netdev", "user,id=vmnic"],
+        [
+            "-device",
+            "virtio-net-pci,netdev=vmnic,disable-legacy=on,iommu_platform=true,romfile=",
+        ],
+        ["-kernel", &kernel],
+        ["-initrd", &initrd],
+        ["-append", "console=ttyS0 root=/dev/sda1"],
+        ["-monitor", &mon],
+    ] {
+        assert!(has(pair), "{pair:?} not in {argv:#?}");
+    }
+    assert_eq!(
+        argv.iter().filter(|a| *a == "-device").count(),
+        4,
+        "{argv:#?}"
+    );
+
+    // -allow-debug clears SEV's no-debug bit: 0x1 -> 0x0, ES 0x5 -> 0x4.
+    for (flag, policy) in [("-sev", "0x0"), ("-sev-es", "0x4")] {
+        let (argv, _) = r.launch_dry(&[flag, "-allow-debug", "-cbitpos", "51"]);
+        let obj = format!("sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy={policy}");
+        assert!(argv.contains(&obj), "{obj} not in {argv:#?}");
+    }
+    // -kernel without -append gets AMD's default command line.
+    let (argv, _) = r.launch_dry(&["-kernel", &kernel]);
+    assert!(
+        argv.contains(&"console=ttyS0 earlyprintk=serial root=/dev/sda2".to_string()),
+        "{argv:#?}"
+    );
+}
+
+#[test]
+fn launch_without_cbitpos_dry_run_uses_a_placeholder_when_cpuid_is_unreadable() {
+    require_tool("setpriv", "util-linux");
+    assert_root("it drops to the user nobody, who cannot read /dev/cpu/0/cpuid");
+    let r = Release::new(Packages::None);
+    let script = r.dir().join("launch-qemu.sh");
+    let out = as_nobody(&script, &["-dry-run", "-sev-snp"], &r.guests());
+    assert!(out.status.success(), "{}", describe(&out));
+    let argv: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert!(
+        argv.contains(&"sev-snp-guest,id=sev0,cbitpos=<cbitpos>,reduced-phys-bits=1".to_string()),
+        "{argv:#?}"
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("placeholder <cbitpos>"), "{stderr}");
+    assert!(stderr.contains("not root"), "{stderr}");
+
+    // Without -dry-run it is root only.
+    let out = as_nobody(&script, &["-sev-snp", "-cbitpos", "51"], &r.guests());
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("must be run as root"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn launch_runs_the_release_qemu_with_a_private_vars_copy_and_a_log() {
+    assert_root("a real launch is root only");
+    let r = Release::new(Packages::None);
+    let disk = r.disk("vm1.raw");
+    let log = r.guests().join("console.log");
+    let out = r.launch(&[
+        "-sev",
+        "-cbitpos",
+        "51",
+        "-hda",
+        &disk,
+        "-log",
+        log.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let vars = r.guests().join("vm1.OVMF_VARS.fd");
+    assert_eq!(fs::read_to_string(&vars).unwrap(), "OVMF_VARS firmware\n");
+    let stdout = text(&out.stdout);
+    let drive = format!("ARG:file={disk},if=none,id=disk0,format=raw");
+    assert!(stdout.contains(&drive), "{stdout}");
+    assert!(stdout.contains(&format!(
+        "ARG:if=pflash,format=raw,unit=1,file={}",
+        vars.display()
+    )));
+    let logged = fs::read_to_string(&log).unwrap();
+    let first = logged.lines().next().unwrap();
+    assert!(
+        first.contains("-object sev-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,policy=0x1"),
+        "{logged}"
+    );
+    assert!(logged.contains(&drive), "{logged}");
+
+    // The existing VARS copy is reused, and QEMU's exit status is the script's.
+    fs::write(&vars, "guest's own variables").unwrap();
+    let out = Command::new(r.dir().join("launch-qemu.sh"))
+        .args([
+            "-sev",
+            "-cbitpos",
+            "51",
+            "-hda",
+            &disk,
+            "-log",
+            log.to_str().unwrap(),
+        ])
+        .env("FAKE_QEMU_STATUS", "7")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    assert_eq!(fs::read_to_string(&vars).unwrap(), "guest's own variables");
+}
+
+#[test]
+fn launch_usage_errors() {
+    let r = Release::new(Packages::None);
+    for args in [
+        vec!["-dry-run", "-bogus"],
+        vec!["-dry-run", "-mem"],
+        vec!["-dry-run", "-mem", "lots"],
+        vec!["-dry-run", "-initrd", "x"],
+        vec!["-dry-run", "-sev", "-certs", "c.bin"],
+        vec!["-dry-run", "-cbitpos", "64"],
+    ] {
+        let out = r.launch(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+    }
+    let out = r.launch(&["-dry-run", "-hda", "/nonexistent/disk.qcow2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("/nonexistent/disk.qcow2"));
+    let out = r.launch(&["-h"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("-sev-snp"));
+}
+
+// ---------------------------------------------------------------- shellcheck
+
+#[test]
+fn release_scripts_are_shellcheck_clean() {
+    require_tool("shellcheck", "shellcheck");
+    let out = Command::new("shellcheck")
+        .arg(templates().join("install.sh"))
+        .arg(templates().join("launch-qemu.sh"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "shellcheck: {}", describe(&out));
+}
