@@ -96,7 +96,7 @@ pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
             out,
         ),
         Some(Command::Install { .. }) => Err(NotImplemented { command: "install" }.into()),
-        Some(Command::Clean { .. }) => not_yet(config_path, out, "clean", &[]),
+        Some(Command::Clean { all, broken }) => clean(&cli.global.work_dir, all, broken, out),
         Some(Command::ImportLegacy {
             file,
             output,
@@ -420,6 +420,35 @@ fn sync_sources(
     Ok((layout, lock, synced))
 }
 
+/// `clean`: under the work dir only, with the work dir locked.
+fn clean(work_dir: &Path, all: bool, broken: bool, out: Output) -> anyhow::Result<Value> {
+    let work_dir = &Layout::new(work_dir)?.root;
+    if !work_dir.exists() {
+        out.info(format!(
+            "{} does not exist: nothing to clean",
+            work_dir.display()
+        ));
+        return Ok(json!({ "removed": [], "bytes": 0 }));
+    }
+    let _lock = workdir::lock(work_dir)?;
+    let cleaned = crate::clean::clean(work_dir, all, broken)?;
+    out.info(format!(
+        "removed {} path(s), {}",
+        cleaned.removed.len(),
+        crate::output::human_bytes(cleaned.bytes)
+    ));
+    if !broken {
+        let kept = crate::clean::broken_paths(work_dir);
+        if !kept.is_empty() {
+            out.info(format!(
+                "kept {} moved-aside tree(s) or saved diff(s) (they may hold your work); `snp-build clean --broken` lists and removes them",
+                kept.len()
+            ));
+        }
+    }
+    Ok(serde_json::to_value(&cleaned)?)
+}
+
 /// Loads the pin file, saying so when the embedded default is used.
 pub fn load(path: Option<&Path>, out: Output) -> anyhow::Result<Config> {
     let config = Config::load(path)?;
@@ -431,24 +460,6 @@ pub fn load(path: Option<&Path>, out: Output) -> anyhow::Result<Config> {
         ));
     }
     Ok(config)
-}
-
-/// A command whose issue has not landed: validate what it would read, then
-/// say so honestly.
-fn not_yet(
-    config_path: Option<&Path>,
-    out: Output,
-    command: &'static str,
-    components: &[String],
-) -> anyhow::Result<Value> {
-    let selection = Selection::parse(components)?;
-    let config = load(config_path, out)?;
-    if !components.is_empty() {
-        for id in selection.ids() {
-            config.source(*id)?;
-        }
-    }
-    Err(NotImplemented { command }.into())
 }
 
 fn show_config(path: Option<&Path>, out: Output) -> anyhow::Result<Value> {

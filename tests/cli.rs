@@ -128,28 +128,6 @@ fn global_flags_go_before_or_after_the_subcommand() {
 }
 
 #[test]
-fn unimplemented_commands_say_so_with_exit_3() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("p.toml"),
-        "[qemu]\nurl = \"u\"\nbranch = \"b\"\n",
-    )
-    .unwrap();
-    for args in [&["clean"][..], &["install"]] {
-        let out = snp(dir.path())
-            .args(args)
-            .args(["--config", "p.toml", "--json"])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(3), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(doc["exit_code"], 3);
-        assert_eq!(doc["status"], "error");
-    }
-}
-
-#[test]
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
