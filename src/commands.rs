@@ -13,7 +13,7 @@ use crate::component::SourceId;
 use crate::config::{self, Config, Origin, PackageFormat};
 use crate::doctor;
 use crate::exec::Registry;
-use crate::exit::{NotImplemented, UsageError};
+use crate::exit::UsageError;
 use crate::fingerprint;
 use crate::host;
 use crate::kconfig::Kernel;
@@ -40,7 +40,7 @@ pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
         }) => {
             let selection = Selection::parse(components)?;
             let config = load(config_path, out)?;
-            let ids = pinned_ids(&config, &selection)?;
+            let ids = config.select(&selection)?;
             let env = build_env(&cli, &config, force.clone(), false)?;
             let release = package.then(|| release_target(&cli)).transpose()?;
             show_plan(&config, &env, &ids, release, out)
@@ -95,8 +95,34 @@ pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
             },
             out,
         ),
-        Some(Command::Install { .. }) => Err(NotImplemented { command: "install" }.into()),
-        Some(Command::Clean { all, broken }) => clean(&cli.global.work_dir, all, broken, out),
+        Some(Command::Install {
+            release,
+            dry_run,
+            root,
+            yes,
+        }) => crate::install::install(
+            &crate::install::InstallRequest {
+                release: release.as_deref(),
+                dry_run,
+                root: root.as_deref(),
+                yes,
+            },
+            out,
+        ),
+        Some(Command::Uninstall { root, dry_run }) => crate::install::uninstall(
+            &crate::install::UninstallRequest {
+                root: root.as_deref(),
+                dry_run,
+            },
+            out,
+        ),
+        Some(Command::Clean { all, broken }) => {
+            // Nothing here reads the pins, but a --config given is checked.
+            if config_path.is_some() {
+                load(config_path, out)?;
+            }
+            clean(&cli.global.work_dir, all, broken, out)
+        }
         Some(Command::ImportLegacy {
             file,
             output,
@@ -104,6 +130,7 @@ pub fn run(cli: Cli, out: Output) -> anyhow::Result<Value> {
         }) => import_legacy(&file, output.as_deref(), force, out),
         Some(Command::Init { output, force }) => init(&output, force, out),
         Some(Command::Config) => show_config(config_path, out),
+        Some(Command::Measure(ref args)) => crate::measure::command(args, out),
     }
 }
 
@@ -112,7 +139,7 @@ fn build(cli: &Cli, out: Output) -> anyhow::Result<Value> {
     let args = &cli.build;
     let selection = Selection::parse(&args.components)?;
     let config = load(cli.global.config.as_deref(), out)?;
-    let ids = pinned_ids(&config, &selection)?;
+    let ids = config.select(&selection)?;
     for id in &ids {
         if let Some(kernel) = Kernel::from_source(*id) {
             stage::kernel::check_base(&config, kernel)?;
@@ -224,6 +251,14 @@ fn build(cli: &Cli, out: Output) -> anyhow::Result<Value> {
         made.tarball.display(),
         made.tarball_sha256
     ));
+    if let Some(d) = &made.snp_launch_digest {
+        out.info(format!(
+            "expected SEV-SNP launch digest (launch-qemu.sh -sev-snp: {} vCPUs {}; others in {}): {d}",
+            crate::measure::DEFAULT_VCPUS,
+            crate::measure::DEFAULT_VCPU_TYPE,
+            crate::measure::MEASUREMENTS_FILE
+        ));
+    }
     let mut summary = summary;
     summary["release"] = json!({
         "status": if decision.run { "ok" } else { "skipped" },
@@ -231,6 +266,7 @@ fn build(cli: &Cli, out: Output) -> anyhow::Result<Value> {
         "path": made.release,
         "tarball": made.tarball,
         "tarball_sha256": made.tarball_sha256,
+        "snp_launch_digest": made.snp_launch_digest,
     });
     Ok(summary)
 }
@@ -247,24 +283,6 @@ fn release_target(cli: &Cli) -> anyhow::Result<(PathBuf, String)> {
         None => release::today(),
     };
     Ok((output, date))
-}
-
-/// The stages a command works on: the selection, limited to the sources
-/// the pin file pins when nothing was named; a named source it lacks is an
-/// error naming the table.
-fn pinned_ids(config: &Config, selection: &Selection) -> anyhow::Result<Vec<SourceId>> {
-    if selection == &Selection::all() {
-        return Ok(selection
-            .ids()
-            .iter()
-            .copied()
-            .filter(|id| config.sources.contains_key(id))
-            .collect());
-    }
-    for id in selection.ids() {
-        config.source(*id)?;
-    }
-    Ok(selection.ids().to_vec())
 }
 
 /// Everything the stages share, from the command line and the pin file.
@@ -399,16 +417,7 @@ fn sync_sources(
     args: FetchArgs,
 ) -> anyhow::Result<(Layout, Lock, Vec<Synced>)> {
     // Sources the file does not pin are skipped when nothing was named.
-    let ids: Vec<_> = if selection == &Selection::all() {
-        selection
-            .ids()
-            .iter()
-            .copied()
-            .filter(|id| config.sources.contains_key(id))
-            .collect()
-    } else {
-        selection.ids().to_vec()
-    };
+    let ids = config.select(selection)?;
     let layout = Layout::new(work_dir)?;
     let mut lock = Lock::load(&Lock::path_for(config, &layout.root))?;
     let opts = source::Options {

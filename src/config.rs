@@ -19,7 +19,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::component::SourceId;
+use crate::component::{Selection, SourceId};
 use crate::doctor::catalog::Requirement;
 
 /// The repository's `stable-commits.toml`: AMD's pins and build.sh's knobs.
@@ -513,6 +513,23 @@ impl Config {
         }
             .into()
         })
+    }
+
+    /// The sources a command works on: those `selection` names (each must
+    /// be pinned here), or, when it names none, every source this file pins.
+    pub fn select(&self, selection: &Selection) -> Result<Vec<SourceId>, ConfigError> {
+        if selection == &Selection::all() {
+            return Ok(selection
+                .ids()
+                .iter()
+                .copied()
+                .filter(|id| self.sources.contains_key(id))
+                .collect());
+        }
+        for id in selection.ids() {
+            self.source(*id)?;
+        }
+        Ok(selection.ids().to_vec())
     }
 
     /// The effective configuration as a pin file (defaults filled in).

@@ -188,19 +188,13 @@ fn rpm_packages_are_collected_per_kernel() {
 fn recorder(dir: &Path, sleep: &str) -> (PathBuf, PathBuf) {
     let log = dir.join("compiles.log");
     let script = dir.join("record-cc");
-    std::fs::write(
+    common::script(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\necho \"start $$ $(date +%s%N)\" >> '{log}'\n{sleep}\n\"$@\"\nrc=$?\necho \"end $$ $(date +%s%N)\" >> '{log}'\nexit $rc\n",
             log = log.display()
         ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    );
     (script, log)
 }
 
@@ -228,15 +222,7 @@ fn peak_concurrency(log: &Path) -> (usize, usize) {
 fn with_j2_never_more_than_two_compiles_run_at_once() {
     let s = Scratch::new(shared_fixtures());
     let (launcher, log) = recorder(s.path(), "sleep 0.05");
-    let text = std::fs::read_to_string(s.pins()).unwrap();
-    std::fs::write(
-        s.pins(),
-        format!(
-            "[build]\ncompiler-launcher = \"{}\"\n\n{text}",
-            launcher.display()
-        ),
-    )
-    .unwrap();
+    s.set_launcher(&launcher);
     s.run_ok(&["-j2"]);
     let (peak, compiles) = peak_concurrency(&log);
     assert!(compiles > 20, "the launcher saw the compiles ({compiles})");
@@ -319,40 +305,14 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 fn sigint_stops_every_child_and_the_next_run_continues() {
     let s = Scratch::new(shared_fixtures());
     let (launcher, log) = recorder(s.path(), "sleep 1");
-    let text = std::fs::read_to_string(s.pins()).unwrap();
-    std::fs::write(
-        s.pins(),
-        format!(
-            "[build]\ncompiler-launcher = \"{}\"\n\n{text}",
-            launcher.display()
-        ),
-    )
-    .unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("snp-build");
-    let child = std::process::Command::new(bin)
-        .current_dir(s.path())
-        .args([
-            "--config",
-            "stable-commits.toml",
-            "--work-dir",
-            "build",
-            "-j2",
-            "kernel",
-            "host",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let text = s.set_launcher(&launcher);
+    let child = s.spawn(&["-j2", "kernel", "host"]);
     // Wait until compiles are running, then Ctrl-C.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("start")
-    {
-        assert!(std::time::Instant::now() < deadline, "no compile started");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(60, "a compile to start", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("start")
+    });
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }

@@ -174,20 +174,7 @@ fn input_package_format_reruns_both_kernels() {
 fn input_compiler_launcher_reruns_the_stages_that_use_it() {
     reruns_exactly(
         |s| {
-            let launcher = s.path().join("launch-cc");
-            std::fs::write(&launcher, "#!/bin/sh\nexec \"$@\"\n").unwrap();
-            std::process::Command::new("chmod")
-                .arg("+x")
-                .arg(&launcher)
-                .status()
-                .unwrap();
-            s.edit_pins(
-                "[kernel]\n",
-                &format!(
-                    "[build]\ncompiler-launcher = \"{}\"\n\n[kernel]\n",
-                    launcher.display()
-                ),
-            );
+            s.set_launcher(&s.slow_launcher("0"));
         },
         &[],
         &["qemu", "kernel-guest", "kernel-host"],
@@ -264,16 +251,10 @@ fn input_tool_version_reruns_the_stages_that_use_the_tool() {
         );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
-    std::fs::write(
-        bin.join("nasm"),
+    script(
+        &bin.join("nasm"),
         "#!/bin/sh\necho 'NASM version 2.16.01 compiled on Jan  1 2024'\n",
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(bin.join("nasm"))
-        .status()
-        .unwrap();
+    );
     assert_eq!(ran(&run(Some(&bin))), ALL);
     std::fs::write(
         bin.join("nasm"),
@@ -372,49 +353,13 @@ fn a_killed_build_resumes_without_redoing_finished_stages() {
     // qemu and ovmf finish; the kernel is killed mid-compile.
     s.run_ok(&["qemu"]);
     s.run_ok(&["ovmf"]);
-    let launcher = s.path().join("slow-cc");
-    std::fs::write(&launcher, "#!/bin/sh\nsleep 30\nexec \"$@\"\n").unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&launcher)
-        .status()
-        .unwrap();
-    let pins = std::fs::read_to_string(s.pins()).unwrap();
-    std::fs::write(
-        s.pins(),
-        format!(
-            "[build]\ncompiler-launcher = \"{}\"\n\n{pins}",
-            launcher.display()
-        ),
-    )
-    .unwrap();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("snp-build"))
-        .current_dir(s.path())
-        .args([
-            "--config",
-            "stable-commits.toml",
-            "--work-dir",
-            "build",
-            "kernel",
-            "host",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let log =
-            std::fs::read_to_string(s.work().join("logs/kernel-host.log")).unwrap_or_default();
-        if log.contains("slow-cc") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the kernel never started compiling"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let pins = s.set_launcher(&s.slow_launcher("30"));
+    let mut child = s.spawn(&["kernel", "host"]);
+    wait_until(60, "the kernel to start compiling", || {
+        std::fs::read_to_string(s.work().join("logs/kernel-host.log"))
+            .unwrap_or_default()
+            .contains("slow-cc")
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     // SIGKILL leaves the build's own process groups running: stop them, as
@@ -437,45 +382,13 @@ fn a_killed_build_resumes_without_redoing_finished_stages() {
 #[test]
 fn a_second_run_on_the_same_work_dir_fails_fast_with_the_pid() {
     let s = Scratch::new(shared_fixtures());
-    let launcher = s.path().join("slow-cc");
-    std::fs::write(&launcher, "#!/bin/sh\nsleep 20\nexec \"$@\"\n").unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&launcher)
-        .status()
-        .unwrap();
-    let pins = std::fs::read_to_string(s.pins()).unwrap();
-    std::fs::write(
-        s.pins(),
-        format!(
-            "[build]\ncompiler-launcher = \"{}\"\n\n{pins}",
-            launcher.display()
-        ),
-    )
-    .unwrap();
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("snp-build"))
-        .current_dir(s.path())
-        .args([
-            "--config",
-            "stable-commits.toml",
-            "--work-dir",
-            "build",
-            "qemu",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let pins = s.set_launcher(&s.slow_launcher("20"));
+    let child = s.spawn(&["qemu"]);
     let pid = child.id().to_string();
     let lockfile = s.work().join(".snp-build.lock");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::fs::read_to_string(&lockfile).unwrap_or_default() != pid {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first run never took the lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(30, "the first run to take the lock", || {
+        std::fs::read_to_string(&lockfile).unwrap_or_default() == pid
+    });
     let started = std::time::Instant::now();
     let r = s.run(&["qemu"]);
     assert_eq!(r.code, 6, "{}", r.stderr);

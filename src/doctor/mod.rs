@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::component::{Selection, SourceId};
-use crate::config::{Config, PackageFormat};
+use crate::component::Selection;
+use crate::config::PackageFormat;
 use crate::exit::UsageError;
 use crate::output::Output;
 
@@ -306,7 +306,7 @@ pub fn command(req: &Request<'_>, out: Output) -> anyhow::Result<Value> {
     }
     let selection = Selection::parse(req.components)?;
     let config = crate::commands::load(req.config, out)?;
-    let ids = selected(&config, &selection, req.components.is_empty())?;
+    let ids = config.select(&selection)?;
     let os_release = PathBuf::from(OS_RELEASE);
     let format = crate::host::package_format(config.build.package_format, &os_release);
     let report = check_build(&config, &ids, format, req.work_dir, &Env::system());
@@ -316,23 +316,6 @@ pub fn command(req: &Request<'_>, out: Output) -> anyhow::Result<Value> {
     out.info(report.render().trim_end());
     out.info("everything the selected stages need is here");
     Ok(serde_json::to_value(&report)?)
-}
-
-/// The stages to check: those named (each must be pinned), or every
-/// pinned one when none is named.
-fn selected(config: &Config, selection: &Selection, all: bool) -> anyhow::Result<Vec<SourceId>> {
-    if all {
-        return Ok(selection
-            .ids()
-            .iter()
-            .copied()
-            .filter(|id| config.sources.contains_key(id))
-            .collect());
-    }
-    for id in selection.ids() {
-        config.source(*id)?;
-    }
-    Ok(selection.ids().to_vec())
 }
 
 #[cfg(test)]

@@ -174,3 +174,58 @@ pub fn upstream_commit(
 pub fn head(tree: &Path) -> String {
     rev_parse(tree, "HEAD")
 }
+
+/// Writes an executable script.
+pub fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+impl Scratch {
+    /// Makes `launcher` the compiler launcher; returns the pin file as it
+    /// was, to put back later.
+    pub fn set_launcher(&self, launcher: &Path) -> String {
+        let text = std::fs::read_to_string(self.pins()).unwrap();
+        std::fs::write(
+            self.pins(),
+            format!(
+                "[build]\ncompiler-launcher = \"{}\"\n\n{text}",
+                launcher.display()
+            ),
+        )
+        .unwrap();
+        text
+    }
+
+    /// A launcher that sleeps `seconds` before each compile.
+    pub fn slow_launcher(&self, seconds: &str) -> PathBuf {
+        let path = self.path().join("slow-cc");
+        script(&path, &format!("#!/bin/sh\nsleep {seconds}\nexec \"$@\"\n"));
+        path
+    }
+
+    /// Starts snp-build in the background (stdout discarded, stderr piped).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("snp-build"))
+            .current_dir(self.path())
+            .args(["--config", "stable-commits.toml", "--work-dir", "build"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Polls `ready` every 20 ms; panics naming `what` after `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
