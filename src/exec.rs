@@ -194,6 +194,8 @@ pub struct StageRun<'a> {
     jobserver: Option<&'a jobserver::Client>,
     registry: &'a Registry,
     verbose: bool,
+    /// Variables every command of the stage gets (e.g. reproducibility).
+    stage_env: BTreeMap<String, OsString>,
 }
 
 impl<'a> StageRun<'a> {
@@ -219,7 +221,20 @@ impl<'a> StageRun<'a> {
             jobserver,
             registry,
             verbose,
+            stage_env: BTreeMap::new(),
         })
+    }
+
+    /// Gives every later command of this stage `vars` (logged once here).
+    pub fn with_env(mut self, vars: BTreeMap<String, OsString>) -> Self {
+        for (k, v) in &vars {
+            self.note(&format!(
+                "env for every command: {k}={}",
+                v.to_string_lossy()
+            ));
+        }
+        self.stage_env = vars;
+        self
     }
 
     /// A line in the log (and on stderr with -v).
@@ -262,6 +277,7 @@ impl<'a> StageRun<'a> {
         self.progress.status(cmd.display());
 
         let mut env = base_env();
+        env.extend(self.stage_env.clone());
         env.extend(cmd.env.clone());
         let jobserver = self.jobserver.filter(|_| cmd.jobserver).cloned();
         let expr = duct::cmd(&cmd.program, &cmd.args)

@@ -279,6 +279,7 @@ fn run_stages(config: &Config, env: &BuildEnv, work: &[&Work]) -> anyhow::Result
                     &registry,
                     env.verbose,
                 )
+                .map(|run| run.with_env(reproducible_env(s)))
                 .and_then(|run| run_stage(config, env, w, &run, jobs))
             }
         };
@@ -384,6 +385,23 @@ fn run_stage(
     };
     fingerprint::write_stamp(&env.work_dir, s.source.name(), &stamp)?;
     Ok(built.summary)
+}
+
+/// Timestamps and names the builds embed, fixed to the pinned commit so a
+/// clean rebuild of the same inputs can give the same bytes: the standard
+/// SOURCE_DATE_EPOCH, and kbuild's own variables (which otherwise put the
+/// build time, user and host into the kernel).
+fn reproducible_env(s: &Synced) -> BTreeMap<String, std::ffi::OsString> {
+    let epoch = s.commit_time.max(0);
+    BTreeMap::from([
+        ("SOURCE_DATE_EPOCH".to_string(), epoch.to_string().into()),
+        (
+            "KBUILD_BUILD_TIMESTAMP".to_string(),
+            format!("@{epoch}").into(),
+        ),
+        ("KBUILD_BUILD_USER".to_string(), "snp-build".into()),
+        ("KBUILD_BUILD_HOST".to_string(), "snp-build".into()),
+    ])
 }
 
 /// The short upstream SHA used in LOCALVERSION and `source-commit.*`
