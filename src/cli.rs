@@ -165,10 +165,32 @@ pub enum Command {
         #[arg(value_name = "COMPONENT")]
         components: Vec<String>,
     },
-    /// Install a release on this host
+    /// Install a release on this host: verify SHA256SUMS, then the host
+    /// kernel package and kvm.conf (as the release's install.sh)
     Install {
-        /// Release directory or tarball
+        /// Release directory or tarball [default: the newest snp-release-*
+        /// directory here]
         release: Option<PathBuf>,
+        /// Print every action instead of doing it; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Staging install into the existing directory DIR: unpack the
+        /// package, no maintainer scripts, no dependency installs
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Do not ask for confirmation before a live install
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Undo `install`: put back the kvm.conf backup, print the package
+    /// removal command, remove the install record
+    Uninstall {
+        /// The root the release was installed into (as install's --root)
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Print every action instead of doing it; change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Convert AMDSEV's bash stable-commits into stable-commits.toml
     ImportLegacy {
@@ -206,6 +228,43 @@ pub enum Command {
     },
     /// Print the effective configuration (defaults filled in)
     Config,
+    /// Expected SEV-SNP launch digest of a firmware for a guest shape
+    /// (defaults: the shape `launch-qemu.sh -sev-snp` launches)
+    Measure(MeasureArgs),
+}
+
+/// `snp-build measure`: the firmware and the guest shape.
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// A release directory: measures its usr/local/share/qemu/OVMF.fd
+    #[arg(long, value_name = "DIR", conflicts_with = "ovmf")]
+    pub release: Option<PathBuf>,
+    /// The firmware image (OVMF.fd) to measure
+    #[arg(long, value_name = "FILE")]
+    pub ovmf: Option<PathBuf>,
+    /// Number of guest vCPUs (launch-qemu.sh -smp)
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub vcpus: u32,
+    /// QEMU CPU model of the vCPUs (launch-qemu.sh -cpu, without flags)
+    #[arg(long, value_name = "T", default_value = "EPYC-v4")]
+    pub vcpu_type: String,
+    /// SEV features of the guest's VMSA (QEMU's default 0x1, SNPActive)
+    #[arg(long, value_name = "X", default_value = "0x1")]
+    pub guest_features: String,
+    /// Direct kernel boot with kernel hashes (QEMU -kernel, kernel-hashes=on)
+    #[arg(long, value_name = "F")]
+    pub kernel: Option<PathBuf>,
+    /// The initrd of the direct kernel boot
+    #[arg(long, value_name = "F", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line of the direct kernel boot, exactly as QEMU gets it
+    #[arg(
+        long,
+        value_name = "S",
+        requires = "kernel",
+        allow_hyphen_values = true
+    )]
+    pub append: Option<String>,
 }
 
 impl Cli {
@@ -218,10 +277,12 @@ impl Cli {
             Some(Command::Update { .. }) => "update",
             Some(Command::Doctor { .. }) => "doctor",
             Some(Command::Install { .. }) => "install",
+            Some(Command::Uninstall { .. }) => "uninstall",
             Some(Command::ImportLegacy { .. }) => "import-legacy",
             Some(Command::Clean { .. }) => "clean",
             Some(Command::Init { .. }) => "init",
             Some(Command::Config) => "config",
+            Some(Command::Measure(_)) => "measure",
         }
     }
 }

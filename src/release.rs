@@ -11,6 +11,15 @@
 //! - `SHA256SUMS` covers every file (and checks with `sha256sum -c`);
 //!   `manifest.json` (schema in README) records versions, SHAs, patches,
 //!   kernel config verification and every artifact's size and SHA-256.
+//! - `MEASUREMENTS` and the manifest's `measurement` hold the expected
+//!   SEV-SNP launch digest of the packaged `usr/local/share/qemu/OVMF.fd`
+//!   for the shape `launch-qemu.sh -sev-snp` launches (and a few more
+//!   shapes), with every input (see `measure`); a packaged OVMF.fd without
+//!   SEV metadata fails the release with an error naming it. Without an
+//!   OVMF.fd (no OVMF stage) there is no `MEASUREMENTS` and `measurement`
+//!   is null.
+//! - `libvirt-snp.xml` and `libvirt-sev.xml` are libvirt domains using the
+//!   release's QEMU and firmware, its absolute path left as `@RELEASE_DIR@`.
 //! - The tarball is reproducible: entries sorted, owner root/0, fixed
 //!   modes, every mtime `SOURCE_DATE_EPOCH` (else the newest commit time of
 //!   the pinned sources), gzip header mtime 0. Same outputs in, same bytes
@@ -29,6 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::component::SourceId;
 use crate::config::Config;
 use crate::fingerprint::{self, Decision, Inputs, Stamp, digest, sha256_file};
+use crate::measure::{self, ReleaseMeasurements};
 use crate::output::Progress;
 use crate::patch::hex;
 use crate::source::Synced;
@@ -41,6 +51,8 @@ pub const STAGE: &str = "release";
 const INSTALL_SH: &[u8] = include_bytes!("../templates/install.sh");
 const LAUNCH_QEMU_SH: &[u8] = include_bytes!("../templates/launch-qemu.sh");
 const KVM_CONF: &[u8] = include_bytes!("../templates/kvm.conf");
+const LIBVIRT_SNP_XML: &[u8] = include_bytes!("../templates/libvirt-snp.xml");
+const LIBVIRT_SEV_XML: &[u8] = include_bytes!("../templates/libvirt-sev.xml");
 
 /// What goes into a release file.
 #[derive(Debug, Clone)]
@@ -80,6 +92,10 @@ pub struct Summary {
     pub tarball: PathBuf,
     pub tarball_sha256: String,
     pub files: usize,
+    /// The expected SEV-SNP launch digest for `launch-qemu.sh -sev-snp`'s
+    /// default shape, when the release has an OVMF.fd.
+    #[serde(default)]
+    pub snp_launch_digest: Option<String>,
 }
 
 impl Release<'_> {
@@ -92,8 +108,9 @@ impl Release<'_> {
     }
 
     /// The release's files, from the stages' summaries, with the hashes
-    /// their stamps recorded (so nothing big is read twice).
-    fn entries(&self) -> anyhow::Result<Vec<Entry>> {
+    /// their stamps recorded (so nothing big is read twice), and the launch
+    /// measurements of its OVMF.fd.
+    fn entries(&self) -> anyhow::Result<(Vec<Entry>, Option<ReleaseMeasurements>)> {
         let mut known: BTreeMap<PathBuf, (String, u64)> = BTreeMap::new();
         for o in self.outcomes {
             if let Some(stamp) = fingerprint::read_stamp(&self.env.work_dir, o.stage.name()) {
@@ -188,8 +205,31 @@ impl Release<'_> {
         entries.push(bytes_entry("install.sh", INSTALL_SH, true));
         entries.push(bytes_entry("launch-qemu.sh", LAUNCH_QEMU_SH, true));
         entries.push(bytes_entry("kvm.conf", KVM_CONF, false));
+        entries.push(bytes_entry("libvirt-snp.xml", LIBVIRT_SNP_XML, false));
+        entries.push(bytes_entry("libvirt-sev.xml", LIBVIRT_SEV_XML, false));
+        // The expected launch digests of the firmware launch-qemu.sh boots.
+        let measured = match entries.iter().find(|e| e.rel == measure::RELEASE_OVMF) {
+            Some(Entry {
+                content: Content::File(ovmf),
+                ..
+            }) => Some(measure::release_measurements(ovmf).with_context(|| {
+                format!(
+                    "computing the SEV-SNP launch measurement of {} (the release's {})",
+                    ovmf.display(),
+                    measure::RELEASE_OVMF
+                )
+            })?),
+            _ => None,
+        };
+        if let Some(m) = &measured {
+            entries.push(bytes_entry(
+                measure::MEASUREMENTS_FILE,
+                m.file_text().as_bytes(),
+                false,
+            ));
+        }
         entries.sort_by(|a, b| a.rel.cmp(&b.rel));
-        Ok(entries)
+        Ok((entries, measured))
     }
 
     /// `SOURCE_DATE_EPOCH` if set, else the newest pinned commit's time.
@@ -235,7 +275,7 @@ impl Release<'_> {
 
     /// Whether the release must be made again, and why.
     pub fn decide(&self) -> anyhow::Result<Decision> {
-        let inputs = self.inputs(&self.entries()?)?;
+        let inputs = self.inputs(&self.entries()?.0)?;
         let stamp = fingerprint::read_stamp(&self.env.work_dir, STAGE);
         Ok(fingerprint::decide(
             &inputs,
@@ -252,7 +292,7 @@ impl Release<'_> {
 
     /// Assembles the directory and the tarball, then stamps them.
     pub fn make(&self) -> anyhow::Result<Summary> {
-        let entries = self.entries()?;
+        let (entries, measured) = self.entries()?;
         let inputs = self.inputs(&entries)?;
         let epoch = self.epoch()?;
         let progress = Progress::new(STAGE);
@@ -269,7 +309,8 @@ impl Release<'_> {
         for e in &entries {
             put(&tmp, e)?;
         }
-        let manifest = serde_json::to_vec_pretty(&self.manifest(&entries, epoch))?;
+        let manifest =
+            serde_json::to_vec_pretty(&self.manifest(&entries, epoch, measured.as_ref()))?;
         std::fs::write(tmp.join("manifest.json"), &manifest)?;
         let mut sums: Vec<(String, String)> = entries
             .iter()
@@ -307,6 +348,7 @@ impl Release<'_> {
             tarball: tarball.clone(),
             tarball_sha256: sha256_file(&tarball)?,
             files: sums.len() + 1,
+            snp_launch_digest: measured.as_ref().map(|m| m.default.digest.clone()),
         };
         let stamp = Stamp {
             inputs,
@@ -326,7 +368,12 @@ impl Release<'_> {
         Ok(summary)
     }
 
-    fn manifest(&self, entries: &[Entry], epoch: u64) -> Value {
+    fn manifest(
+        &self,
+        entries: &[Entry],
+        epoch: u64,
+        measured: Option<&ReleaseMeasurements>,
+    ) -> Value {
         let os = crate::host::os_release(Path::new("/etc/os-release"));
         let mut tools = crate::toolversion::ToolVersions::load(&self.env.work_dir);
         let sources: BTreeMap<&str, Value> = self
@@ -386,6 +433,7 @@ impl Release<'_> {
                 "toolchain": o.outputs["toolchain"],
                 "defines": self.config.ovmf.defines,
             })),
+            "measurement": measured.map(ReleaseMeasurements::manifest),
             "artifacts": entries.iter().map(|e| json!({ "path": e.rel, "size": e.size, "sha256": e.sha256 })).collect::<Vec<_>>(),
         })
     }

@@ -47,6 +47,12 @@
 # position cannot be read (not root, not AMD, no /dev/cpu/0/cpuid, no SEV),
 # a dry run says so on stderr and prints cbitpos=<cbitpos>; a real launch fails.
 #
+# Launch measurement: for an SEV-SNP guest, a note on stderr gives the launch
+# digest (SHA-384) its attestation report should carry. It comes from the
+# release's MEASUREMENTS file when that lists the guest's shape (-smp, the -cpu
+# model, guest features 0x1, the release's OVMF.fd, no -kernel); otherwise the
+# note gives the `snp-build measure` command that computes it.
+#
 # Must run as root, except with -dry-run.
 #
 # Exit codes: 0 dry run done; otherwise QEMU's exit status after a launch;
@@ -58,6 +64,8 @@ PROG=launch-qemu.sh
 RELEASE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 QEMU="$RELEASE_DIR/usr/local/bin/qemu-system-x86_64"
 CBIT_PLACEHOLDER='<cbitpos>'
+MEASUREMENTS="$RELEASE_DIR/MEASUREMENTS"
+GUEST_FEATURES=0x1 # SEV features QEMU gives an SNP guest (SNPActive)
 DEFAULT_APPEND="console=ttyS0 earlyprintk=serial root=/dev/sda2"
 
 SEV=0
@@ -370,6 +378,56 @@ quoted_command() {
     printf '%s\n' "${out% }"
 }
 
+# The snp-build command computing the launch digest of this guest.
+measure_command() {
+    local cmd
+    cmd="snp-build measure --ovmf $(shell_quote "$BIOS_DIR/OVMF.fd") --vcpus $SMP"
+    cmd+=" --vcpu-type $(shell_quote "${CPU_MODEL%%,*}") --guest-features $GUEST_FEATURES"
+    if [[ -n "$KERNEL" ]]; then
+        cmd+=" --kernel $(shell_quote "$KERNEL")"
+        [[ -z "$INITRD" ]] || cmd+=" --initrd $(shell_quote "$INITRD")"
+        if [[ $APPEND_SET -eq 1 ]]; then
+            cmd+=" --append $(shell_quote "$APPEND")"
+        else
+            cmd+=" --append $(shell_quote "$DEFAULT_APPEND")"
+        fi
+    fi
+    printf '%s\n' "$cmd"
+}
+
+# SEV-SNP: the expected launch digest of this guest, as a note: looked up in
+# MEASUREMENTS when it lists the shape, else the command computing it.
+report_measurement() {
+    local model=${CPU_MODEL%%,*} want="" digest="" why="" recorded fw_sha
+    [[ $SEV_SNP -eq 1 ]] || return 0
+    if [[ -n "$KERNEL" ]]; then
+        why="a direct kernel boot (kernel hashes) is not in MEASUREMENTS"
+    elif [[ ! -r "$MEASUREMENTS" ]]; then
+        why="this release has no MEASUREMENTS file"
+    elif [[ "$CPU_MODEL" == *,* && ",${CPU_MODEL#*,}" =~ ,(family|model|stepping)= ]]; then
+        why="-cpu $CPU_MODEL changes the CPU signature"
+    else
+        recorded=$(awk '$1 == "#" && $2 == "firmware-sha256:" { print $3; exit }' "$MEASUREMENTS")
+        fw_sha=$(sha256sum <"$BIOS_DIR/OVMF.fd")
+        fw_sha=${fw_sha%% *}
+        if [[ -z "$recorded" || "$fw_sha" != "$recorded" ]]; then
+            why="$BIOS_DIR/OVMF.fd is not the firmware MEASUREMENTS lists"
+        else
+            want="--vcpus $SMP --vcpu-type $model --guest-features $GUEST_FEATURES"
+            digest=$(WANT=$want awk '!/^#/ && NF > 1 {
+                    d = $1; $1 = ""; sub(/^ +/, "")
+                    if ($0 == ENVIRON["WANT"]) { print d; exit }
+                }' "$MEASUREMENTS")
+            [[ -n "$digest" ]] || why="MEASUREMENTS has no line for $want"
+        fi
+    fi
+    if [[ -n "$digest" ]]; then
+        note "expected SEV-SNP launch digest: $digest (MEASUREMENTS: $want)"
+    else
+        note "expected SEV-SNP launch digest: not precomputed ($why); run $(measure_command)"
+    fi
+}
+
 # Runs from the EXIT trap set in launch().
 # shellcheck disable=SC2317
 cleanup() {
@@ -417,6 +475,7 @@ main() {
     determine_cbitpos
     plan_vars_copy
     build_command
+    report_measurement
     if [[ $DRY_RUN -eq 1 ]]; then
         note "dry run: would log the console to $LOG"
         printf '%s\n' "${ARGS[@]}"

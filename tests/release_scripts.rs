@@ -1019,3 +1019,138 @@ fn release_scripts_are_shellcheck_clean() {
         .unwrap();
     assert!(out.status.success(), "shellcheck: {}", describe(&out));
 }
+
+// ------------------------------------------------------- launch measurement
+
+/// SHA-256 of a file, hex, as `sha256sum` prints it.
+fn sha256_hex(path: &Path) -> String {
+    let out = ok(Command::new("sha256sum").arg(path));
+    text(&out.stdout).split(' ').next().unwrap().to_string()
+}
+
+/// The note a dry run prints about the launch digest (its one line).
+fn digest_note(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.contains("expected SEV-SNP launch digest"))
+        .unwrap_or_else(|| panic!("no launch digest note:\n{stderr}"))
+}
+
+#[test]
+fn launch_dry_run_notes_the_snp_digest_from_measurements_or_the_measure_command() {
+    let r = Release::new(Packages::None);
+    let fw = r.dir().join("usr/local/share/qemu/OVMF.fd");
+    let (d4, d2) = ("a1".repeat(48), "b2".repeat(48));
+    // As snp-build writes it (src/measure.rs, ReleaseMeasurements::file_text).
+    write(
+        &r.dir().join("MEASUREMENTS"),
+        &format!(
+            "# Expected SEV-SNP launch digests\n\
+             # firmware: usr/local/share/qemu/OVMF.fd\n\
+             # firmware-sha256: {}\n\
+             {d4}  --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1\n\
+             {d2}  --vcpus 2 --vcpu-type EPYC-Milan --guest-features 0x1\n",
+            sha256_hex(&fw)
+        ),
+    );
+    let snp = |extra: &[&str]| {
+        let mut args = vec!["-cbitpos", "51", "-sev-snp"];
+        args.extend_from_slice(extra);
+        r.launch_dry(&args)
+    };
+    let measure = |rest: &str| {
+        format!(
+            "; run snp-build measure --ovmf {} {rest}",
+            fw.to_str().unwrap()
+        )
+    };
+
+    // Listed shapes: the digest; stdout stays exactly QEMU's arguments.
+    let (argv, err) = snp(&[]);
+    assert_eq!(
+        digest_note(&err),
+        format!(
+            "launch-qemu.sh: expected SEV-SNP launch digest: {d4} \
+             (MEASUREMENTS: --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1)"
+        )
+    );
+    assert!(argv.iter().all(|a| !a.contains(&d4)), "{argv:?}");
+    let (_, err) = snp(&["-smp", "2", "-cpu", "EPYC-Milan,+avx2"]);
+    assert!(digest_note(&err).contains(&d2), "{err}");
+
+    // Shapes it lacks: the snp-build measure command for exactly this guest.
+    let (_, err) = snp(&["-smp", "2"]);
+    let note = digest_note(&err);
+    assert!(
+        note.contains(
+            "not precomputed (MEASUREMENTS has no line for --vcpus 2 --vcpu-type EPYC-v4"
+        ),
+        "{note}"
+    );
+    assert!(
+        note.ends_with(&measure(
+            "--vcpus 2 --vcpu-type EPYC-v4 --guest-features 0x1"
+        )),
+        "{note}"
+    );
+    let (_, err) = snp(&["-cpu", "EPYC-v4,family=25"]);
+    assert!(
+        digest_note(&err).contains("changes the CPU signature"),
+        "{err}"
+    );
+
+    let kernel = r.disk("vmlinuz");
+    let initrd = r.disk("initrd.img");
+    let (_, err) = snp(&["-kernel", &kernel, "-initrd", &initrd]);
+    let note = digest_note(&err);
+    assert!(note.contains("direct kernel boot"), "{note}");
+    assert!(
+        note.ends_with(&measure(&format!(
+            "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --kernel {kernel} \
+             --initrd {initrd} --append 'console=ttyS0 earlyprintk=serial root=/dev/sda2'"
+        ))),
+        "{note}"
+    );
+    let (_, err) = snp(&["-kernel", &kernel, "-append", "it's quiet"]);
+    assert!(
+        digest_note(&err).ends_with(&format!("--kernel {kernel} --append 'it'\\''s quiet'")),
+        "{err}"
+    );
+
+    // Other firmware: a copy of the release's is still the listed one.
+    let same = r.guests().join("same-fw");
+    let other = r.guests().join("other-fw");
+    for dir in [&same, &other] {
+        for fd in ["OVMF_CODE.fd", "OVMF_VARS.fd"] {
+            write(&dir.join(fd), fd);
+        }
+    }
+    fs::copy(&fw, same.join("OVMF.fd")).unwrap();
+    write(&other.join("OVMF.fd"), "another firmware\n");
+    let (_, err) = snp(&["-bios", same.to_str().unwrap()]);
+    assert!(digest_note(&err).contains(&d4), "{err}");
+    let (_, err) = snp(&["-bios", other.to_str().unwrap()]);
+    let note = digest_note(&err);
+    assert!(
+        note.contains("is not the firmware MEASUREMENTS lists")
+            && note.contains(&format!(
+                "run snp-build measure --ovmf {}/OVMF.fd --vcpus 4",
+                other.display()
+            )),
+        "{note}"
+    );
+
+    // No SNP, no note; no MEASUREMENTS, the command.
+    let (_, err) = r.launch_dry(&["-cbitpos", "51", "-sev-es"]);
+    assert!(!err.contains("launch digest"), "{err}");
+    fs::remove_file(r.dir().join("MEASUREMENTS")).unwrap();
+    let (_, err) = snp(&[]);
+    let note = digest_note(&err);
+    assert!(
+        note.contains("this release has no MEASUREMENTS file")
+            && note.ends_with(&measure(
+                "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1"
+            )),
+        "{note}"
+    );
+}
