@@ -110,7 +110,10 @@ impl Release<'_> {
     /// The release's files, from the stages' summaries, with the hashes
     /// their stamps recorded (so nothing big is read twice), and the launch
     /// measurements of its OVMF.fd.
-    fn entries(&self) -> anyhow::Result<(Vec<Entry>, Option<ReleaseMeasurements>)> {
+    fn entries(
+        &self,
+        measure_firmware: bool,
+    ) -> anyhow::Result<(Vec<Entry>, Option<ReleaseMeasurements>)> {
         let mut known: BTreeMap<PathBuf, (String, u64)> = BTreeMap::new();
         for o in self.outcomes {
             if let Some(stamp) = fingerprint::read_stamp(&self.env.work_dir, o.stage.name()) {
@@ -208,7 +211,13 @@ impl Release<'_> {
         entries.push(bytes_entry("libvirt-snp.xml", LIBVIRT_SNP_XML, false));
         entries.push(bytes_entry("libvirt-sev.xml", LIBVIRT_SEV_XML, false));
         // The expected launch digests of the firmware launch-qemu.sh boots.
-        let measured = match entries.iter().find(|e| e.rel == measure::RELEASE_OVMF) {
+        // (Not needed to decide: MEASUREMENTS follows from OVMF.fd's hash,
+        // already an input, and this program's version.)
+        let firmware = entries
+            .iter()
+            .find(|e| e.rel == measure::RELEASE_OVMF)
+            .filter(|_| measure_firmware);
+        let measured = match firmware {
             Some(Entry {
                 content: Content::File(ovmf),
                 ..
@@ -256,8 +265,11 @@ impl Release<'_> {
                 .parse::<u64>()
                 .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
         }
+        // MEASUREMENTS is derived from OVMF.fd and this program's version,
+        // both inputs already; leaving it out lets `decide` skip computing it.
         let files: Vec<(&str, &str, bool)> = entries
             .iter()
+            .filter(|e| e.rel != measure::MEASUREMENTS_FILE)
             .map(|e| (e.rel.as_str(), e.sha256.as_str(), e.executable))
             .collect();
         // Without SOURCE_DATE_EPOCH the time is the newest pinned commit's,
@@ -275,7 +287,7 @@ impl Release<'_> {
 
     /// Whether the release must be made again, and why.
     pub fn decide(&self) -> anyhow::Result<Decision> {
-        let inputs = self.inputs(&self.entries()?.0)?;
+        let inputs = self.inputs(&self.entries(false)?.0)?;
         let stamp = fingerprint::read_stamp(&self.env.work_dir, STAGE);
         Ok(fingerprint::decide(
             &inputs,
@@ -292,7 +304,7 @@ impl Release<'_> {
 
     /// Assembles the directory and the tarball, then stamps them.
     pub fn make(&self) -> anyhow::Result<Summary> {
-        let (entries, measured) = self.entries()?;
+        let (entries, measured) = self.entries(true)?;
         let inputs = self.inputs(&entries)?;
         let epoch = self.epoch()?;
         let progress = Progress::new(STAGE);
