@@ -8,9 +8,11 @@
   - pseudo-random "compressed modules" over part of the volume, erased
     flash (0xFF) after them;
   - with -r, the end of the volume carries what OVMF's reset vector FV
-    carries: the GUIDed footer table (SEV-ES reset block, SEV metadata
-    with SNP_SEC_MEM/SECRETS/CPUID sections) that VMMs and launch
-    measurement tools read, followed by a 16-byte reset vector.
+    carries: the GUIDed footer table (SEV hash table block, SEV-ES reset
+    block, SEV metadata with SNP_SEC_MEM/SECRETS/CPUID/SNP_KERNEL_HASHES
+    sections) that VMMs and launch measurement tools read, followed by a
+    16-byte reset vector. (The hash table is what QEMU's kernel-hashes=on
+    fills for direct kernel boot, as in AmdSev OVMF builds.)
 
   Usage: GenFv -o OUTPUT -s SIZE -g SEEDHEX -n NAME [-r]
 
@@ -40,12 +42,24 @@ static const uint8_t SevMetadataGuid[16] = {
   0xa7, 0x5e, 0x55, 0x85, 0xa7, 0xbf, 0x67, 0xcc
 };
 
-/* SEV metadata sections: GPA, size, type (1 SNP_SEC_MEM, 2 SECRETS, 3 CPUID) */
+/* SEV_HASH_TABLE_RV_GUID 7255371f-3a3b-4b04-927b-1da6efa8d454 */
+static const uint8_t SevHashTableGuid[16] = {
+  0x1f, 0x37, 0x55, 0x72, 0x3b, 0x3a, 0x04, 0x4b,
+  0x92, 0x7b, 0x1d, 0xa6, 0xef, 0xa8, 0xd4, 0x54
+};
+
+/* The kernel hashes page (QEMU's SEV hash table): GPA and size */
+#define HASH_TABLE_BASE 0x00810000
+#define HASH_TABLE_SIZE 0x00001000
+
+/* SEV metadata sections: GPA, size, type (1 SNP_SEC_MEM, 2 SECRETS, 3 CPUID,
+   0x10 SNP_KERNEL_HASHES) */
 static const uint32_t SevSections[][3] = {
   { 0x00800000, 0x00009000, 1 },
   { 0x00809000, 0x00001000, 2 },
   { 0x0080A000, 0x00001000, 3 },
   { 0x0080B000, 0x00005000, 1 },
+  { HASH_TABLE_BASE, HASH_TABLE_SIZE, 0x10 },
 };
 
 static uint64_t
@@ -158,7 +172,7 @@ main (int argc, char **argv)
     uint32_t TableEnd = End - 18;
     uint32_t MetaOffset = (uint32_t)Size - 0x1000;
     uint32_t n = sizeof SevSections / sizeof SevSections[0];
-    uint8_t  Data[4];
+    uint8_t  Data[8];
 
     /* SEV metadata ("ASEV" header, then GPA/size/type triples) */
     memset (Fv + MetaOffset, 0, 16 + 12 * n);
@@ -178,6 +192,9 @@ main (int argc, char **argv)
     PutEntry (Fv, &End, SevMetadataGuid, Data, 4);
     PutLe32 (Data, 0x0080B004);             /* SEV-ES AP reset IP */
     PutEntry (Fv, &End, SevEsResetGuid, Data, 4);
+    PutLe32 (Data, HASH_TABLE_BASE);
+    PutLe32 (Data + 4, HASH_TABLE_SIZE);
+    PutEntry (Fv, &End, SevHashTableGuid, Data, 8);
     PutLe16 (Fv + TableEnd, (uint16_t)(TableEnd + 18 - End));
     memcpy (Fv + TableEnd + 2, FooterGuid, 16);
 
