@@ -185,6 +185,11 @@ pub fn record_outputs(paths: &[PathBuf]) -> anyhow::Result<Vec<OutputFile>> {
         .collect()
 }
 
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     use std::io::Read;
     let mut file =

@@ -899,11 +899,6 @@ pub struct KvmRecord {
     pub created: bool,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    crate::patch::hex(&Sha256::digest(bytes))
-}
-
 /// `YYYY-MM-DDTHH:MM:SSZ` from [`utc_stamp`]'s `YYYYmmddTHHMMSSZ`.
 fn iso_time(now: std::time::SystemTime) -> String {
     let s = utc_stamp(now);
@@ -1152,7 +1147,7 @@ fn execute(plan: &Plan, opened: &Opened, out: Output) -> anyhow::Result<PathBuf>
         remove_command: plan.package.remove_command(),
         kvm_conf: kvm_record(
             &plan.kvm_action,
-            sha256_hex(&plan.kvm_src),
+            crate::fingerprint::sha256_hex(&plan.kvm_src),
             previous.as_ref(),
             |p| plan.on_target(p),
         ),
@@ -1283,7 +1278,7 @@ fn undo_kvm_conf(
     let dest = target.path(&kvm.path);
     let would = if dry_run { "[dry-run] would " } else { "" };
     let current = match std::fs::read(&dest) {
-        Ok(bytes) => Some(sha256_hex(&bytes)),
+        Ok(bytes) => Some(crate::fingerprint::sha256_hex(&bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", dest.display())),
     };

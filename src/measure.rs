@@ -406,27 +406,11 @@ impl Shape {
         v
     }
 
-    /// The equivalent `sev-snp-measure` arguments (firmware aside).
+    /// The equivalent `sev-snp-measure` arguments (firmware aside): the
+    /// same flags, in its `--mode snp`.
     pub fn sev_snp_measure_args(&self) -> Vec<String> {
-        let mut v = vec![
-            "--mode".to_string(),
-            "snp".into(),
-            "--vcpus".into(),
-            self.vcpus.to_string(),
-            "--vcpu-type".into(),
-            self.vcpu_type.clone(),
-            "--guest-features".into(),
-            format!("{:#x}", self.guest_features),
-        ];
-        if let Some(b) = &self.boot {
-            v.extend(["--kernel".into(), b.kernel.display().to_string()]);
-            if let Some(i) = &b.initrd {
-                v.extend(["--initrd".into(), i.display().to_string()]);
-            }
-            if let Some(a) = &b.append {
-                v.extend(["--append".into(), a.clone()]);
-            }
-        }
+        let mut v = vec!["--mode".to_string(), "snp".into()];
+        v.extend(self.args());
         v
     }
 }
@@ -539,9 +523,8 @@ pub fn calculator() -> String {
 }
 
 fn sha256_of_file(path: &Path, what: &str) -> anyhow::Result<String> {
-    let data = std::fs::read(path)
-        .map_err(|e| UsageError::new(format!("{what} {}: {e}", path.display())))?;
-    Ok(hex(&Sha256::digest(&data)))
+    crate::fingerprint::sha256_file(path)
+        .map_err(|e| UsageError::new(format!("{what}: {e:#}")).into())
 }
 
 fn crate_error(path: &Path, e: sev::error::MeasurementError) -> anyhow::Error {

@@ -33,14 +33,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::component::SourceId;
 use crate::config::Config;
 use crate::fingerprint::{self, Decision, Inputs, Stamp, digest, sha256_file};
 use crate::measure::{self, ReleaseMeasurements};
 use crate::output::Progress;
-use crate::patch::hex;
 use crate::source::Synced;
 use crate::stage::{BuildEnv, Outcome};
 
@@ -142,7 +140,7 @@ impl Release<'_> {
         };
         let bytes_entry = |rel: &str, bytes: &[u8], executable: bool| Entry {
             rel: rel.to_string(),
-            sha256: hex(&Sha256::digest(bytes)),
+            sha256: fingerprint::sha256_hex(bytes),
             size: bytes.len() as u64,
             content: Content::Bytes(bytes.to_vec()),
             executable,
@@ -328,7 +326,7 @@ impl Release<'_> {
             .iter()
             .map(|e| (e.rel.clone(), e.sha256.clone()))
             .collect();
-        sums.push(("manifest.json".into(), hex(&Sha256::digest(&manifest))));
+        sums.push(("manifest.json".into(), fingerprint::sha256_hex(&manifest)));
         sums.sort();
         let text: String = sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect();
         std::fs::write(tmp.join("SHA256SUMS"), text)?;
