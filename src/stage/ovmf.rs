@@ -58,11 +58,18 @@ pub fn build(
 ) -> anyhow::Result<Built> {
     let tree = &s.tree;
     let knobs = &config.ovmf;
-    if s.submodules.is_empty() && tree.join(".gitmodules").exists() {
-        bail!(
-            "ovmf: {} has submodules but they are not checked out\n  help: set `submodules = true` in [ovmf] (edk2 needs them)",
-            tree.display()
-        );
+    if s.submodules.is_empty() {
+        // Only submodule paths left empty count: a tree may list submodules
+        // in .gitmodules yet carry their contents as plain files (Debian's
+        // edk2 source does).
+        let empty = empty_submodule_paths(tree);
+        if !empty.is_empty() {
+            bail!(
+                "ovmf: {} has submodules but they are not checked out ({})\n  help: set `submodules = true` in [ovmf] (edk2 needs them)",
+                tree.display(),
+                empty.join(", ")
+            );
+        }
     }
     let dsc = tree.join(&knobs.platform);
     let dsc_text = std::fs::read_to_string(&dsc).with_context(|| {
@@ -162,9 +169,68 @@ fn output_directory(dsc: &str, path: &Path) -> anyhow::Result<PathBuf> {
         })
 }
 
+/// The submodules of the tree (gitlinks in its index, as git itself
+/// counts them) whose directory is missing or empty. Entries of
+/// `.gitmodules` without a gitlink are not submodules: Debian's edk2 source
+/// lists its submodules there but carries their contents as plain files
+/// (and leaves the ones OVMF does not need empty).
+fn empty_submodule_paths(tree: &Path) -> Vec<String> {
+    let Ok(index) = git2::Repository::open(tree).and_then(|r| r.index()) else {
+        return Vec::new();
+    };
+    index
+        .iter()
+        .filter(|e| e.mode == 0o160000)
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .filter(|p| {
+            std::fs::read_dir(tree.join(p))
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(true)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_gitlinks_count_as_submodules() {
+        let tree = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(tree.path()).unwrap();
+        // As in Debian's edk2: .gitmodules names paths that are plain
+        // files (vendored) or empty, with no gitlink.
+        std::fs::write(
+            tree.path().join(".gitmodules"),
+            "[submodule \"v\"]\n\tpath = Vendored\n\turl = https://example.invalid/v\n\
+             [submodule \"e\"]\n\tpath = Empty\n\turl = https://example.invalid/e\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(tree.path().join("Vendored")).unwrap();
+        std::fs::write(tree.path().join("Vendored/file.c"), "").unwrap();
+        std::fs::create_dir_all(tree.path().join("Empty")).unwrap();
+        assert!(empty_submodule_paths(tree.path()).is_empty());
+        // A real submodule (a gitlink) left empty is reported.
+        let mut index = repo.index().unwrap();
+        index
+            .add(&git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o160000,
+                uid: 0,
+                gid: 0,
+                file_size: 0,
+                id: git2::Oid::from_str("0123456789012345678901234567890123456789").unwrap(),
+                flags: 0,
+                flags_extended: 0,
+                path: b"Empty".to_vec(),
+            })
+            .unwrap();
+        index.write().unwrap();
+        assert_eq!(empty_submodule_paths(tree.path()), ["Empty"]);
+    }
 
     #[test]
     fn reads_output_directory() {

@@ -3,5 +3,10 @@
 //! The library part is what the test suite of the main crate uses:
 //! [`fixtures::create`] makes fake but working upstream git repositories
 //! (kernel, QEMU, edk2) so that snp-build can be tested without GitHub.
+//! [`bench`] and [`real`] are the benchmark and the real-tree end-to-end
+//! run; [`report`] is what they share (measuring, `BENCHMARKS.md`).
 
+pub mod bench;
 pub mod fixtures;
+pub mod real;
+pub mod report;

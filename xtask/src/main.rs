@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! cargo xtask fixtures DIR [--size small|bench]
+//! cargo xtask bench [--out BENCHMARKS.md] [--dir DIR]
+//! cargo xtask real-sources DIR
+//! cargo xtask e2e-real DIR [--out BENCHMARKS.md] [-j N] [--keep]
 //! ```
 //!
 //! Unknown subcommands and bad arguments are usage errors (exit 2).
@@ -10,7 +13,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use xtask::fixtures;
+use xtask::{bench, fixtures, real};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +36,44 @@ enum Chore {
         /// small: for tests; bench: ~40 MB kernel history, ~150 C files.
         #[arg(long, value_enum, default_value_t = SizeArg::Small)]
         size: SizeArg,
+    },
+    /// Benchmark snp-build on `--size bench` fixtures (cold, no-op and
+    /// one-source-changed builds, parallel vs serial, kernel disk use,
+    /// peak RSS) and write the results into their section of BENCHMARKS.md.
+    Bench {
+        /// The Markdown file to write the section into [default:
+        /// BENCHMARKS.md at the workspace root].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Scratch directory (default: a new temporary directory, removed
+        /// afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Make local git repos from Debian's QEMU, edk2 and Linux source
+    /// packages, on AMD's branch names, and DIR/stable-commits.toml naming
+    /// them (needs root and the apt mirrors).
+    RealSources {
+        /// Directory to create them in.
+        dir: PathBuf,
+    },
+    /// Build the repos made by `real-sources` with snp-build end to end,
+    /// check the release as a user would, and write the stage times into
+    /// their section of BENCHMARKS.md.
+    E2eReal {
+        /// The directory given to `real-sources`.
+        dir: PathBuf,
+        /// The Markdown file to write the section into [default:
+        /// BENCHMARKS.md at the workspace root].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Job budget for snp-build.
+        #[arg(short = 'j', long = "jobs", default_value_t = 2)]
+        jobs: usize,
+        /// Keep DIR/e2e from an earlier run (the first build may then be
+        /// a no-op) instead of starting cold.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -65,5 +106,17 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", fx.pin_file.display());
             Ok(())
         }
+        Chore::Bench { out, dir } => bench::run(&benchmarks_md(out), dir.as_deref()),
+        Chore::RealSources { dir } => real::real_sources(&dir),
+        Chore::E2eReal {
+            dir,
+            out,
+            jobs,
+            keep,
+        } => real::e2e_real(&dir, jobs, &benchmarks_md(out), keep),
     }
+}
+
+fn benchmarks_md(out: Option<PathBuf>) -> PathBuf {
+    out.unwrap_or_else(|| xtask::report::workspace_root().join("BENCHMARKS.md"))
 }

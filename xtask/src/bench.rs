@@ -1,0 +1,399 @@
+//! `cargo xtask bench`: snp-build's caching, parallelism, disk and memory
+//! numbers on `--size bench` fixtures, written into the `bench` section of
+//! `BENCHMARKS.md` (issue 6's targets: a no-op rebuild under 1 s with zero
+//! build subprocesses, peak RSS under 64 MB).
+//!
+//! Every build runs the release binary with `-j2 --package --json`; what
+//! ran is read from the JSON summary (`stages[].status`, `release.status`).
+//!
+//! | row | how |
+//! |---|---|
+//! | cold build | fresh work dir, everything, `--package` |
+//! | no-op rebuild | the same command again, 5 times: median and max wall time; stages and release `skipped` in the summary; the stage logs (`logs/*.log`) not rewritten (size and mtime); programs executed counted with `strace -f -e trace=execve` in a separate, untimed run |
+//! | one source changed | a new commit on the fixture QEMU branch (`fixtures::commit_file`), `snp-build update qemu`, rebuild: which stages ran |
+//! | parallel vs serial | cold builds in two more fresh work dirs, `-j2` and `-j2 --serial` |
+//! | kernel source disk | `snp-build fetch kernel` from a loopback `git daemon` (so shallow) vs build.sh's `git clone` + `cp -r` of the same repository: `du` of the store and both trees |
+//! | peak RSS | the no-op run: `ru_maxrss` from `wait4` (it runs no child); the cold build: snp-build's own `VmHWM`, sampled every 20 ms, and the largest process of the whole tree (`wait4`, includes compilers) |
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::fixtures::{self, Size};
+use crate::report::{self, Run, mib, secs};
+
+const JOBS: &str = "2";
+const NOOP_RUNS: usize = 5;
+
+/// `cargo xtask bench [--out FILE] [--dir DIR]`.
+pub fn run(out_md: &Path, dir: Option<&Path>) -> Result<()> {
+    let machine = report::machine();
+    let bin = report::release_binary()?;
+    let (dir, temporary) = match dir {
+        Some(d) => (d.to_path_buf(), false),
+        None => (
+            std::env::temp_dir().join(format!("snp-bench-{}", std::process::id())),
+            true,
+        ),
+    };
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    let dir = dir.canonicalize()?;
+    let result = bench(&bin, &dir, &machine);
+    if temporary {
+        let _ = fs::remove_dir_all(&dir);
+    }
+    let body = result?;
+    println!("{body}");
+    report::write_section(out_md, "bench", &body)?;
+    eprintln!("bench: wrote its section of {}", out_md.display());
+    Ok(())
+}
+
+/// One build directory: work dir, install prefix and release output.
+struct Build<'a> {
+    bin: &'a Path,
+    pins: PathBuf,
+    root: PathBuf,
+}
+
+impl Build<'_> {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(self.bin);
+        c.arg("--config")
+            .arg(&self.pins)
+            .arg("--work-dir")
+            .arg(self.root.join("work"))
+            .arg("--install")
+            .arg(self.root.join("usr/local"))
+            .args(["-j", JOBS])
+            .args(args)
+            .current_dir(&self.root);
+        c
+    }
+
+    fn build_command(&self, extra: &[&str]) -> Command {
+        let out = self.root.join("out");
+        let mut c = self.command(&["--package", "--json", "--date", "2024-01-01", "--output"]);
+        c.arg(out).args(extra);
+        c
+    }
+
+    /// A build; fails when snp-build fails.
+    fn build(&self, extra: &[&str]) -> Result<(Run, Value)> {
+        fs::create_dir_all(self.root.join("out"))?;
+        let run = report::measure(&mut self.build_command(extra), true)?;
+        ensure!(
+            run.status.success(),
+            "snp-build {extra:?} in {} failed ({}): {}",
+            self.root.display(),
+            run.status,
+            run.stdout
+        );
+        let json = run.json()?;
+        Ok((run, json))
+    }
+}
+
+fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
+    eprintln!("bench: creating --size bench fixtures in {}", dir.display());
+    let fx = fixtures::create(&dir.join("fx"), Size::Bench)?;
+    let at = |name: &str| Build {
+        bin,
+        pins: fx.pin_file.clone(),
+        root: dir.join(name),
+    };
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+
+    // Cold build of everything.
+    let a = at("a");
+    eprintln!("bench: cold build (-j{JOBS} --package)");
+    let (cold, cold_json) = a.build(&[])?;
+    let ran = report::stages_ran(&cold_json);
+    rows.push([
+        "Cold build, everything, `--package`".into(),
+        secs(cold.wall),
+        format!("ran: {}", ran.join(", ")),
+    ]);
+    let times: Vec<String> = report::stage_times(&cold_json)
+        .iter()
+        .map(|(s, _, d)| format!("{s} {}", secs(Duration::from_secs_f64(*d))))
+        .collect();
+    notes.push(format!("Cold build stage times: {}.", times.join(", ")));
+
+    // No-op rebuilds.
+    eprintln!("bench: no-op rebuilds");
+    let logs = a.root.join("work/logs");
+    let before = report::snapshot(&logs);
+    let mut walls = Vec::new();
+    let mut noop_rss = 0;
+    for _ in 0..NOOP_RUNS {
+        let (run, json) = a.build(&[])?;
+        let ran = report::stages_ran(&json);
+        ensure!(ran.is_empty(), "a no-op rebuild ran {ran:?}");
+        let skipped = json["stages"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|s| s["status"] == "skipped"));
+        ensure!(skipped, "a no-op rebuild did not skip every stage: {json}");
+        walls.push(run.wall);
+        noop_rss = noop_rss.max(run.tree_max_rss_kib);
+    }
+    let after = report::snapshot(&logs);
+    ensure!(
+        before == after,
+        "a no-op rebuild rewrote stage logs in {}",
+        logs.display()
+    );
+    walls.sort();
+    let median = walls[walls.len() / 2];
+    let max = *walls.last().unwrap_or(&median);
+    rows.push([
+        format!("No-op rebuild (median of {NOOP_RUNS}; max)"),
+        format!("{} ({})", secs(median), secs(max)),
+        format!(
+            "target < 1 s: {}",
+            if max < Duration::from_secs(1) {
+                "met"
+            } else {
+                "MISSED"
+            }
+        ),
+    ]);
+    let execs = report::count_execs(&a.build_command(&[]), &dir.join("noop.strace"))?;
+    let after_traced = report::snapshot(&logs);
+    ensure!(
+        before == after_traced,
+        "the traced no-op rebuild rewrote stage logs"
+    );
+    let (count_cell, count_note) = match &execs {
+        Some((n, progs)) => (
+            n.to_string(),
+            format!(
+                "`strace -f -e trace=execve` saw {n} program(s) executed besides snp-build{}; \
+                 the JSON summary had every stage and the release `skipped`, and none of the \
+                 {} stage logs was rewritten (size and mtime)",
+                if progs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", progs.join(", "))
+                },
+                before.len()
+            ),
+        ),
+        None => (
+            "0 (by summary and logs)".into(),
+            format!(
+                "strace unavailable: counted by the JSON summary (every stage and the release \
+                 `skipped`) and the {} stage logs not rewritten (size and mtime)",
+                before.len()
+            ),
+        ),
+    };
+    rows.push([
+        "No-op rebuild: build subprocesses".into(),
+        count_cell.clone(),
+        format!(
+            "target 0: {}; {count_note}",
+            if execs.as_ref().is_none_or(|(n, _)| *n == 0) {
+                "met"
+            } else {
+                "MISSED"
+            }
+        ),
+    ]);
+
+    // One source changed: a new QEMU commit.
+    eprintln!("bench: one source changed (new QEMU commit)");
+    let sha = fixtures::commit_file(
+        &fx.qemu,
+        "snp-latest",
+        "docs/bench.txt",
+        b"a new upstream commit\n",
+        "docs: bench commit",
+    )?;
+    report::run_ok(&mut a.command(&["update", "qemu"]))?;
+    let (changed, changed_json) = a.build(&[])?;
+    let ran = report::stages_ran(&changed_json);
+    rows.push([
+        "One source changed (new QEMU commit, `update qemu`, rebuild)".into(),
+        secs(changed.wall),
+        format!(
+            "ran: {} ({})",
+            ran.join(", "),
+            if ran == ["qemu", "release"] {
+                "as expected"
+            } else {
+                "UNEXPECTED: expected qemu, release"
+            }
+        ),
+    ]);
+    notes.push(format!(
+        "One source changed: QEMU branch moved to {}; the other stages were skipped.",
+        &sha[..12]
+    ));
+
+    // Parallel vs serial, cold, in fresh work dirs.
+    eprintln!("bench: cold build, parallel");
+    let (par, _) = at("parallel").build(&[])?;
+    eprintln!("bench: cold build, --serial");
+    let (ser, _) = at("serial").build(&["--serial"])?;
+    rows.push([
+        format!("Cold build `-j{JOBS}` vs `-j{JOBS} --serial`"),
+        format!("{} vs {}", secs(par.wall), secs(ser.wall)),
+        format!(
+            "parallel takes {:.0}% of serial",
+            100.0 * par.wall.as_secs_f64() / ser.wall.as_secs_f64()
+        ),
+    ]);
+
+    // Kernel source disk use.
+    eprintln!("bench: kernel source disk use (git daemon on loopback)");
+    let (ours, theirs) = kernel_disk(bin, &fx, dir)?;
+    rows.push([
+        "Kernel sources on disk: store + both trees vs `git clone` + `cp -r`".into(),
+        format!("{} vs {}", mib(ours), mib(theirs)),
+        format!("{:.0}% of build.sh's", 100.0 * ours as f64 / theirs as f64),
+    ]);
+
+    // Peak RSS.
+    let cold_own = cold.own_hwm_kib.max(par.own_hwm_kib).max(ser.own_hwm_kib);
+    rows.push([
+        "Peak RSS of snp-build, no-op rebuild".into(),
+        format!("{:.1} MiB", noop_rss as f64 / 1024.0),
+        format!(
+            "target < 64 MB: {}; `ru_maxrss` from wait4 (no child ran)",
+            if noop_rss * 1024 < 64_000_000 {
+                "met"
+            } else {
+                "MISSED"
+            }
+        ),
+    ]);
+    rows.push([
+        "Peak RSS of snp-build, cold builds".into(),
+        format!("{:.1} MiB", cold_own as f64 / 1024.0),
+        format!(
+            "its own VmHWM sampled every 20 ms; the largest process in the build tree \
+             (compilers included) was {:.1} MiB",
+            cold.tree_max_rss_kib.max(par.tree_max_rss_kib) as f64 / 1024.0
+        ),
+    ]);
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## Caching and parallelism (`cargo xtask bench`)\n\n\
+         On `cargo xtask fixtures --size bench` upstreams (fake trees with real compile work: \
+         ~150 generated C files in the kernel), the release binary, `-j{JOBS} --package --json`.\n\n\
+         {machine}"
+    );
+    let _ = writeln!(s, "| measure | result | notes |\n|---|---|---|");
+    for [a, b, c] in &rows {
+        let _ = writeln!(s, "| {a} | {b} | {c} |");
+    }
+    s.push('\n');
+    for n in notes {
+        let _ = writeln!(s, "{n}\n");
+    }
+    Ok(s)
+}
+
+/// `du` of snp-build's kernel sources (store + both trees) after a
+/// shallow fetch over `git://`, and of build.sh's `git clone` + `cp -r`.
+fn kernel_disk(bin: &Path, fx: &fixtures::Fixtures, dir: &Path) -> Result<(u64, u64)> {
+    let mut daemon = Daemon::start(&fx.dir)?;
+    let result = (|| {
+        let url = format!("git://127.0.0.1:{}/linux.git", daemon.port);
+        let pins_text =
+            fs::read_to_string(&fx.pin_file)?.replace(&fixtures::file_url(&fx.linux), &url);
+        let root = dir.join("disk");
+        fs::create_dir_all(&root)?;
+        let pins = root.join("stable-commits.toml");
+        fs::write(&pins, pins_text)?;
+        let b = Build {
+            bin,
+            pins,
+            root: root.clone(),
+        };
+        report::run_ok(&mut b.command(&["fetch", "kernel"]))?;
+        let work = root.join("work");
+        let ours = report::disk_usage_all(&[
+            work.join("git/linux.git"),
+            work.join("kernel-host/src"),
+            work.join("kernel-guest/src"),
+        ])?;
+        // build.sh: clone the whole repository (all branches), check out
+        // one kernel, copy the tree for the other, check that one out.
+        let guest = root.join("buildsh/linux/guest");
+        let host = root.join("buildsh/linux/host");
+        fs::create_dir_all(guest.parent().context("no parent")?)?;
+        report::run_ok(Command::new("git").args(["clone", "-q", &url]).arg(&guest))?;
+        report::run_ok(
+            Command::new("git")
+                .args(["checkout", "-q", "origin/snp-guest-latest"])
+                .current_dir(&guest),
+        )?;
+        report::run_ok(Command::new("cp").arg("-r").arg(&guest).arg(&host))?;
+        report::run_ok(
+            Command::new("git")
+                .args(["checkout", "-q", "origin/snp-host-latest"])
+                .current_dir(&host),
+        )?;
+        let theirs = report::disk_usage_all(&[guest, host])?;
+        Ok((ours, theirs))
+    })();
+    daemon.stop();
+    result
+}
+
+/// `git daemon` on a free loopback port, run directly (not through the
+/// `git` wrapper) so stopping it leaves no orphan.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(base: &Path) -> Result<Daemon> {
+        let exec_path = report::run_ok(Command::new("git").arg("--exec-path"))?;
+        let program = Path::new(exec_path.trim()).join("git-daemon");
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(&program)
+            .arg("--export-all")
+            .arg("--reuseaddr")
+            .arg(format!("--base-path={}", base.display()))
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let mut daemon = Daemon { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(daemon);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon.stop();
+        anyhow::bail!("git daemon did not start listening on port {port}")
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
