@@ -87,7 +87,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "STAGES", num_args = 0..=1, require_equals = true, value_delimiter = ',', default_missing_value = "")]
     pub force: Option<Vec<String>>,
 
-    /// Kernels start from `make distclean`
+    /// Kernels start from `make distclean`, QEMU from a fresh configure
     #[arg(long)]
     pub clean: bool,
 

@@ -408,3 +408,36 @@ fn a_second_run_on_the_same_work_dir_fails_fast_with_the_pid() {
     std::fs::write(s.pins(), pins).unwrap();
     s.run_ok(&["qemu"]);
 }
+
+#[test]
+fn a_new_qemu_sha_rebuilds_incrementally_without_configure() {
+    let root = tempfile::tempdir().unwrap();
+    let fx = own_fixtures(root.path());
+    let s = Scratch::new(&fx);
+    s.run_ok(&["qemu"]);
+    let log = || std::fs::read_to_string(s.work().join("logs/qemu.log")).unwrap();
+    assert!(
+        log().contains("/configure --target-list="),
+        "the first build configures"
+    );
+    upstream_commit(&fx.join("qemu.git"), "snp-latest", "NEWS", "x\n", None);
+    s.run_ok(&["update", "qemu"]);
+    let doc = s.run_ok(&["qemu"]);
+    assert_eq!(ran(&doc), ["qemu"]);
+    let text = log();
+    assert!(
+        !text.contains("/configure --target-list="),
+        "configure reran: {text}"
+    );
+    assert!(
+        !text.contains("  CC      build/"),
+        "objects were rebuilt: {text}"
+    );
+    // --clean configures afresh (QEMU's configure empties build/).
+    s.run_ok(&["qemu", "--force", "--clean"]);
+    let text = log();
+    assert!(
+        text.contains("/configure --target-list=") && text.contains("  CC      build/"),
+        "{text}"
+    );
+}

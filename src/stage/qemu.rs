@@ -50,7 +50,20 @@ pub fn build(
         // QEMU's configure reads $CC and splits it into meson's compiler list.
         configure = configure.env("CC", format!("{launcher} gcc"));
     }
-    run.run(&configure)?;
+    // QEMU's configure starts a fresh build directory, so it runs only when
+    // its command changed (or --clean): a new SHA or patch then rebuilds
+    // incrementally, and QEMU's own Makefile reruns configure when the
+    // configure script itself changed.
+    let marker = env.stage_dir(s.source).join("configured-with");
+    let configured = format!("{}\n{:?}\n", configure.display(), configure.env);
+    let previous = std::fs::read_to_string(&marker).unwrap_or_default();
+    if env.clean || previous != configured || !tree.join("build/config-host.mak").exists() {
+        let _ = std::fs::remove_file(&marker);
+        run.run(&configure)?;
+        crate::fsutil::write_atomic(&marker, configured.as_bytes())?;
+    } else {
+        run.note("configure: same command as the last build, not rerun (incremental build)");
+    }
     // Not a jobserver client: always an explicit -j.
     let fixed = Jobs {
         jobserver: false,
