@@ -185,7 +185,8 @@ fn kernel(fx: &Fixtures, work: &Path) {
         assert!(ok, "CONFIG_{name}: wanted {want}, .config has {got:?}");
     }
     assert_eq!(cfg.get("DEBUG_INFO").map(String::as_str), Some("y"));
-    let release = format!("6.1.0-snp-host-{sha}");
+    // Linux 6.1 in an untagged git tree, LOCALVERSION unset: a "+" follows.
+    let release = format!("6.1.0-snp-host-{sha}+");
     assert_eq!(state(&tree, "LOCALVERSION"), format!("-snp-host-{sha}"));
 
     // Build with a compiler launcher, as CC="ccache gcc" would be.
