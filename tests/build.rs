@@ -446,22 +446,10 @@ fn a_missing_tool_stops_the_build_before_any_fetch_with_the_table() {
     let s = Scratch::new(shared_fixtures());
     let empty = s.path().join("empty-bin");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = assert_cmd::Command::cargo_bin("snp-build")
-        .unwrap()
-        .current_dir(s.path())
-        .env("PATH", &empty)
-        .args([
-            "--config",
-            "stable-commits.toml",
-            "--work-dir",
-            "build",
-            "qemu",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let path = [("PATH", empty.as_os_str())];
+    let out = s.run_env(&path, &["qemu", "--json"]);
+    let stderr = &out.stderr;
+    assert_eq!(out.code, 4, "{stderr}");
     assert!(
         stderr.contains("make") && stderr.contains("missing"),
         "the table: {stderr}"
@@ -471,7 +459,7 @@ fn a_missing_tool_stops_the_build_before_any_fetch_with_the_table() {
         "{stderr}"
     );
     assert!(!s.tree("qemu").exists(), "nothing was fetched");
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = out.json();
     assert_eq!(doc["exit_code"], 4);
     assert!(
         doc["preflight"]["checks"]
@@ -480,20 +468,7 @@ fn a_missing_tool_stops_the_build_before_any_fetch_with_the_table() {
         "{doc}"
     );
     // --no-preflight goes on (and fails later, honestly, without make).
-    let out = assert_cmd::Command::cargo_bin("snp-build")
-        .unwrap()
-        .current_dir(s.path())
-        .env("PATH", &empty)
-        .args([
-            "--config",
-            "stable-commits.toml",
-            "--work-dir",
-            "build",
-            "qemu",
-            "--no-preflight",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let out = s.run_env(&path, &["qemu", "--no-preflight"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(s.tree("qemu").exists(), "fetched this time");
 }

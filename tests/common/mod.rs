@@ -70,9 +70,15 @@ impl Scratch {
 
     /// Runs snp-build in the scratch dir with this pin file and work dir.
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(&[], args)
+    }
+
+    /// `run` with extra environment variables (e.g. a narrowed PATH).
+    pub fn run_env(&self, env: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> Run {
         let out = Command::cargo_bin("snp-build")
             .unwrap()
             .current_dir(self.path())
+            .envs(env.iter().copied())
             .args(args)
             .args(["--config", "stable-commits.toml", "--work-dir", "build"])
             .output()
