@@ -49,7 +49,7 @@ pub fn clean(work_dir: &Path, all: bool, broken: bool) -> anyhow::Result<Cleaned
     let mut c = Cleaned::default();
     if broken {
         for p in broken_paths(work_dir) {
-            eprintln!("removing {} ({})", p.display(), human_bytes(size_of(&p)));
+            tracing::info!("removing {} ({})", p.display(), human_bytes(size_of(&p)));
             c.remove(&p)?;
         }
         if !all {
@@ -133,10 +133,13 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Bytes under `path` (links not followed).
 fn size_of(path: &Path) -> u64 {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => read_dir(path).iter().map(|p| size_of(p)).sum(),
-        Ok(m) => m.len(),
-        Err(_) => 0,
-    }
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| !m.is_dir())
+        .map(|m| m.len())
+        .sum()
 }

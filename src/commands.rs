@@ -325,7 +325,6 @@ fn build_env(
         keep_going: args.keep_going,
         package_format: host::package_format(knob, Path::new("/etc/os-release")),
         launcher: config.build.compiler_launcher.clone(),
-        verbose: cli.global.verbose > 0,
         force,
         clean,
     })

@@ -816,25 +816,20 @@ impl Validator<'_> {
         })
     }
 
-    /// git's ref name rules (git-check-ref-format), which also keep shell
-    /// metacharacters and whitespace out of every command line.
+    /// git's ref name rules (git-check-ref-format, as libgit2 applies
+    /// them), which also keep whitespace and most shell metacharacters out
+    /// of every command line; and no leading `-`, which a command would
+    /// read as an option.
     fn ref_name(&self, value: &Spanned<String>, key: &str) -> Result<()> {
         let name = value.get_ref();
         let problem = if name.is_empty() {
-            Some("it is empty".to_string())
-        } else if let Some(c) = name
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(*c))
-        {
-            Some(format!("it contains {c:?}"))
+            Some("it is empty")
         } else if name.starts_with('-') {
-            Some("it starts with `-`".into())
-        } else if name.contains("..") || name.contains("@{") || name.contains("//") {
-            Some("it contains `..`, `@{` or `//`".into())
-        } else if name.ends_with('/') || name.ends_with('.') || name.ends_with(".lock") {
-            Some("it ends with `/`, `.` or `.lock`".into())
-        } else if name.split('/').any(|part| part.starts_with('.')) {
-            Some("a component starts with `.`".into())
+            Some("it starts with `-`")
+        } else if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
+            Some(
+                "git refuses it (no whitespace, control characters, `~^:?*[\\`, `..`, `@{`, `//`, a trailing `/`, `.` or `.lock`, or a component starting with `.`)",
+            )
         } else {
             None
         };

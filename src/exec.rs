@@ -73,9 +73,8 @@ impl Registry {
     pub fn cancel_all(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         for pgid in self.groups.lock().unwrap().iter() {
-            // SAFETY: killpg has no memory-safety preconditions.
-            unsafe {
-                libc::killpg(*pgid, libc::SIGTERM);
+            if let Some(pgid) = rustix::process::Pid::from_raw(*pgid) {
+                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::TERM);
             }
         }
     }
@@ -110,6 +109,10 @@ pub struct Cmd {
     pub env: BTreeMap<String, OsString>,
     /// Give it the shared make jobserver (for make and its children).
     pub jobserver: bool,
+    /// Pass the caller's whole environment through (host changes such as
+    /// `apt-get` honour the admin's proxy and frontend settings) instead
+    /// of the fixed base.
+    pub inherit_env: bool,
 }
 
 impl Cmd {
@@ -120,6 +123,25 @@ impl Cmd {
             dir: dir.to_path_buf(),
             env: BTreeMap::new(),
             jobserver: false,
+            inherit_env: false,
+        }
+    }
+
+    /// See [`Cmd::inherit_env`].
+    pub fn inherit_env(mut self) -> Cmd {
+        self.inherit_env = true;
+        self
+    }
+
+    /// The duct expression: argument vector, directory and environment.
+    fn expression(&self) -> duct::Expression {
+        let expr = duct::cmd(&self.program, &self.args).dir(&self.dir);
+        if self.inherit_env {
+            self.env.iter().fold(expr, |e, (k, v)| e.env(k, v))
+        } else {
+            let mut env = base_env();
+            env.extend(self.env.clone());
+            expr.full_env(&env)
         }
     }
 
@@ -143,23 +165,102 @@ impl Cmd {
         self
     }
 
-    /// `program arg arg` for logs and messages (quoted where needed).
+    /// `program arg arg` for logs and messages, quoted as a POSIX shell
+    /// would need (for reading and copying only: nothing is run by a shell).
     pub fn display(&self) -> String {
         std::iter::once(&self.program)
             .chain(&self.args)
             .map(|a| {
                 let s = a.to_string_lossy();
-                if s.is_empty()
-                    || s.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>(){}*?".contains(c))
-                {
-                    format!("'{}'", s.replace('\'', "'\\''"))
+                // Words like `--target-list=x` stay as typed; shlex quotes
+                // only what a shell would split or expand.
+                let plain = !s.is_empty()
+                    && !s.contains(|c: char| {
+                        c.is_whitespace() || c.is_control() || "'\"$`\\;&|<>(){}*?[#~!".contains(c)
+                    });
+                if plain {
+                    s.into_owned()
                 } else {
-                    s.to_string()
+                    shlex::try_quote(&s)
+                        .map(|q| q.into_owned())
+                        .unwrap_or_else(|_| s.replace('\0', "\\0"))
                 }
             })
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// What a one-off command printed.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub success: bool,
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Captured {
+    /// stdout, then stderr (tools print versions on either).
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs a one-off command outside any stage (a tool's version, a host
+/// check) with stdin closed and returns what it printed, whatever its
+/// exit status. `Err` only when it cannot be started.
+pub fn capture(cmd: &Cmd) -> std::io::Result<Captured> {
+    tracing::debug!("$ {}", cmd.display());
+    let out = cmd
+        .expression()
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()?;
+    Ok(Captured {
+        success: out.status.success(),
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Runs a command in the foreground (host changes during `install`): its
+/// output goes to our stderr, so stdout stays clean for `--json`. Fails
+/// naming the command when it cannot start or exits non-zero.
+pub fn run_to_stderr(cmd: &Cmd) -> anyhow::Result<()> {
+    tracing::debug!("$ {}", cmd.display());
+    let out = cmd
+        .expression()
+        .stdout_to_stderr()
+        .unchecked()
+        .run()
+        .with_context(|| format!("starting {}", cmd.display()))?;
+    if !out.status.success() {
+        bail!("`{}` failed ({})", cmd.display(), out.status);
+    }
+    Ok(())
+}
+
+/// `producer | consumer` without a shell (`rpm2cpio PKG | cpio -idm`),
+/// the consumer's output on our stderr. As with `set -o pipefail`, a
+/// failure of either side fails the whole (duct: a non-zero status wins,
+/// the right side's when both fail).
+pub fn pipe_to_stderr(producer: &Cmd, consumer: &Cmd) -> anyhow::Result<()> {
+    let line = format!("{} | {}", producer.display(), consumer.display());
+    tracing::debug!("$ {line}");
+    let out = producer
+        .expression()
+        .pipe(consumer.expression().stdout_to_stderr())
+        .unchecked()
+        .run()
+        .with_context(|| format!("starting {line}"))?;
+    if !out.status.success() {
+        bail!("`{line}` failed ({})", out.status);
+    }
+    Ok(())
 }
 
 /// The environment every command starts from.
@@ -193,7 +294,6 @@ pub struct StageRun<'a> {
     pub progress: &'a Progress,
     jobserver: Option<&'a jobserver::Client>,
     registry: &'a Registry,
-    verbose: bool,
     /// Variables every command of the stage gets (e.g. reproducibility).
     stage_env: BTreeMap<String, OsString>,
 }
@@ -205,7 +305,6 @@ impl<'a> StageRun<'a> {
         progress: &'a Progress,
         jobserver: Option<&'a jobserver::Client>,
         registry: &'a Registry,
-        verbose: bool,
     ) -> anyhow::Result<StageRun<'a>> {
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -220,7 +319,6 @@ impl<'a> StageRun<'a> {
             progress,
             jobserver,
             registry,
-            verbose,
             stage_env: BTreeMap::new(),
         })
     }
@@ -237,15 +335,13 @@ impl<'a> StageRun<'a> {
         self
     }
 
-    /// A line in the log (and on stderr with -v).
+    /// A line in the log (and a debug event: on stderr with -v).
     pub fn note(&self, line: &str) {
         let stamped = format!("[{:>9.3}s] {line}", self.started.elapsed().as_secs_f64());
         if let Ok(mut log) = self.log.lock() {
             let _ = writeln!(log, "{stamped}");
         }
-        if self.verbose {
-            eprintln!("{}: {line}", self.stage);
-        }
+        tracing::debug!(stage = %self.stage, "{line}");
     }
 
     /// Runs `cmd` to completion, its output into the log.

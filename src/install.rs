@@ -45,7 +45,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -227,9 +226,7 @@ impl Target {
 
 /// Live changes need root; dry runs and staging installs do not.
 fn check_privileges(target: &Target, dry_run: bool, command: &'static str) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if target.is_live() && !dry_run && euid != 0 {
+    if target.is_live() && !dry_run && !rustix::process::geteuid().is_root() {
         return Err(NotRoot { command }.into());
     }
     Ok(())
@@ -681,52 +678,16 @@ const CPIO_ARGS: [&str; 3] = ["-idm", "--quiet", "--no-absolute-filenames"];
 
 /// `rpm2cpio PACKAGE | cpio -idm` in `root`, through a pipe, no shell.
 fn rpm_to_cpio(package: &Path, root: &Path) -> anyhow::Result<()> {
-    let mut producer = Command::new("rpm2cpio")
-        .arg(package)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting rpm2cpio")?;
-    let pipe = producer.stdout.take().context("rpm2cpio's output")?;
-    let cpio = Command::new("cpio")
-        .args(CPIO_ARGS)
-        .current_dir(root)
-        .stdin(Stdio::from(pipe))
-        .stdout(Stdio::from(std::io::stderr()))
-        .status();
-    let cpio = match cpio {
-        Ok(status) => status,
-        Err(e) => {
-            let _ = producer.kill();
-            let _ = producer.wait();
-            return Err(e).context("starting cpio");
-        }
-    };
-    let rpm2cpio = producer.wait().context("waiting for rpm2cpio")?;
-    if !rpm2cpio.success() {
-        bail!("rpm2cpio {} failed ({rpm2cpio})", package.display());
-    }
-    if !cpio.success() {
-        bail!(
-            "cpio failed unpacking {} into {} ({cpio})",
-            package.display(),
-            root.display()
-        );
-    }
-    Ok(())
+    crate::exec::pipe_to_stderr(
+        &Cmd::new("rpm2cpio", root).arg(package).inherit_env(),
+        &Cmd::new("cpio", root).args(CPIO_ARGS).inherit_env(),
+    )
+    .with_context(|| format!("unpacking {} into {}", package.display(), root.display()))
 }
 
 /// Runs a command, its output on stderr; fails on a non-zero exit.
 fn run(cmd: &Cmd) -> anyhow::Result<()> {
-    let status = Command::new(&cmd.program)
-        .args(&cmd.args)
-        .current_dir(&cmd.dir)
-        .stdout(Stdio::from(std::io::stderr()))
-        .status()
-        .with_context(|| format!("starting {}", cmd.display()))?;
-    if !status.success() {
-        bail!("`{}` failed ({status})", cmd.display());
-    }
-    Ok(())
+    crate::exec::run_to_stderr(&cmd.clone().inherit_env())
 }
 
 /// Fails naming the first of `tools` not on PATH.
@@ -779,7 +740,7 @@ fn missing_libraries(dir: &Path, command: &[String], out: Output) -> Vec<String>
         ));
         return Vec::new();
     }
-    let result = Command::new("ldd").arg(&qemu).env("LC_ALL", "C").output();
+    let result = crate::exec::capture(&Cmd::new("ldd", dir).arg(&qemu));
     match result {
         Err(_) => {
             out.warn(format!(
@@ -789,8 +750,8 @@ fn missing_libraries(dir: &Path, command: &[String], out: Output) -> Vec<String>
             Vec::new()
         }
         // Not a dynamic executable: nothing to install.
-        Ok(o) if !o.status.success() => Vec::new(),
-        Ok(o) => parse_ldd(&String::from_utf8_lossy(&o.stdout)),
+        Ok(o) if !o.success => Vec::new(),
+        Ok(o) => parse_ldd(&o.stdout),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod install;
 pub mod kconfig;
 pub mod legacy;
 pub mod lock;
+pub mod logging;
 pub mod measure;
 pub mod output;
 pub mod patch;

@@ -19,9 +19,9 @@ fn main() {
             std::process::exit(code);
         }
     };
+    snp_build::logging::init(cli.global.verbose);
     let out = Output {
         json: cli.global.json,
-        verbose: cli.global.verbose,
     };
     let command = cli.command_name();
     match snp_build::commands::run(cli, out) {
@@ -35,10 +35,11 @@ fn main() {
         }
         Err(err) => {
             let code = exit::code_for(&err);
-            eprintln!("error: {err}");
+            let mut text = err.to_string();
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                text.push_str(&format!("\n  caused by: {cause}"));
             }
+            tracing::error!("{text}");
             if out.json {
                 let mut doc =
                     json!({ "status": "error", "exit_code": code, "error": format!("{err:#}") });

@@ -9,17 +9,16 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     pub json: bool,
-    pub verbose: u8,
 }
 
 impl Output {
     /// A message for the person at the terminal (always stderr).
     pub fn info(&self, message: impl AsRef<str>) {
-        eprintln!("{}", message.as_ref());
+        tracing::info!("{}", message.as_ref());
     }
 
     pub fn warn(&self, message: impl AsRef<str>) {
-        eprintln!("warning: {}", message.as_ref());
+        tracing::warn!("{}", message.as_ref());
     }
 
     /// Prints the command's JSON document: `fields` plus `schema_version`
@@ -42,14 +41,23 @@ pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
+/// One MultiProgress for the process: stages draw side by side.
+static MULTI: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+
+/// Runs `write` with the progress bars cleared, then redraws them, so a
+/// log line never tears a bar (every log line goes through here).
+pub fn suspend_bars<R>(write: impl FnOnce() -> R) -> R {
+    match MULTI.get() {
+        Some(multi) => multi.suspend(write),
+        None => write(),
+    }
+}
+
 impl Progress {
     pub fn new(label: impl Into<String>) -> Progress {
         use std::io::IsTerminal;
         let label = label.into();
         let bar = std::io::stderr().is_terminal().then(|| {
-            // One MultiProgress for the process: stages draw side by side.
-            static MULTI: std::sync::OnceLock<indicatif::MultiProgress> =
-                std::sync::OnceLock::new();
             let bar = MULTI
                 .get_or_init(indicatif::MultiProgress::new)
                 .add(indicatif::ProgressBar::new_spinner());
@@ -70,7 +78,7 @@ impl Progress {
     pub fn step(&self, message: impl AsRef<str>) {
         match &self.bar {
             Some(bar) => bar.set_message(message.as_ref().to_string()),
-            None => eprintln!("{}: {}", self.label, message.as_ref()),
+            None => tracing::info!(stage = %self.label, "{}", message.as_ref()),
         }
     }
 
@@ -96,17 +104,13 @@ impl Progress {
     pub fn finish(&self, message: impl AsRef<str>) {
         match &self.bar {
             Some(bar) => bar.finish_with_message(message.as_ref().to_string()),
-            None => eprintln!("{}: {}", self.label, message.as_ref()),
+            None => tracing::info!(stage = %self.label, "{}", message.as_ref()),
         }
     }
 
     /// A warning that must be seen even while the bar is drawn.
     pub fn warn(&self, message: impl AsRef<str>) {
-        let line = format!("warning: {}: {}", self.label, message.as_ref());
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
+        tracing::warn!(stage = %self.label, "{}", message.as_ref());
     }
 }
 

@@ -67,7 +67,7 @@ impl Series {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Reads `dir` (absent: an empty series). Refuses anything that is not a
@@ -350,35 +350,9 @@ fn parse_author(from: &str) -> Option<(String, String)> {
 /// RFC 2822 dates as format-patch writes them:
 /// `Tue, 1 Aug 2023 10:00:00 +0200` -> (unix seconds, offset minutes).
 fn parse_date(date: &str) -> Option<(i64, i32)> {
-    let words: Vec<&str> = date
-        .split_whitespace()
-        .filter(|w| !w.ends_with(','))
-        .collect();
-    let [day, month, year, clock, zone, ..] = words.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as u32 + 1;
-    let day: u32 = day.parse().ok()?;
-    let year: i64 = year.parse().ok()?;
-    let mut hms = clock.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, m, s) = (
-        hms.next()??,
-        hms.next()??,
-        hms.next().flatten().unwrap_or(0),
-    );
-    let sign = match zone.as_bytes().first()? {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
-    };
-    let z: i32 = zone[1..].parse().ok()?;
-    let offset = sign * ((z / 100) * 60 + z % 100);
-    let days = crate::fsutil::days_from_civil(year, month, day);
-    let local = days * 86_400 + h * 3600 + m * 60 + s;
-    Some((local - i64::from(offset) * 60, offset))
+    let zoned = jiff::fmt::rfc2822::parse(date.trim()).ok()?;
+    let offset = zoned.offset().seconds() / 60;
+    Some((zoned.timestamp().as_second(), offset))
 }
 
 /// The patched commit: `series` applied on top of `base` in `repo`'s object

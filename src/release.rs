@@ -552,31 +552,20 @@ fn write_tarball(
     Ok(())
 }
 
-/// Every file under `dir`, relative to it.
+/// Every file under `dir`, relative to it, in name order.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    fn inner(root: &Path, d: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-        for e in std::fs::read_dir(d)? {
-            let e = e?;
-            let p = e.path();
-            if e.file_type()?.is_dir() {
-                inner(root, &p, out)?;
-            } else {
-                out.push(p.strip_prefix(root)?.to_path_buf());
-            }
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        if !entry.file_type().is_dir() {
+            out.push(entry.path().strip_prefix(dir)?.to_path_buf());
         }
-        Ok(())
     }
-    inner(dir, dir, out)
+    Ok(())
 }
 
 /// Today's date (UTC), `YYYY-MM-DD`.
 pub fn today() -> String {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0);
-    let (y, m, d) = crate::fsutil::civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}")
+    crate::fsutil::utc_today()
 }
 
 /// Checks a `--date` value.

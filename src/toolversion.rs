@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::UNIX_EPOCH;
 
 #[derive(Debug, Default)]
@@ -75,13 +74,9 @@ fn query(bin: &Path, tool: &str) -> String {
     } else {
         "--version"
     };
-    let out = Command::new(bin).arg(flag).output();
+    let out = crate::exec::capture(&crate::exec::Cmd::new(bin, Path::new("/")).arg(flag));
     let text = match out {
-        Ok(o) => format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
+        Ok(o) => format!("{}{}", o.stdout, o.stderr),
         Err(_) => return "unrunnable".into(),
     };
     let lines: Vec<&str> = text

@@ -22,9 +22,10 @@ use std::cmp::Ordering;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::Serialize;
+
+use crate::exec::Cmd;
 
 /// One tool a stage may need.
 #[derive(Debug)]
@@ -451,18 +452,14 @@ fn probe_python(env: &ProbeEnv, modules: &[&str]) -> Probed {
         };
     };
     let import = format!("import {}", modules.join(", "));
-    let out = Command::new(&python)
-        .args(["-c", &import])
-        .stdin(Stdio::null())
-        .output();
+    let out = crate::exec::capture(&Cmd::new(&python, Path::new("/")).args(["-c", &import]));
     match out {
-        Ok(o) if o.status.success() => Probed::Ok {
+        Ok(o) if o.success => Probed::Ok {
             found: format!("import {} ok", modules.join(", ")),
         },
         Ok(o) => {
             // The last line names the module: "ModuleNotFoundError: No module named 'ensurepip'".
-            let stderr = String::from_utf8_lossy(&o.stderr);
-            let last = stderr.lines().last().unwrap_or("import failed").trim();
+            let last = o.stderr.lines().last().unwrap_or("import failed").trim();
             Probed::Missing {
                 why: format!("python3: {last}"),
             }
@@ -485,15 +482,9 @@ fn judge(version: Option<String>, min: &str, location: &str) -> Probed {
 
 /// Runs `program args` with stdin closed; stdout and stderr together.
 pub fn run_quietly(program: &Path, args: impl IntoIterator<Item = OsString>) -> Option<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.push('\n');
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    Some(text)
+    crate::exec::capture(&Cmd::new(program, Path::new("/")).args(args))
+        .ok()
+        .map(|o| o.text())
 }
 
 #[cfg(test)]

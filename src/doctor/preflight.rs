@@ -265,21 +265,12 @@ fn disk_check(config: &Config, ids: &[SourceId], work_dir: &Path) -> Check {
 /// Free bytes (for an unprivileged user) on the disk that holds `dir`,
 /// read at its nearest existing ancestor (the work dir may not exist yet).
 fn free_space(dir: &Path) -> Option<(PathBuf, u64)> {
-    use std::os::unix::ffi::OsStrExt;
     let mut at = std::path::absolute(dir).ok()?;
     while !at.exists() {
         at = at.parent()?.to_path_buf();
     }
-    let c_path = std::ffi::CString::new(at.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes into the zeroed struct we own; the path is a
-    // valid NUL-terminated string for the duration of the call.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
-    let free = st.f_bavail as u64 * st.f_frsize as u64;
-    Some((at, free))
+    let st = rustix::fs::statvfs(&at).ok()?;
+    Some((at, st.f_bavail * st.f_frsize))
 }
 
 fn cores_check() -> Check {

@@ -46,7 +46,6 @@ pub struct BuildEnv {
     /// deb or rpm (never Auto here).
     pub package_format: PackageFormat,
     pub launcher: Option<String>,
-    pub verbose: bool,
     /// `--force`: `Some(empty)` forces every stage, `Some(names)` those.
     pub force: Option<Vec<String>>,
     /// `--clean`: kernels start from `make distclean`.
@@ -277,7 +276,6 @@ fn run_stages(config: &Config, env: &BuildEnv, work: &[&Work]) -> anyhow::Result
                     &progress,
                     client.as_ref(),
                     &registry,
-                    env.verbose,
                 )
                 .map(|run| run.with_env(reproducible_env(s)))
                 .and_then(|run| run_stage(config, env, w, &run, jobs))

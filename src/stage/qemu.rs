@@ -110,17 +110,17 @@ pub fn build(
 
 /// Copies every file under `from` to the same place under `to`.
 fn copy_tree(from: &Path, to: &Path, copied: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if entry.file_type()?.is_dir() {
-            copy_tree(&src, &dst, copied)?;
+    for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("reading {}", from.display()))?;
+        let dst = to.join(entry.path().strip_prefix(from)?);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dst).with_context(|| format!("creating {}", dst.display()))?;
         } else {
             // Replace rather than write through: a running QEMU keeps its binary.
             let _ = std::fs::remove_file(&dst);
-            std::fs::copy(&src, &dst)
-                .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+            std::fs::copy(entry.path(), &dst).with_context(|| {
+                format!("copying {} to {}", entry.path().display(), dst.display())
+            })?;
             copied.push(dst);
         }
     }
