@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::output::Progress;
+use crate::progress::Progress;
 
 /// Lines of the log shown when a command fails.
 pub const TAIL_LINES: usize = 30;

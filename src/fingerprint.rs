@@ -1,14 +1,19 @@
 //! Fingerprints and stamps: whether a stage must run again.
 //!
-//! A stage's fingerprint is the set of its inputs, by name. Its stamp
+//! A stage's fingerprint is its typed inputs struct (each component's
+//! `Inputs`, the contract), recorded flat, field name to short text, so a
+//! reason can say `name changed: old -> new`. Its stamp
 //! (`<work>/state/<stage>.json`) holds the fingerprint it was last built
-//! from and the size, mtime and SHA-256 of every output, and is written
-//! atomically only after the stage succeeded (and removed when it starts).
+//! from, the size, mtime and SHA-256 of every output, and the stage's typed
+//! outputs; it is written atomically only after the stage succeeded (and
+//! removed when it starts).
 //!
 //! | input | kernel-host / kernel-guest | qemu | ovmf |
 //! |---|---|---|---|
 //! | `sha`: the resolved upstream SHA | yes | yes | yes |
 //! | `patches`: the series' content hash | yes | yes | yes |
+//! | `tool:<name>`: the version of each tool in the stage's `tools` list (a program's version line, a library's pkg-config version, python3's for Python modules) | yes | yes | yes |
+//! | `snp-build`: this program's version | yes | yes | yes |
 //! | `submodules`: their resolved SHAs | | | yes |
 //! | `base-config`: kind, and the file's SHA-256 for a file | yes | | |
 //! | `edits`: the scripts/config edits as written (so the SHA in LOCALVERSION does not count twice) | yes | | |
@@ -17,8 +22,9 @@
 //! | `target-list`, `configure-args` | | yes | |
 //! | `platform`, `arch`, `build-target`, `toolchain`, `defines`, `build-args`, `outputs` | | | yes |
 //! | `install`: the install prefix | | yes | yes |
-//! | `tool:<name>`: first line of `<name> --version` (gcc, make, ...) | gcc, make | gcc, make, python3, ninja | gcc, make, nasm, iasl, python3 |
-//! | `snp-build`: this program's version | yes | yes | yes |
+//!
+//! (A unit test in `stage::registry` holds this table against the inputs
+//! each component really records.)
 //!
 //! Not inputs: the job count and `--serial` (they change how fast, not
 //! what), the work dir path, timestamps. A test changes each input in turn
@@ -31,19 +37,37 @@
 //! does not re-read gigabytes of kernel packages.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::patch::hex;
+use crate::hash::sha256_file;
 
 /// Inputs by name; values are short human-readable strings (long ones are
-/// hashed) so a reason can say `old -> new`.
+/// hashed).
 pub type Inputs = BTreeMap<String, String>;
+
+/// A typed inputs struct, flat: each field's name and its text. Nested
+/// maps (`#[serde(flatten)]`) contribute their own keys.
+pub fn flatten(inputs: &impl Serialize) -> Inputs {
+    let Ok(Value::Object(map)) = serde_json::to_value(inputs) else {
+        return Inputs::new();
+    };
+    map.into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect()
+}
 
 /// A recorded output file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,102 +78,142 @@ pub struct OutputFile {
     pub sha256: String,
 }
 
-/// What a successful stage left behind.
+/// What a successful stage left behind; `S` is its typed summary (the
+/// stage's outputs, or the release's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Stamp {
+pub struct Stamp<S> {
     pub inputs: Inputs,
     pub outputs: Vec<OutputFile>,
-    /// The stage's own summary (packages, versions, verification...), for
-    /// the release and the JSON report when the stage is skipped.
-    pub summary: Value,
+    pub summary: S,
+}
+
+/// Why a stage runs, or why it does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    Forced,
+    NeverBuilt,
+    Changed {
+        input: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
+    OutputGone(PathBuf),
+    OutputModified(PathBuf),
+    UpToDate,
+    /// The release: a stage whose outputs it packages runs.
+    PackagedStageRuns,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Forced => f.write_str("forced (--force)"),
+            Reason::NeverBuilt => {
+                f.write_str("no record of a successful build (never built, or the last run failed)")
+            }
+            Reason::Changed { input, old, new } => write!(
+                f,
+                "{input} changed: {} -> {}",
+                old.as_deref().unwrap_or("(none)"),
+                new.as_deref().unwrap_or("(none)")
+            ),
+            Reason::OutputGone(p) => write!(f, "output {} is gone", p.display()),
+            Reason::OutputModified(p) => write!(f, "output {} was modified", p.display()),
+            Reason::UpToDate => f.write_str("up to date"),
+            Reason::PackagedStageRuns => f.write_str("a stage it packages runs"),
+        }
+    }
+}
+
+/// In JSON a reason is its sentence.
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Whether a stage runs, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     pub run: bool,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
 }
 
 impl Decision {
-    fn run(reasons: Vec<String>) -> Decision {
+    pub fn run(reasons: Vec<Reason>) -> Decision {
         Decision { run: true, reasons }
+    }
+
+    pub fn up_to_date() -> Decision {
+        Decision {
+            run: false,
+            reasons: vec![Reason::UpToDate],
+        }
     }
 }
 
-pub fn stamp_path(work_dir: &Path, stage: &str) -> PathBuf {
-    work_dir.join("state").join(format!("{stage}.json"))
-}
-
-/// The stamp of `stage`, if there is a readable one.
-pub fn read_stamp(work_dir: &Path, stage: &str) -> Option<Stamp> {
-    let text = std::fs::read_to_string(stamp_path(work_dir, stage)).ok()?;
+/// The stamp at `path`, if there is a readable one of this shape.
+pub fn read_stamp<S: DeserializeOwned>(path: &Path) -> Option<Stamp<S>> {
+    let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }
 
-pub fn write_stamp(work_dir: &Path, stage: &str, stamp: &Stamp) -> anyhow::Result<()> {
+pub fn write_stamp<S: Serialize>(path: &Path, stamp: &Stamp<S>) -> anyhow::Result<()> {
     let text = serde_json::to_vec_pretty(stamp).context("serializing a stamp")?;
-    crate::fsutil::write_atomic(&stamp_path(work_dir, stage), &text)
+    crate::fsutil::write_atomic(path, &text)
 }
 
-/// Forgets a stage's stamp (when it starts: a failed run must rerun).
-pub fn remove_stamp(work_dir: &Path, stage: &str) -> anyhow::Result<()> {
-    match std::fs::remove_file(stamp_path(work_dir, stage)) {
+/// Forgets a stamp (when its stage starts: a failed run must rerun).
+pub fn remove_stamp(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing the stamp of {stage}"))
+            Err(e).with_context(|| format!("removing the stamp {}", path.display()))
         }
         _ => Ok(()),
     }
 }
 
 /// The decision for a stage with `inputs`, given its last stamp.
-pub fn decide(inputs: &Inputs, stamp: Option<&Stamp>, forced: bool) -> Decision {
+pub fn decide<S>(inputs: &Inputs, stamp: Option<&Stamp<S>>, forced: bool) -> Decision {
     if forced {
-        return Decision::run(vec!["forced (--force)".into()]);
+        return Decision::run(vec![Reason::Forced]);
     }
     let Some(stamp) = stamp else {
-        return Decision::run(vec![
-            "no record of a successful build (never built, or the last run failed)".into(),
-        ]);
+        return Decision::run(vec![Reason::NeverBuilt]);
     };
     let changed = changed_inputs(&stamp.inputs, inputs);
     if !changed.is_empty() {
         return Decision::run(changed);
     }
-    let damaged: Vec<String> = stamp.outputs.iter().filter_map(output_problem).collect();
+    let damaged: Vec<Reason> = stamp.outputs.iter().filter_map(output_problem).collect();
     if !damaged.is_empty() {
         return Decision::run(damaged);
     }
-    Decision {
-        run: false,
-        reasons: vec!["up to date".into()],
-    }
+    Decision::up_to_date()
 }
 
 /// `name: old -> new` for every input that differs.
-pub fn changed_inputs(old: &Inputs, new: &Inputs) -> Vec<String> {
+pub fn changed_inputs(old: &Inputs, new: &Inputs) -> Vec<Reason> {
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
     keys.sort();
     keys.dedup();
     keys.into_iter()
         .filter_map(|k| {
             let (o, n) = (old.get(k), new.get(k));
-            (o != n).then(|| {
-                format!(
-                    "{k} changed: {} -> {}",
-                    o.map(String::as_str).unwrap_or("(none)"),
-                    n.map(String::as_str).unwrap_or("(none)")
-                )
+            (o != n).then(|| Reason::Changed {
+                input: k.clone(),
+                old: o.cloned(),
+                new: n.cloned(),
             })
         })
         .collect()
 }
 
 /// Why a recorded output no longer stands, if it does not.
-fn output_problem(out: &OutputFile) -> Option<String> {
+fn output_problem(out: &OutputFile) -> Option<Reason> {
     let meta = match std::fs::metadata(&out.path) {
         Ok(m) => m,
-        Err(_) => return Some(format!("output {} is gone", out.path.display())),
+        Err(_) => return Some(Reason::OutputGone(out.path.clone())),
     };
     if meta.len() == out.size && mtime_ns(&meta) == out.mtime_ns {
         return None;
@@ -157,7 +221,7 @@ fn output_problem(out: &OutputFile) -> Option<String> {
     // Size or mtime moved: only the content decides.
     match sha256_file(&out.path) {
         Ok(h) if h == out.sha256 => None,
-        _ => Some(format!("output {} was modified", out.path.display())),
+        _ => Some(Reason::OutputModified(out.path.clone())),
     }
 }
 
@@ -185,35 +249,6 @@ pub fn record_outputs(paths: &[PathBuf]) -> anyhow::Result<Vec<OutputFile>> {
         .collect()
 }
 
-/// SHA-256 of `bytes`, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// A short stand-in for a long input value.
-pub fn digest(value: &impl Serialize) -> String {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    format!("sha256:{}", &hex(&Sha256::digest(bytes))[..16])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,20 +260,50 @@ mod tests {
             .collect()
     }
 
+    fn stamp(inputs: Inputs, outputs: Vec<OutputFile>) -> Stamp<()> {
+        Stamp {
+            inputs,
+            outputs,
+            summary: (),
+        }
+    }
+
     #[test]
     fn decisions() {
         let a = inputs(&[("sha", "111"), ("install", "/x")]);
-        assert!(decide(&a, None, false).run);
-        let stamp = Stamp {
-            inputs: a.clone(),
-            outputs: vec![],
-            summary: Value::Null,
-        };
+        assert!(decide::<()>(&a, None, false).run);
+        let stamp = stamp(a.clone(), vec![]);
         assert!(!decide(&a, Some(&stamp), false).run);
         assert!(decide(&a, Some(&stamp), true).run);
         let b = inputs(&[("sha", "222"), ("install", "/x")]);
         let d = decide(&b, Some(&stamp), false);
-        assert_eq!(d.reasons, ["sha changed: 111 -> 222"]);
+        assert_eq!(d.reasons[0].to_string(), "sha changed: 111 -> 222");
+        assert_eq!(d.reasons.len(), 1);
+    }
+
+    #[test]
+    fn typed_inputs_flatten_to_named_texts() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct Example {
+            sha: String,
+            target_list: String,
+            #[serde(flatten)]
+            tools: BTreeMap<String, String>,
+        }
+        let flat = flatten(&Example {
+            sha: "abc".into(),
+            target_list: "x86_64-softmmu".into(),
+            tools: BTreeMap::from([("tool:gcc".into(), "12".into())]),
+        });
+        assert_eq!(
+            flat,
+            inputs(&[
+                ("sha", "abc"),
+                ("target-list", "x86_64-softmmu"),
+                ("tool:gcc", "12")
+            ])
+        );
     }
 
     #[test]
@@ -247,11 +312,7 @@ mod tests {
         let f = dir.path().join("out.bin");
         std::fs::write(&f, b"abc").unwrap();
         let rec = record_outputs(std::slice::from_ref(&f)).unwrap();
-        let stamp = Stamp {
-            inputs: Inputs::new(),
-            outputs: rec,
-            summary: Value::Null,
-        };
+        let stamp = stamp(Inputs::new(), rec);
         assert!(!decide(&Inputs::new(), Some(&stamp), false).run);
         // Same content, new mtime: still up to date.
         std::fs::write(&f, b"abc").unwrap();
@@ -264,8 +325,16 @@ mod tests {
             .unwrap();
         assert!(!decide(&Inputs::new(), Some(&stamp), false).run);
         std::fs::write(&f, b"abd").unwrap();
-        assert!(decide(&Inputs::new(), Some(&stamp), false).reasons[0].contains("was modified"));
+        assert!(
+            decide(&Inputs::new(), Some(&stamp), false).reasons[0]
+                .to_string()
+                .contains("was modified")
+        );
         std::fs::remove_file(&f).unwrap();
-        assert!(decide(&Inputs::new(), Some(&stamp), false).reasons[0].contains("is gone"));
+        assert!(
+            decide(&Inputs::new(), Some(&stamp), false).reasons[0]
+                .to_string()
+                .contains("is gone")
+        );
     }
 }

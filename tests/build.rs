@@ -335,8 +335,7 @@ fn sigint_stops_every_child_and_the_next_run_continues() {
 /// The pin file with `extra` appended to the default `disable` list and
 /// `allow` as allow-dropped.
 fn with_disabled(s: &Scratch, extra: &[&str], allow: &[&str]) {
-    let defaults = snp_build::config::Config::embedded().unwrap();
-    let mut disable = defaults.kernel.edits.disable.clone();
+    let mut disable = common::embedded_kernel_edits().disable;
     disable.extend(extra.iter().map(|x| x.to_string()));
     let list = |v: &[String]| {
         v.iter()

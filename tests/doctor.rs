@@ -165,7 +165,9 @@ fn fixture_pins_pass_on_a_machine_with_the_ci_packages() {
         .iter()
         .map(|c| c["check"].as_str().unwrap())
         .collect();
-    for only_real in ["nasm", "iasl", "flex", "meson", "pahole", "debhelper"] {
+    // (nasm is not among them: the fixture edk2, like edk2, needs it for
+    // X64, and OVMF's one tool list is also its fingerprint's.)
+    for only_real in ["iasl", "flex", "meson", "pahole", "debhelper"] {
         assert!(!checks.contains(&only_real), "{only_real} in {checks:?}");
     }
     for name in ["gcc", "make", "kernel-host base config", "cores", "memory"] {

@@ -192,8 +192,11 @@ fn digests_equal_sev_snp_measure_for_every_shape() {
 #[test]
 fn every_measurements_line_equals_sev_snp_measure_and_snp_build_measure() {
     let text = std::fs::read_to_string(release().join("MEASUREMENTS")).unwrap();
-    let lines = snp_build::measure::parse_measurements(&text);
-    assert_eq!(lines.len(), snp_build::measure::release_shapes().len());
+    let lines = snp_build::release::measure::parse_measurements(&text);
+    assert_eq!(
+        lines.len(),
+        snp_build::release::measure::release_shapes().len()
+    );
     assert_eq!(
         lines[0].0, "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1",
         "the first line is launch-qemu.sh -sev-snp's default shape"
@@ -275,7 +278,7 @@ fn the_release_records_the_default_shape_with_every_input_and_prints_it() {
     );
     assert_eq!(
         meas["shapes"].as_array().unwrap().len(),
-        snp_build::measure::parse_measurements(&text).len()
+        snp_build::release::measure::parse_measurements(&text).len()
     );
 
     // Printed at the end of the run, and in its JSON summary.
@@ -502,7 +505,7 @@ fn launch_qemu_dry_run_prints_the_expected_digest_or_the_measure_command() {
     );
     assert!(argv.iter().all(|a| !a.contains(&digest)));
     // Another listed shape.
-    let milan8 = snp_build::measure::parse_measurements(
+    let milan8 = snp_build::release::measure::parse_measurements(
         &std::fs::read_to_string(release().join("MEASUREMENTS")).unwrap(),
     )
     .into_iter()

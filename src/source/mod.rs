@@ -2,7 +2,7 @@
 //! git2 (no `git` subprocess), lock every pin to a full SHA, share one
 //! object store between the two kernels, and recover broken checkouts.
 //!
-//! Layout under the work dir:
+//! Where things go under the work dir ([`WorkDir`]):
 //!
 //! | path | what |
 //! |---|---|
@@ -10,6 +10,9 @@
 //! | `<source>/src` | the tree: its objects come from the store (`objects/info/alternates`), HEAD detached at the pinned commit, remote `current` = the pinned URL |
 //! | `<source>/src.broken-<UTC>` | a broken tree that held (or may have held) user work, moved aside |
 //! | `saved-diffs/<source>-<UTC>.diff` | hand edits dropped by `--discard-changes` |
+//!
+//! Never: runs a `git` subprocess, or knows which components exist (it
+//! syncs whatever [`Source`]s it is given).
 //!
 //! Guarantees:
 //! - A matching lock entry is used as is: a no-op fetch opens the store and
@@ -21,6 +24,8 @@
 //!   broken tree with (possibly) uncommitted work is moved aside, never
 //!   deleted; a failed fetch leaves existing trees untouched.
 
+pub mod lock;
+pub mod patch;
 pub mod remote;
 pub mod submodule;
 pub mod tree;
@@ -33,47 +38,13 @@ use anyhow::{Context, anyhow, bail};
 use git2::{Oid, Repository};
 use serde::Serialize;
 
-use crate::component::SourceId;
-use crate::config::{Config, Rev, Source};
-use crate::exit::LockMismatch;
+use crate::config::{Rev, Source};
 use crate::fsutil::utc_stamp;
-use crate::lock::{Entry, Lock};
-use crate::output::{Progress, human_bytes};
-use crate::patch::{self, PatchFile, Series};
+use crate::progress::{Progress, human_bytes};
+use crate::workdir::WorkDir;
+use lock::{Entry, Lock, LockMismatch};
+use patch::{PatchFile, Series};
 use remote::{RemoteRef, Transfer};
-
-/// Where sources live under the work dir.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub root: PathBuf,
-}
-
-impl Layout {
-    pub fn new(work_dir: &Path) -> anyhow::Result<Layout> {
-        let root = std::path::absolute(work_dir)
-            .with_context(|| format!("resolving the work dir {}", work_dir.display()))?;
-        Ok(Layout { root })
-    }
-
-    pub fn tree(&self, id: SourceId) -> PathBuf {
-        self.root.join(id.name()).join("src")
-    }
-
-    pub fn store(&self, id: SourceId) -> PathBuf {
-        let family = match id {
-            SourceId::KernelHost | SourceId::KernelGuest => "linux",
-            SourceId::Qemu => "qemu",
-            SourceId::Ovmf => "ovmf",
-        };
-        self.root.join("git").join(format!("{family}.git"))
-    }
-
-    fn saved_diff(&self, id: SourceId) -> PathBuf {
-        self.root
-            .join("saved-diffs")
-            .join(format!("{id}-{}.diff", utc_stamp(SystemTime::now())))
-    }
-}
 
 /// Use the lock, or re-resolve branches and tags (`snp-build update`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +65,8 @@ pub struct Options {
 /// What happened to one source.
 #[derive(Debug, Clone, Serialize)]
 pub struct Synced {
-    pub source: SourceId,
+    /// The source's name (`kernel-host`).
+    pub source: &'static str,
     pub url: String,
     pub pin: String,
     pub sha: String,
@@ -121,31 +93,28 @@ pub struct Synced {
 /// Brings the trees of `ids` to their pins, updating and saving `lock`
 /// after each source.
 pub fn sync(
-    config: &Config,
-    layout: &Layout,
+    sources: &[&Source],
+    work: &WorkDir,
     lock: &mut Lock,
-    ids: &[SourceId],
     opts: Options,
 ) -> anyhow::Result<Vec<Synced>> {
-    let sources = ids
-        .iter()
-        .map(|id| config.source(*id))
-        .collect::<Result<Vec<_>, _>>()?;
     // Every series is read and checked before anything is fetched.
     let series = sources
         .iter()
-        .map(|s| patch::read_series(&s.patches).with_context(|| format!("{}: patch series", s.id)))
+        .map(|s| {
+            patch::read_series(&s.patches).with_context(|| format!("{}: patch series", s.name))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     // --locked is checked for every source before anything is fetched.
     if opts.locked {
-        for s in &sources {
+        for s in sources {
             if opts.mode == Mode::Update || lock.get(s).is_none() {
                 return Err(LockMismatch {
-                    source_name: s.id.to_string(),
-                    reason: match lock.previous(s.id) {
+                    source_name: s.name.to_string(),
+                    reason: match lock.previous(s.name) {
                         Some(_) => format!(
                             "the lock entry was resolved from another pin than [{}] now has",
-                            s.id.table()
+                            s.table
                         ),
                         None => "the lock has no entry for it".into(),
                     },
@@ -156,15 +125,36 @@ pub fn sync(
         }
     }
     let mut done = Vec::new();
-    for (source, series) in sources.into_iter().zip(&series) {
+    for (source, series) in sources.iter().zip(&series) {
         let locked = match opts.mode {
             Mode::UseLock => lock.get(source).cloned(),
             Mode::Update => None,
         };
-        let previous = lock.previous(source.id).map(|e| e.sha.clone());
-        let synced = sync_one(source, series, layout, locked.as_ref(), opts)?;
+        match &locked {
+            Some(e) => tracing::debug!(
+                stage = source.name,
+                "fetch decision: the lock covers [{}] ({}): {}",
+                source.table,
+                source.rev,
+                e.sha
+            ),
+            None => tracing::debug!(
+                stage = source.name,
+                "fetch decision: {} {}: resolving {} at {}",
+                if opts.mode == Mode::Update {
+                    "update:"
+                } else {
+                    "no lock entry for"
+                },
+                source.table,
+                source.rev,
+                source.url
+            ),
+        }
+        let previous = lock.previous(source.name).map(|e| e.sha.clone());
+        let synced = sync_one(source, series, work, locked.as_ref(), opts)?;
         lock.set(
-            source.id,
+            source.name,
             Entry::new(source, synced.sha.clone(), synced.submodules.clone()),
         );
         lock.save()?;
@@ -179,33 +169,39 @@ pub fn sync(
 fn sync_one(
     source: &Source,
     series: &Series,
-    layout: &Layout,
+    work: &WorkDir,
     locked: Option<&Entry>,
     opts: Options,
 ) -> anyhow::Result<Synced> {
-    let progress = Progress::new(source.id.name());
-    let store_path = layout.store(source.id);
+    let progress = Progress::new(source.name);
+    let store_path = work.store(source.store);
     let mut store = open_store(&store_path, &progress)?;
     let have_locked = locked
         .and_then(|e| Oid::from_str(&e.sha).ok())
         .is_some_and(|oid| has_commit(&store, oid));
     if !have_locked {
         // Something must be fetched: first make sure the store can be trusted.
+        tracing::debug!(
+            stage = source.name,
+            "fetch decision: the locked commit is not in {}: checking the store, then fetching",
+            store_path.display()
+        );
         store = repair_store(store, &progress)?;
     }
     let (oid, transfer) = resolve(&store, source, locked, &progress)?;
     store.reference(
-        &format!("refs/snp/{}/pinned", source.id),
+        &format!("refs/snp/{}/pinned", source.name),
         oid,
         true,
         "pinned",
     )?;
     let store_objects = store.path().join("objects");
     // A series that does not apply leaves the tree at the pinned commit.
-    let patched = patched_commit(&store, source.id, oid, series);
+    let patched = patched_commit(&store, source.name, oid, series);
     let target = *patched.as_ref().unwrap_or(&oid);
 
-    let tree_path = layout.tree(source.id);
+    let stage_dir = work.stage(source.name);
+    let tree_path = stage_dir.tree();
     let mut moved_aside = None;
     let mut saved_diff = None;
     let (repo, action) = match tree::inspect(&tree_path, &store_objects) {
@@ -222,11 +218,11 @@ fn sync_one(
                 (repo, "unchanged")
             } else {
                 progress.step(format!("checking out {}", short(target)));
-                let diff_path = layout.saved_diff(source.id);
+                let diff_path = work.saved_diff(source.name, &utc_stamp(SystemTime::now()));
                 saved_diff = tree::checkout(
                     &repo,
                     target,
-                    source.id.name(),
+                    source.name,
                     opts.discard_changes.then_some(diff_path.as_path()),
                 )?;
                 if let Some(p) = &saved_diff {
@@ -247,7 +243,7 @@ fn sync_one(
                 std::fs::remove_dir_all(&tree_path)
                     .with_context(|| format!("removing {}", tree_path.display()))?;
             } else {
-                let aside = tree::move_aside(&tree_path)?;
+                let aside = tree::move_aside(&stage_dir)?;
                 progress.warn(format!(
                     "{} is broken ({reason}); it {} local changes, so it was moved aside to {} and is cloned again",
                     tree_path.display(),
@@ -260,7 +256,7 @@ fn sync_one(
                 || {
                     format!(
                         "{}: the fresh clone of {} failed too",
-                        source.id, source.url
+                        source.name, source.url
                     )
                 },
             )?;
@@ -273,7 +269,8 @@ fn sync_one(
     set_patched_branch(&repo, (!series.is_empty()).then_some(target))?;
     let patched = patched?;
     let submodules = if source.submodules {
-        submodule::update(&repo, &progress).with_context(|| format!("{}: submodules", source.id))?
+        submodule::update(&repo, &progress)
+            .with_context(|| format!("{}: submodules", source.name))?
     } else {
         BTreeMap::new()
     };
@@ -299,7 +296,7 @@ fn sync_one(
         }
     ));
     Ok(Synced {
-        source: source.id,
+        source: source.name,
         url: source.url.clone(),
         pin: source.rev.to_string(),
         sha: oid.to_string(),
@@ -322,7 +319,7 @@ fn sync_one(
 /// and remembered under `refs/snp/<source>/patched/...` in the store.
 fn patched_commit(
     store: &Repository,
-    id: SourceId,
+    id: &str,
     pinned: Oid,
     series: &Series,
 ) -> anyhow::Result<Oid> {
@@ -432,7 +429,7 @@ fn resolve(
 ) -> anyhow::Result<(Oid, Transfer)> {
     if let Some(entry) = locked {
         let oid = Oid::from_str(&entry.sha)
-            .with_context(|| format!("{}: bad SHA {:?} in the lock", source.id, entry.sha))?;
+            .with_context(|| format!("{}: bad SHA {:?} in the lock", source.name, entry.sha))?;
         if has_commit(store, oid) {
             return Ok((oid, Transfer::default()));
         }
@@ -442,7 +439,7 @@ fn resolve(
         source,
         progress,
     };
-    let what = || format!("{}: fetching {} ({})", source.id, source.url, source.rev);
+    let what = || format!("{}: fetching {} ({})", source.name, source.url, source.rev);
     match locked {
         Some(entry) => fetcher
             .fetch_locked(Oid::from_str(&entry.sha)?)
@@ -461,8 +458,12 @@ struct Fetcher<'a> {
 const SHALLOW: Option<i32> = Some(1);
 
 impl Fetcher<'_> {
-    fn id(&self) -> SourceId {
-        self.source.id
+    fn id(&self) -> &str {
+        self.source.name
+    }
+
+    fn table(&self) -> &str {
+        self.source.table
     }
 
     fn url(&self) -> &str {
@@ -502,7 +503,7 @@ impl Fetcher<'_> {
             anyhow!(
                 "branch `{branch}` does not exist at {}\n  help: check `branch` in [{}]; branches there include: {}",
                 self.url(),
-                self.id().table(),
+                self.table(),
                 if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
             )
         })
@@ -531,7 +532,7 @@ impl Fetcher<'_> {
                         anyhow!(
                             "tag `{name}` does not exist at {}\n  help: check `tag` in [{}]",
                             self.url(),
-                            self.id().table()
+                            self.table()
                         )
                     })?;
                 let mut t = Transfer::default();
@@ -571,7 +572,7 @@ impl Fetcher<'_> {
                         "commit {sha} is not on branch `{branch}` at {} (its tip is {})\n  help: check `commit` and `branch` in [{}]",
                         self.url(),
                         short(tip),
-                        self.id().table()
+                        self.table()
                     );
                 }
                 Ok((oid, t))
@@ -658,7 +659,7 @@ impl Fetcher<'_> {
             anyhow!(
                 "commit {sha} does not exist at {}\n  help: check `commit` in [{}]",
                 self.url(),
-                self.id().table()
+                self.table()
             )
         })?;
         Ok(obj

@@ -8,7 +8,7 @@ use git2::{
     RemoteCallbacks, Repository,
 };
 
-use crate::output::Progress;
+use crate::progress::Progress;
 
 /// What one fetch transferred (from git2's transfer stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -14,7 +14,7 @@ use git2::{Repository, Submodule, SubmoduleUpdateOptions};
 
 use super::remote::submodule_fetch_options;
 use super::tree::has_user_work;
-use crate::output::Progress;
+use crate::progress::Progress;
 
 /// Brings every submodule of `repo` (recursively) to the commit its
 /// superproject records. Returns path -> SHA for all of them, nested paths

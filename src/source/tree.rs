@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use git2::{Oid, Repository, Status, StatusOptions, build::CheckoutBuilder};
 
-use crate::exit::LocalChanges;
 use crate::fsutil::utc_stamp;
+use crate::workdir::StageDir;
 
 /// Written while a checkout moves files; found at startup it means the
 /// last checkout was interrupted half-way.
@@ -130,22 +130,18 @@ pub fn has_user_work(repo: &Repository) -> Result<bool, git2::Error> {
     Ok(!repo.statuses(Some(&mut opts))?.is_empty())
 }
 
-/// Moves a broken tree aside to `<name>.broken-<UTC timestamp>` and
+/// Moves a stage's broken tree aside to `src.broken-<UTC timestamp>` and
 /// returns the new path. Never deletes.
-pub fn move_aside(path: &Path) -> anyhow::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "src".into());
-    let mut aside = path.with_file_name(format!("{name}.broken-{}", utc_stamp(SystemTime::now())));
+pub fn move_aside(dir: &StageDir) -> anyhow::Result<PathBuf> {
+    let path = dir.tree();
+    let stamp = utc_stamp(SystemTime::now());
+    let mut aside = dir.broken_tree(&stamp);
     let mut n = 1;
     while aside.exists() {
         n += 1;
-        aside = path.with_file_name(format!(
-            "{name}.broken-{}-{n}",
-            utc_stamp(SystemTime::now())
-        ));
+        aside = dir.broken_tree(&format!("{stamp}-{n}"));
     }
+    let path = path.as_path();
     std::fs::rename(path, &aside)
         .with_context(|| format!("moving {} aside to {}", path.display(), aside.display()))?;
     Ok(aside)
@@ -292,3 +288,44 @@ fn save_diff(repo: &Repository, path: &Path) -> anyhow::Result<()> {
     crate::fsutil::write_atomic(path, &text)
         .with_context(|| format!("saving the local changes to {}", path.display()))
 }
+
+/// A tree's hand-edited tracked files stand in the way of a checkout
+/// (exit 7).
+#[derive(Debug)]
+pub struct LocalChanges {
+    pub source: String,
+    pub tree: PathBuf,
+    pub files: Vec<String>,
+}
+
+impl LocalChanges {
+    pub fn new(source: &str, tree: PathBuf, files: Vec<String>) -> Self {
+        LocalChanges {
+            source: source.to_string(),
+            tree,
+            files,
+        }
+    }
+}
+
+impl std::fmt::Display for LocalChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: {} has local changes to tracked files; checking out the pinned commit would overwrite them:",
+            self.source,
+            self.tree.display()
+        )?;
+        for file in &self.files {
+            writeln!(f, "    {file}")?;
+        }
+        write!(
+            f,
+            "  help: keep the change as a patch: `git -C {} diff > patches/{}/0001-my-change.patch`\n  help: or drop it: pass --discard-changes (its diff is saved under the work dir first)",
+            self.tree.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for LocalChanges {}

@@ -7,38 +7,212 @@
 //! (below) that takes the tree and `build`'s arguments as positional
 //! parameters, so no configuration value is ever parsed by a shell.
 //! `build -n` is not a jobserver client: it gets the stage's fixed share.
+//!
+//! | `[ovmf]` knob | meaning |
+//! |---|---|
+//! | `platform` | the `.dsc` inside the tree (`OvmfPkg/OvmfPkgX64.dsc`, or `OvmfPkg/AmdSev/AmdSevX64.dsc`, which gets its empty `grub.efi`) |
+//! | `arch`, `build-target` | `build -a`, `-b` |
+//! | `toolchain` | `build -t`; `auto`: GCC5, or GCC4x with gcc 4 (as build.sh) |
+//! | `defines`, `build-args` | `-D` defines and extra `build` arguments |
+//! | `jobs` | `build -n`; 0: the stage's share of the budget |
+//! | `outputs` | files copied from the platform's FV directory |
+//! | `tools` | the host tools it needs |
+//!
+//! No work-dir products beyond its tree; the firmware goes to the install
+//! prefix. Disk estimate: 3 GiB (edk2 with submodules and one platform
+//! build).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
-use super::{BuildEnv, Built, Jobs, SourceFacts};
-use crate::config::Config;
-use crate::exec::{Cmd, StageRun};
-use crate::fingerprint::{Inputs, digest};
-use crate::source::Synced;
+use super::component::{BuildEnv, Common, Entry, Job, SourceFacts, Spec, Stage};
+use crate::config::{ConfigError, Document, Source};
+use crate::exec::Cmd;
+use crate::hash::digest;
+use crate::host::PackageFormat;
+use crate::release;
+use crate::tools::Requirement;
+use crate::workdir::StageDir;
 
-/// Tools whose versions are part of the fingerprint.
-pub const TOOLS: &[&str] = &["gcc", "make", "nasm", "iasl", "python3"];
+const SPEC: Spec = Spec {
+    name: "ovmf",
+    table: "ovmf",
+    shared_knobs: None,
+    store: "ovmf",
+    manifest: &["ovmf"],
+};
 
-/// OVMF's own inputs (see the table in `fingerprint.rs`).
-pub fn inputs(config: &Config, env: &BuildEnv, facts: &SourceFacts) -> Inputs {
-    let k = &config.ovmf;
-    Inputs::from([
-        ("submodules".into(), digest(&facts.submodules)),
-        ("platform".into(), k.platform.clone()),
-        ("arch".into(), k.arch.clone()),
-        ("build-target".into(), k.build_target.clone()),
-        (
-            "toolchain".into(),
-            k.toolchain.clone().unwrap_or_else(|| "auto".into()),
-        ),
-        ("defines".into(), k.defines.join(" ")),
-        ("build-args".into(), k.build_args.join(" ")),
-        ("outputs".into(), k.outputs.join(" ")),
-        ("install".into(), env.install.display().to_string()),
-    ])
+/// Its registry entry.
+pub fn entry() -> Entry {
+    Entry {
+        spec: SPEC,
+        configure: Box::new(|doc| Ok(Box::new(Ovmf::configure(doc)?))),
+    }
+}
+
+/// `[ovmf]`'s knobs as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Table {
+    platform: Option<Spanned<String>>,
+    arch: Option<Spanned<String>>,
+    build_target: Option<Spanned<String>>,
+    toolchain: Option<Spanned<String>>,
+    defines: Option<Spanned<Vec<String>>>,
+    build_args: Option<Vec<String>>,
+    jobs: Option<u32>,
+    outputs: Option<Spanned<Vec<String>>>,
+    tools: Option<Vec<Spanned<String>>>,
+}
+
+/// `[ovmf]`'s knobs, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Knobs {
+    pub platform: String,
+    pub arch: String,
+    pub build_target: String,
+    /// `None` means "auto": GCC5, or GCC4x with gcc 4.
+    pub toolchain: Option<String>,
+    pub defines: Vec<String>,
+    pub build_args: Vec<String>,
+    /// `None` means a share of the job budget.
+    pub jobs: Option<u32>,
+    pub outputs: Vec<String>,
+    pub tools: Vec<Requirement>,
+}
+
+/// The OVMF component.
+#[derive(Debug)]
+pub struct Ovmf {
+    source: Option<Source>,
+    pub knobs: Knobs,
+}
+
+impl Ovmf {
+    pub fn configure(doc: &Document<'_>) -> Result<Ovmf, ConfigError> {
+        let source = doc.source(SPEC.source_spec())?;
+        let t: Table = doc.knobs(SPEC.table)?;
+        Ok(Ovmf {
+            source,
+            knobs: Self::knobs(doc, &t)?,
+        })
+    }
+
+    fn knobs(doc: &Document<'_>, t: &Table) -> Result<Knobs, ConfigError> {
+        let word =
+            |v: &Option<Spanned<String>>, key: &str, help: &str| -> Result<String, ConfigError> {
+                let s = doc.knob(v, key)?;
+                let value = s.get_ref();
+                if value.is_empty()
+                    || !value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    return Err(doc.error(
+                        Some(s.span()),
+                        key,
+                        format!("{value:?} is not a valid value"),
+                        help,
+                    ));
+                }
+                Ok(value.clone())
+            };
+
+        let platform = doc.knob(&t.platform, "ovmf.platform")?;
+        let p = platform.get_ref();
+        if !p.ends_with(".dsc") || p.starts_with('/') || p.split('/').any(|c| c == "..") {
+            return Err(doc.error(
+                Some(platform.span()),
+                "ovmf.platform",
+                format!("{p:?} is not a platform description inside the tree"),
+                "give a .dsc path relative to the edk2 tree, e.g. \"OvmfPkg/OvmfPkgX64.dsc\" or \"OvmfPkg/AmdSev/AmdSevX64.dsc\"",
+            ));
+        }
+        let toolchain = word(
+            &t.toolchain,
+            "ovmf.toolchain",
+            "use \"auto\" or an edk2 toolchain tag such as \"GCC5\"",
+        )?;
+        let defines = doc.knob(&t.defines, "ovmf.defines")?;
+        for d in defines.get_ref() {
+            let name = d.split_once('=').map(|(n, _)| n).unwrap_or("");
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(doc.error(
+                    Some(defines.span()),
+                    "ovmf.defines",
+                    format!("{d:?} is not a NAME=VALUE define"),
+                    "write each define as \"NAME=VALUE\", e.g. \"DEBUG_ON_SERIAL_PORT=TRUE\"",
+                ));
+            }
+        }
+        let outputs = doc.knob(&t.outputs, "ovmf.outputs")?;
+        if outputs.get_ref().is_empty()
+            || outputs
+                .get_ref()
+                .iter()
+                .any(|o| o.is_empty() || o.contains('/') || o == "." || o == "..")
+        {
+            return Err(doc.error(
+                Some(outputs.span()),
+                "ovmf.outputs",
+                "the output list is empty or names something that is not a file name",
+                "list file names from the FV directory, e.g. [\"OVMF_CODE.fd\", \"OVMF_VARS.fd\", \"OVMF.fd\"]",
+            ));
+        }
+        let jobs = *doc.knob(&t.jobs, "ovmf.jobs")?;
+        Ok(Knobs {
+            platform: p.clone(),
+            arch: word(&t.arch, "ovmf.arch", "build.sh uses \"X64\"")?,
+            build_target: word(
+                &t.build_target,
+                "ovmf.build-target",
+                "use \"DEBUG\", \"RELEASE\" or \"NOOPT\"",
+            )?,
+            toolchain: (toolchain != "auto").then_some(toolchain),
+            defines: defines.get_ref().clone(),
+            build_args: doc.knob(&t.build_args, "ovmf.build-args")?.clone(),
+            jobs: (jobs != 0).then_some(jobs),
+            outputs: outputs.get_ref().clone(),
+            tools: doc.requirements(&t.tools, "ovmf.tools")?,
+        })
+    }
+}
+
+/// OVMF's fingerprint (see the table in `fingerprint.rs`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Inputs {
+    #[serde(flatten)]
+    common: Common,
+    submodules: String,
+    platform: String,
+    arch: String,
+    build_target: String,
+    toolchain: String,
+    defines: String,
+    build_args: String,
+    outputs: String,
+    install: String,
+}
+
+/// What the OVMF stage made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outputs {
+    /// The edk2 toolchain tag it built with.
+    pub toolchain: String,
+    /// The firmware files, installed under the prefix.
+    pub firmware: Vec<PathBuf>,
+}
+
+/// The manifest's `ovmf` section.
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    platform: String,
+    toolchain: String,
+    defines: Vec<String>,
 }
 
 /// `$1` is the tree; the rest are `build`'s arguments, passed verbatim.
@@ -49,106 +223,198 @@ shift
 exec build "$@"
 "#;
 
-pub fn build(
-    config: &Config,
-    env: &BuildEnv,
-    s: &Synced,
-    run: &StageRun<'_>,
-    jobs: Jobs,
-) -> anyhow::Result<Built> {
-    let tree = &s.tree;
-    let knobs = &config.ovmf;
-    if s.submodules.is_empty() {
-        // Only submodule paths left empty count: a tree may list submodules
-        // in .gitmodules yet carry their contents as plain files (Debian's
-        // edk2 source does).
-        let empty = empty_submodule_paths(tree);
-        if !empty.is_empty() {
-            bail!(
-                "ovmf: {} has submodules but they are not checked out ({})\n  help: set `submodules = true` in [ovmf] (edk2 needs them)",
-                tree.display(),
-                empty.join(", ")
-            );
-        }
+impl Stage for Ovmf {
+    type Inputs = Inputs;
+    type Outputs = Outputs;
+    type Manifest = Manifest;
+
+    fn spec(&self) -> &Spec {
+        &SPEC
     }
-    let dsc = tree.join(&knobs.platform);
-    let dsc_text = std::fs::read_to_string(&dsc).with_context(|| {
-        format!(
-            "ovmf: the platform {} is not in the tree (`platform` in [ovmf])",
-            dsc.display()
-        )
-    })?;
-    if knobs.platform.ends_with("AmdSev/AmdSevX64.dsc") {
-        // AmdSevX64 embeds a grub.efi that build.sh users provide as an
-        // empty file; an existing one is left alone.
-        let grub = tree.join("OvmfPkg/AmdSev/Grub/grub.efi");
-        if !grub.exists() {
-            std::fs::create_dir_all(grub.parent().unwrap_or(tree))?;
-            std::fs::write(&grub, b"").with_context(|| format!("creating {}", grub.display()))?;
-            run.note(&format!("created empty {}", grub.display()));
+
+    fn source(&self) -> Option<&Source> {
+        self.source.as_ref()
+    }
+
+    fn tools(&self, _format: PackageFormat) -> Vec<Requirement> {
+        self.knobs.tools.clone()
+    }
+
+    fn disk_estimate_gib(&self) -> u64 {
+        3
+    }
+
+    fn inputs(&self, common: Common, env: &BuildEnv, facts: &SourceFacts) -> Inputs {
+        let k = &self.knobs;
+        Inputs {
+            common,
+            submodules: digest(&facts.submodules),
+            platform: k.platform.clone(),
+            arch: k.arch.clone(),
+            build_target: k.build_target.clone(),
+            toolchain: k.toolchain.clone().unwrap_or_else(|| "auto".into()),
+            defines: k.defines.join(" "),
+            build_args: k.build_args.join(" "),
+            outputs: k.outputs.join(" "),
+            install: env.install.display().to_string(),
         }
     }
 
-    run.run(&jobs.make(tree).arg("-C").arg("BaseTools"))?;
-
-    let toolchain = match &knobs.toolchain {
-        Some(t) => t.clone(),
-        None => {
-            let v = run.capture(&Cmd::new("gcc", tree).arg("-dumpversion"))?;
-            crate::host::edk2_toolchain(&v)
+    fn build(&self, job: &Job<'_>) -> anyhow::Result<Outputs> {
+        let (env, run, jobs) = (job.env, job.run, job.jobs);
+        let s = job.source;
+        let tree = &s.tree;
+        let knobs = &self.knobs;
+        if s.submodules.is_empty() {
+            // Only submodule paths left empty count: a tree may list submodules
+            // in .gitmodules yet carry their contents as plain files (Debian's
+            // edk2 source does).
+            let empty = empty_submodule_paths(tree);
+            if !empty.is_empty() {
+                bail!(
+                    "ovmf: {} has submodules but they are not checked out ({})\n  help: set `submodules = true` in [ovmf] (edk2 needs them)",
+                    tree.display(),
+                    empty.join(", ")
+                );
+            }
         }
+        let dsc = tree.join(&knobs.platform);
+        let dsc_text = std::fs::read_to_string(&dsc).with_context(|| {
+            format!(
+                "ovmf: the platform {} is not in the tree (`platform` in [ovmf])",
+                dsc.display()
+            )
+        })?;
+        if knobs.platform.ends_with("AmdSev/AmdSevX64.dsc") {
+            // AmdSevX64 embeds a grub.efi that build.sh users provide as an
+            // empty file; an existing one is left alone.
+            let grub = tree.join("OvmfPkg/AmdSev/Grub/grub.efi");
+            if !grub.exists() {
+                std::fs::create_dir_all(grub.parent().unwrap_or(tree))?;
+                std::fs::write(&grub, b"")
+                    .with_context(|| format!("creating {}", grub.display()))?;
+                run.note(&format!("created empty {}", grub.display()));
+            }
+        }
+
+        run.run(&jobs.make(tree).arg("-C").arg("BaseTools"))?;
+
+        let toolchain = match &knobs.toolchain {
+            Some(t) => t.clone(),
+            None => {
+                let gcc = gcc_version()?;
+                let tag = edk2_toolchain(&gcc);
+                run.note(&format!("toolchain: {tag} (auto: gcc {gcc})"));
+                tag
+            }
+        };
+        let n = knobs.jobs.map(|j| j as usize).unwrap_or(jobs.fixed);
+        let mut cmd = Cmd::new("bash", tree)
+            .arg("-c")
+            .arg(EDK2_BUILD)
+            .arg("snp-build-edk2")
+            .arg(tree.as_os_str())
+            .args(&knobs.build_args);
+        for d in &knobs.defines {
+            cmd = cmd.arg(format!("-D{d}"));
+        }
+        cmd = cmd.args([
+            "-n".to_string(),
+            n.to_string(),
+            "-t".into(),
+            toolchain.clone(),
+            "-a".into(),
+            knobs.arch.clone(),
+            "-p".into(),
+            knobs.platform.clone(),
+            "-b".into(),
+            knobs.build_target.clone(),
+        ]);
+        run.run(&cmd)?;
+
+        let fv = tree
+            .join(output_directory(&dsc_text, &dsc)?)
+            .join(format!("{}_{toolchain}", knobs.build_target))
+            .join("FV");
+        let dest = env.install.join("share/qemu");
+        std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        let mut copied = Vec::new();
+        for name in &knobs.outputs {
+            let from = fv.join(name);
+            if !from.is_file() {
+                bail!(
+                    "ovmf: the build did not produce {}\n  help: check `outputs` in [ovmf] against what {} builds (log: {})",
+                    from.display(),
+                    knobs.platform,
+                    run.log_path.display()
+                );
+            }
+            let to = dest.join(name);
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+            run.note(&format!("installed {}", to.display()));
+            copied.push(to);
+        }
+        Ok(Outputs {
+            toolchain,
+            firmware: copied,
+        })
+    }
+
+    fn output_files(&self, outputs: &Outputs) -> Vec<PathBuf> {
+        outputs.firmware.clone()
+    }
+
+    fn release_files(
+        &self,
+        outputs: &Outputs,
+        env: &BuildEnv,
+    ) -> anyhow::Result<Vec<release::File>> {
+        outputs
+            .firmware
+            .iter()
+            .map(|p| release::File::installed(p, &env.install))
+            .collect()
+    }
+
+    fn manifest(&self, outputs: &Outputs) -> Manifest {
+        Manifest {
+            platform: self.knobs.platform.clone(),
+            toolchain: outputs.toolchain.clone(),
+            defines: self.knobs.defines.clone(),
+        }
+    }
+
+    fn products(&self, _dir: &StageDir) -> Vec<PathBuf> {
+        Vec::new()
+    }
+}
+
+/// gcc's version, asked the catalog's one way (`gcc --version`).
+fn gcc_version() -> anyhow::Result<String> {
+    let env = crate::tools::probe::ProbeEnv::system();
+    let gcc = env
+        .find_program("gcc")
+        .context("no `gcc` on PATH (toolchain = \"auto\" asks its version)")?;
+    let args = match crate::tools::lookup("gcc").map(|t| &t.probe) {
+        Some(crate::tools::Probe::Program { version_args, .. }) => *version_args,
+        _ => &["--version"],
     };
-    let n = knobs.jobs.map(|j| j as usize).unwrap_or(jobs.fixed);
-    let mut cmd = Cmd::new("bash", tree)
-        .arg("-c")
-        .arg(EDK2_BUILD)
-        .arg("snp-build-edk2")
-        .arg(tree.as_os_str())
-        .args(&knobs.build_args);
-    for d in &knobs.defines {
-        cmd = cmd.arg(format!("-D{d}"));
-    }
-    cmd = cmd.args([
-        "-n".to_string(),
-        n.to_string(),
-        "-t".into(),
-        toolchain.clone(),
-        "-a".into(),
-        knobs.arch.clone(),
-        "-p".into(),
-        knobs.platform.clone(),
-        "-b".into(),
-        knobs.build_target.clone(),
-    ]);
-    run.run(&cmd)?;
+    crate::tools::probe::version_output(&gcc, args)
+        .and_then(|out| crate::tools::version_in(&out))
+        .with_context(|| format!("cannot read the version of {}", gcc.display()))
+}
 
-    let fv = tree
-        .join(output_directory(&dsc_text, &dsc)?)
-        .join(format!("{}_{toolchain}", knobs.build_target))
-        .join("FV");
-    let dest = env.install.join("share/qemu");
-    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
-    let mut copied = Vec::new();
-    for name in &knobs.outputs {
-        let from = fv.join(name);
-        if !from.is_file() {
-            bail!(
-                "ovmf: the build did not produce {}\n  help: check `outputs` in [ovmf] against what {} builds (log: {})",
-                from.display(),
-                knobs.platform,
-                run.log_path.display()
-            );
-        }
-        let to = dest.join(name);
-        std::fs::copy(&from, &to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-        run.note(&format!("installed {}", to.display()));
-        copied.push(to);
+/// The edk2 toolchain tag for a gcc version: GCC5 for gcc 5 and later,
+/// GCC4x for gcc 4.x, as build.sh.
+fn edk2_toolchain(gcc_version: &str) -> String {
+    let mut parts = gcc_version.trim().split('.');
+    let major = parts.next().unwrap_or("");
+    if major == "4" {
+        format!("GCC4{}", parts.next().unwrap_or("9"))
+    } else {
+        "GCC5".to_string()
     }
-    Ok(Built {
-        summary: json!({ "toolchain": toolchain, "firmware": copied }),
-        outputs: copied,
-    })
 }
 
 /// The platform's `OUTPUT_DIRECTORY` (e.g. `Build/OvmfX64`), from its
@@ -230,6 +496,13 @@ mod tests {
             .unwrap();
         index.write().unwrap();
         assert_eq!(empty_submodule_paths(tree.path()), ["Empty"]);
+    }
+
+    #[test]
+    fn toolchains() {
+        assert_eq!(edk2_toolchain("12"), "GCC5");
+        assert_eq!(edk2_toolchain("4.8.5"), "GCC48");
+        assert_eq!(edk2_toolchain("5.4.0"), "GCC5");
     }
 
     #[test]

@@ -4,108 +4,256 @@
 //!
 //! QEMU's make drives ninja, which (before 1.13) ignores make's
 //! jobserver: the stage passes its fixed share as `-jN`.
+//!
+//! | `[qemu]` knob | meaning |
+//! |---|---|
+//! | `target-list` | `configure --target-list` (build.sh: `x86_64-softmmu`) |
+//! | `configure-args` | extra `configure` arguments, verbatim (no shell) |
+//! | `tools` | the host tools it needs |
+//!
+//! Work-dir products: `qemu/configured-with` (the last configure command,
+//! so configure reruns only when it changed) and `qemu/destdir/` (the
+//! `make install` staging). Disk estimate: 3 GiB (a checkout and ~2,700
+//! objects for x86_64-softmmu).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
-use super::{BuildEnv, Built, Jobs};
-use crate::config::Config;
-use crate::exec::{Cmd, StageRun};
-use crate::fingerprint::{Inputs, digest};
-use crate::source::Synced;
+use super::component::{BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage};
+use crate::config::{ConfigError, Document, Source};
+use crate::exec::Cmd;
+use crate::hash::digest;
+use crate::host::PackageFormat;
+use crate::release;
+use crate::tools::Requirement;
+use crate::workdir::StageDir;
 
-/// Tools whose versions are part of the fingerprint.
-pub const TOOLS: &[&str] = &["gcc", "make", "python3", "ninja"];
+const SPEC: Spec = Spec {
+    name: "qemu",
+    table: "qemu",
+    shared_knobs: None,
+    store: "qemu",
+    manifest: &["qemu"],
+};
 
-/// QEMU's own inputs (see the table in `fingerprint.rs`).
-pub fn inputs(config: &Config, env: &BuildEnv) -> Inputs {
-    let k = &config.qemu;
-    Inputs::from([
-        ("target-list".into(), k.target_list.join(",")),
-        ("configure-args".into(), digest(&k.configure_args)),
-        (
-            "compiler-launcher".into(),
-            env.launcher.clone().unwrap_or_default(),
-        ),
-        ("install".into(), env.install.display().to_string()),
-    ])
+const CONFIGURED_WITH: &str = "configured-with";
+const DESTDIR: &str = "destdir";
+
+/// Its registry entry.
+pub fn entry() -> Entry {
+    Entry {
+        spec: SPEC,
+        configure: Box::new(|doc| Ok(Box::new(Qemu::configure(doc)?))),
+    }
 }
 
-pub fn build(
-    config: &Config,
-    env: &BuildEnv,
-    s: &Synced,
-    run: &StageRun<'_>,
-    jobs: Jobs,
-) -> anyhow::Result<Built> {
-    let tree = &s.tree;
-    let knobs = &config.qemu;
-    let mut configure = Cmd::new(tree.join("configure"), tree)
-        .arg(format!("--target-list={}", knobs.target_list.join(",")))
-        .arg(format!("--prefix={}", env.install.display()))
-        .args(&knobs.configure_args);
-    if let Some(launcher) = &env.launcher {
-        // QEMU's configure reads $CC and splits it into meson's compiler list.
-        configure = configure.env("CC", format!("{launcher} gcc"));
-    }
-    // QEMU's configure starts a fresh build directory, so it runs only when
-    // its command changed (or --clean): a new SHA or patch then rebuilds
-    // incrementally, and QEMU's own Makefile reruns configure when the
-    // configure script itself changed.
-    let marker = env.stage_dir(s.source).join("configured-with");
-    let configured = format!("{}\n{:?}\n", configure.display(), configure.env);
-    let previous = std::fs::read_to_string(&marker).unwrap_or_default();
-    if env.clean || previous != configured || !tree.join("build/config-host.mak").exists() {
-        let _ = std::fs::remove_file(&marker);
-        run.run(&configure)?;
-        crate::fsutil::write_atomic(&marker, configured.as_bytes())?;
-    } else {
-        run.note("configure: same command as the last build, not rerun (incremental build)");
-    }
-    // Not a jobserver client: always an explicit -j.
-    let fixed = Jobs {
-        jobserver: false,
-        fixed: jobs.fixed,
-    };
-    run.run(&fixed.make(tree))?;
-    // Installed through DESTDIR, then copied into the prefix: the stage
-    // knows exactly which files are its outputs.
-    let destdir = env.stage_dir(s.source).join("destdir");
-    if destdir.exists() {
-        std::fs::remove_dir_all(&destdir)
-            .with_context(|| format!("removing {}", destdir.display()))?;
-    }
-    run.run(
-        &Cmd::new("make", tree)
-            .arg("install")
-            .arg(format!("DESTDIR={}", destdir.display())),
-    )?;
-    let staged = destdir.join(env.install.strip_prefix("/").unwrap_or(&env.install));
-    let mut installed = Vec::new();
-    copy_tree(&staged, &env.install, &mut installed).with_context(|| {
-        format!(
-            "installing {} into {}",
-            staged.display(),
-            env.install.display()
-        )
-    })?;
-    installed.sort();
+/// `[qemu]`'s knobs as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Table {
+    target_list: Option<Spanned<Vec<String>>>,
+    configure_args: Option<Vec<String>>,
+    tools: Option<Vec<Spanned<String>>>,
+}
 
-    let binary = env.install.join("bin/qemu-system-x86_64");
-    let version = run
-        .capture(&Cmd::new(&binary, tree).arg("--version"))
-        .map_err(|e| anyhow::anyhow!("the installed {} does not run: {e:#}", binary.display()))?;
-    Ok(Built {
-        summary: json!({
-            "binary": binary,
-            "version": version.lines().next().unwrap_or("").trim(),
-            "install": env.install,
-            "installed": installed,
-        }),
-        outputs: installed,
-    })
+/// `[qemu]`'s knobs, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Knobs {
+    pub target_list: Vec<String>,
+    pub configure_args: Vec<String>,
+    pub tools: Vec<Requirement>,
+}
+
+/// The QEMU component.
+#[derive(Debug)]
+pub struct Qemu {
+    source: Option<Source>,
+    pub knobs: Knobs,
+}
+
+impl Qemu {
+    pub fn configure(doc: &Document<'_>) -> Result<Qemu, ConfigError> {
+        let source = doc.source(SPEC.source_spec())?;
+        let t: Table = doc.knobs(SPEC.table)?;
+        let targets = doc.knob(&t.target_list, "qemu.target-list")?;
+        if targets.get_ref().is_empty() || targets.get_ref().iter().any(|s| s.trim().is_empty()) {
+            return Err(doc.error(
+                Some(targets.span()),
+                "qemu.target-list",
+                "the target list is empty or has an empty entry",
+                "build.sh builds [\"x86_64-softmmu\"]",
+            ));
+        }
+        Ok(Qemu {
+            source,
+            knobs: Knobs {
+                target_list: targets.get_ref().clone(),
+                configure_args: doc.knob(&t.configure_args, "qemu.configure-args")?.clone(),
+                tools: doc.requirements(&t.tools, "qemu.tools")?,
+            },
+        })
+    }
+}
+
+/// QEMU's fingerprint (see the table in `fingerprint.rs`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Inputs {
+    #[serde(flatten)]
+    common: Common,
+    target_list: String,
+    configure_args: String,
+    compiler_launcher: String,
+    install: String,
+}
+
+/// What the QEMU stage made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outputs {
+    /// The installed `qemu-system-x86_64`.
+    pub binary: PathBuf,
+    /// Its `--version` line.
+    pub version: String,
+    /// The install prefix.
+    pub install: PathBuf,
+    /// Every file installed under the prefix.
+    pub installed: Vec<PathBuf>,
+}
+
+/// The manifest's `qemu` section.
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    version: String,
+}
+
+impl Stage for Qemu {
+    type Inputs = Inputs;
+    type Outputs = Outputs;
+    type Manifest = Manifest;
+
+    fn spec(&self) -> &Spec {
+        &SPEC
+    }
+
+    fn source(&self) -> Option<&Source> {
+        self.source.as_ref()
+    }
+
+    fn tools(&self, _format: PackageFormat) -> Vec<Requirement> {
+        self.knobs.tools.clone()
+    }
+
+    fn disk_estimate_gib(&self) -> u64 {
+        3
+    }
+
+    fn inputs(&self, common: Common, env: &BuildEnv, _facts: &SourceFacts) -> Inputs {
+        Inputs {
+            common,
+            target_list: self.knobs.target_list.join(","),
+            configure_args: digest(&self.knobs.configure_args),
+            compiler_launcher: env.launcher.clone().unwrap_or_default(),
+            install: env.install.display().to_string(),
+        }
+    }
+
+    fn build(&self, job: &Job<'_>) -> anyhow::Result<Outputs> {
+        let (env, run, jobs) = (job.env, job.run, job.jobs);
+        let tree = &job.source.tree;
+        let knobs = &self.knobs;
+        let mut configure = Cmd::new(tree.join("configure"), tree)
+            .arg(format!("--target-list={}", knobs.target_list.join(",")))
+            .arg(format!("--prefix={}", env.install.display()))
+            .args(&knobs.configure_args);
+        if let Some(launcher) = &env.launcher {
+            // QEMU's configure reads $CC and splits it into meson's compiler list.
+            configure = configure.env("CC", format!("{launcher} gcc"));
+        }
+        // QEMU's configure starts a fresh build directory, so it runs only when
+        // its command changed (or --clean): a new SHA or patch then rebuilds
+        // incrementally, and QEMU's own Makefile reruns configure when the
+        // configure script itself changed.
+        let marker = job.dir.product(CONFIGURED_WITH);
+        let configured = format!("{}\n{:?}\n", configure.display(), configure.env);
+        let previous = std::fs::read_to_string(&marker).unwrap_or_default();
+        if env.clean || previous != configured || !tree.join("build/config-host.mak").exists() {
+            let _ = std::fs::remove_file(&marker);
+            run.run(&configure)?;
+            crate::fsutil::write_atomic(&marker, configured.as_bytes())?;
+        } else {
+            run.note("configure: same command as the last build, not rerun (incremental build)");
+        }
+        // Not a jobserver client: always an explicit -j.
+        let fixed = Jobs {
+            jobserver: false,
+            fixed: jobs.fixed,
+        };
+        run.run(&fixed.make(tree))?;
+        // Installed through DESTDIR, then copied into the prefix: the stage
+        // knows exactly which files are its outputs.
+        let destdir = job.dir.product(DESTDIR);
+        if destdir.exists() {
+            std::fs::remove_dir_all(&destdir)
+                .with_context(|| format!("removing {}", destdir.display()))?;
+        }
+        run.run(
+            &Cmd::new("make", tree)
+                .arg("install")
+                .arg(format!("DESTDIR={}", destdir.display())),
+        )?;
+        let staged = destdir.join(env.install.strip_prefix("/").unwrap_or(&env.install));
+        let mut installed = Vec::new();
+        copy_tree(&staged, &env.install, &mut installed).with_context(|| {
+            format!(
+                "installing {} into {}",
+                staged.display(),
+                env.install.display()
+            )
+        })?;
+        installed.sort();
+
+        let binary = env.install.join("bin/qemu-system-x86_64");
+        let version = run
+            .capture(&Cmd::new(&binary, tree).arg("--version"))
+            .map_err(|e| {
+                anyhow::anyhow!("the installed {} does not run: {e:#}", binary.display())
+            })?;
+        Ok(Outputs {
+            binary,
+            version: version.lines().next().unwrap_or("").trim().to_string(),
+            install: env.install.clone(),
+            installed,
+        })
+    }
+
+    fn output_files(&self, outputs: &Outputs) -> Vec<PathBuf> {
+        outputs.installed.clone()
+    }
+
+    fn release_files(
+        &self,
+        outputs: &Outputs,
+        env: &BuildEnv,
+    ) -> anyhow::Result<Vec<release::File>> {
+        outputs
+            .installed
+            .iter()
+            .map(|p| release::File::installed(p, &env.install))
+            .collect()
+    }
+
+    fn manifest(&self, outputs: &Outputs) -> Manifest {
+        Manifest {
+            version: outputs.version.clone(),
+        }
+    }
+
+    fn products(&self, dir: &StageDir) -> Vec<PathBuf> {
+        vec![dir.product(CONFIGURED_WITH), dir.product(DESTDIR)]
+    }
 }
 
 /// Copies every file under `from` to the same place under `to`.

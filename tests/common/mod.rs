@@ -235,3 +235,17 @@ pub fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// The embedded default's kernel edits (what a pin file without `[kernel]`
+/// edits gets).
+pub fn embedded_kernel_edits() -> snp_build::stage::kernel::kconfig::KernelEdits {
+    use snp_build::config::{Document, PinFile};
+    use snp_build::stage::kernel::{Kernel, KernelStage};
+    let file = PinFile::embedded();
+    let layout = snp_build::stage::Registry::standard().layout();
+    let doc = Document::parse(&file, &layout).unwrap();
+    KernelStage::configure(&doc, Kernel::Host)
+        .unwrap()
+        .knobs
+        .edits
+}

@@ -244,8 +244,9 @@ tools = [\"gcc\", \"make\"]
 [ovmf]
 url = \"{ovmf}\"
 branch = \"snp-latest\"
-# BaseTools are C; `build` is a bash wrapper around Python.
-tools = [\"gcc\", \"make\", \"bash\", \"python3\"]
+# BaseTools are C; `build` is a bash wrapper around Python; like edk2's,
+# it needs nasm for X64.
+tools = [\"gcc\", \"make\", \"bash\", \"python3\", \"nasm\"]
 "
     )
 }

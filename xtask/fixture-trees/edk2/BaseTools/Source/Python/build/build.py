@@ -17,7 +17,11 @@
 # - writes every [FD.*] of the .fdf to
 #   Build/<OUTPUT_DIRECTORY>/<TARGET>_<TOOLCHAIN>/FV/<NAME>.fd, made by
 #   GenFv from a digest of the sources, defines, target, toolchain and arch:
-#   the same inputs give the same bytes.
+#   the same inputs give the same bytes;
+# - for IA32 and X64, needs NASM (${NASM_PREFIX}nasm, as tools_def's
+#   NASM_PATH), which edk2 assembles the reset vector and SEC with: the
+#   fixture asks its version (`nasm -v`, into the log) and fails with
+#   "error 4000: Not available" when it is missing.
 # Fixture knob, not in edk2: -D FIXTURE_BROKEN=TRUE breaks the compile.
 #
 # SPDX-License-Identifier: BSD-2-Clause-Patent
@@ -325,6 +329,14 @@ def main(argv):
             m = re.match(r"^INF\s+(?:\S+\s+)*?(\S+\.inf)$", line)
             if m:
                 modules.append(Module(workspace, m.group(1), "%s(%d)" % (fdf_file, lineno)))
+
+    if any(arch in ("IA32", "X64") for arch in archs):
+        nasm = os.environ.get("NASM_PREFIX", "") + "nasm"
+        try:
+            out = subprocess.run([nasm, "-v"], capture_output=True, text=True)
+        except FileNotFoundError:
+            raise BuildError(TOOL_NOT_AVAILABLE, "%s (NASM_PATH in tools_def.txt): not found" % nasm)
+        print("NASM: %s" % (out.stdout.strip() or out.stderr.strip()))
 
     build_dir = os.path.join(workspace, defines.get("OUTPUT_DIRECTORY", "Build/" + defines.get("PLATFORM_NAME", "Platform")),
                              "%s_%s" % (build_target, toolchain))

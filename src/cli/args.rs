@@ -1,0 +1,358 @@
+//! The command line: clap's definitions, and their conversion into the
+//! plain requests the commands take (clap's types never leave `cli/`).
+//! build.sh's interface where the two overlap:
+//! `snp-build [--install PATH] [--package] [qemu | ovmf | kernel [host|guest]]`.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::commands::build::BuildRequest;
+use crate::commands::fetch::FetchRequest;
+use crate::commands::{EnvRequest, Globals};
+use crate::host::PackageFormat;
+use crate::release::measure::MeasureRequest;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "snp-build",
+    version,
+    about = "Build the AMD SEV-SNP stack (host and guest kernels, QEMU, OVMF) from pinned git trees",
+    after_help = "Components: qemu, ovmf, kernel, kernel host, kernel guest (none means all).\nExit codes: 0 ok, 1 step failed, 2 usage/config error, 3 not implemented, 4 preflight, 5 lock mismatch, 6 work dir in use, 7 local changes, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+
+    #[command(flatten)]
+    pub build: BuildArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options accepted before or after any subcommand.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Pin file [default: ./stable-commits.toml, else the embedded default]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where sources, logs and build state live
+    #[arg(long, global = true, value_name = "DIR", default_value = "build")]
+    pub work_dir: PathBuf,
+
+    /// Install prefix for QEMU and OVMF (made absolute, as build.sh)
+    #[arg(long, global = true, value_name = "PATH", default_value = "usr/local")]
+    pub install: PathBuf,
+
+    /// Job budget shared by all running stages [default: number of cores]
+    #[arg(short = 'j', long = "jobs", global = true, value_name = "N")]
+    pub jobs: Option<NonZeroUsize>,
+
+    /// Print one JSON document on stdout (human messages stay on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More detail (-v streams build logs)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The build itself (no subcommand).
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Assemble snp-release-<date>/ and its .tar.gz after building
+    #[arg(long)]
+    pub package: bool,
+
+    /// Where the release goes
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
+
+    /// The release's date [default: today, UTC]
+    #[arg(long, global = true, value_name = "YYYY-MM-DD")]
+    pub date: Option<String>,
+
+    /// Print what would run and why; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+
+    /// Run one stage at a time (each with -jN) instead of side by side
+    #[arg(long)]
+    pub serial: bool,
+
+    /// Let the other stages finish when one fails
+    #[arg(long)]
+    pub keep_going: bool,
+
+    /// Run these stages even if up to date (all without a list):
+    /// --force or --force=qemu,kernel-host
+    #[arg(long, value_name = "STAGES", num_args = 0..=1, require_equals = true, value_delimiter = ',', default_missing_value = "")]
+    pub force: Option<Vec<String>>,
+
+    /// Kernels start from `make distclean`, QEMU from a fresh configure
+    #[arg(long)]
+    pub clean: bool,
+
+    /// Skip the check of host tools before building
+    #[arg(long)]
+    pub no_preflight: bool,
+
+    /// Kernel package format [default: deb on Debian-like hosts, else rpm]
+    #[arg(long, value_name = "deb|rpm")]
+    pub package_format: Option<PackageFormatArg>,
+
+    /// Components to build: qemu | ovmf | kernel [host|guest]
+    #[arg(value_name = "COMPONENT")]
+    pub components: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PackageFormatArg {
+    Deb,
+    Rpm,
+}
+
+/// How sources are brought to their pins.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct FetchArgs {
+    /// Fail instead of resolving any pin the lock file does not cover (CI)
+    #[arg(long)]
+    pub locked: bool,
+
+    /// Overwrite hand edits in a tree (their diff is saved first)
+    #[arg(long)]
+    pub discard_changes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show which stages would run, and why (reads only)
+    Plan {
+        /// Include the release (as a build with --package)
+        #[arg(long)]
+        package: bool,
+        /// As a build's --force
+        #[arg(long, value_name = "STAGES", num_args = 0..=1, require_equals = true, value_delimiter = ',', default_missing_value = "")]
+        force: Option<Vec<String>>,
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
+    /// Bring source trees to their pinned commits
+    Fetch {
+        #[command(flatten)]
+        fetch: FetchArgs,
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
+    /// Re-resolve branches and tags and rewrite the lock file
+    Update {
+        /// Overwrite hand edits in a tree (their diff is saved first)
+        #[arg(long)]
+        discard_changes: bool,
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
+    /// Check the host tools the build needs (or, with --host, whether this
+    /// machine can run SNP guests)
+    Doctor {
+        /// Check this machine as an SNP host instead of as a build box
+        #[arg(long)]
+        host: bool,
+        /// Read /proc, /sys, /dev and /etc under DIR instead of / (tests)
+        #[arg(long, value_name = "DIR", requires = "host")]
+        sysroot: Option<PathBuf>,
+        /// With --host: also check this release's QEMU and OVMF
+        #[arg(long, value_name = "DIR", requires = "host")]
+        release: Option<PathBuf>,
+        #[arg(value_name = "COMPONENT")]
+        components: Vec<String>,
+    },
+    /// Install a release on this host: verify SHA256SUMS, then the host
+    /// kernel package and kvm.conf (as the release's install.sh)
+    Install {
+        /// Release directory or tarball [default: the newest snp-release-*
+        /// directory here]
+        release: Option<PathBuf>,
+        /// Print every action instead of doing it; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Staging install into the existing directory DIR: unpack the
+        /// package, no maintainer scripts, no dependency installs
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Do not ask for confirmation before a live install
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Undo `install`: put back the kvm.conf backup, print the package
+    /// removal command, remove the install record
+    Uninstall {
+        /// The root the release was installed into (as install's --root)
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Print every action instead of doing it; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Convert AMDSEV's bash stable-commits into stable-commits.toml
+    ImportLegacy {
+        /// The bash `stable-commits` file
+        file: PathBuf,
+        /// Write here instead of stdout
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
+        /// Overwrite OUT if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove build outputs under the work dir
+    Clean {
+        /// Remove the source trees too
+        #[arg(long)]
+        all: bool,
+        /// Remove moved-aside broken trees and saved diffs
+        #[arg(long)]
+        broken: bool,
+    },
+    /// Write the default stable-commits.toml for editing
+    Init {
+        /// Where to write it
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            default_value = "stable-commits.toml"
+        )]
+        output: PathBuf,
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the effective configuration (defaults filled in)
+    Config,
+    /// Expected SEV-SNP launch digest of a firmware for a guest shape
+    /// (defaults: the shape `launch-qemu.sh -sev-snp` launches)
+    Measure(MeasureArgs),
+}
+
+/// `snp-build measure`: the firmware and the guest shape.
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// A release directory: measures its usr/local/share/qemu/OVMF.fd
+    #[arg(long, value_name = "DIR", conflicts_with = "ovmf")]
+    pub release: Option<PathBuf>,
+    /// The firmware image (OVMF.fd) to measure
+    #[arg(long, value_name = "FILE")]
+    pub ovmf: Option<PathBuf>,
+    /// Number of guest vCPUs (launch-qemu.sh -smp)
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub vcpus: u32,
+    /// QEMU CPU model of the vCPUs (launch-qemu.sh -cpu, without flags)
+    #[arg(long, value_name = "T", default_value = "EPYC-v4")]
+    pub vcpu_type: String,
+    /// SEV features of the guest's VMSA (QEMU's default 0x1, SNPActive)
+    #[arg(long, value_name = "X", default_value = "0x1")]
+    pub guest_features: String,
+    /// Direct kernel boot with kernel hashes (QEMU -kernel, kernel-hashes=on)
+    #[arg(long, value_name = "F")]
+    pub kernel: Option<PathBuf>,
+    /// The initrd of the direct kernel boot
+    #[arg(long, value_name = "F", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line of the direct kernel boot, exactly as QEMU gets it
+    #[arg(
+        long,
+        value_name = "S",
+        requires = "kernel",
+        allow_hyphen_values = true
+    )]
+    pub append: Option<String>,
+}
+
+impl Cli {
+    /// The command's name, as used in JSON documents.
+    pub fn command_name(&self) -> &'static str {
+        match &self.command {
+            None => "build",
+            Some(Command::Plan { .. }) => "plan",
+            Some(Command::Fetch { .. }) => "fetch",
+            Some(Command::Update { .. }) => "update",
+            Some(Command::Doctor { .. }) => "doctor",
+            Some(Command::Install { .. }) => "install",
+            Some(Command::Uninstall { .. }) => "uninstall",
+            Some(Command::ImportLegacy { .. }) => "import-legacy",
+            Some(Command::Clean { .. }) => "clean",
+            Some(Command::Init { .. }) => "init",
+            Some(Command::Config) => "config",
+            Some(Command::Measure(_)) => "measure",
+        }
+    }
+}
+
+impl Global {
+    /// The options every command shares, as a plain request.
+    pub fn to_globals(&self) -> Globals {
+        Globals {
+            config: self.config.clone(),
+            work_dir: self.work_dir.clone(),
+            install: self.install.clone(),
+            jobs: self.jobs.map(NonZeroUsize::get),
+        }
+    }
+}
+
+impl From<PackageFormatArg> for PackageFormat {
+    fn from(arg: PackageFormatArg) -> PackageFormat {
+        match arg {
+            PackageFormatArg::Deb => PackageFormat::Deb,
+            PackageFormatArg::Rpm => PackageFormat::Rpm,
+        }
+    }
+}
+
+impl BuildArgs {
+    /// The build, as a plain request.
+    pub fn to_request(&self) -> BuildRequest {
+        BuildRequest {
+            env: EnvRequest {
+                force: self.force.clone(),
+                clean: self.clean,
+                serial: self.serial,
+                keep_going: self.keep_going,
+                package_format: self.package_format.map(PackageFormat::from),
+            },
+            fetch: FetchRequest {
+                update: false,
+                locked: self.fetch.locked,
+                discard_changes: self.fetch.discard_changes,
+                components: self.components.clone(),
+            },
+            package: self.package,
+            output: self.output.clone(),
+            date: self.date.clone(),
+            dry_run: self.dry_run,
+            no_preflight: self.no_preflight,
+        }
+    }
+}
+
+impl MeasureArgs {
+    pub fn to_request(&self) -> MeasureRequest {
+        MeasureRequest {
+            release: self.release.clone(),
+            ovmf: self.ovmf.clone(),
+            vcpus: self.vcpus,
+            vcpu_type: self.vcpu_type.clone(),
+            guest_features: self.guest_features.clone(),
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            append: self.append.clone(),
+        }
+    }
+}

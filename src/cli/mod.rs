@@ -1,0 +1,260 @@
+//! The command line: parse (clap, into plain requests), set up logging,
+//! dispatch to a command, render its result (`--json` or human output on
+//! stdout), and map errors to exit codes. `main.rs` only calls [`main`].
+//!
+//! Guarantees:
+//! - stdout carries only machine output (`--json`, `plan`, `config`,
+//!   `import-legacy` without `-o`, `measure`'s digest); every human message
+//!   is a tracing event on stderr.
+//! - With `--json` exactly one document is printed, on success and on
+//!   failure (a failed build still reports every stage and source).
+//! - The layers below never import this one.
+
+pub mod args;
+pub mod exit;
+pub mod log;
+pub mod render;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+use crate::commands::build::{BuildFailed, BuildResult};
+use crate::commands::{self, Globals, ReleaseTarget};
+use crate::host::doctor::PreflightFailed;
+use crate::stage::{Registry, Selection};
+use args::{Cli, Command, FetchArgs};
+
+/// How a run ended: its exit code, and its JSON document with `--json`.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: i32,
+    pub json: Option<Value>,
+}
+
+/// The binary: runs the command line with `registry` and exits.
+pub fn main(registry: &Registry) -> ! {
+    let finished = run(registry, std::env::args_os());
+    if let Some(doc) = &finished.json {
+        println!("{doc}");
+    }
+    std::process::exit(finished.code)
+}
+
+/// Runs one command line (its first word is the program name) against
+/// `registry`. Human output is printed; the JSON document is returned.
+pub fn run<I, T>(registry: &Registry, args: I) -> Finished
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return Finished { code, json: None };
+        }
+    };
+    log::init(cli.global.verbose);
+    let json = cli.global.json;
+    let command = cli.command_name();
+    match dispatch(registry, cli) {
+        Ok(mut fields) => {
+            if let Value::Object(map) = &mut fields {
+                map.insert("status".into(), json!("ok"));
+            }
+            Finished {
+                code: exit::OK,
+                json: json.then(|| render::document(command, fields)),
+            }
+        }
+        Err(err) => {
+            let code = exit::code_for(&err);
+            let mut text = err.to_string();
+            for cause in err.chain().skip(1) {
+                text.push_str(&format!("\n  caused by: {cause}"));
+            }
+            tracing::error!("{text}");
+            Finished {
+                code,
+                json: json.then(|| render::document(command, error_fields(&err, code))),
+            }
+        }
+    }
+}
+
+/// The JSON fields of a failed command.
+fn error_fields(err: &anyhow::Error, code: i32) -> Value {
+    let mut doc = json!({ "status": "error", "exit_code": code, "error": format!("{err:#}") });
+    // A failed build still reports every stage and source.
+    if let Some(failed) = err.downcast_ref::<BuildFailed>()
+        && let (Some(d), Ok(Value::Object(extra))) =
+            (doc.as_object_mut(), render::fields(&failed.summary))
+    {
+        d.extend(extra);
+        d.insert("status".into(), json!("failed"));
+    }
+    // A failed preflight reports every check.
+    if let Some(pf) = err.downcast_ref::<PreflightFailed>()
+        && let (Some(d), Ok(report)) = (doc.as_object_mut(), render::fields(&pf.report))
+    {
+        d.insert("preflight".into(), report);
+    }
+    doc
+}
+
+/// Runs the parsed command; returns its JSON fields.
+fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
+    let globals: Globals = cli.global.to_globals();
+    let json = cli.global.json;
+    match cli.command {
+        None => match commands::build::build(registry, &globals, &cli.build.to_request())? {
+            BuildResult::DryRun { stages } => {
+                if !json {
+                    print!("{}", render::plan_table(&stages));
+                }
+                Ok(json!({ "stages": stages }))
+            }
+            built => render::fields(&built),
+        },
+        Some(Command::Plan {
+            ref components,
+            ref force,
+            package,
+        }) => {
+            let selection = Selection::parse(components, registry)?;
+            let stack = commands::load(registry, globals.config.as_deref())?;
+            let selected = stack.select(&selection)?;
+            let env_req = commands::EnvRequest {
+                force: force.clone(),
+                ..Default::default()
+            };
+            let env = commands::build_env(&globals, &stack, &env_req)?;
+            let target = package
+                .then(|| ReleaseTarget::new(&cli.build.output, cli.build.date.as_deref()))
+                .transpose()?;
+            let stages = commands::plan::show(&stack, &env, &selected, target.as_ref())?;
+            if !json {
+                print!("{}", render::plan_table(&stages));
+            }
+            Ok(json!({ "stages": stages }))
+        }
+        Some(Command::Fetch {
+            fetch:
+                FetchArgs {
+                    locked,
+                    discard_changes,
+                },
+            components,
+        }) => render::fields(&commands::fetch::fetch(
+            registry,
+            &globals,
+            &commands::fetch::FetchRequest {
+                update: false,
+                locked,
+                discard_changes,
+                components,
+            },
+        )?),
+        Some(Command::Update {
+            discard_changes,
+            components,
+        }) => render::fields(&commands::fetch::fetch(
+            registry,
+            &globals,
+            &commands::fetch::FetchRequest {
+                update: true,
+                locked: false,
+                discard_changes,
+                components,
+            },
+        )?),
+        Some(Command::Doctor {
+            host,
+            sysroot,
+            release,
+            components,
+        }) => render::fields(&commands::doctor::doctor(
+            registry,
+            &globals,
+            &commands::doctor::DoctorRequest {
+                host,
+                sysroot,
+                release,
+                components,
+            },
+        )?),
+        Some(Command::Install {
+            release,
+            dry_run,
+            root,
+            yes,
+        }) => render::fields(&crate::host::install::install(
+            &crate::host::install::InstallRequest {
+                release: release.as_deref(),
+                dry_run,
+                root: root.as_deref(),
+                yes,
+            },
+        )?),
+        Some(Command::Uninstall { root, dry_run }) => render::fields(
+            &crate::host::install::uninstall(&crate::host::install::UninstallRequest {
+                root: root.as_deref(),
+                dry_run,
+            })?,
+        ),
+        Some(Command::Clean { all, broken }) => render::fields(&commands::clean::command(
+            registry,
+            &globals,
+            &commands::clean::CleanRequest { all, broken },
+        )?),
+        Some(Command::ImportLegacy {
+            file,
+            output,
+            force,
+        }) => {
+            let imported =
+                commands::pins::import_legacy(registry, &file, output.as_deref(), force)?;
+            if output.is_none() && !json {
+                print!("{}", imported.toml);
+            }
+            render::fields(&imported)
+        }
+        Some(Command::Init { output, force }) => {
+            let path = commands::pins::init(&output, force)?;
+            Ok(json!({ "path": path }))
+        }
+        Some(Command::Config) => {
+            let stack = commands::pins::effective(registry, globals.config.as_deref())?;
+            let origin = stack.file.origin.display_name();
+            if json {
+                return Ok(json!({
+                    "origin": origin,
+                    "config": serde_json::to_value(&stack.effective)?,
+                }));
+            }
+            print!(
+                "# Effective configuration from {origin} (defaults filled in)\n{}",
+                toml::to_string_pretty(&stack.effective)?
+            );
+            Ok(json!({}))
+        }
+        Some(Command::Measure(ref args)) => {
+            let m = crate::release::measure::command(&args.to_request())?;
+            if !json {
+                for line in crate::release::measure::describe(&m) {
+                    tracing::info!("{line}");
+                }
+                println!("{}", m.digest);
+            }
+            Ok(json!({ "measurement": m.to_json(&m.firmware.path.display().to_string()) }))
+        }
+    }
+}

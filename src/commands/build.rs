@@ -1,0 +1,259 @@
+//! The build: preflight, fetch, decide, run the stages, assemble the
+//! release.
+//!
+//! Order matters for the user: every check that needs no work comes
+//! first (the pin file, the components named, a base config that must
+//! exist, `--output` and `--date`), then the preflight of the stages the
+//! lock says will run (none on a no-op run, so no subprocess at all), and
+//! only then anything that fetches or builds.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::fetch::{FetchRequest, sync};
+use super::package::release_of;
+use super::plan::{Action, Planned};
+use super::{EnvRequest, Globals, ReleaseTarget};
+use crate::fingerprint::Reason;
+use crate::host::preflight::{StageNeeds, preflight};
+use crate::source::Mode;
+use crate::source::Synced;
+use crate::source::lock::Lock;
+use crate::stage::{BuildEnv, Component, Outcome, Registry, Selection, SourceFacts, Status, Work};
+use crate::tools::versions::ToolVersions;
+
+/// What the build was asked (`snp-build [OPTIONS] [COMPONENT...]`).
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub env: EnvRequest,
+    pub fetch: FetchRequest,
+    /// `--package`: where the release goes.
+    pub package: bool,
+    pub output: PathBuf,
+    pub date: Option<String>,
+    pub dry_run: bool,
+    pub no_preflight: bool,
+}
+
+/// What a build did (its JSON document), or what a dry run would do.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BuildResult {
+    Built(Box<BuildSummary>),
+    DryRun { stages: Vec<Planned> },
+}
+
+/// Every source and stage of a build, and its release.
+#[derive(Debug, Serialize)]
+pub struct BuildSummary {
+    pub lock: PathBuf,
+    pub sources: Vec<Synced>,
+    pub stages: Vec<Outcome>,
+    pub work_dir: PathBuf,
+    pub install: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseOutcome>,
+}
+
+/// What happened to the release.
+#[derive(Debug, Serialize)]
+pub struct ReleaseOutcome {
+    pub status: Status,
+    pub reasons: Vec<Reason>,
+    pub path: PathBuf,
+    pub tarball: PathBuf,
+    pub tarball_sha256: String,
+    pub snp_launch_digest: Option<String>,
+}
+
+/// One or more stages failed; their reports are the message, and the
+/// build's summary travels with it for `--json`.
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+pub struct BuildFailed {
+    pub text: String,
+    pub summary: Box<BuildSummary>,
+}
+
+/// The build: fetch, then the stages side by side, then the release.
+pub fn build(
+    registry: &Registry,
+    globals: &Globals,
+    req: &BuildRequest,
+) -> anyhow::Result<BuildResult> {
+    let selection = Selection::parse(&req.fetch.components, registry)?;
+    let stack = super::load(registry, globals.config.as_deref())?;
+    let components = stack.select(&selection)?;
+    for c in &components {
+        c.check_request()?;
+    }
+    let env = super::build_env(globals, &stack, &req.env)?;
+    let target = req
+        .package
+        .then(|| ReleaseTarget::new(&req.output, req.date.as_deref()))
+        .transpose()?;
+    if req.dry_run {
+        let stages = super::plan::show(&stack, &env, &components, target.as_ref())?;
+        return Ok(BuildResult::DryRun { stages });
+    }
+    let _signals = crate::exec::Registry::global();
+    let _lock = env.work.lock()?;
+    // Preflight, before anything is fetched: the tools of the stages the
+    // lock says will run (none on a no-op run, so no checks at all).
+    let mut checked: Vec<&str> = Vec::new();
+    if !req.no_preflight {
+        let lock = Lock::load(
+            &Lock::path_for(&stack.file.origin, &env.work),
+            &stack.names(),
+        )?;
+        let will_run: Vec<&dyn Component> = super::plan::plan(&env, &lock, &components)?
+            .iter()
+            .filter(|p| p.action == Action::Run)
+            .filter_map(|p| stack.get(&p.stage))
+            .collect();
+        check_host(&env, &will_run)?;
+        checked = will_run.iter().map(|c| c.spec().name).collect();
+    }
+    let (lock, synced) = sync(&stack, &env.work, &components, Mode::UseLock, &req.fetch)?;
+
+    // Decide from the SHAs actually resolved, with the plan's functions.
+    let mut tools = ToolVersions::load(&env.work);
+    let work: Vec<Work<'_>> = components
+        .iter()
+        .zip(&synced)
+        .map(|(c, s)| {
+            let inputs = c.fingerprint(&env, &SourceFacts::from(s), &mut tools);
+            let name = c.spec().name;
+            let decision = c.decide(&env.work, &inputs, env.force.forces(name));
+            Work {
+                component: *c,
+                synced: s.clone(),
+                inputs,
+                decision,
+            }
+        })
+        .collect();
+    tools.save()?;
+    // A stage the lock did not predict (e.g. a pin it did not cover) is
+    // checked now, still before any build command.
+    let unchecked: Vec<&dyn Component> = work
+        .iter()
+        .filter(|w| w.decision.run && !checked.contains(&w.component.spec().name))
+        .map(|w| w.component)
+        .collect();
+    if !req.no_preflight {
+        check_host(&env, &unchecked)?;
+    }
+    let outcomes = crate::stage::run::run_all(&env, &work)?;
+    let failed: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.status == Status::Failed)
+        .collect();
+    if !failed.is_empty() {
+        let text = failed
+            .iter()
+            .map(|o| o.error.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let summary = summary(&env, lock.path, synced, outcomes, None);
+        return Err(BuildFailed { text, summary }.into());
+    }
+    let ran = outcomes.iter().filter(|o| o.status == Status::Ok).count();
+    tracing::info!(
+        "{ran} stage(s) built, {} up to date; logs in {}",
+        outcomes.len() - ran,
+        env.work.logs().display()
+    );
+    let Some(target) = target else {
+        return Ok(BuildResult::Built(summary(
+            &env, lock.path, synced, outcomes, None,
+        )));
+    };
+    let release = release_of(&stack, &env, &synced, &outcomes, &lock.path, &target)?;
+    let decision = release.decide()?;
+    let made = match (decision.run, release.recorded()) {
+        (false, Some(recorded)) => {
+            tracing::info!("release: up to date: {}", recorded.tarball.display());
+            recorded
+        }
+        _ => release.make()?,
+    };
+    tracing::info!(
+        "release: {}\ntarball: {} (sha256 {})",
+        made.release.display(),
+        made.tarball.display(),
+        made.tarball_sha256
+    );
+    if let Some(d) = &made.snp_launch_digest {
+        use crate::release::measure;
+        tracing::info!(
+            "expected SEV-SNP launch digest (launch-qemu.sh -sev-snp: {} vCPUs {}; others in {}): {d}",
+            measure::DEFAULT_VCPUS,
+            measure::DEFAULT_VCPU_TYPE,
+            measure::MEASUREMENTS_FILE
+        );
+    }
+    let outcome = ReleaseOutcome {
+        status: if decision.run {
+            Status::Ok
+        } else {
+            Status::Skipped
+        },
+        reasons: decision.reasons,
+        path: made.release,
+        tarball: made.tarball,
+        tarball_sha256: made.tarball_sha256,
+        snp_launch_digest: made.snp_launch_digest,
+    };
+    let lock_path = lock.path.clone();
+    Ok(BuildResult::Built(summary(
+        &env,
+        lock_path,
+        synced,
+        outcomes,
+        Some(outcome),
+    )))
+}
+
+fn summary(
+    env: &BuildEnv,
+    lock: PathBuf,
+    sources: Vec<Synced>,
+    stages: Vec<Outcome>,
+    release: Option<ReleaseOutcome>,
+) -> Box<BuildSummary> {
+    Box::new(BuildSummary {
+        lock,
+        sources,
+        stages,
+        work_dir: env.work.root().to_path_buf(),
+        install: env.install.clone(),
+        release,
+    })
+}
+
+/// The preflight of `components` (nothing to check: nothing runs).
+fn check_host(env: &BuildEnv, components: &[&dyn Component]) -> anyhow::Result<()> {
+    if components.is_empty() {
+        return Ok(());
+    }
+    let needs = needs(components, env.package_format);
+    preflight(&needs, env.package_format, env.work.root())?;
+    Ok(())
+}
+
+/// What each component needs from the build host, for the preflight and
+/// `doctor`.
+pub fn needs(components: &[&dyn Component], format: crate::host::PackageFormat) -> Vec<StageNeeds> {
+    components
+        .iter()
+        .map(|c| StageNeeds {
+            stage: c.spec().name.to_string(),
+            group: c.spec().group().to_string(),
+            tools: c.tools(format),
+            checks: c.checks(),
+            disk_gib: c.disk_estimate_gib(),
+        })
+        .collect()
+}

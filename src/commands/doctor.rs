@@ -1,0 +1,65 @@
+//! `snp-build doctor`: can this machine build the selected stages (the
+//! default), or run SNP guests (`--host`)?
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::Globals;
+use crate::error::UsageError;
+use crate::host::doctor::{PreflightFailed, Report};
+use crate::host::preflight::{Env, check_build};
+use crate::host::snp::HostReport;
+use crate::stage::{Registry, Selection};
+
+/// What `snp-build doctor` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct DoctorRequest {
+    pub host: bool,
+    pub sysroot: Option<PathBuf>,
+    pub release: Option<PathBuf>,
+    pub components: Vec<String>,
+}
+
+/// The report (its JSON document).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Doctor {
+    Build(Report),
+    Host(HostReport),
+}
+
+/// `snp-build doctor [--host ...] [COMPONENT...]`: exactly the build's
+/// preflight checks for the selected stages (none named: every source the
+/// pin file pins), or the SNP host checks.
+pub fn doctor(
+    registry: &Registry,
+    globals: &Globals,
+    req: &DoctorRequest,
+) -> anyhow::Result<Doctor> {
+    if req.host {
+        if !req.components.is_empty() {
+            return Err(UsageError::new(format!(
+                "`doctor --host` checks this machine as an SNP host and takes no components (got `{}`)",
+                req.components.join(" ")
+            ))
+            .help("run `snp-build doctor [COMPONENT...]` for the build checks")
+            .into());
+        }
+        let report = crate::host::snp::command(req.sysroot.as_deref(), req.release.as_deref())?;
+        return Ok(Doctor::Host(report));
+    }
+    let selection = Selection::parse(&req.components, registry)?;
+    let stack = super::load(registry, globals.config.as_deref())?;
+    let components = stack.select(&selection)?;
+    let env = Env::system();
+    let format = crate::host::package_format(stack.build.package_format, &env.os_release);
+    let needs = super::build::needs(&components, format);
+    let report = check_build(&needs, format, Path::new(&globals.work_dir), &env);
+    if !report.ready {
+        return Err(PreflightFailed { report }.into());
+    }
+    tracing::info!("{}", report.render().trim_end());
+    tracing::info!("everything the selected stages need is here");
+    Ok(Doctor::Build(report))
+}

@@ -1,0 +1,113 @@
+//! The commands, each a function from a plain request (no clap types) to a
+//! typed result the CLI renders: the build ([`build`]), `plan`
+//! ([`plan`]), `fetch`/`update` ([`fetch`]), `doctor` ([`doctor`]),
+//! `clean` ([`clean`]), and the pin file chores ([`pins`]).
+//!
+//! Guarantees:
+//! - Each validates the pin file against the registry before anything
+//!   else, so a bad file is reported (exit 2) before any work.
+//! - They loop over the configured components; none names one.
+//! - Never: parses a command line, prints JSON, or picks an exit code.
+
+pub mod build;
+pub mod clean;
+pub mod doctor;
+pub mod fetch;
+pub mod package;
+pub mod pins;
+pub mod plan;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::config::PinFile;
+use crate::host::PackageFormat;
+use crate::stage::{BuildEnv, Force, Registry, Stack};
+use crate::workdir::WorkDir;
+
+/// The options every command accepts (`--config`, `--work-dir`, ...).
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub config: Option<PathBuf>,
+    pub work_dir: PathBuf,
+    /// The install prefix, made absolute here.
+    pub install: PathBuf,
+    /// `-j`; `None`: the number of cores.
+    pub jobs: Option<usize>,
+}
+
+/// Loads the pin file (`--config`, `./stable-commits.toml` or the
+/// embedded default) and validates it against `registry`.
+pub fn load(registry: &Registry, config: Option<&Path>) -> anyhow::Result<Stack> {
+    Ok(registry.configure(PinFile::load(config)?)?)
+}
+
+/// How a build or plan runs, beyond the pin file.
+#[derive(Debug, Clone, Default)]
+pub struct EnvRequest {
+    /// `--force[=STAGES]`: `Some(empty)` forces every stage.
+    pub force: Option<Vec<String>>,
+    pub clean: bool,
+    pub serial: bool,
+    pub keep_going: bool,
+    pub package_format: Option<PackageFormat>,
+}
+
+/// Everything the stages share, from the command line and the pin file.
+pub fn build_env(globals: &Globals, stack: &Stack, req: &EnvRequest) -> anyhow::Result<BuildEnv> {
+    // A bare --force arrives as one empty name: it means every stage.
+    let force = match &req.force {
+        None => Force::None,
+        Some(names) => {
+            let names: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
+            stack.check_stage_names(&names, crate::release::STAGE)?;
+            if names.is_empty() {
+                Force::All
+            } else {
+                Force::Stages(names)
+            }
+        }
+    };
+    let install = std::path::absolute(&globals.install)
+        .with_context(|| format!("resolving --install {}", globals.install.display()))?;
+    let knob = req.package_format.unwrap_or(stack.build.package_format);
+    Ok(BuildEnv {
+        work: WorkDir::new(&globals.work_dir)?,
+        install,
+        jobs: globals.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        serial: req.serial,
+        keep_going: req.keep_going,
+        package_format: crate::host::package_format(knob, Path::new(crate::host::OS_RELEASE)),
+        launcher: stack.build.compiler_launcher.clone(),
+        force,
+        clean: req.clean,
+    })
+}
+
+/// Where a release goes: `--output` (made absolute) and `--date` (checked;
+/// default today).
+#[derive(Debug, Clone)]
+pub struct ReleaseTarget {
+    pub output: PathBuf,
+    pub date: String,
+}
+
+impl ReleaseTarget {
+    pub fn new(output: &Path, date: Option<&str>) -> anyhow::Result<ReleaseTarget> {
+        let output = std::path::absolute(output)
+            .with_context(|| format!("resolving --output {}", output.display()))?;
+        let date = match date {
+            Some(d) => {
+                crate::release::check_date(d)?;
+                d.to_string()
+            }
+            None => crate::release::today(),
+        };
+        Ok(ReleaseTarget { output, date })
+    }
+}

@@ -1,0 +1,55 @@
+//! The release of a build: each stage's files and manifest section, asked
+//! of the stage itself, handed to [`crate::release`] as plain data.
+
+use std::path::Path;
+
+use super::ReleaseTarget;
+use crate::release::{Part, Release, Section};
+use crate::source::Synced;
+use crate::stage::{BuildEnv, Outcome, Stack};
+
+/// The release made from `outcomes` (the stages it packages, in build
+/// order) of `stack`.
+pub fn release_of<'a>(
+    stack: &'a Stack,
+    env: &'a BuildEnv,
+    synced: &'a [Synced],
+    outcomes: &[Outcome],
+    lock_path: &'a Path,
+    target: &ReleaseTarget,
+) -> anyhow::Result<Release<'a>> {
+    let mut parts = Vec::new();
+    for o in outcomes {
+        let (Some(c), Some(built)) = (stack.get(o.stage), &o.outputs) else {
+            continue;
+        };
+        parts.push(Part {
+            stage: o.stage,
+            commit_file: env.work.source_commit(c.spec().table),
+            files: c.release_files(built, env)?,
+        });
+    }
+    let sections = stack
+        .components()
+        .map(|c| Section {
+            key: c.spec().manifest,
+            body: outcomes
+                .iter()
+                .find(|o| o.stage == c.spec().name)
+                .and_then(|o| o.outputs.as_ref())
+                .map(|built| c.manifest(built)),
+        })
+        .collect();
+    Ok(Release {
+        work: &env.work,
+        parts,
+        sections,
+        synced,
+        pin_text: &stack.file.text,
+        lock_path,
+        package_format: env.package_format,
+        forced: env.force.forces(crate::release::STAGE),
+        output: target.output.clone(),
+        date: target.date.clone(),
+    })
+}

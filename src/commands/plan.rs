@@ -1,0 +1,130 @@
+//! The plan: which stages run and why, computed without side effects.
+//!
+//! `snp-build plan` and `--dry-run` read the pin file, the lock, the patch
+//! series, the stamps and the tools' versions, and never fetch or write.
+//! A build decides with the same functions after fetching, from the SHAs
+//! it actually resolved; with a lock that covers the pins both see the
+//! same SHAs, so the plan and the build cannot disagree.
+
+use serde::Serialize;
+
+use super::ReleaseTarget;
+use crate::config::Source;
+use crate::fingerprint::{Decision, Reason};
+use crate::source::lock::Lock;
+use crate::source::patch;
+use crate::stage::run::recorded_outcomes;
+use crate::stage::{BuildEnv, Component, SourceFacts, Stack};
+use crate::tools::versions::ToolVersions;
+
+/// What the plan says of a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Run,
+    Skip,
+}
+
+impl Action {
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::Run => "run",
+            Action::Skip => "skip",
+        }
+    }
+}
+
+/// One line of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub stage: String,
+    pub action: Action,
+    pub reasons: Vec<Reason>,
+}
+
+impl Planned {
+    pub fn new(stage: &str, d: &Decision) -> Planned {
+        Planned {
+            stage: stage.to_string(),
+            action: if d.run { Action::Run } else { Action::Skip },
+            reasons: d.reasons.clone(),
+        }
+    }
+}
+
+/// What the lock says about a source (no fetch): its SHA if the lock
+/// covers the pin, else a description of what would be resolved.
+pub fn facts_from_lock(source: &Source, lock: &Lock) -> anyhow::Result<SourceFacts> {
+    let series = patch::read_series(&source.patches)?;
+    let entry = lock.get(source);
+    match entry {
+        Some(e) => tracing::debug!(
+            stage = source.name,
+            "fetch decision: the lock covers [{}] ({}): {}",
+            source.table,
+            source.rev,
+            e.sha
+        ),
+        None => tracing::debug!(
+            stage = source.name,
+            "fetch decision: [{}] ({}) is not in the lock: a build would resolve it at {}",
+            source.table,
+            source.rev,
+            source.url
+        ),
+    }
+    Ok(SourceFacts {
+        sha: entry
+            .map(|e| e.sha.clone())
+            .unwrap_or_else(|| format!("unresolved ({} is not in the lock)", source.rev)),
+        series_hash: series.hash,
+        submodules: entry.map(|e| e.submodules.clone()).unwrap_or_default(),
+    })
+}
+
+/// The plan for `components`, from the lock.
+pub fn plan(
+    env: &BuildEnv,
+    lock: &Lock,
+    components: &[&dyn Component],
+) -> anyhow::Result<Vec<Planned>> {
+    let mut tools = ToolVersions::load(&env.work);
+    let mut out = Vec::new();
+    for c in components {
+        let name = c.spec().name;
+        let source = c
+            .source()
+            .ok_or_else(|| anyhow::anyhow!("{name}: not pinned"))?;
+        let facts = facts_from_lock(source, lock)?;
+        let inputs = c.fingerprint(env, &facts, &mut tools);
+        let decision = c.decide(&env.work, &inputs, env.force.forces(name));
+        out.push(Planned::new(name, &decision));
+    }
+    Ok(out)
+}
+
+/// `plan` and `--dry-run`: the decisions, from the lock, changing nothing;
+/// with a release target, the release's too.
+pub fn show(
+    stack: &Stack,
+    env: &BuildEnv,
+    components: &[&dyn Component],
+    release: Option<&ReleaseTarget>,
+) -> anyhow::Result<Vec<Planned>> {
+    let lock = Lock::load(
+        &Lock::path_for(&stack.file.origin, &env.work),
+        &stack.names(),
+    )?;
+    let mut planned = plan(env, &lock, components)?;
+    if let Some(target) = release {
+        let decision = if planned.iter().any(|p| p.action == Action::Run) {
+            Decision::run(vec![Reason::PackagedStageRuns])
+        } else {
+            // Every stage is up to date: judge from their stamps.
+            let outcomes = recorded_outcomes(env, components);
+            super::package::release_of(stack, env, &[], &outcomes, &lock.path, target)?.decide()?
+        };
+        planned.push(Planned::new(crate::release::STAGE, &decision));
+    }
+    Ok(planned)
+}

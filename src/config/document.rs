@@ -1,0 +1,420 @@
+//! A pin file parsed, with every knob it leaves out filled from the
+//! embedded default, and typed views of its tables with located errors.
+//!
+//! Which tables exist is not known here: the stage registry says it with a
+//! [`Layout`] (source tables such as `qemu` or `kernel.host`, and tables of
+//! knobs shared by several sources such as `kernel`). `[build]` belongs to
+//! this module.
+//!
+//! Merging, table by table:
+//! - `[build]` and shared knob tables: every key the file lacks comes from
+//!   the embedded default (the whole table when the file lacks it).
+//! - A source table the file has: every knob it lacks comes from the
+//!   default's same table, and so does `submodules`; the pin keys never do.
+//! - A source table the file lacks stays out (pins are never defaulted);
+//!   its component still validates its knobs from the default's table.
+//!
+//! Errors name the file, line and column, the dotted key, what is expected
+//! and what to do ([`ConfigError`]).
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
+
+use super::error::{ConfigError, Locator};
+use super::file::{EMBEDDED, Origin, PinFile};
+use super::pin::{self, PIN_KEYS, PinFields, Source, SourceSpec};
+use crate::host::PackageFormat;
+use crate::tools::Requirement;
+
+/// The tables a pin file may hold, as the stage registry declares them.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// Tables that pin a source (and hold that source's knobs).
+    pub sources: Vec<&'static str>,
+    /// Tables of knobs shared by several sources.
+    pub shared: Vec<&'static str>,
+}
+
+/// The `[build]` table: knobs of the whole build.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BuildTable {
+    package_format: Option<PackageFormat>,
+    compiler_launcher: Option<Spanned<String>>,
+}
+
+/// `[build]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildKnobs {
+    pub package_format: PackageFormat,
+    pub compiler_launcher: Option<String>,
+}
+
+/// A parsed pin file, knobs merged.
+pub struct Document<'a> {
+    file: &'a PinFile,
+    loc: Locator<'a>,
+    layout: &'a Layout,
+    /// The file with every knob filled in (what `snp-build config` shows).
+    merged: DeTable<'a>,
+    /// The embedded default, for the knobs of sources the file lacks.
+    defaults: DeTable<'static>,
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+impl<'a> Document<'a> {
+    /// Parses `file`, refuses tables `layout` does not know, and merges
+    /// the embedded default's knobs in.
+    pub fn parse(file: &'a PinFile, layout: &'a Layout) -> Result<Document<'a>> {
+        let loc = Locator {
+            file: file.origin.display_name(),
+            text: &file.text,
+        };
+        let user = parse_text(&loc, &file.text)?;
+        let defaults = parse_text(
+            &Locator {
+                file: Origin::Embedded.display_name(),
+                text: EMBEDDED,
+            },
+            EMBEDDED,
+        )?;
+        let mut doc = Document {
+            file,
+            loc,
+            layout,
+            merged: DeTable::new(),
+            defaults,
+        };
+        doc.check_top_level(&user)?;
+        doc.merged = doc.merge(&user);
+        Ok(doc)
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.file.origin
+    }
+
+    /// A located error about the value at `span`.
+    pub fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> ConfigError {
+        self.loc.error(span, key, message, Some(help.into()))
+    }
+
+    /// A knob the file and the embedded default both lack.
+    pub fn knob<'v, T>(&self, value: &'v Option<T>, key: &str) -> Result<&'v T> {
+        value.as_ref().ok_or_else(|| {
+            self.loc.error(
+                None,
+                key,
+                "no value, and the embedded default has none either",
+                Some("set it explicitly (this is a bug in snp-build's embedded default)".into()),
+            )
+        })
+    }
+
+    /// A list of tool requirements (`"gcc"`, `"nasm >= 2.15.01"`): each
+    /// names a tool of the catalog, once.
+    pub fn requirements(
+        &self,
+        value: &Option<Vec<Spanned<String>>>,
+        key: &str,
+    ) -> Result<Vec<Requirement>> {
+        let mut out: Vec<Requirement> = Vec::new();
+        for s in self.knob(value, key)? {
+            let req = Requirement::parse(s.get_ref())
+                .map_err(|e| self.error(Some(s.span()), key, e.message, e.help))?;
+            if out.iter().any(|r| r.tool == req.tool) {
+                return Err(self.error(
+                    Some(s.span()),
+                    key,
+                    format!("`{}` is listed twice", req.tool),
+                    "keep one entry per tool (with the highest minimum version)",
+                ));
+            }
+            out.push(req);
+        }
+        Ok(out)
+    }
+
+    /// The directory relative paths in the file start from.
+    pub fn base_dir(&self) -> &std::path::Path {
+        &self.file.base_dir
+    }
+
+    /// The knobs of table `path` as `T` (whose fields are the knob keys,
+    /// `deny_unknown_fields`): the file's table merged with the default's,
+    /// or the default's when the file lacks it. Pin keys and tables of
+    /// other sources inside it are not knobs and are left out.
+    pub fn knobs<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let found = lookup(&self.merged, path).or_else(|| lookup(&self.defaults, path));
+        let (span, table) = match found.map(|v| (v.span(), v.get_ref())) {
+            Some((span, DeValue::Table(t))) => (span, t.clone()),
+            Some((span, _)) => {
+                return Err(self.error(
+                    Some(span),
+                    path,
+                    "expected a table",
+                    format!("write it as [{path}]"),
+                ));
+            }
+            None => (0..0, DeTable::new()),
+        };
+        let is_source = self.layout.sources.contains(&path);
+        let knobs: DeTable<'_> = table
+            .into_iter()
+            .filter(|(k, _)| !(is_source && PIN_KEYS.contains(&k.get_ref().as_ref())))
+            .filter(|(k, _)| !(is_source && k.get_ref() == "submodules"))
+            .filter(|(k, _)| !self.is_source(&format!("{path}.{}", k.get_ref())))
+            .collect();
+        self.deserialize(path, span, knobs)
+    }
+
+    /// The pin of `spec`, when the file pins it.
+    pub fn source(&self, spec: SourceSpec) -> Result<Option<Source>> {
+        let Some(value) = lookup(&self.merged, spec.table) else {
+            return Ok(None);
+        };
+        let (span, table) = match value.get_ref() {
+            DeValue::Table(t) => (value.span(), t.clone()),
+            _ => {
+                return Err(self.error(
+                    Some(value.span()),
+                    spec.table,
+                    "expected a table",
+                    format!("write it as [{}]", spec.table),
+                ));
+            }
+        };
+        let pin_only: DeTable<'_> = table
+            .into_iter()
+            .filter(|(k, _)| {
+                let k = k.get_ref();
+                PIN_KEYS.contains(&k.as_ref()) || k == "submodules"
+            })
+            .collect();
+        let fields: PinFields = self.deserialize(spec.table, span, pin_only)?;
+        pin::validate(spec, &fields, &self.loc, &self.file.base_dir).map(Some)
+    }
+
+    /// `[build]`, validated.
+    pub fn build_knobs(&self) -> Result<BuildKnobs> {
+        let t: BuildTable = self.knobs("build")?;
+        let launcher = self.knob(&t.compiler_launcher, "build.compiler-launcher")?;
+        if launcher.get_ref().chars().any(char::is_whitespace) {
+            return Err(self.error(
+                Some(launcher.span()),
+                "build.compiler-launcher",
+                format!("`{}` is not a single command name", launcher.get_ref()),
+                "give one program such as \"ccache\", \"sccache\", \"distcc\" or \"icecc\"; its arguments belong in its own config",
+            ));
+        }
+        Ok(BuildKnobs {
+            package_format: *self.knob(&t.package_format, "build.package-format")?,
+            compiler_launcher: (!launcher.get_ref().is_empty()).then(|| launcher.get_ref().clone()),
+        })
+    }
+
+    /// The file with every knob filled in, as a pin file (itself valid).
+    pub fn effective(&self) -> toml::Table {
+        let value = Spanned::new(0..0, DeValue::Table(self.merged.clone()));
+        toml::Table::deserialize(ValueDeserializer::from(value)).unwrap_or_default()
+    }
+
+    fn is_source(&self, path: &str) -> bool {
+        self.layout.sources.contains(&path)
+    }
+
+    /// Refuses top-level tables and keys the layout does not know.
+    fn check_top_level(&self, user: &DeTable<'_>) -> Result<()> {
+        let known: BTreeSet<&str> = std::iter::once("build")
+            .chain(self.layout.sources.iter().copied())
+            .chain(self.layout.shared.iter().copied())
+            .map(|p| p.split('.').next().unwrap_or(p))
+            .collect();
+        for key in user.keys() {
+            let name = key.get_ref();
+            if !known.contains(name.as_ref()) {
+                let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+                return Err(self.error(
+                    Some(key.span()),
+                    name,
+                    format!(
+                        "unknown field `{name}`, expected one of {}",
+                        expected.join(", ")
+                    ),
+                    "remove the key or fix its spelling; `snp-build config` prints every valid key",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The file with the default's knobs filled in (see the module doc),
+    /// in the default's order (the file's own order for what the default
+    /// does not have).
+    fn merge(&self, user: &DeTable<'a>) -> DeTable<'a> {
+        self.merge_table("", user, Some(&self.defaults))
+    }
+
+    fn merge_table(
+        &self,
+        path: &str,
+        user: &DeTable<'a>,
+        default: Option<&DeTable<'static>>,
+    ) -> DeTable<'a> {
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_string()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        let in_source = self.is_source(path);
+        // Key order: pin keys, then the default's keys, then the file's
+        // (each key keeps its own span, so errors point where it was written).
+        let mut keys: Vec<Spanned<DeString<'a>>> = Vec::new();
+        let mut add = |k: &Spanned<DeString<'a>>| {
+            if !keys.iter().any(|o| o.get_ref() == k.get_ref()) {
+                keys.push(k.clone());
+            }
+        };
+        if in_source {
+            for name in ["url", "branch", "tag", "commit", "submodules", "patches"] {
+                if let Some((k, _)) = user.get_key_value(name) {
+                    add(k);
+                }
+            }
+        }
+        for k in default.into_iter().flat_map(|d| d.keys()) {
+            match user.get_key_value(k.get_ref().as_ref()) {
+                Some((mine, _)) => add(mine),
+                None => add(k),
+            }
+        }
+        for k in user.keys() {
+            add(k);
+        }
+        let mut out = DeTable::new();
+        for key in keys {
+            let name: &str = key.get_ref().as_ref();
+            let full = join(name);
+            let mine = user.get(name);
+            let theirs = default.and_then(|d| d.get(name));
+            let value = match (mine, theirs) {
+                (Some(m), Some(t)) => match (m.get_ref(), t.get_ref()) {
+                    (DeValue::Table(mt), DeValue::Table(tt)) => Some(Spanned::new(
+                        m.span(),
+                        DeValue::Table(self.merge_table(&full, mt, Some(tt))),
+                    )),
+                    _ => Some(m.clone()),
+                },
+                (Some(m), None) => Some(m.clone()),
+                (None, Some(t)) => self.fill(&full, in_source && PIN_KEYS.contains(&name), t),
+                (None, None) => None,
+            };
+            if let Some(v) = value {
+                out.insert(key, v);
+            }
+        }
+        out
+    }
+
+    /// What the default's value at `full` contributes where the file has
+    /// nothing: knobs yes; pins and the tables of sources the file does not
+    /// pin, no.
+    fn fill(
+        &self,
+        full: &str,
+        is_pin_key: bool,
+        default: &Spanned<DeValue<'static>>,
+    ) -> Option<Spanned<DeValue<'a>>> {
+        if is_pin_key || self.is_source(full) {
+            return None;
+        }
+        match default.get_ref() {
+            DeValue::Table(t) => Some(Spanned::new(
+                default.span(),
+                DeValue::Table(self.merge_table(full, &DeTable::new(), Some(t))),
+            )),
+            _ => Some(default.clone()),
+        }
+    }
+
+    /// Deserializes `table` (found at `path`, spanning `span`) as `T`,
+    /// with errors located in the file and keyed `path.<field>`.
+    fn deserialize<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        span: Range<usize>,
+        table: DeTable<'_>,
+    ) -> Result<T> {
+        let value = Spanned::new(span, DeValue::Table(table));
+        serde_path_to_error::deserialize(ValueDeserializer::from(value)).map_err(|e| {
+            // Spanned<T> adds a private segment to the path; users never wrote it.
+            let inner_path = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
+            let key = match inner_path.as_str() {
+                "." | "" => path.to_string(),
+                p => format!("{path}.{p}"),
+            };
+            let inner = e.into_inner();
+            let message = inner.message().trim_end().to_string();
+            self.loc.error(
+                inner.span(),
+                &key,
+                message.clone(),
+                Some(help_for(&message)),
+            )
+        })
+    }
+}
+
+/// The `help:` for a serde error message.
+fn help_for(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        "remove the key or fix its spelling; `snp-build config` prints every valid key".into()
+    } else if message.starts_with("missing field `url`") {
+        "every source table needs `url = \"...\"` and one of `branch`, `tag` or `commit`".into()
+    } else {
+        "`snp-build config` prints every key with a valid value".into()
+    }
+}
+
+/// Parses a pin file's text (owned, so defaults and the file can mix).
+fn parse_text<'t>(loc: &Locator<'_>, text: &'t str) -> Result<DeTable<'t>> {
+    let doc = DeTable::parse(text).map_err(|e| {
+        loc.error(
+            e.span(),
+            "",
+            format!("invalid TOML: {}", e.message().trim_end()),
+            Some("fix the syntax; `snp-build init` writes a valid example".into()),
+        )
+    })?;
+    Ok(doc.into_inner())
+}
+
+/// The value at dotted `path`.
+fn lookup<'t, 'v>(root: &'t DeTable<'v>, path: &str) -> Option<&'t Spanned<DeValue<'v>>> {
+    let mut parts = path.split('.');
+    let mut value = root.get(parts.next()?)?;
+    for part in parts {
+        match value.get_ref() {
+            DeValue::Table(t) => value = t.get(part)?,
+            _ => return None,
+        }
+    }
+    Some(value)
+}

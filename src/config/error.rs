@@ -1,0 +1,120 @@
+//! A pin file error, located to the character: file, line, column, key,
+//! what is wrong, the offending line with a caret, and what to do.
+
+use std::fmt;
+use std::ops::Range;
+
+/// A pin file that cannot be used, located to the character. (Boxed: it
+/// travels in every `Result` of this module.)
+#[derive(Debug)]
+pub struct ConfigError(Box<ConfigErrorDetails>);
+
+impl std::ops::Deref for ConfigError {
+    type Target = ConfigErrorDetails;
+    fn deref(&self) -> &ConfigErrorDetails {
+        &self.0
+    }
+}
+
+impl From<ConfigErrorDetails> for ConfigError {
+    fn from(details: ConfigErrorDetails) -> Self {
+        ConfigError(Box::new(details))
+    }
+}
+
+#[derive(Debug)]
+pub struct ConfigErrorDetails {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path, e.g. `qemu.branch`; empty for syntax errors.
+    pub key: String,
+    pub message: String,
+    pub help: Option<String>,
+    /// The offending source line, shown under the message.
+    pub source_line: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "`{}`: ", self.key)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(line) = &self.source_line {
+            let number = self.line.to_string();
+            write!(f, "\n  {number} | {line}")?;
+            write!(
+                f,
+                "\n  {} | {}^",
+                " ".repeat(number.len()),
+                " ".repeat(self.column.saturating_sub(1))
+            )?;
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Builds located errors for one file's text.
+pub struct Locator<'a> {
+    pub file: String,
+    pub text: &'a str,
+}
+
+impl Locator<'_> {
+    pub fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> ConfigError {
+        let offset = span.map(|s| s.start).unwrap_or(0).min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let column = self.text[line_start..offset].chars().count() + 1;
+        let source_line = self.text[line_start..]
+            .lines()
+            .next()
+            .map(|l| l.trim_end().to_string());
+        ConfigErrorDetails {
+            file: self.file.clone(),
+            line,
+            column,
+            key: key.to_string(),
+            message: message.into(),
+            help,
+            source_line,
+        }
+        .into()
+    }
+}
+
+impl ConfigError {
+    /// An error about the file as a whole (it cannot be read, it lacks a
+    /// table): no line or column.
+    pub fn whole_file(
+        file: impl Into<String>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> ConfigError {
+        ConfigErrorDetails {
+            file: file.into(),
+            line: 0,
+            column: 0,
+            key: key.into(),
+            message: message.into(),
+            help: Some(help.into()),
+            source_line: None,
+        }
+        .into()
+    }
+}

@@ -1,0 +1,226 @@
+//! A pin: which tree, and which commit of it.
+//!
+//! Every source table has the same pin keys (`url`, one of `branch`, `tag`
+//! or `commit`, optionally `submodules` and `patches`); whatever else a
+//! table holds are its component's knobs. Validation here refuses a pin
+//! that could not be fetched safely: an empty URL or one with whitespace,
+//! a ref name git would refuse (which also keeps shell metacharacters out
+//! of every command line), a commit that is not 7 to 40 hex digits, and
+//! pins that say two things at once.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::error::{ConfigError, Locator};
+
+/// The keys of a source table that make its pin (never filled from the
+/// embedded default: pins are never defaulted, except `submodules`).
+pub const PIN_KEYS: &[&str] = &["url", "branch", "tag", "commit", "patches"];
+
+/// The pin keys as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinFields {
+    pub url: Spanned<String>,
+    pub branch: Option<Spanned<String>>,
+    pub tag: Option<Spanned<String>>,
+    pub commit: Option<Spanned<String>>,
+    pub submodules: Option<bool>,
+    pub patches: Option<Spanned<String>>,
+}
+
+/// What a pin asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Rev {
+    Branch {
+        name: String,
+    },
+    Tag {
+        name: String,
+    },
+    /// A commit, optionally required to be on a branch.
+    Commit {
+        sha: String,
+        branch: Option<String>,
+    },
+}
+
+impl fmt::Display for Rev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rev::Branch { name } => write!(f, "branch {name}"),
+            Rev::Tag { name } => write!(f, "tag {name}"),
+            Rev::Commit { sha, branch: None } => write!(f, "commit {sha}"),
+            Rev::Commit {
+                sha,
+                branch: Some(b),
+            } => write!(f, "commit {sha} on branch {b}"),
+        }
+    }
+}
+
+/// Where a source's tree and objects go, as its component says.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceSpec {
+    /// The source's (and its stage's) name: `kernel-host`.
+    pub name: &'static str,
+    /// Its pin file table: `kernel.host`.
+    pub table: &'static str,
+    /// The object store it shares with sources of the same upstream
+    /// family: `linux`.
+    pub store: &'static str,
+}
+
+/// One pinned source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub store: &'static str,
+    pub url: String,
+    pub rev: Rev,
+    pub submodules: bool,
+    /// The patch series directory (it may not exist: no patches).
+    pub patches: PathBuf,
+}
+
+/// Validates the pin of `spec` (its table's pin keys), relative paths
+/// taken from `base_dir`.
+pub fn validate(
+    spec: SourceSpec,
+    pin: &PinFields,
+    loc: &Locator<'_>,
+    base_dir: &Path,
+) -> Result<Source, ConfigError> {
+    let table = spec.table;
+    let key = |k: &str| format!("{table}.{k}");
+    let err = |span, key: &str, message: String, help: &str| {
+        loc.error(Some(span), key, message, Some(help.to_string()))
+    };
+
+    let url = pin.url.get_ref();
+    if url.trim().is_empty() {
+        return Err(err(
+            pin.url.span(),
+            &key("url"),
+            "the URL is empty".into(),
+            "give the git URL of the tree, e.g. \"https://github.com/AMDESE/linux.git\"",
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(err(
+            pin.url.span(),
+            &key("url"),
+            format!("the URL {url:?} contains whitespace"),
+            "give the git URL of the tree without spaces",
+        ));
+    }
+
+    for (name, value) in [("branch", &pin.branch), ("tag", &pin.tag)] {
+        if let Some(v) = value {
+            ref_name(v, &key(name), loc)?;
+        }
+    }
+    if let Some(c) = &pin.commit {
+        let sha = c.get_ref();
+        if !(7..=40).contains(&sha.len()) || !sha.chars().all(|ch| ch.is_ascii_hexdigit()) {
+            return Err(err(
+                c.span(),
+                &key("commit"),
+                format!("`{sha}` is not a commit id"),
+                "a commit is 7 to 40 hex digits, e.g. \"3f2a9c1\"; use `branch` or `tag` for names",
+            ));
+        }
+    }
+
+    let owned = |s: &Spanned<String>| s.get_ref().clone();
+    let rev = match (&pin.branch, &pin.tag, &pin.commit) {
+        (Some(b), None, None) => Rev::Branch { name: owned(b) },
+        (None, Some(t), None) => Rev::Tag { name: owned(t) },
+        (b, None, Some(c)) => Rev::Commit {
+            sha: c.get_ref().to_ascii_lowercase(),
+            branch: b.as_ref().map(owned),
+        },
+        (None, None, None) => {
+            return Err(err(
+                pin.url.span(),
+                table,
+                format!(
+                    "[{table}] pins nothing: it has a `url` but no `branch`, `tag` or `commit`"
+                ),
+                "add one of `branch = \"...\"`, `tag = \"...\"` or `commit = \"...\"`",
+            ));
+        }
+        (_, Some(t), _) => {
+            let other = if pin.branch.is_some() {
+                "branch"
+            } else {
+                "commit"
+            };
+            return Err(err(
+                t.span(),
+                &key("tag"),
+                format!("`tag` and `{other}` are both set"),
+                "a pin takes one of `branch`, `tag` or `commit` (only `commit` may be combined with `branch`, meaning the commit must be on that branch)",
+            ));
+        }
+    };
+
+    let patches = match &pin.patches {
+        Some(p) if p.get_ref().trim().is_empty() => {
+            return Err(loc.error(
+                Some(p.span()),
+                &key("patches"),
+                "the patch directory is empty",
+                Some(format!(
+                    "name a directory, or leave `patches` out to use patches/{}/",
+                    spec.name
+                )),
+            ));
+        }
+        Some(p) => base_dir.join(p.get_ref()),
+        None => base_dir.join("patches").join(spec.name),
+    };
+
+    Ok(Source {
+        name: spec.name,
+        table: spec.table,
+        store: spec.store,
+        url: url.clone(),
+        rev,
+        submodules: pin.submodules.unwrap_or(false),
+        patches,
+    })
+}
+
+/// git's ref name rules (git-check-ref-format, as libgit2 applies them),
+/// which also keep whitespace and most shell metacharacters out of every
+/// command line; and no leading `-`, which a command would read as an
+/// option.
+fn ref_name(value: &Spanned<String>, key: &str, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    let name = value.get_ref();
+    let problem = if name.is_empty() {
+        Some("it is empty")
+    } else if name.starts_with('-') {
+        Some("it starts with `-`")
+    } else if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
+        Some(
+            "git refuses it (no whitespace, control characters, `~^:?*[\\`, `..`, `@{`, `//`, a trailing `/`, `.` or `.lock`, or a component starting with `.`)",
+        )
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(loc.error(
+            Some(value.span()),
+            key,
+            format!("{name:?} is not a valid git ref name: {p}"),
+            Some("use the branch or tag name exactly as git shows it, e.g. \"snp-latest\"".into()),
+        )),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,395 @@
+//! `snp-build doctor --host [--sysroot DIR] [--release DIR]`: can this
+//! machine run SEV-SNP guests?
+//!
+//! Guarantees:
+//! - Reads only files, under `--sysroot` when given (tests), else `/`:
+//!
+//!   | read | ok when |
+//!   |------|---------|
+//!   | `/proc/cpuinfo` `vendor_id` | `AuthenticAMD` |
+//!   | `/proc/cpuinfo` `flags` | `sev`, `sev_es`, `sev_snp` all there |
+//!   | `/sys/module/kvm_amd/parameters/{sev,sev_es,sev_snp}` | each `Y` or `1` |
+//!   | `/dev/sev` | a character device (under `--sysroot`: any file) |
+//!   | `/proc/sys/kernel/osrelease` | 6.11 or later |
+//!
+//!   The minimums are the SNP column of the AMDSEV README's "Upstream
+//!   Version Reference": host kernel 6.11, QEMU 9.1, OVMF
+//!   edk2-stable202405. On a CPU that is not AMD the SEV checks are
+//!   skipped: nothing fixes them.
+//! - With `--release DIR`: `DIR/usr/local/bin/qemu-system-x86_64 --version`
+//!   (the one subprocess) must say 9.1 or later, and `DIR/usr/local/share/
+//!   qemu/OVMF.fd` (what SNP guests boot with `-bios`) must exist. Its edk2
+//!   version is read from any `edk2-stableYYYYMM` in `DIR/manifest.json`;
+//!   without one the line says it could not be verified (`unverified`,
+//!   which does not block).
+//! - Every line says what it read, and, when it is wrong, what to do (the
+//!   BIOS setting, kvm.conf and reloading kvm_amd, booting the SNP host
+//!   kernel). Ready means no line blocks; otherwise the error is
+//!   [`HostNotReady`] (exit 1).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::doctor::{Check, Status, render_checks};
+use crate::exec::Cmd;
+use crate::tools::{compare_versions, version_in};
+
+const MIN_KERNEL: &str = "6.11";
+const MIN_QEMU: &str = "9.1";
+const MIN_EDK2: &str = "202405";
+
+const BIOS: &str = "enable SEV-SNP in the BIOS (AMD CBS > CPU Common Options: SMEE, SEV Control, \
+     SEV-ES ASID Space Limit, SNP Memory (RMP Table) Coverage; NBIO > IOMMU/Security: SEV-SNP \
+     Support), then reboot into the SNP host kernel (sev_snp shows only with a kernel that \
+     supports it, 6.11 or later)";
+
+const KVM_CONF: &str = "install kvm.conf (`options kvm_amd sev-snp=1 sev=1 sev-es=1`) in \
+     /etc/modprobe.d/ (`snp-build install` does), then reload kvm_amd (`modprobe -r kvm_amd && \
+     modprobe kvm_amd`) or reboot; if it stays off, check the BIOS settings and \
+     `dmesg | grep -e SEV -e RMP`";
+
+const BOOT_KERNEL: &str = "install the release's SNP host kernel (`snp-build install`), reboot \
+     and choose it (its name has -snp-host-)";
+
+/// The file system the checks read: `/`, or a `--sysroot` stand-in.
+#[derive(Debug, Clone)]
+pub struct Root {
+    dir: PathBuf,
+    /// The real `/`: device files must be device files.
+    real: bool,
+}
+
+impl Root {
+    pub fn new(sysroot: Option<&Path>) -> Root {
+        match sysroot {
+            Some(dir) => Root {
+                dir: dir.to_path_buf(),
+                real: false,
+            },
+            None => Root {
+                dir: PathBuf::from("/"),
+                real: true,
+            },
+        }
+    }
+
+    /// `abs` (an absolute path such as `/proc/cpuinfo`) under this root.
+    fn path(&self, abs: &str) -> PathBuf {
+        self.dir.join(abs.trim_start_matches('/'))
+    }
+
+    fn read(&self, abs: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(abs)).ok()
+    }
+}
+
+/// Whether the host can run SNP guests, line by line.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub ready: bool,
+    pub checks: Vec<Check>,
+}
+
+impl HostReport {
+    pub fn render(&self) -> String {
+        render_checks(&self.checks, "read")
+    }
+}
+
+/// The host cannot run SNP guests yet (exit 1); the message is the report.
+#[derive(Debug)]
+pub struct HostNotReady {
+    pub report: HostReport,
+}
+
+impl fmt::Display for HostNotReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let failed: Vec<&str> = self
+            .report
+            .checks
+            .iter()
+            .filter(|c| c.status.blocks())
+            .map(|c| c.check.as_str())
+            .collect();
+        write!(
+            f,
+            "this host is not ready to run SEV-SNP guests ({}):\n{}",
+            failed.join(", "),
+            self.report.render().trim_end()
+        )
+    }
+}
+
+impl std::error::Error for HostNotReady {}
+
+/// `doctor --host`: the report on stderr (and for the JSON document), or
+/// [`HostNotReady`].
+pub fn command(sysroot: Option<&Path>, release: Option<&Path>) -> anyhow::Result<HostReport> {
+    let report = check_host(&Root::new(sysroot), release);
+    if !report.ready {
+        return Err(HostNotReady { report }.into());
+    }
+    tracing::info!("{}", report.render().trim_end());
+    tracing::info!("this host is ready to run SEV-SNP guests");
+    Ok(report)
+}
+
+/// Every host check (see the module doc).
+pub fn check_host(root: &Root, release: Option<&Path>) -> HostReport {
+    let cpuinfo = root.read("/proc/cpuinfo").unwrap_or_default();
+    let vendor = cpuinfo_field(&cpuinfo, "vendor_id");
+    let mut checks = vec![vendor_check(vendor.as_deref())];
+    if vendor.as_deref() == Some("AuthenticAMD") {
+        checks.push(flags_check(cpuinfo_field(&cpuinfo, "flags").as_deref()));
+        checks.push(kvm_params_check(root));
+        checks.push(dev_sev_check(root));
+    }
+    checks.push(kernel_check(root));
+    if let Some(dir) = release {
+        checks.push(qemu_check(dir));
+        checks.push(ovmf_check(dir));
+    }
+    HostReport {
+        ready: !checks.iter().any(|c| c.status.blocks()),
+        checks,
+    }
+}
+
+/// The first `key : value` of `/proc/cpuinfo` (every processor repeats it).
+fn cpuinfo_field(cpuinfo: &str, key: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
+}
+
+fn vendor_check(vendor: Option<&str>) -> Check {
+    let name = "/proc/cpuinfo vendor_id";
+    match vendor {
+        Some("AuthenticAMD") => Check::new(name, Status::Ok, "AuthenticAMD"),
+        Some(v) => Check::new(name, Status::Failed, v).help(
+            "SEV-SNP needs an AMD EPYC CPU (Zen 3, EPYC 7003, or newer); this machine cannot run SNP guests, so the SEV checks were skipped",
+        ),
+        None => Check::new(name, Status::Failed, "no vendor_id line")
+            .help("cannot tell the CPU vendor; is /proc mounted?"),
+    }
+    .needed("AuthenticAMD")
+}
+
+fn flags_check(flags: Option<&str>) -> Check {
+    let name = "/proc/cpuinfo flags";
+    let have: Vec<&str> = flags.unwrap_or("").split_whitespace().collect();
+    let wanted = ["sev", "sev_es", "sev_snp"];
+    let present: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|f| have.contains(f))
+        .collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|f| !have.contains(f))
+        .collect();
+    let found = match (present.is_empty(), missing.is_empty()) {
+        (_, true) => present.join(" "),
+        (true, false) => "none of sev, sev_es, sev_snp".to_string(),
+        (false, false) => format!("{}; no {}", present.join(" "), missing.join(", ")),
+    };
+    let check = if missing.is_empty() {
+        Check::new(name, Status::Ok, found)
+    } else {
+        Check::new(name, Status::Failed, found).help(BIOS)
+    };
+    check.needed("sev sev_es sev_snp")
+}
+
+/// The three kvm_amd parameters, as one line: `sev=Y sev_es=Y sev_snp=N`.
+fn kvm_params_check(root: &Root) -> Check {
+    const DIR: &str = "/sys/module/kvm_amd/parameters";
+    let check =
+        |status, found: String| Check::new(DIR, status, found).needed("sev=Y sev_es=Y sev_snp=Y");
+    if !root.path("/sys/module/kvm_amd").is_dir() {
+        return check(Status::Failed, "absent: kvm_amd is not loaded".into())
+            .help(format!("{KVM_CONF}; `modprobe kvm_amd` loads it"));
+    }
+    let values: Vec<(&str, Option<String>)> = ["sev", "sev_es", "sev_snp"]
+        .into_iter()
+        .map(|p| {
+            (
+                p,
+                root.read(&format!("{DIR}/{p}"))
+                    .map(|v| v.trim().to_string()),
+            )
+        })
+        .collect();
+    let found = values
+        .iter()
+        .map(|(p, v)| format!("{p}={}", v.as_deref().unwrap_or("absent")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let on = |v: &Option<String>| matches!(v.as_deref(), Some("Y" | "1"));
+    if values.iter().all(|(_, v)| on(v)) {
+        check(Status::Ok, found)
+    } else if values.iter().any(|(_, v)| v.is_none()) {
+        // An old kvm_amd has no sev_snp parameter at all.
+        check(Status::Failed, found).help(format!(
+            "this kernel's kvm_amd lacks SNP parameters: {BOOT_KERNEL}"
+        ))
+    } else {
+        check(Status::Failed, found).help(KVM_CONF)
+    }
+}
+
+fn dev_sev_check(root: &Root) -> Check {
+    use std::os::unix::fs::FileTypeExt;
+    let name = "/dev/sev";
+    let help = "the ccp driver creates /dev/sev once the PSP has initialised SEV: `modprobe ccp`, then see `dmesg | grep -i -e ccp -e sev`; it needs SEV enabled in the BIOS and current SEV firmware (linux-firmware, /lib/firmware/amd/amd_sev_*.sbin)";
+    let check = match std::fs::metadata(root.path(name)) {
+        Err(_) => Check::new(name, Status::Failed, "absent").help(help),
+        Ok(m) if root.real && !m.file_type().is_char_device() => {
+            Check::new(name, Status::Failed, "present, not a character device").help(help)
+        }
+        Ok(_) => Check::new(name, Status::Ok, "present"),
+    };
+    check.needed(if root.real {
+        "a character device"
+    } else {
+        "present"
+    })
+}
+
+fn kernel_check(root: &Root) -> Check {
+    let name = "/proc/sys/kernel/osrelease";
+    let needed = format!("{MIN_KERNEL} or later");
+    let Some(release) = root
+        .read("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+    else {
+        return Check::new(name, Status::Failed, "unreadable")
+            .needed(needed)
+            .help("cannot read the kernel release; is /proc mounted?");
+    };
+    let status = match version_in(&release) {
+        Some(v) if compare_versions(&v, MIN_KERNEL) != std::cmp::Ordering::Less => Status::Ok,
+        _ => Status::TooOld,
+    };
+    let check = Check::new(name, status, release).needed(needed);
+    if status == Status::Ok {
+        check
+    } else {
+        check.help(format!(
+            "SNP hosts need Linux {MIN_KERNEL} or later: {BOOT_KERNEL}"
+        ))
+    }
+}
+
+fn qemu_check(release: &Path) -> Check {
+    let qemu = release.join("usr/local/bin/qemu-system-x86_64");
+    let name = format!("{} --version", qemu.display());
+    let needed = format!("{MIN_QEMU} or later");
+    if !qemu.is_file() {
+        return Check::new(name, Status::Failed, "absent")
+            .needed(needed)
+            .help(
+                "build the release with QEMU (`snp-build --package`), or give the right --release",
+            );
+    }
+    let version = crate::exec::capture(&Cmd::new(&qemu, Path::new("/")).arg("--version"))
+        .ok()
+        .and_then(|o| version_in(&o.text()));
+    match version {
+        None => Check::new(name, Status::Failed, "`--version` printed no version")
+            .needed(needed)
+            .help("run it by hand: it may lack libraries on this host"),
+        Some(v) if compare_versions(&v, MIN_QEMU) == std::cmp::Ordering::Less => {
+            Check::new(name, Status::TooOld, v).needed(needed).help(format!(
+                "SNP needs QEMU {MIN_QEMU} or later: pin AMD's snp-latest or tag v9.1.0 or later in [qemu], then rebuild the release"
+            ))
+        }
+        Some(v) => Check::new(name, Status::Ok, v).needed(needed),
+    }
+}
+
+fn ovmf_check(release: &Path) -> Check {
+    let firmware = release.join("usr/local/share/qemu/OVMF.fd");
+    let name = firmware.display().to_string();
+    let needed = format!("edk2-stable{MIN_EDK2} or later");
+    if !firmware.is_file() {
+        return Check::new(name, Status::Failed, "absent").needed(needed).help(
+            "SNP guests boot OVMF.fd with -bios: build the release with OVMF and `outputs` including \"OVMF.fd\"",
+        );
+    }
+    let manifest = std::fs::read_to_string(release.join("manifest.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    match manifest.as_ref().and_then(edk2_stable_tag) {
+        Some(tag) if tag.as_str() < MIN_EDK2 => {
+            Check::new(name, Status::TooOld, format!("edk2-stable{tag}"))
+                .needed(needed)
+                .help("pin AMD's snp-latest or edk2-stable202405 or later in [ovmf], then rebuild the release")
+        }
+        Some(tag) => Check::new(name, Status::Ok, format!("edk2-stable{tag}")).needed(needed),
+        None => Check::new(
+            name,
+            Status::Unverified,
+            "present; no edk2-stable tag recorded in manifest.json",
+        )
+        .needed(needed)
+        .help("its edk2 version could not be verified: make sure the [ovmf] pin is edk2-stable202405 or later (AMD's snp-latest is)"),
+    }
+}
+
+/// The highest `edk2-stableYYYYMM` anywhere in the manifest's strings
+/// (its schema is not fixed yet), as `YYYYMM`.
+fn edk2_stable_tag(manifest: &Value) -> Option<String> {
+    let mut found: Vec<String> = Vec::new();
+    collect_strings(manifest, &mut |s| {
+        for (i, _) in s.match_indices("edk2-stable") {
+            let digits: String = s[i + "edk2-stable".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if digits.len() == 6 {
+                found.push(digits);
+            }
+        }
+    });
+    found.into_iter().max()
+}
+
+fn collect_strings(v: &Value, f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, f)),
+        Value::Object(o) => o.values().for_each(|x| collect_strings(x, f)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpuinfo_fields_come_from_the_first_processor() {
+        let text = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sev sev_es\n\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\n";
+        assert_eq!(
+            cpuinfo_field(text, "vendor_id").as_deref(),
+            Some("AuthenticAMD")
+        );
+        let flags = flags_check(cpuinfo_field(text, "flags").as_deref());
+        assert_eq!(flags.status, Status::Failed);
+        assert_eq!(flags.found, "sev sev_es; no sev_snp");
+        assert!(flags.help.unwrap().contains("BIOS"));
+    }
+
+    #[test]
+    fn edk2_tag_is_found_anywhere_in_the_manifest() {
+        let m = serde_json::json!({"sources": [{"source": "ovmf", "ref": "edk2-stable202408"}], "x": "edk2-stable2024"});
+        assert_eq!(edk2_stable_tag(&m).as_deref(), Some("202408"));
+        assert_eq!(edk2_stable_tag(&serde_json::json!({"a": 1})), None);
+    }
+}

@@ -1,0 +1,862 @@
+//! Expected SEV-SNP launch measurements: the SHA-384 launch digest that an
+//! SNP guest's attestation report carries, computed from the firmware and
+//! the guest's shape (vCPU count and type, guest features, VMM type, and
+//! the kernel hashes of a direct kernel boot).
+//!
+//! The digest itself is computed by the `sev` crate's
+//! `measurement::snp::snp_calc_launch_digest` (virtee), the same algorithm
+//! as `sev-snp-measure --mode snp`; the test suite compares the two.
+//!
+//! Guarantees:
+//! - A firmware file is checked here before the crate sees it: a file that
+//!   is not an OVMF image with an OVMF footer table, SEV metadata and an
+//!   SEV-ES reset block (or, for a direct kernel boot, a kernel hashes
+//!   table and an `SNP_KERNEL_HASHES` section) gives a [`FirmwareError`]
+//!   naming the file and what is missing, never a panic. (The crate slices
+//!   and asserts on what it reads; every bound it relies on is checked
+//!   first.)
+//! - The VMM type is always QEMU (what `launch-qemu.sh` and the libvirt
+//!   domain run), and the kernel command line is hashed as QEMU hashes it:
+//!   the bytes given plus a NUL. A command line with leading or trailing
+//!   whitespace is refused (the crate would trim it, QEMU does not).
+//! - [`Measurement`] records every input that went into a digest: the
+//!   firmware's path, SHA-256 and SEV layout, the shape, and the SHA-256 of
+//!   kernel, initrd and command line.
+//! - `MEASUREMENTS` (see [`ReleaseMeasurements::file_text`]) holds one line
+//!   per shape, `DIGEST  ARGS`, where ARGS are exactly the
+//!   `snp-build measure` arguments that recompute DIGEST against the
+//!   release's firmware; its first data line is the default shape of
+//!   `launch-qemu.sh -sev-snp`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::UsageError;
+use crate::hash::hex;
+
+use sev::measurement::snp::{SnpMeasurementArgs, calc_snp_ovmf_hash, snp_calc_launch_digest};
+use sev::measurement::vcpu_types::CpuType;
+use sev::measurement::vmsa::{GuestFeatures, VMMType};
+use sev::parser::ByteParser;
+
+/// vCPUs of `launch-qemu.sh -sev-snp` (its `-smp` default).
+pub const DEFAULT_VCPUS: u32 = 4;
+/// vCPU type of `launch-qemu.sh -sev-snp` (its `-cpu` default).
+pub const DEFAULT_VCPU_TYPE: &str = "EPYC-v4";
+/// SEV features QEMU sets in an SNP guest's VMSA (bit 0, SNPActive); also
+/// sev-snp-measure's default.
+pub const DEFAULT_GUEST_FEATURES: u64 = 0x1;
+/// The only VMM type measured: QEMU.
+pub const VMM_TYPE: &str = "QEMU";
+/// The release's file of expected digests.
+pub const MEASUREMENTS_FILE: &str = "MEASUREMENTS";
+/// The firmware `launch-qemu.sh -sev-snp` boots, relative to a release.
+pub const RELEASE_OVMF: &str = "usr/local/share/qemu/OVMF.fd";
+/// vCPU counts listed in a release's `MEASUREMENTS` (for each of
+/// [`MATRIX_VCPU_TYPES`]).
+pub const MATRIX_VCPUS: &[u32] = &[1, 2, 4, 8, 16, 32, 64];
+/// vCPU types listed in a release's `MEASUREMENTS`.
+pub const MATRIX_VCPU_TYPES: &[&str] = &["EPYC-v4", "EPYC-Milan", "EPYC-Genoa"];
+/// Most vCPUs `snp-build measure` accepts (one VMSA page each).
+pub const MAX_VCPUS: u32 = 4096;
+
+/// OVMF's GUIDed footer table, its entries and the SEV metadata (the
+/// layout of edk2's `OvmfPkg/ResetVector`), as the crate parses them.
+mod layout {
+    /// Bytes of a footer table entry header: u16 size, then the GUID.
+    pub const ENTRY_HEADER: usize = 18;
+    /// The table ends this many bytes before the end of the image.
+    pub const TABLE_END_FROM_IMAGE_END: usize = 32;
+    /// 96b582de-1fb2-45f7-baea-a366c55a082d, little-endian.
+    pub const FOOTER_GUID: [u8; 16] = le_guid(
+        0x96b582de,
+        0x1fb2,
+        0x45f7,
+        [0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a, 0x08, 0x2d],
+    );
+    /// dc886566-984a-4798-a75e-5585a7bf67cc
+    pub const SEV_METADATA_GUID: [u8; 16] = le_guid(
+        0xdc886566,
+        0x984a,
+        0x4798,
+        [0xa7, 0x5e, 0x55, 0x85, 0xa7, 0xbf, 0x67, 0xcc],
+    );
+    /// 00f771de-1a7e-4fcb-890e-68c77e2fb44e
+    pub const SEV_ES_RESET_GUID: [u8; 16] = le_guid(
+        0x00f771de,
+        0x1a7e,
+        0x4fcb,
+        [0x89, 0x0e, 0x68, 0xc7, 0x7e, 0x2f, 0xb4, 0x4e],
+    );
+    /// 7255371f-3a3b-4b04-927b-1da6efa8d454
+    pub const SEV_HASH_TABLE_GUID: [u8; 16] = le_guid(
+        0x7255371f,
+        0x3a3b,
+        0x4b04,
+        [0x92, 0x7b, 0x1d, 0xa6, 0xef, 0xa8, 0xd4, 0x54],
+    );
+    /// "ASEV" header: signature, size, version, number of sections.
+    pub const METADATA_HEADER: usize = 16;
+    /// One section: GPA, size, type (u32 each).
+    pub const METADATA_SECTION: usize = 12;
+    /// QEMU's padded SEV hash table (header and three entries).
+    pub const HASH_TABLE_BYTES: usize = 176;
+    pub const PAGE: u64 = 4096;
+
+    const fn le_guid(a: u32, b: u16, c: u16, d: [u8; 8]) -> [u8; 16] {
+        let a = a.to_le_bytes();
+        let b = b.to_le_bytes();
+        let c = c.to_le_bytes();
+        [
+            a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], d[2], d[3], d[4], d[5],
+            d[6], d[7],
+        ]
+    }
+}
+
+/// A firmware file that cannot be measured, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct FirmwareError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+impl FirmwareError {
+    fn new(path: &Path, problem: impl Into<String>) -> Self {
+        FirmwareError {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// One SEV metadata section of a firmware.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Section {
+    pub gpa: String,
+    pub size: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// What a firmware file is, as far as the measurement goes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Firmware {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    /// Where the APs start (the SEV-ES reset block), hex.
+    pub sev_es_reset_eip: String,
+    pub sev_metadata_sections: Vec<Section>,
+    /// GPA of QEMU's kernel hashes table, hex, when the firmware has one
+    /// (and an `SNP_KERNEL_HASHES` section for it): direct kernel boot
+    /// with `kernel-hashes=on` can be measured only then.
+    pub kernel_hashes_table: Option<String>,
+}
+
+impl Firmware {
+    pub fn supports_kernel_hashes(&self) -> bool {
+        self.kernel_hashes_table.is_some()
+    }
+}
+
+fn u16_at(d: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([d[at], d[at + 1]])
+}
+
+fn u32_at(d: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+}
+
+const HELP_NO_SEV: &str = "\n  help: an SNP guest needs OVMF built with SEV support (edk2's OvmfPkg/OvmfPkgX64.dsc since 2022, or OvmfPkg/AmdSev/AmdSevX64.dsc); give the whole OVMF.fd, not OVMF_CODE.fd or OVMF_VARS.fd";
+
+/// Reads and checks a firmware file: everything the digest computation
+/// relies on is there and in bounds.
+pub fn inspect(path: &Path) -> Result<Firmware, FirmwareError> {
+    use layout::*;
+    let data = std::fs::read(path)
+        .map_err(|e| FirmwareError::new(path, format!("cannot read the firmware: {e}")))?;
+    let len = data.len();
+    if len as u64 >= 1 << 32 {
+        return Err(FirmwareError::new(
+            path,
+            format!("{len} bytes is too big for a firmware image below 4 GiB"),
+        ));
+    }
+    if len < TABLE_END_FROM_IMAGE_END + ENTRY_HEADER || len % PAGE as usize != 0 {
+        return Err(FirmwareError::new(
+            path,
+            format!(
+                "not an OVMF image: {len} bytes is not a whole number of 4 KiB pages with an OVMF footer table{HELP_NO_SEV}"
+            ),
+        ));
+    }
+    // The footer entry: the table's total size and its GUID.
+    let footer = len - TABLE_END_FROM_IMAGE_END - ENTRY_HEADER;
+    if data[footer + 2..footer + ENTRY_HEADER] != FOOTER_GUID {
+        return Err(FirmwareError::new(
+            path,
+            format!(
+                "no OVMF footer table (GUID 96b582de-1fb2-45f7-baea-a366c55a082d, {} bytes before the end), so no SEV metadata: this firmware cannot launch an SEV-SNP guest{HELP_NO_SEV}",
+                TABLE_END_FROM_IMAGE_END + ENTRY_HEADER
+            ),
+        ));
+    }
+    let total = u16_at(&data, footer) as usize;
+    if total < ENTRY_HEADER || total - ENTRY_HEADER > footer {
+        return Err(FirmwareError::new(
+            path,
+            format!("corrupt OVMF footer table: its size {total} does not fit the image"),
+        ));
+    }
+    // Entries, walked backwards from the footer as the crate does.
+    let table = &data[footer - (total - ENTRY_HEADER)..footer];
+    let mut entries: Vec<([u8; 16], &[u8])> = Vec::new();
+    let mut offset = table.len();
+    while offset >= ENTRY_HEADER {
+        let head = &table[offset - ENTRY_HEADER..offset];
+        let size = u16_at(head, 0) as usize;
+        if size < ENTRY_HEADER {
+            return Err(FirmwareError::new(
+                path,
+                format!("corrupt OVMF footer table: an entry of {size} bytes"),
+            ));
+        }
+        if offset < size {
+            break;
+        }
+        let mut guid = [0u8; 16];
+        guid.copy_from_slice(&head[2..]);
+        entries.push((guid, &table[offset - size..offset - ENTRY_HEADER]));
+        offset -= size;
+    }
+    // The crate keeps the last entry of a GUID it reads (the lowest one).
+    let entry = |guid: [u8; 16]| {
+        entries
+            .iter()
+            .rev()
+            .find(|(g, _)| *g == guid)
+            .map(|(_, d)| *d)
+    };
+
+    let Some(meta) = entry(SEV_METADATA_GUID) else {
+        return Err(FirmwareError::new(
+            path,
+            format!(
+                "no SEV metadata: its OVMF footer table has no OVMF_SEV_METADATA_GUID (dc886566-984a-4798-a75e-5585a7bf67cc) entry, so it cannot launch an SEV-SNP guest{HELP_NO_SEV}"
+            ),
+        ));
+    };
+    if meta.len() < 4 {
+        return Err(FirmwareError::new(
+            path,
+            "corrupt SEV metadata entry: shorter than its 4-byte offset",
+        ));
+    }
+    let from_end = i32::from_le_bytes([meta[0], meta[1], meta[2], meta[3]]);
+    if from_end <= 0 || from_end as usize > len || (from_end as usize) < METADATA_HEADER {
+        return Err(FirmwareError::new(
+            path,
+            format!(
+                "corrupt SEV metadata entry: offset {from_end} from the end is outside the image"
+            ),
+        ));
+    }
+    let start = len - from_end as usize;
+    if &data[start..start + 4] != b"ASEV" {
+        return Err(FirmwareError::new(
+            path,
+            format!(
+                "no SEV metadata header (signature \"ASEV\") where the footer table points ({from_end} bytes before the end)"
+            ),
+        ));
+    }
+    let (size, version, count) = (
+        u32_at(&data, start + 4) as usize,
+        u32_at(&data, start + 8),
+        u32_at(&data, start + 12) as usize,
+    );
+    if version != 1 {
+        return Err(FirmwareError::new(
+            path,
+            format!("SEV metadata version {version}: only version 1 is known"),
+        ));
+    }
+    if size < METADATA_HEADER
+        || start + size > len
+        || count.saturating_mul(METADATA_SECTION) > size - METADATA_HEADER
+    {
+        return Err(FirmwareError::new(
+            path,
+            format!("corrupt SEV metadata: {count} sections in {size} bytes do not fit"),
+        ));
+    }
+    let mut sections = Vec::new();
+    let mut hashes_section = None;
+    for i in 0..count {
+        let at = start + METADATA_HEADER + i * METADATA_SECTION;
+        let (gpa, size, kind) = (
+            u32_at(&data, at),
+            u32_at(&data, at + 4),
+            u32_at(&data, at + 8),
+        );
+        let kind = match kind {
+            1 => "SNP_SEC_MEM",
+            2 => "SNP_SECRETS",
+            3 => "CPUID",
+            4 => "SVSM_CAA",
+            0x10 => {
+                hashes_section = Some(size);
+                "SNP_KERNEL_HASHES"
+            }
+            other => {
+                return Err(FirmwareError::new(
+                    path,
+                    format!("SEV metadata section {i} has the unknown type {other:#x}"),
+                ));
+            }
+        };
+        sections.push(Section {
+            gpa: format!("{gpa:#x}"),
+            size: format!("{size:#x}"),
+            kind,
+        });
+    }
+    let Some(reset) = entry(SEV_ES_RESET_GUID).filter(|d| d.len() >= 4) else {
+        return Err(FirmwareError::new(
+            path,
+            "no SEV-ES reset block (SEV_ES_RESET_BLOCK_GUID 00f771de-1a7e-4fcb-890e-68c77e2fb44e) in its OVMF footer table: the AP start address an SNP launch measures is missing",
+        ));
+    };
+    // Kernel hashes: a table entry with a GPA whose page holds the table,
+    // and a 4 KiB SNP_KERNEL_HASHES section.
+    let kernel_hashes_table = entry(SEV_HASH_TABLE_GUID)
+        .filter(|d| d.len() >= 4)
+        .map(|d| u32_at(d, 0) as u64)
+        .filter(|gpa| *gpa != 0 && gpa % PAGE + HASH_TABLE_BYTES as u64 <= PAGE)
+        .filter(|_| hashes_section == Some(PAGE as u32))
+        .map(|gpa| format!("{gpa:#x}"));
+    Ok(Firmware {
+        path: path.to_path_buf(),
+        sha256: hex(&Sha256::digest(&data)),
+        size: len as u64,
+        sev_es_reset_eip: format!("{:#x}", u32_at(reset, 0)),
+        sev_metadata_sections: sections,
+        kernel_hashes_table,
+    })
+}
+
+/// A direct kernel boot (QEMU `-kernel`, `kernel-hashes=on`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectBoot {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line; `None` is QEMU's empty one.
+    pub append: Option<String>,
+}
+
+/// The guest shape a digest depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    pub vcpus: u32,
+    /// Canonical QEMU CPU model name (e.g. `EPYC-v4`).
+    pub vcpu_type: String,
+    pub guest_features: u64,
+    pub boot: Option<DirectBoot>,
+}
+
+impl Shape {
+    /// The shape `launch-qemu.sh -sev-snp` launches by default.
+    pub fn launch_default() -> Shape {
+        Shape {
+            vcpus: DEFAULT_VCPUS,
+            vcpu_type: DEFAULT_VCPU_TYPE.into(),
+            guest_features: DEFAULT_GUEST_FEATURES,
+            boot: None,
+        }
+    }
+
+    /// The `snp-build measure` arguments of this shape (firmware aside).
+    pub fn args(&self) -> Vec<String> {
+        let mut v = vec![
+            "--vcpus".to_string(),
+            self.vcpus.to_string(),
+            "--vcpu-type".into(),
+            self.vcpu_type.clone(),
+            "--guest-features".into(),
+            format!("{:#x}", self.guest_features),
+        ];
+        if let Some(b) = &self.boot {
+            v.extend(["--kernel".into(), b.kernel.display().to_string()]);
+            if let Some(i) = &b.initrd {
+                v.extend(["--initrd".into(), i.display().to_string()]);
+            }
+            if let Some(a) = &b.append {
+                v.extend(["--append".into(), a.clone()]);
+            }
+        }
+        v
+    }
+
+    /// The equivalent `sev-snp-measure` arguments (firmware aside): the
+    /// same flags, in its `--mode snp`.
+    pub fn sev_snp_measure_args(&self) -> Vec<String> {
+        let mut v = vec!["--mode".to_string(), "snp".into()];
+        v.extend(self.args());
+        v
+    }
+}
+
+/// QEMU CPU models whose CPUID signature the measurement knows.
+const KNOWN_VCPU_TYPES: &[&str] = &[
+    "EPYC",
+    "EPYC-v1",
+    "EPYC-v2",
+    "EPYC-IBPB",
+    "EPYC-v3",
+    "EPYC-v4",
+    "EPYC-Rome",
+    "EPYC-Rome-v1",
+    "EPYC-Rome-v2",
+    "EPYC-Rome-v3",
+    "EPYC-Milan",
+    "EPYC-Milan-v1",
+    "EPYC-Milan-v2",
+    "EPYC-Genoa",
+    "EPYC-Genoa-v1",
+    "EPYC-Turin",
+    "EPYC-Turin-v1",
+    "EPYC-Turin-v2",
+];
+
+/// The canonical name of a QEMU CPU model the measurement knows (any case).
+pub fn parse_vcpu_type(name: &str) -> Result<String, UsageError> {
+    CpuType::try_from(name).map(|t| t.to_string()).map_err(|_| {
+        UsageError::new(format!(
+            "--vcpu-type {name:?} is not a CPU model the SNP measurement knows"
+        ))
+        .help(format!("one of {}", KNOWN_VCPU_TYPES.join(", ")))
+    })
+}
+
+/// A guest features value: hex with `0x`, or decimal.
+pub fn parse_guest_features(value: &str) -> Result<u64, UsageError> {
+    let v = value.trim();
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => v.parse(),
+    };
+    parsed.map_err(|_| {
+        UsageError::new(format!("--guest-features {value:?} is not a number"))
+            .help("give the SEV features bit mask, e.g. 0x1 (SNPActive, QEMU's default)")
+    })
+}
+
+/// The SHA-256s a direct kernel boot puts into the measured hashes page.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelHashes {
+    pub kernel: PathBuf,
+    pub kernel_sha256: String,
+    pub initrd: Option<PathBuf>,
+    /// Of the initrd, or of nothing without one (as QEMU hashes it).
+    pub initrd_sha256: String,
+    pub append: Option<String>,
+    /// Of the command line plus its NUL (an empty one without `--append`).
+    pub cmdline_sha256: String,
+}
+
+/// A digest and everything that went into it.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// SHA-384, lowercase hex.
+    pub digest: String,
+    pub firmware: Firmware,
+    pub shape: Shape,
+    pub kernel_hashes: Option<KernelHashes>,
+}
+
+impl Measurement {
+    /// The JSON record (manifest `measurement`, `measure --json`).
+    /// `firmware_path` is how the firmware is named there.
+    pub fn to_json(&self, firmware_path: &str) -> Value {
+        let mut fw = serde_json::to_value(&self.firmware).unwrap_or(Value::Null);
+        fw["path"] = json!(firmware_path);
+        let mut smm = self.shape.sev_snp_measure_args();
+        smm.extend(["--ovmf".into(), firmware_path.into()]);
+        json!({
+            "digest": self.digest,
+            "algorithm": "SHA-384",
+            "mode": "snp",
+            "firmware": fw,
+            "vcpus": self.shape.vcpus,
+            "vcpu_type": self.shape.vcpu_type,
+            "guest_features": format!("{:#x}", self.shape.guest_features),
+            "vmm_type": VMM_TYPE,
+            "kernel_hashes": self.kernel_hashes,
+            "calculator": calculator(),
+            "sev_snp_measure_args": smm,
+        })
+    }
+}
+
+/// What computed the digests: the `sev` crate and the version Cargo.lock
+/// pins.
+pub fn calculator() -> String {
+    let lock = include_str!("../../Cargo.lock");
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"sev\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "sev {version} measurement::snp::snp_calc_launch_digest (as sev-snp-measure --mode snp)"
+    )
+}
+
+fn sha256_of_file(path: &Path, what: &str) -> anyhow::Result<String> {
+    crate::hash::sha256_file(path).map_err(|e| UsageError::new(format!("{what}: {e:#}")).into())
+}
+
+fn crate_error(path: &Path, e: sev::error::MeasurementError) -> anyhow::Error {
+    FirmwareError::new(path, format!("the SNP measurement failed: {e}")).into()
+}
+
+fn digest_args<'a>(
+    ovmf: &Path,
+    shape: &'a Shape,
+    ovmf_hash: Option<&'a str>,
+) -> anyhow::Result<SnpMeasurementArgs<'a>> {
+    let vcpu_type = CpuType::try_from(shape.vcpu_type.as_str()).map_err(|_| {
+        UsageError::new(format!("unknown vCPU type {:?}", shape.vcpu_type))
+            .help(format!("one of {}", KNOWN_VCPU_TYPES.join(", ")))
+    })?;
+    let features = GuestFeatures::from_bytes_with(&shape.guest_features.to_le_bytes(), ())
+        .context("encoding the guest features")?;
+    Ok(SnpMeasurementArgs {
+        vcpus: shape.vcpus,
+        vcpu_type,
+        ovmf_file: ovmf.to_path_buf(),
+        guest_features: features,
+        kernel_file: shape.boot.as_ref().map(|b| b.kernel.clone()),
+        initrd_file: shape.boot.as_ref().and_then(|b| b.initrd.clone()),
+        append: shape.boot.as_ref().and_then(|b| b.append.as_deref()),
+        ovmf_hash_str: ovmf_hash,
+        vmm_type: Some(VMMType::QEMU),
+    })
+}
+
+fn check_shape(shape: &Shape) -> anyhow::Result<()> {
+    if shape.vcpus == 0 || shape.vcpus > MAX_VCPUS {
+        return Err(
+            UsageError::new(format!("--vcpus {}: give 1 to {MAX_VCPUS}", shape.vcpus)).into(),
+        );
+    }
+    if let Some(a) = shape.boot.as_ref().and_then(|b| b.append.as_deref())
+        && a.trim() != a
+    {
+        return Err(UsageError::new(format!(
+            "--append {a:?} has leading or trailing whitespace"
+        ))
+        .help("QEMU hashes the command line as given, but the measurement library trims it, so the digest would be wrong: remove the whitespace (from launch-qemu.sh's -append too)")
+        .into());
+    }
+    Ok(())
+}
+
+/// The expected launch digest of `ovmf` for `shape`.
+pub fn measure(ovmf: &Path, shape: &Shape) -> anyhow::Result<Measurement> {
+    check_shape(shape)?;
+    let firmware = inspect(ovmf)?;
+    let kernel_hashes = match &shape.boot {
+        None => None,
+        Some(b) => {
+            if !firmware.supports_kernel_hashes() {
+                return Err(FirmwareError::new(
+                    ovmf,
+                    "no kernel hashes table: a direct kernel boot (--kernel, QEMU's kernel-hashes=on) needs a firmware whose OVMF footer table has SEV_HASH_TABLE_RV_GUID (7255371f-3a3b-4b04-927b-1da6efa8d454) and whose SEV metadata has a 4 KiB SNP_KERNEL_HASHES section (edk2's OvmfPkg/AmdSev/AmdSevX64.dsc builds one)",
+                )
+                .into());
+            }
+            let cmdline = format!("{}\0", b.append.as_deref().unwrap_or(""));
+            Some(KernelHashes {
+                kernel: b.kernel.clone(),
+                kernel_sha256: sha256_of_file(&b.kernel, "--kernel")?,
+                initrd: b.initrd.clone(),
+                initrd_sha256: match &b.initrd {
+                    Some(i) => sha256_of_file(i, "--initrd")?,
+                    None => hex(&Sha256::digest(b"")),
+                },
+                append: b.append.clone(),
+                cmdline_sha256: hex(&Sha256::digest(cmdline.as_bytes())),
+            })
+        }
+    };
+    let digest = snp_calc_launch_digest(digest_args(ovmf, shape, None)?)
+        .map_err(|e| crate_error(ovmf, e))?
+        .get_hex_ld();
+    Ok(Measurement {
+        digest,
+        firmware,
+        shape: shape.clone(),
+        kernel_hashes,
+    })
+}
+
+/// The digests of a release's firmware for the shapes `MEASUREMENTS`
+/// lists (no direct kernel boot: the kernel is the guest owner's).
+#[derive(Debug, Clone)]
+pub struct ReleaseMeasurements {
+    /// The default shape of `launch-qemu.sh -sev-snp`.
+    pub default: Measurement,
+    /// Every listed shape and its digest, the default first.
+    pub shapes: Vec<(Shape, String)>,
+}
+
+/// The shapes a release's `MEASUREMENTS` lists: the launch default first,
+/// then every vCPU type of [`MATRIX_VCPU_TYPES`] with every count of
+/// [`MATRIX_VCPUS`].
+pub fn release_shapes() -> Vec<Shape> {
+    let mut shapes = vec![Shape::launch_default()];
+    for t in MATRIX_VCPU_TYPES {
+        for n in MATRIX_VCPUS {
+            let s = Shape {
+                vcpus: *n,
+                vcpu_type: t.to_string(),
+                ..Shape::launch_default()
+            };
+            if !shapes.contains(&s) {
+                shapes.push(s);
+            }
+        }
+    }
+    shapes
+}
+
+/// Measures a release's firmware for [`release_shapes`]. The firmware's
+/// pages are hashed once and the result seeds every other shape.
+pub fn release_measurements(ovmf: &Path) -> anyhow::Result<ReleaseMeasurements> {
+    let default = measure(ovmf, &Shape::launch_default())?;
+    let seed = calc_snp_ovmf_hash(ovmf.to_path_buf())
+        .map_err(|e| crate_error(ovmf, e))?
+        .get_hex_ld();
+    let mut shapes = Vec::new();
+    for shape in release_shapes() {
+        let digest = if shape == default.shape {
+            default.digest.clone()
+        } else {
+            snp_calc_launch_digest(digest_args(ovmf, &shape, Some(&seed))?)
+                .map_err(|e| crate_error(ovmf, e))?
+                .get_hex_ld()
+        };
+        shapes.push((shape, digest));
+    }
+    Ok(ReleaseMeasurements { default, shapes })
+}
+
+impl ReleaseMeasurements {
+    /// The `MEASUREMENTS` file: `#` comment lines, then one line per shape,
+    /// `DIGEST  ARGS` (two spaces, as `sha256sum`), ARGS being the
+    /// `snp-build measure` arguments of the shape. The comment line
+    /// `# firmware-sha256: HEX` names the firmware every line is for.
+    pub fn file_text(&self) -> String {
+        let fw = &self.default.firmware;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# Expected SEV-SNP launch digests (SHA-384, hex) of this release's firmware,\n\
+             # one line per guest shape: DIGEST, two spaces, then the `snp-build measure`\n\
+             # arguments of the shape. The first line is what `launch-qemu.sh -sev-snp`\n\
+             # launches by default ({DEFAULT_VCPUS} vCPUs, {DEFAULT_VCPU_TYPE}).\n\
+             # VMM type {VMM_TYPE}; no direct kernel boot (with -kernel, run snp-build measure).\n\
+             # Recompute a line: snp-build measure --release <this directory> ARGS\n\
+             # Computed by snp-build {} with {}.\n\
+             # firmware: {RELEASE_OVMF}\n\
+             # firmware-sha256: {}",
+            env!("CARGO_PKG_VERSION"),
+            calculator(),
+            fw.sha256
+        );
+        for (shape, digest) in &self.shapes {
+            let _ = writeln!(s, "{digest}  {}", shape.args().join(" "));
+        }
+        s
+    }
+
+    /// The manifest's `measurement` section.
+    pub fn manifest(&self) -> Value {
+        let mut v = self.default.to_json(RELEASE_OVMF);
+        v["launch"] = json!(format!(
+            "launch-qemu.sh -sev-snp (defaults -smp {DEFAULT_VCPUS} -cpu {DEFAULT_VCPU_TYPE})"
+        ));
+        v["measurements_file"] = json!(MEASUREMENTS_FILE);
+        v["shapes"] = self
+            .shapes
+            .iter()
+            .map(|(s, d)| {
+                json!({
+                    "vcpus": s.vcpus,
+                    "vcpu_type": s.vcpu_type,
+                    "guest_features": format!("{:#x}", s.guest_features),
+                    "digest": d,
+                })
+            })
+            .collect();
+        v
+    }
+}
+
+/// Parses a `MEASUREMENTS` file: (ARGS, DIGEST) of every data line.
+pub fn parse_measurements(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_once("  "))
+        .map(|(d, a)| (a.to_string(), d.to_string()))
+        .collect()
+}
+
+/// What `snp-build measure` was asked: the firmware and the guest shape.
+#[derive(Debug, Clone)]
+pub struct MeasureRequest {
+    /// A release directory: its `usr/local/share/qemu/OVMF.fd`.
+    pub release: Option<PathBuf>,
+    /// The firmware image itself.
+    pub ovmf: Option<PathBuf>,
+    pub vcpus: u32,
+    pub vcpu_type: String,
+    pub guest_features: String,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub append: Option<String>,
+}
+
+/// `snp-build measure`: the expected launch digest of a firmware for a
+/// shape.
+pub fn command(args: &MeasureRequest) -> anyhow::Result<Measurement> {
+    let ovmf = match (&args.release, &args.ovmf) {
+        (_, Some(f)) => f.clone(),
+        (Some(dir), None) => {
+            let f = dir.join(RELEASE_OVMF);
+            if !f.is_file() {
+                return Err(UsageError::new(format!(
+                    "--release {}: no {RELEASE_OVMF} in it",
+                    dir.display()
+                ))
+                .help("give the directory of an unpacked snp-release-<date>, or the firmware itself with --ovmf")
+                .into());
+            }
+            f
+        }
+        (None, None) => {
+            return Err(UsageError::new("which firmware? give --release DIR or --ovmf FILE")
+                .help(format!("--release DIR measures DIR/{RELEASE_OVMF}, what launch-qemu.sh -sev-snp boots"))
+                .into());
+        }
+    };
+    let shape = Shape {
+        vcpus: args.vcpus,
+        vcpu_type: parse_vcpu_type(&args.vcpu_type)?,
+        guest_features: parse_guest_features(&args.guest_features)?,
+        boot: args.kernel.as_ref().map(|k| DirectBoot {
+            kernel: k.clone(),
+            initrd: args.initrd.clone(),
+            append: args.append.clone(),
+        }),
+    };
+    measure(&ovmf, &shape).map_err(|e| match e.downcast::<FirmwareError>() {
+        // A firmware that cannot be measured is bad input: exit 2.
+        Ok(fe) => UsageError::new(fe.to_string()).into(),
+        Err(e) => e,
+    })
+}
+
+/// What a person reads about a measurement (stderr); the digest itself
+/// goes to stdout.
+pub fn describe(m: &Measurement) -> Vec<String> {
+    let boot = match &m.kernel_hashes {
+        None => "no direct kernel boot".to_string(),
+        Some(k) => format!(
+            "kernel hashes of {} (initrd {}, command line {:?})",
+            k.kernel.display(),
+            k.initrd
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "none".into()),
+            k.append.as_deref().unwrap_or("")
+        ),
+    };
+    vec![
+        format!(
+            "firmware: {} (sha256 {})",
+            m.firmware.path.display(),
+            m.firmware.sha256
+        ),
+        format!(
+            "shape: {} vCPU(s) {}, guest features {:#x}, VMM {VMM_TYPE}, {boot}",
+            m.shape.vcpus, m.shape.vcpu_type, m.shape.guest_features
+        ),
+        "expected SEV-SNP launch digest (SHA-384):".to_string(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guids_are_the_little_endian_forms_ovmf_stores() {
+        assert_eq!(
+            layout::FOOTER_GUID,
+            [
+                0xde, 0x82, 0xb5, 0x96, 0xb2, 0x1f, 0xf7, 0x45, 0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a,
+                0x08, 0x2d
+            ]
+        );
+        assert_eq!(&layout::SEV_HASH_TABLE_GUID[..4], &[0x1f, 0x37, 0x55, 0x72]);
+    }
+
+    #[test]
+    fn guest_features_and_vcpu_types_parse() {
+        assert_eq!(parse_guest_features("0x1").unwrap(), 1);
+        assert_eq!(parse_guest_features("33").unwrap(), 33);
+        assert!(parse_guest_features("x").is_err());
+        assert_eq!(parse_vcpu_type("epyc-milan").unwrap(), "EPYC-Milan");
+        let e = parse_vcpu_type("Pentium").unwrap_err().to_string();
+        assert!(e.contains("EPYC-v4") && e.contains("Pentium"), "{e}");
+    }
+
+    #[test]
+    fn short_garbage_and_empty_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [
+            ("empty.fd", vec![]),
+            ("tiny.fd", vec![0u8; 10]),
+            ("zeros.fd", vec![0u8; 8192]),
+            ("ff.fd", vec![0xffu8; 8192]),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let e = inspect(&p).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+
+    #[test]
+    fn release_shapes_start_with_the_launch_default_and_are_distinct() {
+        let s = release_shapes();
+        assert_eq!(s[0], Shape::launch_default());
+        for (i, a) in s.iter().enumerate() {
+            assert!(!s[i + 1..].contains(a));
+        }
+        assert_eq!(
+            s[0].args().join(" "),
+            "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1"
+        );
+    }
+}

@@ -1,0 +1,601 @@
+//! The release: `snp-release-<date>/` and `snp-release-<date>.tar.gz`.
+//!
+//! Guarantees:
+//! - It holds exactly what the stages of this build recorded (their stamps'
+//!   outputs): never packages left over from earlier runs, never the other
+//!   kernel's packages.
+//! - It is assembled in a temporary directory beside the final one and
+//!   renamed into place; an existing release of the same date is replaced
+//!   only once the new one is complete. An interrupted packaging leaves no
+//!   half release under the final name.
+//! - `SHA256SUMS` covers every file (and checks with `sha256sum -c`);
+//!   `manifest.json` (schema in README) records versions, SHAs, patches,
+//!   kernel config verification and every artifact's size and SHA-256.
+//! - `MEASUREMENTS` and the manifest's `measurement` hold the expected
+//!   SEV-SNP launch digest of the packaged `usr/local/share/qemu/OVMF.fd`
+//!   for the shape `launch-qemu.sh -sev-snp` launches (and a few more
+//!   shapes), with every input (see `measure`); a packaged OVMF.fd without
+//!   SEV metadata fails the release with an error naming it. Without an
+//!   OVMF.fd (no OVMF stage) there is no `MEASUREMENTS` and `measurement`
+//!   is null.
+//! - `libvirt-snp.xml` and `libvirt-sev.xml` are libvirt domains using the
+//!   release's QEMU and firmware, its absolute path left as `@RELEASE_DIR@`.
+//! - The tarball is reproducible: entries sorted, owner root/0, fixed
+//!   modes, every mtime `SOURCE_DATE_EPOCH` (else the newest commit time of
+//!   the pinned sources), gzip header mtime 0. Same outputs in, same bytes
+//!   out.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde::de::IgnoredAny;
+use serde_json::{Value, json};
+
+use crate::fingerprint::{self, Decision, Inputs, Stamp};
+use crate::hash::{digest, sha256_file, sha256_hex};
+use crate::host::PackageFormat;
+use crate::progress::Progress;
+use crate::source::Synced;
+use crate::tools::versions::ToolVersions;
+use crate::workdir::WorkDir;
+use measure::ReleaseMeasurements;
+
+pub mod measure;
+
+pub const MANIFEST_SCHEMA: u32 = 1;
+/// The stage name of packaging, in plans, stamps and `--force`.
+pub const STAGE: &str = "release";
+
+const INSTALL_SH: &[u8] = include_bytes!("../../templates/install.sh");
+const LAUNCH_QEMU_SH: &[u8] = include_bytes!("../../templates/launch-qemu.sh");
+const KVM_CONF: &[u8] = include_bytes!("../../templates/kvm.conf");
+const LIBVIRT_SNP_XML: &[u8] = include_bytes!("../../templates/libvirt-snp.xml");
+const LIBVIRT_SEV_XML: &[u8] = include_bytes!("../../templates/libvirt-sev.xml");
+
+/// What goes into a release file.
+#[derive(Debug, Clone)]
+enum Content {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// One file of the release.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Path inside the release directory.
+    rel: String,
+    content: Content,
+    executable: bool,
+    sha256: String,
+    size: u64,
+}
+
+/// A file a stage puts into the release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    /// Its path inside the release directory.
+    pub rel: String,
+    /// Where it is now.
+    pub path: PathBuf,
+}
+
+impl File {
+    pub fn new(rel: impl Into<String>, path: &Path) -> File {
+        File {
+            rel: rel.into(),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// A file installed under `install`: `usr/local/<its path below it>`.
+    pub fn installed(path: &Path, install: &Path) -> anyhow::Result<File> {
+        let rel = path.strip_prefix(install).with_context(|| {
+            format!(
+                "{} is outside the install prefix {}",
+                path.display(),
+                install.display()
+            )
+        })?;
+        Ok(File::new(format!("usr/local/{}", rel.display()), path))
+    }
+}
+
+/// A manifest section (a stage's, typed by it) at its key path; `None`
+/// when the stage is not part of this release.
+pub struct Section {
+    /// `["qemu"]`, or `["kernels", "host"]`.
+    pub key: &'static [&'static str],
+    pub body: Option<Box<dyn erased_serde::Serialize + Send + Sync>>,
+}
+
+/// One stage's part of a release.
+pub struct Part {
+    /// The stage's name: its stamp holds the hashes of its files.
+    pub stage: &'static str,
+    /// build.sh's `source-commit.<table>` record of it.
+    pub commit_file: PathBuf,
+    pub files: Vec<File>,
+}
+
+/// Everything the release is made from.
+pub struct Release<'a> {
+    pub work: &'a WorkDir,
+    /// The stages it packages, in build order.
+    pub parts: Vec<Part>,
+    /// Every registered stage's manifest section.
+    pub sections: Vec<Section>,
+    pub synced: &'a [Synced],
+    /// The pin file as read (`source-config`).
+    pub pin_text: &'a str,
+    pub lock_path: &'a Path,
+    pub package_format: PackageFormat,
+    /// `--force` names the release.
+    pub forced: bool,
+    /// Absolute output directory.
+    pub output: PathBuf,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+}
+
+/// Where the release went.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub release: PathBuf,
+    pub tarball: PathBuf,
+    pub tarball_sha256: String,
+    pub files: usize,
+    /// The expected SEV-SNP launch digest for `launch-qemu.sh -sev-snp`'s
+    /// default shape, when the release has an OVMF.fd.
+    #[serde(default)]
+    pub snp_launch_digest: Option<String>,
+}
+
+impl Release<'_> {
+    pub fn name(&self) -> String {
+        format!("snp-release-{}", self.date)
+    }
+
+    /// The release's files, from the stages' summaries, with the hashes
+    /// their stamps recorded (so nothing big is read twice), and the launch
+    /// measurements of its OVMF.fd.
+    fn entries(
+        &self,
+        measure_firmware: bool,
+    ) -> anyhow::Result<(Vec<Entry>, Option<ReleaseMeasurements>)> {
+        let mut known: BTreeMap<PathBuf, (String, u64)> = BTreeMap::new();
+        for part in &self.parts {
+            let stamp: Option<Stamp<IgnoredAny>> =
+                fingerprint::read_stamp(&self.work.stamp(part.stage));
+            for out in stamp.map(|s| s.outputs).unwrap_or_default() {
+                known.insert(out.path, (out.sha256, out.size));
+            }
+        }
+        let file_entry = |rel: String, path: PathBuf, executable: bool| -> anyhow::Result<Entry> {
+            let (sha256, size) = match known.get(&path) {
+                Some(k) => k.clone(),
+                None => (
+                    sha256_file(&path)?,
+                    std::fs::metadata(&path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .len(),
+                ),
+            };
+            Ok(Entry {
+                rel,
+                content: Content::File(path),
+                executable,
+                sha256,
+                size,
+            })
+        };
+        let bytes_entry = |rel: &str, bytes: &[u8], executable: bool| Entry {
+            rel: rel.to_string(),
+            sha256: sha256_hex(bytes),
+            size: bytes.len() as u64,
+            content: Content::Bytes(bytes.to_vec()),
+            executable,
+        };
+
+        let mut entries = Vec::new();
+        for part in &self.parts {
+            for f in &part.files {
+                let executable = is_executable(&f.path);
+                entries.push(file_entry(f.rel.clone(), f.path.clone(), executable)?);
+            }
+            let name = part
+                .commit_file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            entries.push(file_entry(name, part.commit_file.clone(), false)?);
+        }
+        entries.push(bytes_entry(
+            "source-config",
+            self.pin_text.as_bytes(),
+            false,
+        ));
+        if let Ok(lock) = std::fs::read(self.lock_path) {
+            entries.push(bytes_entry("stable-commits.lock", &lock, false));
+        }
+        entries.push(bytes_entry("install.sh", INSTALL_SH, true));
+        entries.push(bytes_entry("launch-qemu.sh", LAUNCH_QEMU_SH, true));
+        entries.push(bytes_entry("kvm.conf", KVM_CONF, false));
+        entries.push(bytes_entry("libvirt-snp.xml", LIBVIRT_SNP_XML, false));
+        entries.push(bytes_entry("libvirt-sev.xml", LIBVIRT_SEV_XML, false));
+        // The expected launch digests of the firmware launch-qemu.sh boots.
+        // (Not needed to decide: MEASUREMENTS follows from OVMF.fd's hash,
+        // already an input, and this program's version.)
+        let firmware = entries
+            .iter()
+            .find(|e| e.rel == measure::RELEASE_OVMF)
+            .filter(|_| measure_firmware);
+        let measured = match firmware {
+            Some(Entry {
+                content: Content::File(ovmf),
+                ..
+            }) => Some(measure::release_measurements(ovmf).with_context(|| {
+                format!(
+                    "computing the SEV-SNP launch measurement of {} (the release's {})",
+                    ovmf.display(),
+                    measure::RELEASE_OVMF
+                )
+            })?),
+            _ => None,
+        };
+        if let Some(m) = &measured {
+            entries.push(bytes_entry(
+                measure::MEASUREMENTS_FILE,
+                m.file_text().as_bytes(),
+                false,
+            ));
+        }
+        entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok((entries, measured))
+    }
+
+    /// `SOURCE_DATE_EPOCH` if set, else the newest pinned commit's time.
+    fn epoch(&self) -> anyhow::Result<u64> {
+        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+            return v
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
+        }
+        Ok(self
+            .synced
+            .iter()
+            .map(|s| s.commit_time.max(0) as u64)
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// The release's fingerprint: every file's path and hash, the date,
+    /// the timestamp and this program's version.
+    fn inputs(&self, entries: &[Entry]) -> anyhow::Result<Inputs> {
+        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+            v.trim()
+                .parse::<u64>()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
+        }
+        // MEASUREMENTS is derived from OVMF.fd and this program's version,
+        // both inputs already; leaving it out lets `decide` skip computing it.
+        let files: Vec<(&str, &str, bool)> = entries
+            .iter()
+            .filter(|e| e.rel != measure::MEASUREMENTS_FILE)
+            .map(|e| (e.rel.as_str(), e.sha256.as_str(), e.executable))
+            .collect();
+        // Without SOURCE_DATE_EPOCH the time is the newest pinned commit's,
+        // which the SHAs (inside source-commit.*, so inside `files`) fix.
+        let epoch =
+            std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| "newest pinned commit".into());
+        Ok(Inputs::from([
+            ("files".into(), digest(&files)),
+            ("date".into(), self.date.clone()),
+            ("source-date-epoch".into(), epoch),
+            ("output".into(), self.output.display().to_string()),
+            ("snp-build".into(), env!("CARGO_PKG_VERSION").into()),
+        ]))
+    }
+
+    /// Whether the release must be made again, and why.
+    pub fn decide(&self) -> anyhow::Result<Decision> {
+        let inputs = self.inputs(&self.entries(false)?.0)?;
+        let stamp: Option<Stamp<Summary>> = fingerprint::read_stamp(&self.work.stamp(STAGE));
+        Ok(fingerprint::decide(&inputs, stamp.as_ref(), self.forced))
+    }
+
+    /// The summary of the release an up-to-date stamp describes.
+    pub fn recorded(&self) -> Option<Summary> {
+        let stamp: Stamp<Summary> = fingerprint::read_stamp(&self.work.stamp(STAGE))?;
+        Some(stamp.summary)
+    }
+
+    /// Assembles the directory and the tarball, then stamps them.
+    pub fn make(&self) -> anyhow::Result<Summary> {
+        let (entries, measured) = self.entries(true)?;
+        let inputs = self.inputs(&entries)?;
+        let epoch = self.epoch()?;
+        let progress = Progress::new(STAGE);
+        fingerprint::remove_stamp(&self.work.stamp(STAGE))?;
+        std::fs::create_dir_all(&self.output)
+            .with_context(|| format!("creating {}", self.output.display()))?;
+        let name = self.name();
+        let final_dir = self.output.join(&name);
+        let tmp = self
+            .output
+            .join(format!(".{name}.tmp-{}", std::process::id()));
+        remove_if_exists(&tmp)?;
+        progress.step(format!("assembling {}", final_dir.display()));
+        for e in &entries {
+            put(&tmp, e)?;
+        }
+        let manifest =
+            serde_json::to_vec_pretty(&self.manifest(&entries, epoch, measured.as_ref())?)?;
+        std::fs::write(tmp.join("manifest.json"), &manifest)?;
+        let mut sums: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| (e.rel.clone(), e.sha256.clone()))
+            .collect();
+        sums.push(("manifest.json".into(), sha256_hex(&manifest)));
+        sums.sort();
+        let text: String = sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect();
+        std::fs::write(tmp.join("SHA256SUMS"), text)?;
+
+        // Replace an existing release only now that the new one is whole.
+        if final_dir.exists() {
+            let old = self
+                .output
+                .join(format!(".{name}.old-{}", std::process::id()));
+            std::fs::rename(&final_dir, &old)
+                .with_context(|| format!("moving the previous {} aside", final_dir.display()))?;
+            std::fs::rename(&tmp, &final_dir)?;
+            remove_if_exists(&old)?;
+        } else {
+            std::fs::rename(&tmp, &final_dir).with_context(|| {
+                format!("renaming {} to {}", tmp.display(), final_dir.display())
+            })?;
+        }
+
+        progress.step("writing the tarball");
+        let tarball = self.output.join(format!("{name}.tar.gz"));
+        let tmp_tar = self
+            .output
+            .join(format!(".{name}.tar.gz.tmp-{}", std::process::id()));
+        write_tarball(&final_dir, &name, epoch, &tmp_tar, &progress)?;
+        std::fs::rename(&tmp_tar, &tarball)?;
+        let summary = Summary {
+            release: final_dir.clone(),
+            tarball: tarball.clone(),
+            tarball_sha256: sha256_file(&tarball)?,
+            files: sums.len() + 1,
+            snp_launch_digest: measured.as_ref().map(|m| m.default.digest.clone()),
+        };
+        let stamp = Stamp {
+            inputs,
+            outputs: fingerprint::record_outputs(&[
+                final_dir.join("SHA256SUMS"),
+                final_dir.join("manifest.json"),
+                tarball,
+            ])?,
+            summary: &summary,
+        };
+        fingerprint::write_stamp(&self.work.stamp(STAGE), &stamp)?;
+        progress.finish(format!(
+            "{} ({})",
+            summary.tarball.display(),
+            &summary.tarball_sha256[..16]
+        ));
+        Ok(summary)
+    }
+
+    fn manifest(
+        &self,
+        entries: &[Entry],
+        epoch: u64,
+        measured: Option<&ReleaseMeasurements>,
+    ) -> anyhow::Result<Value> {
+        let os = crate::host::os_release(Path::new(crate::host::OS_RELEASE));
+        let mut tools = ToolVersions::load(self.work);
+        let sources: BTreeMap<&str, Value> = self
+            .synced
+            .iter()
+            .map(|s| {
+                (
+                    s.source,
+                    json!({
+                        "url": s.url,
+                        "pin": s.pin,
+                        "sha": s.sha,
+                        "short_sha": &s.sha[..12.min(s.sha.len())],
+                        "submodules": s.submodules,
+                        "patched_head": s.patched_head,
+                        "patch_series_sha256": s.series_hash,
+                        "patches": s.patches,
+                    }),
+                )
+            })
+            .collect();
+        let mut manifest = json!({
+            "schema_version": MANIFEST_SCHEMA,
+            "snp_build_version": env!("CARGO_PKG_VERSION"),
+            "release": self.name(),
+            "date": self.date,
+            "source_date_epoch": epoch,
+            "build_host": {
+                "distro": os.get("PRETTY_NAME"),
+                "id": os.get("ID"),
+                "id_like": os.get("ID_LIKE"),
+                "gcc": tools.version("gcc"),
+                "package_format": self.package_format,
+            },
+            "sources": sources,
+            "measurement": measured.map(ReleaseMeasurements::manifest),
+            "artifacts": entries.iter().map(|e| json!({ "path": e.rel, "size": e.size, "sha256": e.sha256 })).collect::<Vec<_>>(),
+        });
+        for section in &self.sections {
+            place(&mut manifest, section)?;
+        }
+        Ok(manifest)
+    }
+}
+
+/// Puts a stage's section at its key path: a missing one-word section is
+/// `null` (`"qemu": null`), a missing nested one is left out of its
+/// (always present) parent (`"kernels": {}`).
+fn place(manifest: &mut Value, section: &Section) -> anyhow::Result<()> {
+    let Some((last, parents)) = section.key.split_last() else {
+        return Ok(());
+    };
+    let mut at = manifest;
+    for key in parents {
+        at = at
+            .as_object_mut()
+            .context("a manifest section inside a value")?
+            .entry(key.to_string())
+            .or_insert_with(|| json!({}));
+    }
+    let map = at
+        .as_object_mut()
+        .context("a manifest section inside a value")?;
+    match &section.body {
+        Some(body) => {
+            map.insert(last.to_string(), serde_json::to_value(body)?);
+        }
+        None if parents.is_empty() => {
+            map.insert(last.to_string(), Value::Null);
+        }
+        None => {}
+    }
+    Ok(())
+}
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes one entry under `root` (a hard link when the file system allows,
+/// else a copy), with the mode the tarball will carry.
+fn put(root: &Path, e: &Entry) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dest = root.join(&e.rel);
+    std::fs::create_dir_all(dest.parent().unwrap_or(root))?;
+    match &e.content {
+        Content::Bytes(b) => std::fs::write(&dest, b)?,
+        Content::File(src) => {
+            std::fs::copy(src, &dest)
+                .with_context(|| format!("copying {} into the release", src.display()))?;
+        }
+    }
+    let mode = if e.executable { 0o755 } else { 0o644 };
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// The reproducible tarball of `dir`, its entries under `name/`.
+fn write_tarball(
+    dir: &Path,
+    name: &str,
+    epoch: u64,
+    out: &Path,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(BufWriter::new(file), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort();
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        let _ = h.set_username("root");
+        let _ = h.set_groupname("root");
+        h.set_mtime(epoch);
+        h
+    };
+    let mut h = header(tar::EntryType::Directory, 0o755, 0);
+    tar.append_data(&mut h, format!("{name}/"), std::io::empty())?;
+    let mut done_dirs = std::collections::BTreeSet::new();
+    let mut bytes = 0u64;
+    for rel in files {
+        // Parent directories first, once each, in order.
+        let mut parents: Vec<PathBuf> = rel
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .collect();
+        parents.reverse();
+        for p in parents {
+            if done_dirs.insert(p.clone()) {
+                let mut h = header(tar::EntryType::Directory, 0o755, 0);
+                tar.append_data(&mut h, format!("{name}/{}/", p.display()), std::io::empty())?;
+            }
+        }
+        let path = dir.join(&rel);
+        let meta = std::fs::metadata(&path)?;
+        let mode = if is_executable(&path) { 0o755 } else { 0o644 };
+        let mut h = header(tar::EntryType::Regular, mode, meta.len());
+        let f = std::fs::File::open(&path)?;
+        tar.append_data(&mut h, format!("{name}/{}", rel.display()), f)
+            .with_context(|| format!("adding {} to the tarball", rel.display()))?;
+        bytes += meta.len();
+        progress.status(format!("tarball: {}", crate::progress::human_bytes(bytes)));
+    }
+    let gz = tar.into_inner()?;
+    let mut w = gz.finish()?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Every file under `dir`, relative to it, in name order.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        if !entry.file_type().is_dir() {
+            out.push(entry.path().strip_prefix(dir)?.to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+/// Today's date (UTC), `YYYY-MM-DD`.
+pub fn today() -> String {
+    crate::fsutil::utc_today()
+}
+
+/// Checks a `--date` value.
+pub fn check_date(date: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = date.split('-').collect();
+    let ok = parts.len() == 3
+        && parts[0].len() == 4
+        && parts[1].len() == 2
+        && parts[2].len() == 2
+        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && (1..=12).contains(&parts[1].parse::<u32>().unwrap_or(0))
+        && (1..=31).contains(&parts[2].parse::<u32>().unwrap_or(0));
+    if !ok {
+        bail!(
+            crate::error::UsageError::new(format!("--date {date:?} is not a date"))
+                .help("use YYYY-MM-DD, e.g. 2026-11-22")
+        );
+    }
+    Ok(())
+}

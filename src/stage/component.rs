@@ -1,0 +1,394 @@
+//! What a component is: a typed [`Stage`] (its pin, knobs, tools, typed
+//! inputs and outputs, release entries and work-dir products), and the
+//! type-erased [`Component`] the registry and everything else loop over.
+//!
+//! The contract between a stage and the rest is typed end to end: `build()`
+//! returns the stage's `Outputs` struct, the stamp records it, and the
+//! release asks the stage itself for its files and manifest section. No
+//! string keys cross this boundary.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+
+use crate::config::{ConfigError, Document, Source, SourceSpec};
+use crate::exec::{Cmd, StageRun};
+use crate::fingerprint::{self, Decision, Inputs, Stamp};
+use crate::host::PackageFormat;
+use crate::host::doctor::Check;
+use crate::release;
+use crate::source::Synced;
+use crate::tools::Requirement;
+use crate::tools::versions::ToolVersions;
+use crate::workdir::{StageDir, WorkDir};
+
+/// A component as data: its names, its tables and where its things go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// The stage's and its source's name: logs, stamps, JSON, `--force`,
+    /// `patches/<name>/`.
+    pub name: &'static str,
+    /// The pin file table that pins its source (`kernel.host`); its words
+    /// are the component's selection words (`kernel host`), and build.sh's
+    /// `source-commit.<table>` records it.
+    pub table: &'static str,
+    /// A table of knobs it shares with others (`kernel`), if any.
+    pub shared_knobs: Option<&'static str>,
+    /// The object store it shares with sources of the same upstream
+    /// family (`linux`).
+    pub store: &'static str,
+    /// Where its section goes in the release manifest (`kernels`, `host`).
+    pub manifest: &'static [&'static str],
+}
+
+impl Spec {
+    pub fn source_spec(&self) -> SourceSpec {
+        SourceSpec {
+            name: self.name,
+            table: self.table,
+            store: self.store,
+        }
+    }
+
+    /// The family it belongs to: its table's first word (`kernel`).
+    pub fn group(&self) -> &'static str {
+        self.table.split('.').next().unwrap_or(self.table)
+    }
+}
+
+/// Makes a configured component from a parsed pin file.
+pub type Configure =
+    Box<dyn Fn(&Document<'_>) -> Result<Box<dyn Component>, ConfigError> + Send + Sync>;
+
+/// One registered component: its spec, and how to configure it from a pin
+/// file (each component file offers an `entry()`; the registry lists them).
+pub struct Entry {
+    pub spec: Spec,
+    pub configure: Configure,
+}
+
+/// `--force`: which stages run even when up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Force {
+    #[default]
+    None,
+    All,
+    Stages(Vec<String>),
+}
+
+impl Force {
+    pub fn forces(&self, stage: &str) -> bool {
+        match self {
+            Force::None => false,
+            Force::All => true,
+            Force::Stages(names) => names.iter().any(|n| n == stage),
+        }
+    }
+}
+
+/// What every stage of a build shares.
+#[derive(Debug, Clone)]
+pub struct BuildEnv {
+    pub work: WorkDir,
+    /// Absolute install prefix (QEMU and OVMF), as build.sh's --install.
+    pub install: PathBuf,
+    pub jobs: usize,
+    pub serial: bool,
+    pub keep_going: bool,
+    /// deb or rpm (never Auto here).
+    pub package_format: PackageFormat,
+    pub launcher: Option<String>,
+    pub force: Force,
+    /// `--clean`: kernels start from `make distclean`, QEMU from configure.
+    pub clean: bool,
+}
+
+/// What a stage's fingerprint needs to know about its source.
+#[derive(Debug, Clone)]
+pub struct SourceFacts {
+    /// The resolved SHA, or a description of what is unresolved.
+    pub sha: String,
+    pub series_hash: String,
+    pub submodules: BTreeMap<String, String>,
+}
+
+impl From<&Synced> for SourceFacts {
+    fn from(s: &Synced) -> SourceFacts {
+        SourceFacts {
+            sha: s.sha.clone(),
+            series_hash: s.series_hash.clone().unwrap_or_default(),
+            submodules: s.submodules.clone(),
+        }
+    }
+}
+
+/// The inputs every stage records (the first rows of the table in
+/// `fingerprint.rs`); each stage's own `Inputs` flattens this in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Common {
+    /// The resolved upstream SHA.
+    pub sha: String,
+    /// The patch series' content hash (16 hex digits), or `none`.
+    pub patches: String,
+    /// `tool:<name>`: the version of each tool in the stage's list.
+    #[serde(flatten)]
+    pub tools: ToolInputs,
+    /// This program's version.
+    #[serde(rename = "snp-build")]
+    pub snp_build: &'static str,
+}
+
+/// Tool versions by tool name, recorded as `tool:<name>` inputs.
+#[derive(Debug, Clone, Default)]
+pub struct ToolInputs(pub BTreeMap<String, String>);
+
+impl Serialize for ToolInputs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (format!("tool:{k}"), v)))
+    }
+}
+
+/// How a stage may use the job budget.
+#[derive(Debug, Clone, Copy)]
+pub struct Jobs {
+    /// make gets the shared jobserver (parallel mode).
+    pub jobserver: bool,
+    /// For tools that are not jobserver clients, and for every make in
+    /// serial mode: the `-j`/`-n` to pass.
+    pub fixed: usize,
+}
+
+impl Jobs {
+    /// A `make` command using the budget the right way.
+    pub fn make(&self, dir: &Path) -> Cmd {
+        let cmd = Cmd::new("make", dir);
+        if self.jobserver {
+            cmd.jobserver()
+        } else {
+            cmd.arg(format!("-j{}", self.fixed))
+        }
+    }
+}
+
+/// What a stage's `build()` gets.
+pub struct Job<'a> {
+    pub env: &'a BuildEnv,
+    /// Its source, at the pinned (and patched) commit.
+    pub source: &'a Synced,
+    /// `<work>/<stage>`: its tree and its products.
+    pub dir: StageDir,
+    /// Runs its commands (log, environment, process group, -v echo).
+    pub run: &'a StageRun<'a>,
+    pub jobs: Jobs,
+}
+
+/// One component, typed: implement this, add one registry line, and give
+/// it its table in `stable-commits.toml` (see ARCHITECTURE.md).
+pub trait Stage: Send + Sync + 'static {
+    /// Its fingerprint: every input that decides its outputs.
+    type Inputs: Serialize;
+    /// What `build()` made; the stamp records it, the release reads it.
+    type Outputs: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+    /// Its section of the release manifest.
+    type Manifest: Serialize + Send + Sync + 'static;
+
+    fn spec(&self) -> &Spec;
+    /// Its pin, when the pin file has its table.
+    fn source(&self) -> Option<&Source>;
+    /// The host tools it needs: one list for the preflight, the
+    /// fingerprint and version queries alike.
+    fn tools(&self, format: PackageFormat) -> Vec<Requirement>;
+    /// Build-host checks of its own, beside its tools.
+    fn checks(&self) -> Vec<Check> {
+        Vec::new()
+    }
+    /// Rough disk use in GiB (tree, objects, build output).
+    fn disk_estimate_gib(&self) -> u64;
+    /// Refuses a request this host cannot satisfy, before any work.
+    fn check_request(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Its typed inputs, given the ones every stage has.
+    fn inputs(&self, common: Common, env: &BuildEnv, facts: &SourceFacts) -> Self::Inputs;
+    fn build(&self, job: &Job<'_>) -> anyhow::Result<Self::Outputs>;
+    /// The files whose loss or change makes it run again.
+    fn output_files(&self, outputs: &Self::Outputs) -> Vec<PathBuf>;
+    /// Its files in the release.
+    fn release_files(
+        &self,
+        outputs: &Self::Outputs,
+        env: &BuildEnv,
+    ) -> anyhow::Result<Vec<release::File>>;
+    fn manifest(&self, outputs: &Self::Outputs) -> Self::Manifest;
+    /// What it keeps beside its tree under the work dir (for `clean`).
+    fn products(&self, dir: &StageDir) -> Vec<PathBuf>;
+}
+
+/// A stage's outputs with their type erased (they serialize as themselves).
+#[derive(Clone, Debug)]
+pub struct Built(Arc<dyn AnyOutputs>);
+
+trait AnyOutputs: erased_serde::Serialize + Debug + Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Serialize + Debug + Send + Sync + 'static> AnyOutputs for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+erased_serde::serialize_trait_object!(AnyOutputs);
+
+impl Serialize for Built {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl Built {
+    fn new<T: Serialize + Debug + Send + Sync + 'static>(outputs: T) -> Built {
+        Built(Arc::new(outputs))
+    }
+
+    fn get<T: 'static>(&self) -> &T {
+        self.0
+            .as_any()
+            .downcast_ref()
+            .expect("outputs handed back to the stage that built them")
+    }
+}
+
+/// A manifest section with its type erased.
+pub type Section = Box<dyn erased_serde::Serialize + Send + Sync>;
+
+/// The registry's view of a [`Stage`]: the same, with types erased.
+pub trait Component: Send + Sync {
+    fn spec(&self) -> &Spec;
+    fn source(&self) -> Option<&Source>;
+    fn tools(&self, format: PackageFormat) -> Vec<Requirement>;
+    fn checks(&self) -> Vec<Check>;
+    fn disk_estimate_gib(&self) -> u64;
+    fn check_request(&self) -> anyhow::Result<()>;
+    /// Its fingerprint, flat (`name` -> text), with its tools' versions.
+    fn fingerprint(
+        &self,
+        env: &BuildEnv,
+        facts: &SourceFacts,
+        versions: &mut ToolVersions,
+    ) -> Inputs;
+    /// Whether it must run for `inputs`, judged against its stamp (a
+    /// stamp whose outputs no longer read as this stage's counts as none).
+    fn decide(&self, work: &WorkDir, inputs: &Inputs, forced: bool) -> Decision;
+    fn build(&self, job: &Job<'_>) -> anyhow::Result<Built>;
+    /// The outputs its last successful build recorded, if its stamp holds
+    /// them.
+    fn recorded(&self, work: &WorkDir) -> Option<Built>;
+    fn output_files(&self, built: &Built) -> Vec<PathBuf>;
+    fn release_files(&self, built: &Built, env: &BuildEnv) -> anyhow::Result<Vec<release::File>>;
+    fn manifest(&self, built: &Built) -> Section;
+    fn products(&self, dir: &StageDir) -> Vec<PathBuf>;
+}
+
+impl<S: Stage> Component for S {
+    fn spec(&self) -> &Spec {
+        Stage::spec(self)
+    }
+
+    fn source(&self) -> Option<&Source> {
+        Stage::source(self)
+    }
+
+    fn tools(&self, format: PackageFormat) -> Vec<Requirement> {
+        Stage::tools(self, format)
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        Stage::checks(self)
+    }
+
+    fn disk_estimate_gib(&self) -> u64 {
+        Stage::disk_estimate_gib(self)
+    }
+
+    fn check_request(&self) -> anyhow::Result<()> {
+        Stage::check_request(self)
+    }
+
+    fn fingerprint(
+        &self,
+        env: &BuildEnv,
+        facts: &SourceFacts,
+        versions: &mut ToolVersions,
+    ) -> Inputs {
+        let tools = Stage::tools(self, env.package_format)
+            .iter()
+            .map(|r| (r.tool.clone(), versions.version(&r.tool)))
+            .collect();
+        let patches = if facts.series_hash.is_empty() {
+            "none".to_string()
+        } else {
+            facts.series_hash[..16.min(facts.series_hash.len())].to_string()
+        };
+        let common = Common {
+            sha: facts.sha.clone(),
+            patches,
+            tools: ToolInputs(tools),
+            snp_build: env!("CARGO_PKG_VERSION"),
+        };
+        let inputs = fingerprint::flatten(&Stage::inputs(self, common, env, facts));
+        tracing::debug!(
+            stage = Stage::spec(self).name,
+            "fingerprint inputs: {}",
+            inputs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        inputs
+    }
+
+    fn decide(&self, work: &WorkDir, inputs: &Inputs, forced: bool) -> Decision {
+        let stamp: Option<Stamp<S::Outputs>> =
+            fingerprint::read_stamp(&work.stamp(Stage::spec(self).name));
+        fingerprint::decide(inputs, stamp.as_ref(), forced)
+    }
+
+    fn build(&self, job: &Job<'_>) -> anyhow::Result<Built> {
+        Stage::build(self, job).map(Built::new)
+    }
+
+    fn recorded(&self, work: &WorkDir) -> Option<Built> {
+        let stamp: Stamp<S::Outputs> =
+            fingerprint::read_stamp(&work.stamp(Stage::spec(self).name))?;
+        Some(Built::new(stamp.summary))
+    }
+
+    fn output_files(&self, built: &Built) -> Vec<PathBuf> {
+        Stage::output_files(self, built.get::<S::Outputs>())
+    }
+
+    fn release_files(&self, built: &Built, env: &BuildEnv) -> anyhow::Result<Vec<release::File>> {
+        Stage::release_files(self, built.get::<S::Outputs>(), env)
+    }
+
+    fn manifest(&self, built: &Built) -> Section {
+        Box::new(Stage::manifest(self, built.get::<S::Outputs>()))
+    }
+
+    fn products(&self, dir: &StageDir) -> Vec<PathBuf> {
+        Stage::products(self, dir)
+    }
+}
+
+/// The short upstream SHA used in LOCALVERSION and `source-commit.*`
+/// (12 digits, the kernel's own abbreviation length).
+pub fn short_sha(sha: &str) -> &str {
+    &sha[..12.min(sha.len())]
+}

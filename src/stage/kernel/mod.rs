@@ -1,0 +1,545 @@
+//! A kernel (host or guest): base config, the pin file's `scripts/config`
+//! edits, `make olddefconfig`, verification that every edit survived,
+//! `make`, then `bindeb-pkg` (Debian-like hosts) or `binrpm-pkg`.
+//!
+//! Every make gets `ARCH=x86_64` (plain `tinyconfig` is 32-bit on some
+//! hosts) and, with a compiler launcher, `CC="<launcher> gcc"`.
+//! Packages are collected per kernel into `<work>/kernel-<host|guest>/packages/`
+//! from a place emptied before packaging (`bindeb-pkg` writes into the
+//! tree's parent, `<work>/kernel-<host|guest>/`; `binrpm-pkg` into
+//! `<tree>/rpmbuild/RPMS/`), so packages of earlier runs, and of the other
+//! kernel, are never picked up. The final `.config` is kept as
+//! `<work>/kernel-<host|guest>/config`.
+//!
+//! Both kernels are this one component, registered twice; their knobs are
+//! the shared `[kernel]` table ([`knobs`]) and their edits and verification
+//! are pure ([`kconfig`]).
+//!
+//! Disk estimates: a `running` or file base config (a distro config) 25
+//! GiB (15-25 GB for a full distro-config kernel with debug info),
+//! `defconfig` 6 GiB (a ~1.5 GB checkout plus a few GB of objects),
+//! `tinyconfig` 3 GiB.
+
+pub mod kconfig;
+pub mod knobs;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use super::component::{BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage, short_sha};
+use crate::config::{ConfigError, Document, Source};
+use crate::exec::Cmd;
+use crate::hash::{digest, sha256_file};
+use crate::host::doctor::{Check, Status};
+use crate::host::{PackageFormat, kernel_image_package};
+use crate::release;
+use crate::tools::Requirement;
+use crate::workdir::StageDir;
+pub use kconfig::Kernel;
+use kconfig::{BaseConfig, BaseSource, DotConfig, KernelEdits, Verification};
+
+const HOST: Spec = Spec {
+    name: "kernel-host",
+    table: "kernel.host",
+    shared_knobs: Some("kernel"),
+    store: "linux",
+    manifest: &["kernels", "host"],
+};
+
+const GUEST: Spec = Spec {
+    name: "kernel-guest",
+    table: "kernel.guest",
+    shared_knobs: Some("kernel"),
+    store: "linux",
+    manifest: &["kernels", "guest"],
+};
+
+const PACKAGES: &str = "packages";
+const KEPT_CONFIG: &str = "config";
+const CONFIGURED_WITH: &str = "configured-with";
+
+/// The registry entry of one kernel.
+pub fn entry(kernel: Kernel) -> Entry {
+    Entry {
+        spec: *spec(kernel),
+        configure: Box::new(move |doc| Ok(Box::new(KernelStage::configure(doc, kernel)?))),
+    }
+}
+
+fn spec(kernel: Kernel) -> &'static Spec {
+    match kernel {
+        Kernel::Host => &HOST,
+        Kernel::Guest => &GUEST,
+    }
+}
+
+/// One kernel, configured.
+#[derive(Debug)]
+pub struct KernelStage {
+    kernel: Kernel,
+    source: Option<Source>,
+    pub knobs: knobs::Knobs,
+}
+
+impl KernelStage {
+    pub fn configure(doc: &Document<'_>, kernel: Kernel) -> Result<KernelStage, ConfigError> {
+        let source = doc.source(spec(kernel).source_spec())?;
+        let shared: knobs::Shared = doc.knobs("kernel")?;
+        let own: knobs::PerKernel = doc.knobs(spec(kernel).table)?;
+        Ok(KernelStage {
+            kernel,
+            source,
+            knobs: knobs::validate(doc, &shared, &own, kernel)?,
+        })
+    }
+
+    /// Where this kernel's base config comes from on this host.
+    pub fn base_source(&self) -> BaseSource {
+        kconfig::base_config_source(&self.knobs.base_config, &running_release())
+    }
+
+    /// The base config as an input: its kind, and a file's content hash.
+    fn base_input(&self) -> String {
+        match self.base_source() {
+            BaseSource::MakeTarget(t) => t.to_string(),
+            BaseSource::File(p) => format!(
+                "{} ({})",
+                p.display(),
+                sha256_file(&p)
+                    .map(|h| h[..16].to_string())
+                    .unwrap_or_else(|_| "missing".into())
+            ),
+        }
+    }
+
+    /// Whether this kernel's config will have `DEBUG_INFO_BTF` (which runs
+    /// pahole): the edits turn it on, or the base config file has it and
+    /// the edits do not turn it off. `defconfig` and `tinyconfig` leave it
+    /// off.
+    fn needs_btf(&self) -> bool {
+        const BTF: &str = "DEBUG_INFO_BTF";
+        let edits = &self.knobs.edits;
+        if edits.disable.iter().any(|o| o == BTF) {
+            return false;
+        }
+        if edits.enable.iter().any(|o| o == BTF) {
+            return true;
+        }
+        match self.base_source() {
+            BaseSource::File(path) => std::fs::read_to_string(path)
+                .is_ok_and(|t| t.lines().any(|l| l.trim() == "CONFIG_DEBUG_INFO_BTF=y")),
+            BaseSource::MakeTarget(_) => false,
+        }
+    }
+
+    /// Checks a base config file exists, before anything is fetched or built.
+    fn check_base(&self) -> anyhow::Result<()> {
+        if let BaseSource::File(path) = self.base_source() {
+            kconfig::check_base_file(&path, self.knobs.base_config == BaseConfig::Running)?;
+        }
+        Ok(())
+    }
+}
+
+/// A kernel's fingerprint (see the table in `fingerprint.rs`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Inputs {
+    #[serde(flatten)]
+    common: Common,
+    base_config: String,
+    edits: String,
+    package_format: String,
+    compiler_launcher: String,
+}
+
+/// What a kernel stage made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outputs {
+    pub kernel: Kernel,
+    /// `make kernelrelease`.
+    pub release: String,
+    /// The rendered LOCALVERSION, if the edits set one.
+    pub localversion: Option<String>,
+    pub package_format: PackageFormat,
+    /// This build's packages, in `<work>/kernel-<k>/packages/`.
+    pub packages: Vec<PathBuf>,
+    /// The kernel image package among them (never `-dbg`).
+    pub image: PathBuf,
+    /// The final `.config`, kept beside the tree.
+    pub config: PathBuf,
+    /// Every edit read back from the final `.config`.
+    pub verification: Verification,
+}
+
+/// The manifest's `kernels.<host|guest>` section.
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    release: String,
+    localversion: Option<String>,
+    package_format: PackageFormat,
+    config_edits: KernelEdits,
+    verification: Verification,
+    image: Option<String>,
+}
+
+impl Stage for KernelStage {
+    type Inputs = Inputs;
+    type Outputs = Outputs;
+    type Manifest = Manifest;
+
+    fn spec(&self) -> &Spec {
+        spec(self.kernel)
+    }
+
+    fn source(&self) -> Option<&Source> {
+        self.source.as_ref()
+    }
+
+    fn tools(&self, format: PackageFormat) -> Vec<Requirement> {
+        let tools = &self.knobs.tools;
+        let mut reqs = tools.common.clone();
+        reqs.extend(match format {
+            PackageFormat::Rpm => tools.rpm.iter().cloned(),
+            _ => tools.deb.iter().cloned(),
+        });
+        if self.needs_btf() {
+            reqs.extend(tools.btf.iter().cloned());
+        }
+        reqs
+    }
+
+    /// The base config source: a make target is always there; a file
+    /// (including `running`'s `/boot/config-$(uname -r)`) must exist.
+    fn checks(&self) -> Vec<Check> {
+        let setting = match &self.knobs.base_config {
+            BaseConfig::Running => "running".to_string(),
+            BaseConfig::Defconfig => "defconfig".to_string(),
+            BaseConfig::Tinyconfig => "tinyconfig".to_string(),
+            BaseConfig::File(p) => p.display().to_string(),
+        };
+        let name = format!("{} base config", spec(self.kernel).name);
+        let needed = format!("base-config = {setting:?}");
+        let check = match (self.base_source(), self.check_base()) {
+            (BaseSource::MakeTarget(t), _) => Check::new(name, Status::Ok, format!("make {t}")),
+            (BaseSource::File(p), Ok(())) => Check::new(name, Status::Ok, p.display().to_string()),
+            (BaseSource::File(p), Err(e)) => {
+                Check::new(name, Status::Missing, format!("no {}", p.display())).help(e.to_string())
+            }
+        };
+        vec![check.needed(needed)]
+    }
+
+    fn disk_estimate_gib(&self) -> u64 {
+        match self.knobs.base_config {
+            BaseConfig::Running | BaseConfig::File(_) => 25,
+            BaseConfig::Defconfig => 6,
+            BaseConfig::Tinyconfig => 3,
+        }
+    }
+
+    fn check_request(&self) -> anyhow::Result<()> {
+        self.check_base()
+    }
+
+    fn inputs(&self, common: Common, env: &BuildEnv, _facts: &SourceFacts) -> Inputs {
+        Inputs {
+            common,
+            base_config: self.base_input(),
+            edits: digest(&self.knobs.edits),
+            package_format: format!("{:?}", env.package_format).to_lowercase(),
+            compiler_launcher: env.launcher.clone().unwrap_or_default(),
+        }
+    }
+
+    fn build(&self, job: &Job<'_>) -> anyhow::Result<Outputs> {
+        let (env, run, jobs) = (job.env, job.run, job.jobs);
+        let s = job.source;
+        let kernel = self.kernel;
+        let tree = &s.tree;
+        let stage_dir = job.dir.path();
+        let short = short_sha(&s.sha);
+        let edits = &self.knobs.edits;
+
+        // 0. A clean tree when the configuration changed (or --clean); else
+        // kbuild rebuilds only what the new SHA or patches changed.
+        std::fs::create_dir_all(stage_dir)?;
+        let configured_marker = job.dir.product(CONFIGURED_WITH);
+        let configured = format!("{}\n{}\n", self.base_input(), digest(edits));
+        let previous = std::fs::read_to_string(&configured_marker).unwrap_or_default();
+        if env.clean || previous != configured {
+            run.note(if env.clean {
+                "clean build (--clean)"
+            } else {
+                "clean build: the base config or the edits changed"
+            });
+            run.run(&make(env, tree, jobs).arg("distclean"))?;
+            let _ = std::fs::remove_file(&configured_marker);
+        }
+
+        // 1. Base config.
+        let base = self.base_source();
+        match &base {
+            BaseSource::File(path) => {
+                kconfig::check_base_file(path, self.knobs.base_config == BaseConfig::Running)?;
+                std::fs::copy(path, tree.join(".config"))
+                    .with_context(|| format!("copying the base config {}", path.display()))?;
+                run.note(&format!("base config: {}", path.display()));
+            }
+            BaseSource::MakeTarget(target) => run.run(&make(env, tree, jobs).arg(*target))?,
+        }
+
+        // 2. The edits, 3. olddefconfig, 4. verification.
+        let args = kconfig::scripts_config_args(edits, kernel, short)?;
+        run.run(
+            &Cmd::new(tree.join("scripts/config"), tree)
+                .arg("--file")
+                .arg(".config")
+                .args(args),
+        )?;
+        run.run(&make(env, tree, jobs).arg("olddefconfig"))?;
+        let final_config = DotConfig::load(&tree.join(".config"))?;
+        let verification = kconfig::verify(edits, kernel, short, &final_config);
+        for line in verification.report().lines() {
+            run.note(line);
+        }
+        for w in &verification.warnings {
+            run.progress.warn(format!(
+                "config {}: wanted {}, got {}{}",
+                w.option,
+                w.wanted,
+                w.got,
+                w.note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if !verification.is_ok() {
+            bail!(
+                "{}: the kernel config edits did not survive `make olddefconfig`\n{}",
+                s.source,
+                verification.report()
+            );
+        }
+        crate::fsutil::write_atomic(&configured_marker, configured.as_bytes())?;
+        let kept_config = job.dir.product(KEPT_CONFIG);
+        std::fs::copy(tree.join(".config"), &kept_config)
+            .with_context(|| format!("keeping the final config as {}", kept_config.display()))?;
+
+        // 5. Build, 6. package.
+        run.run(&make(env, tree, jobs))?;
+        let release = run
+            .capture(&make(env, tree, jobs).args(["-s", "kernelrelease"]))?
+            .trim()
+            .to_string();
+        let format = env.package_format;
+        let packages_dir = job.dir.product(PACKAGES);
+        clear_old_packages(stage_dir, tree, &packages_dir, format)?;
+        let target = match format {
+            PackageFormat::Rpm => "binrpm-pkg",
+            _ => "bindeb-pkg",
+        };
+        run.run(&make(env, tree, jobs).arg(target))?;
+        let packages = collect_packages(stage_dir, tree, &packages_dir, format)?;
+        if packages.is_empty() {
+            bail!("{}: `make {target}` produced no packages", s.source);
+        }
+        let image = kernel_image_package(&packages, format).with_context(|| {
+            format!(
+                "{}: no kernel image package among {:?}",
+                s.source,
+                file_names(&packages)
+            )
+        })?;
+        for p in &packages {
+            run.note(&format!("package: {}", p.display()));
+        }
+        Ok(Outputs {
+            kernel,
+            release,
+            localversion: kconfig::localversion(edits, kernel, short)?,
+            package_format: format,
+            packages,
+            image,
+            config: kept_config,
+            verification,
+        })
+    }
+
+    fn output_files(&self, outputs: &Outputs) -> Vec<PathBuf> {
+        let mut files = outputs.packages.clone();
+        files.push(outputs.config.clone());
+        files
+    }
+
+    fn release_files(
+        &self,
+        outputs: &Outputs,
+        _env: &BuildEnv,
+    ) -> anyhow::Result<Vec<release::File>> {
+        let k = self.kernel.name();
+        let mut files: Vec<release::File> = outputs
+            .packages
+            .iter()
+            .map(|p| release::File::new(format!("linux/{k}/{}", file_name(p)), p))
+            .collect();
+        files.push(release::File::new(
+            format!("kernel-config.{k}"),
+            &outputs.config,
+        ));
+        Ok(files)
+    }
+
+    fn manifest(&self, outputs: &Outputs) -> Manifest {
+        Manifest {
+            release: outputs.release.clone(),
+            localversion: outputs.localversion.clone(),
+            package_format: outputs.package_format,
+            config_edits: self.knobs.edits.clone(),
+            verification: outputs.verification.clone(),
+            image: Some(format!(
+                "linux/{}/{}",
+                self.kernel.name(),
+                file_name(&outputs.image)
+            )),
+        }
+    }
+
+    /// Its packages, kept config and configure marker, and what
+    /// `bindeb-pkg` leaves beside the tree.
+    fn products(&self, dir: &StageDir) -> Vec<PathBuf> {
+        let mut out = vec![
+            dir.product(PACKAGES),
+            dir.product(KEPT_CONFIG),
+            dir.product(CONFIGURED_WITH),
+        ];
+        out.extend(
+            std::fs::read_dir(dir.path())
+                .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.is_file() && is_packaging_leftover(p)),
+        );
+        out
+    }
+}
+
+/// `.deb`, `.buildinfo` and `.changes`: what `make bindeb-pkg` writes
+/// beside the tree.
+fn is_packaging_leftover(path: &Path) -> bool {
+    let name = file_name(path);
+    [".deb", ".buildinfo", ".changes"]
+        .iter()
+        .any(|x| name.ends_with(x))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `uname -r`, read without a subprocess.
+fn running_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn make(env: &BuildEnv, tree: &Path, jobs: Jobs) -> Cmd {
+    let mut cmd = jobs.make(tree).arg("ARCH=x86_64");
+    if let Some(l) = &env.launcher {
+        cmd = cmd.arg(format!("CC={l} gcc"));
+    }
+    cmd
+}
+
+fn is_package(path: &Path, format: PackageFormat) -> bool {
+    path.extension().is_some_and(|e| e == format.extension())
+}
+
+/// Empties every place packages land, so only this run's are collected.
+fn clear_old_packages(
+    stage_dir: &Path,
+    tree: &Path,
+    packages_dir: &Path,
+    format: PackageFormat,
+) -> anyhow::Result<()> {
+    if packages_dir.exists() {
+        std::fs::remove_dir_all(packages_dir)
+            .with_context(|| format!("removing {}", packages_dir.display()))?;
+    }
+    match format {
+        PackageFormat::Rpm => {
+            let rpms = tree.join("rpmbuild/RPMS");
+            if rpms.exists() {
+                std::fs::remove_dir_all(&rpms)
+                    .with_context(|| format!("removing {}", rpms.display()))?;
+            }
+        }
+        _ => {
+            for entry in std::fs::read_dir(stage_dir)?.flatten() {
+                let p = entry.path();
+                if p.is_file() && is_packaging_leftover(&p) {
+                    std::fs::remove_file(&p)
+                        .with_context(|| format!("removing {}", p.display()))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves this run's packages into `packages_dir`; returns them sorted.
+fn collect_packages(
+    stage_dir: &Path,
+    tree: &Path,
+    packages_dir: &Path,
+    format: PackageFormat,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(packages_dir)?;
+    let found = match format {
+        PackageFormat::Rpm => walk_files(&tree.join("rpmbuild/RPMS")),
+        _ => std::fs::read_dir(stage_dir)?
+            .flatten()
+            .map(|e| e.path())
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for p in found
+        .into_iter()
+        .filter(|p| p.is_file() && is_package(p, format))
+    {
+        let to = packages_dir.join(p.file_name().unwrap_or_default());
+        std::fs::rename(&p, &to)
+            .with_context(|| format!("moving {} to {}", p.display(), to.display()))?;
+        out.push(to);
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| !e.file_type().is_dir())
+        .map(walkdir::DirEntry::into_path)
+        .collect()
+}
+
+fn file_names(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string()
+        })
+        .collect()
+}

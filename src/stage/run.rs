@@ -1,0 +1,307 @@
+//! Running stages side by side under one job budget.
+//!
+//! How the budget works (`-j N`): a GNU make jobserver with N tokens is
+//! shared by every running stage. A stage holds one token while it runs
+//! (that is make's implicit slot, which every make has besides the
+//! jobserver's tokens), so at most N stages run at once and the compile
+//! jobs of all makes together never exceed N. Tools that are not jobserver
+//! clients (QEMU's ninja before 1.13, edk2's `build -n`) take what tokens
+//! are free when they start, up to their fair share, and get that count as
+//! their own `-j`/`-n`. `--serial` runs one stage at a time, `-jN` each.
+//!
+//! Guarantees:
+//! - A stage's stamp is removed when it starts and written (atomically)
+//!   only after it succeeded, with its typed outputs and the hash of every
+//!   output file; build.sh's `source-commit.<table>` is written with it.
+//! - A stage that fails stops the others (their process groups are
+//!   signalled) unless `--keep-going`; finished stages are never undone.
+//! - Outcomes come back in build order, whatever order stages finished in.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::component::{BuildEnv, Built, Component, Job, Jobs, short_sha};
+use crate::exec::{Cancelled, Interrupted, Registry, StageRun};
+use crate::fingerprint::{self, Decision, Inputs, Reason, Stamp};
+use crate::progress::Progress;
+use crate::source::Synced;
+
+/// One stage of a build: its component, source, fingerprint and decision.
+pub struct Work<'a> {
+    pub component: &'a dyn Component,
+    pub synced: Synced,
+    pub inputs: Inputs,
+    pub decision: Decision,
+}
+
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Built now.
+    Ok,
+    /// Up to date: its recorded outputs stand.
+    Skipped,
+    Failed,
+    /// Stopped because another stage failed, or by Ctrl-C.
+    Cancelled,
+}
+
+/// The result of one stage, as reported in `--json` and used by the
+/// release.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub stage: &'static str,
+    pub status: Status,
+    /// Why it ran, or why it was skipped.
+    pub reasons: Vec<Reason>,
+    pub duration_s: f64,
+    pub log: PathBuf,
+    /// Its typed outputs (built now, or recorded by its stamp).
+    pub outputs: Option<Built>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Outcomes as the stamps of `components` record them (for planning a
+/// release without building).
+pub fn recorded_outcomes(env: &BuildEnv, components: &[&dyn Component]) -> Vec<Outcome> {
+    components
+        .iter()
+        .filter_map(|c| {
+            let name = c.spec().name;
+            Some(Outcome {
+                stage: name,
+                status: Status::Skipped,
+                reasons: vec![Reason::UpToDate],
+                duration_s: 0.0,
+                log: env.work.log(name),
+                outputs: Some(c.recorded(&env.work)?),
+                error: None,
+            })
+        })
+        .collect()
+}
+
+/// Runs the stages of `work` that must run, skips the rest, and returns
+/// every outcome in build order. Errors only for problems outside the
+/// stages; a failed stage is an outcome (the caller decides the exit code).
+pub fn run_all(env: &BuildEnv, work: &[Work<'_>]) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    let mut to_run = Vec::new();
+    for w in work {
+        if w.decision.run {
+            to_run.push(w);
+            continue;
+        }
+        let name = w.component.spec().name;
+        Progress::new(name).finish(format!(
+            "skipped: {}",
+            w.decision
+                .reasons
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+        outcomes.push(Outcome {
+            stage: name,
+            status: Status::Skipped,
+            reasons: w.decision.reasons.clone(),
+            duration_s: 0.0,
+            log: env.work.log(name),
+            outputs: w.component.recorded(&env.work),
+            error: None,
+        });
+    }
+    if !to_run.is_empty() {
+        outcomes.extend(run_stages(env, &to_run)?);
+    }
+    let order: Vec<&str> = work.iter().map(|w| w.component.spec().name).collect();
+    outcomes.sort_by_key(|o| order.iter().position(|n| *n == o.stage));
+    Ok(outcomes)
+}
+
+fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>> {
+    let registry = Registry::global();
+    if registry.was_interrupted() {
+        return Err(Interrupted.into());
+    }
+    let logs = env.work.logs();
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let client = if env.serial {
+        None
+    } else {
+        Some(jobserver::Client::new(env.jobs).context("creating the make jobserver")?)
+    };
+    let share = (env.jobs / work.len().max(1)).max(1);
+    let outcomes = Mutex::new(Vec::new());
+
+    let run_one = |w: &Work<'_>| {
+        let name = w.component.spec().name;
+        let started = Instant::now();
+        let progress = Progress::new(name);
+        let log = env.work.log(name);
+        // The stage's token: make's implicit slot.
+        let mut extra = Vec::new();
+        let token = client
+            .as_ref()
+            .map(|c| c.acquire().context("acquiring a job token"));
+        let result = match token.transpose() {
+            Err(e) => Err(e),
+            Ok(_token) => {
+                let jobs = match &client {
+                    Some(c) => {
+                        // Non-jobserver tools: what is free now, up to the share.
+                        while 1 + extra.len() < share {
+                            match c.try_acquire() {
+                                Ok(Some(t)) => extra.push(t),
+                                _ => break,
+                            }
+                        }
+                        Jobs {
+                            jobserver: true,
+                            fixed: 1 + extra.len(),
+                        }
+                    }
+                    None => Jobs {
+                        jobserver: false,
+                        fixed: env.jobs,
+                    },
+                };
+                progress.step(format!("started ({})", log.display()));
+                StageRun::new(name, log.clone(), &progress, client.as_ref(), &registry)
+                    .map(|run| run.with_env(reproducible_env(&w.synced)))
+                    .and_then(|run| run_stage(env, w, &run, jobs))
+            }
+        };
+        drop(extra);
+        let duration_s = started.elapsed().as_secs_f64();
+        let outcome = match result {
+            Ok(outputs) => {
+                progress.finish(format!("done in {duration_s:.1}s"));
+                Outcome {
+                    stage: name,
+                    status: Status::Ok,
+                    reasons: w.decision.reasons.clone(),
+                    duration_s,
+                    log,
+                    outputs: Some(outputs),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                let cancelled = e.is::<Cancelled>() || e.is::<Interrupted>();
+                progress.finish(if cancelled {
+                    "stopped".to_string()
+                } else {
+                    format!("FAILED after {duration_s:.1}s")
+                });
+                if !cancelled && !env.keep_going {
+                    registry.cancel_all();
+                }
+                Outcome {
+                    stage: name,
+                    status: if cancelled {
+                        Status::Cancelled
+                    } else {
+                        Status::Failed
+                    },
+                    reasons: w.decision.reasons.clone(),
+                    duration_s,
+                    log,
+                    outputs: None,
+                    error: Some(format!("{e:#}")),
+                }
+            }
+        };
+        outcomes.lock().unwrap().push(outcome);
+    };
+
+    if env.serial {
+        for w in work {
+            if registry.is_cancelled() {
+                break;
+            }
+            run_one(w);
+        }
+    } else {
+        std::thread::scope(|scope| {
+            for w in work {
+                scope.spawn(|| run_one(w));
+            }
+        });
+    }
+    if registry.was_interrupted() {
+        return Err(Interrupted.into());
+    }
+    Ok(outcomes.into_inner().unwrap())
+}
+
+/// One stage: forget its stamp, build, then record what it made.
+fn run_stage(
+    env: &BuildEnv,
+    w: &Work<'_>,
+    run: &StageRun<'_>,
+    jobs: Jobs,
+) -> anyhow::Result<Built> {
+    let spec = w.component.spec();
+    let s = &w.synced;
+    let stamp_path = env.work.stamp(spec.name);
+    fingerprint::remove_stamp(&stamp_path)?;
+    for reason in &w.decision.reasons {
+        run.note(&format!("runs because: {reason}"));
+    }
+    run.note(&format!(
+        "stage {} at {} ({}), jobs: {}",
+        spec.name,
+        s.sha,
+        s.pin,
+        if jobs.jobserver {
+            format!("jobserver of {}", env.jobs)
+        } else {
+            format!("-j{}", jobs.fixed)
+        }
+    ));
+    let built = w.component.build(&Job {
+        env,
+        source: s,
+        dir: env.work.stage(spec.name),
+        run,
+        jobs,
+    })?;
+    // build.sh's record of what was built: the short upstream SHA.
+    let record = env.work.source_commit(spec.table);
+    crate::fsutil::write_atomic(&record, format!("{}\n", short_sha(&s.sha)).as_bytes())?;
+    let mut outputs = w.component.output_files(&built);
+    outputs.push(record);
+    let stamp = Stamp {
+        inputs: w.inputs.clone(),
+        outputs: fingerprint::record_outputs(&outputs)?,
+        summary: &built,
+    };
+    fingerprint::write_stamp(&stamp_path, &stamp)?;
+    Ok(built)
+}
+
+/// Timestamps and names the builds embed, fixed to the pinned commit so a
+/// clean rebuild of the same inputs can give the same bytes: the standard
+/// SOURCE_DATE_EPOCH, and kbuild's own variables (which otherwise put the
+/// build time, user and host into the kernel).
+fn reproducible_env(s: &Synced) -> BTreeMap<String, std::ffi::OsString> {
+    let epoch = s.commit_time.max(0);
+    BTreeMap::from([
+        ("SOURCE_DATE_EPOCH".to_string(), epoch.to_string().into()),
+        (
+            "KBUILD_BUILD_TIMESTAMP".to_string(),
+            format!("@{epoch}").into(),
+        ),
+        ("KBUILD_BUILD_USER".to_string(), "snp-build".into()),
+        ("KBUILD_BUILD_HOST".to_string(), "snp-build".into()),
+    ])
+}
