@@ -12,7 +12,7 @@
 //! |---|---|---|---|
 //! | `sha`: the resolved upstream SHA | yes | yes | yes |
 //! | `patches`: the series' content hash | yes | yes | yes |
-//! | `tool:<name>`: the version of each tool in the stage's `tools` list (a program's version line, a library's pkg-config version, python3's for Python modules) | yes | yes | yes |
+//! | `tool:<name>`: the version of each tool in the stage's tool list (a program's version line, a library's pkg-config version, python3's for Python modules) | yes | yes | yes |
 //! | `snp-build`: this program's version | yes | yes | yes |
 //! | `submodules`: their resolved SHAs | | | yes |
 //! | `base-config`: kind, and the file's SHA-256 for a file | yes | | |

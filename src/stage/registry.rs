@@ -230,6 +230,97 @@ mod tests {
         );
     }
 
+    /// The table at the top of `fingerprint.rs` is the contract: it must
+    /// list exactly the inputs each standard component records.
+    #[test]
+    fn the_documented_fingerprint_table_matches_the_inputs() {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use crate::host::PackageFormat;
+        use crate::stage::{BuildEnv, Force, SourceFacts};
+        use crate::tools::versions::ToolVersions;
+        use crate::workdir::WorkDir;
+
+        let doc = include_str!("../fingerprint.rs");
+        let rows: Vec<Vec<&str>> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! |"))
+            .map(|l| l.split('|').map(str::trim).collect())
+            .collect();
+        let header = &rows[0];
+        // Column -> the stages it stands for.
+        let columns: Vec<Vec<&str>> = header[1..]
+            .iter()
+            .map(|h| h.split(" / ").collect())
+            .collect();
+        let mut documented: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for row in rows.iter().skip(2).filter(|r| r.len() > 2) {
+            let names: Vec<String> = row[0]
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|n| {
+                    if n.starts_with("tool:") {
+                        "tool:*".to_string()
+                    } else {
+                        n.to_string()
+                    }
+                })
+                .collect();
+            for (cell, stages) in row[1..].iter().zip(&columns) {
+                if !cell.is_empty() {
+                    for stage in stages {
+                        documented
+                            .entry(stage)
+                            .or_default()
+                            .extend(names.iter().cloned());
+                    }
+                }
+            }
+        }
+
+        let stack = Registry::standard()
+            .configure(crate::config::PinFile::embedded())
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let env = BuildEnv {
+            work: WorkDir::new(dir.path()).unwrap(),
+            install: "/opt/snp".into(),
+            jobs: 1,
+            serial: false,
+            keep_going: false,
+            package_format: PackageFormat::Deb,
+            launcher: None,
+            force: Force::None,
+            clean: false,
+        };
+        let facts = SourceFacts {
+            sha: "0".repeat(40),
+            series_hash: String::new(),
+            submodules: BTreeMap::new(),
+        };
+        let mut versions = ToolVersions::load(&env.work);
+        for c in stack.components() {
+            let recorded: BTreeSet<String> = c
+                .fingerprint(&env, &facts, &mut versions)
+                .into_keys()
+                .map(|k| {
+                    if k.starts_with("tool:") {
+                        "tool:*".to_string()
+                    } else {
+                        k
+                    }
+                })
+                .collect();
+            assert_eq!(
+                documented.get(c.spec().name).cloned().unwrap_or_default(),
+                recorded,
+                "the fingerprint table and the inputs of {} differ",
+                c.spec().name
+            );
+        }
+    }
+
     #[test]
     fn the_build_order_is_build_shs() {
         let names: Vec<_> = Registry::standard().specs().map(|s| s.name).collect();

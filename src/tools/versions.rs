@@ -2,8 +2,9 @@
 //! of the manifest), asked the catalog's one way.
 //!
 //! Guarantees:
-//! - A program's version is its catalog query's first line that says
-//!   "version" (else its first line), asked once per binary and remembered
+//! - A program's version is the first line of its catalog query's answer
+//!   that carries a version number (else its first line), asked once per
+//!   binary and remembered
 //!   in `<work>/state/tool-versions.json`, keyed by the binary's path,
 //!   size and mtime and the query's arguments. A no-op build runs no
 //!   version query at all.
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
 use super::probe::{ProbeEnv, version_output};
-use super::{Probe, lookup};
+use super::{Probe, lookup, version_in};
 use crate::workdir::WorkDir;
 
 /// The cache of one work dir, plus what this process has looked up.
@@ -86,9 +87,11 @@ impl ToolVersions {
         let Some(bin) = self.env.find_program(program) else {
             return ("missing".into(), "not on PATH");
         };
+        // `v2`: how a version line is picked (a cache written by another
+        // rule must not answer).
         let key = match std::fs::metadata(&bin) {
             Ok(m) => format!(
-                "{}|{}|{}|{}",
+                "v2|{}|{}|{}|{}",
                 bin.display(),
                 m.len(),
                 m.modified()
@@ -121,7 +124,9 @@ impl ToolVersions {
     }
 }
 
-/// The first line that says "version", else the first non-empty one.
+/// The first line that carries a version number (as the preflight reads
+/// it), else the first non-empty one. (Not "the first line that says
+/// version": make's and ld's licence lines say "version 3".)
 fn version_line(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
@@ -130,7 +135,7 @@ fn version_line(text: &str) -> String {
         .collect();
     lines
         .iter()
-        .find(|l| l.to_ascii_lowercase().contains("version"))
+        .find(|l| version_in(l).is_some_and(|v| !v.is_empty()))
         .or(lines.first())
         .map(|l| l.to_string())
         .unwrap_or_else(|| "unknown".into())
@@ -141,7 +146,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_version_line_is_the_one_that_says_version() {
+    fn the_version_line_is_the_first_with_a_version_number() {
         assert_eq!(
             version_line(
                 "\nIntel ACPI Component Architecture\nASL+ Optimizing Compiler/Disassembler version 20220331\n"
@@ -153,6 +158,12 @@ mod tests {
             "gcc (Debian 12.2.0-14+deb12u1) 12.2.0"
         );
         assert_eq!(version_line("v5.36.0"), "v5.36.0");
+        assert_eq!(
+            version_line(
+                "GNU Make 4.3\nBuilt for x86_64-pc-linux-gnu\nLicense GPLv3+: GNU GPL version 3 or later"
+            ),
+            "GNU Make 4.3"
+        );
         assert_eq!(version_line(""), "unknown");
     }
 }
