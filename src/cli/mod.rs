@@ -114,6 +114,18 @@ fn error_fields(err: &anyhow::Error, code: i32) -> Value {
 fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
     let globals: Globals = cli.global.to_globals();
     let json = cli.global.json;
+    let fetch = |update, locked, discard_changes, components| {
+        render::fields(&commands::fetch::fetch(
+            registry,
+            &globals,
+            &commands::fetch::FetchRequest {
+                update,
+                locked,
+                discard_changes,
+                components,
+            },
+        )?)
+    };
     match cli.command {
         None => match commands::build::build(registry, &globals, &cli.build.to_request())? {
             BuildResult::DryRun { stages } => {
@@ -153,29 +165,11 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                     discard_changes,
                 },
             components,
-        }) => render::fields(&commands::fetch::fetch(
-            registry,
-            &globals,
-            &commands::fetch::FetchRequest {
-                update: false,
-                locked,
-                discard_changes,
-                components,
-            },
-        )?),
+        }) => fetch(false, locked, discard_changes, components),
         Some(Command::Update {
             discard_changes,
             components,
-        }) => render::fields(&commands::fetch::fetch(
-            registry,
-            &globals,
-            &commands::fetch::FetchRequest {
-                update: true,
-                locked: false,
-                discard_changes,
-                components,
-            },
-        )?),
+        }) => fetch(true, false, discard_changes, components),
         Some(Command::Doctor {
             host,
             sysroot,

@@ -56,23 +56,7 @@ impl Planned {
 /// covers the pin, else a description of what would be resolved.
 pub fn facts_from_lock(source: &Source, lock: &Lock) -> anyhow::Result<SourceFacts> {
     let series = patch::read_series(&source.patches)?;
-    let entry = lock.get(source);
-    match entry {
-        Some(e) => tracing::debug!(
-            stage = source.name,
-            "fetch decision: the lock covers [{}] ({}): {}",
-            source.table,
-            source.rev,
-            e.sha
-        ),
-        None => tracing::debug!(
-            stage = source.name,
-            "fetch decision: [{}] ({}) is not in the lock: a build would resolve it at {}",
-            source.table,
-            source.rev,
-            source.url
-        ),
-    }
+    let entry = lock.decide(source);
     Ok(SourceFacts {
         sha: entry
             .map(|e| e.sha.clone())

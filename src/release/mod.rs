@@ -24,6 +24,8 @@
 //!   modes, every mtime `SOURCE_DATE_EPOCH` (else the newest commit time of
 //!   the pinned sources), gzip header mtime 0. Same outputs in, same bytes
 //!   out.
+//! - Never knows which components exist: the build hands it each stage's
+//!   files ([`Part`]) and manifest section ([`Section`]) as plain data.
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};

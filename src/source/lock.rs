@@ -128,6 +128,29 @@ impl Lock {
         self.entries.get(source.name).filter(|e| e.matches(source))
     }
 
+    /// The entry a fetch uses for `source`: [`Lock::get`], with the
+    /// decision said at debug level (`RUST_LOG=debug`).
+    pub fn decide(&self, source: &Source) -> Option<&Entry> {
+        let entry = self.get(source);
+        match entry {
+            Some(e) => tracing::debug!(
+                stage = source.name,
+                "fetch decision: the lock covers [{}] ({}): {}",
+                source.table,
+                source.rev,
+                e.sha
+            ),
+            None => tracing::debug!(
+                stage = source.name,
+                "fetch decision: [{}] ({}) is not in the lock: resolve it at {}",
+                source.table,
+                source.rev,
+                source.url
+            ),
+        }
+        entry
+    }
+
     /// Any entry for the source `name`, matching or not (for "old -> new"
     /// reports).
     pub fn previous(&self, name: &str) -> Option<&Entry> {

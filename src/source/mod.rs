@@ -127,30 +127,18 @@ pub fn sync(
     let mut done = Vec::new();
     for (source, series) in sources.iter().zip(&series) {
         let locked = match opts.mode {
-            Mode::UseLock => lock.get(source).cloned(),
-            Mode::Update => None,
+            Mode::UseLock => lock.decide(source).cloned(),
+            Mode::Update => {
+                tracing::debug!(
+                    stage = source.name,
+                    "fetch decision: update: resolving [{}] ({}) at {}",
+                    source.table,
+                    source.rev,
+                    source.url
+                );
+                None
+            }
         };
-        match &locked {
-            Some(e) => tracing::debug!(
-                stage = source.name,
-                "fetch decision: the lock covers [{}] ({}): {}",
-                source.table,
-                source.rev,
-                e.sha
-            ),
-            None => tracing::debug!(
-                stage = source.name,
-                "fetch decision: {} {}: resolving {} at {}",
-                if opts.mode == Mode::Update {
-                    "update:"
-                } else {
-                    "no lock entry for"
-                },
-                source.table,
-                source.rev,
-                source.url
-            ),
-        }
         let previous = lock.previous(source.name).map(|e| e.sha.clone());
         let synced = sync_one(source, series, work, locked.as_ref(), opts)?;
         lock.set(

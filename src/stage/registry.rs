@@ -312,8 +312,11 @@ mod tests {
                     }
                 })
                 .collect();
+            let Some(documented) = documented.get(c.spec().name).cloned() else {
+                panic!("{} has no column in the fingerprint table", c.spec().name);
+            };
             assert_eq!(
-                documented.get(c.spec().name).cloned().unwrap_or_default(),
+                documented,
                 recorded,
                 "the fingerprint table and the inputs of {} differ",
                 c.spec().name

@@ -13,6 +13,8 @@
 //!   pin file is loaded, with the list of known names.
 //! - One version query per tool (`version_args`), used by the preflight's
 //!   minimum-version check, the fingerprint and the manifest alike.
+//! - Never knows which stage needs what: the components' tool lists (pin
+//!   file data) name catalog tools.
 //! - Versions compare numerically part by part, missing parts being 0
 //!   (`2.15.01` > `2.14.02`, `1.16` = `1.16.0` < `1.16.1`).
 
