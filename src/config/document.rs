@@ -17,7 +17,6 @@
 //! Errors name the file, line and column, the dotted key, what is expected
 //! and what to do ([`ConfigError`]).
 
-use std::collections::BTreeSet;
 use std::ops::Range;
 
 use serde::Deserialize;
@@ -171,13 +170,34 @@ impl<'a> Document<'a> {
             None => (0..0, DeTable::new()),
         };
         let is_source = self.layout.sources.contains(&path);
+        // Keys valid here besides the knobs, for "expected one of" lists.
+        let mut others: Vec<String> = Vec::new();
+        if is_source {
+            others.extend(
+                ["url", "branch", "tag", "commit", "submodules", "patches"].map(String::from),
+            );
+        }
+        let subtables: Vec<String> = self
+            .layout
+            .sources
+            .iter()
+            .filter_map(|s| s.strip_prefix(&format!("{path}.")))
+            .map(String::from)
+            .collect();
         let knobs: DeTable<'_> = table
             .into_iter()
             .filter(|(k, _)| !(is_source && PIN_KEYS.contains(&k.get_ref().as_ref())))
             .filter(|(k, _)| !(is_source && k.get_ref() == "submodules"))
             .filter(|(k, _)| !self.is_source(&format!("{path}.{}", k.get_ref())))
             .collect();
-        self.deserialize(path, span, knobs)
+        self.deserialize(path, span, knobs).map_err(|e| {
+            if others.is_empty() && subtables.is_empty() {
+                return e;
+            }
+            let mut details = e.into_details();
+            details.message = widen_expected(&details.message, &others, &subtables);
+            details.into()
+        })
     }
 
     /// The pin of `spec`, when the file pins it.
@@ -237,14 +257,19 @@ impl<'a> Document<'a> {
 
     /// Refuses top-level tables and keys the layout does not know.
     fn check_top_level(&self, user: &DeTable<'_>) -> Result<()> {
-        let known: BTreeSet<&str> = std::iter::once("build")
-            .chain(self.layout.sources.iter().copied())
+        let mut known: Vec<&str> = Vec::new();
+        for table in std::iter::once("build")
             .chain(self.layout.shared.iter().copied())
-            .map(|p| p.split('.').next().unwrap_or(p))
-            .collect();
+            .chain(self.layout.sources.iter().copied())
+        {
+            let top = table.split('.').next().unwrap_or(table);
+            if !known.contains(&top) {
+                known.push(top);
+            }
+        }
         for key in user.keys() {
             let name = key.get_ref();
-            if !known.contains(name.as_ref()) {
+            if !known.contains(&name.as_ref()) {
                 let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
                 return Err(self.error(
                     Some(key.span()),
@@ -380,6 +405,27 @@ impl<'a> Document<'a> {
             )
         })
     }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" names only the
+/// knobs; the table also takes `before` (pin keys) and `after` (its
+/// sources' tables).
+fn widen_expected(message: &str, before: &[String], after: &[String]) -> String {
+    let Some((head, expected)) = message
+        .split_once(", expected ")
+        .filter(|_| message.starts_with("unknown field"))
+    else {
+        return message.to_string();
+    };
+    let listed = expected.strip_prefix("one of ").unwrap_or(expected);
+    let knobs: Vec<&str> = listed.split(", ").filter(|k| k.starts_with('`')).collect();
+    let all: Vec<String> = before
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .chain(knobs.iter().map(|k| k.to_string()))
+        .chain(after.iter().map(|k| format!("`{k}`")))
+        .collect();
+    format!("{head}, expected one of {}", all.join(", "))
 }
 
 /// The `help:` for a serde error message.

@@ -98,6 +98,11 @@ impl Locator<'_> {
 }
 
 impl ConfigError {
+    /// The error's parts, to reword it.
+    pub fn into_details(self) -> ConfigErrorDetails {
+        *self.0
+    }
+
     /// An error about the file as a whole (it cannot be read, it lacks a
     /// table): no line or column.
     pub fn whole_file(

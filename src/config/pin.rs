@@ -204,12 +204,19 @@ pub fn validate(
 fn ref_name(value: &Spanned<String>, key: &str, loc: &Locator<'_>) -> Result<(), ConfigError> {
     let name = value.get_ref();
     let problem = if name.is_empty() {
-        Some("it is empty")
+        Some("it is empty".to_string())
     } else if name.starts_with('-') {
-        Some("it starts with `-`")
+        Some("it starts with `-`".to_string())
     } else if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
+        // git decides; the message points at the character when it can.
         Some(
-            "git refuses it (no whitespace, control characters, `~^:?*[\\`, `..`, `@{`, `//`, a trailing `/`, `.` or `.lock`, or a component starting with `.`)",
+            match name
+                .chars()
+                .find(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(*c))
+            {
+                Some(c) => format!("it contains {c:?}"),
+                None => "git refuses it (no `..`, `@{`, `//`, trailing `/`, `.` or `.lock`, and no component starting with `.`)".to_string(),
+            },
         )
     } else {
         None
