@@ -1,19 +1,28 @@
-//! Subprocesses: every build command runs here.
+//! Subprocesses: every process snp-build starts runs here, and each is
+//! echoed at debug level (`-v`) as it starts.
 //!
-//! Guarantees:
-//! - A command is an argument vector (`duct::cmd(program, args)`), never a
-//!   shell string built from configuration values.
-//! - Its working directory and environment are set explicitly: a small
-//!   fixed base (PATH, HOME, LANG=C, ...) plus what the stage adds; nothing
-//!   else leaks in from the caller (edk2, for one, obeys a stray WORKSPACE).
-//! - Each command runs in its own process group, so stopping a stage
-//!   signals make and every compiler under it, not just the direct child.
-//! - Output goes to the stage's log (`logs/<stage>.log`), each line
-//!   timestamped, after a line giving the command, its directory and its
-//!   extra environment. On failure the error carries the stage, the
-//!   command, the exit status, the log's last lines and its path.
-//! - Ctrl-C / SIGTERM stops every running command's process group; the
-//!   build then exits 130.
+//! Two kinds:
+//! - **A stage's commands** ([`StageRun`]): the build itself.
+//!   - Its working directory and environment are explicit: a small fixed
+//!     base (PATH, HOME, LANG=C, ...) plus what the stage adds; nothing else
+//!     leaks in from the caller (edk2, for one, obeys a stray WORKSPACE).
+//!   - Each runs in its own process group, so stopping a stage signals make
+//!     and every compiler under it, not just the direct child; Ctrl-C /
+//!     SIGTERM stops every running group and the build exits 130.
+//!   - Output goes to the stage's log (`logs/<stage>.log`), each line
+//!     timestamped, after a line giving the command, its directory and its
+//!     extra environment. On failure the error carries the stage, the
+//!     command, the exit status, the log's last lines and its path.
+//! - **One-off commands** about the host ([`capture`]: a tool's version, a
+//!   Python import, `ldd`; [`run_to_stderr`], [`pipe_to_stderr`]: install's
+//!   dpkg, apt-get, dnf, rpm2cpio | cpio). They see the caller's whole
+//!   environment (a proxy, `LD_LIBRARY_PATH`, `DEBIAN_FRONTEND` count
+//!   there); [`capture`] adds `LC_ALL=C` so what it reads is not
+//!   translated. They stay in snp-build's process group, so Ctrl-C reaches
+//!   them directly.
+//!
+//! In both, a command is an argument vector (`duct::cmd(program, args)`),
+//! never a shell string built from configuration values.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
@@ -109,10 +118,6 @@ pub struct Cmd {
     pub env: BTreeMap<String, OsString>,
     /// Give it the shared make jobserver (for make and its children).
     pub jobserver: bool,
-    /// Pass the caller's whole environment through (host changes such as
-    /// `apt-get` honour the admin's proxy and frontend settings) instead
-    /// of the fixed base.
-    pub inherit_env: bool,
 }
 
 impl Cmd {
@@ -123,26 +128,15 @@ impl Cmd {
             dir: dir.to_path_buf(),
             env: BTreeMap::new(),
             jobserver: false,
-            inherit_env: false,
         }
     }
 
-    /// See [`Cmd::inherit_env`].
-    pub fn inherit_env(mut self) -> Cmd {
-        self.inherit_env = true;
-        self
-    }
-
-    /// The duct expression: argument vector, directory and environment.
-    fn expression(&self) -> duct::Expression {
+    /// A one-off command's duct expression: its argument vector and
+    /// directory, the caller's environment plus its own variables.
+    fn one_off(&self) -> duct::Expression {
+        tracing::trace!("  env added: {:?}", self.env);
         let expr = duct::cmd(&self.program, &self.args).dir(&self.dir);
-        if self.inherit_env {
-            self.env.iter().fold(expr, |e, (k, v)| e.env(k, v))
-        } else {
-            let mut env = base_env();
-            env.extend(self.env.clone());
-            expr.full_env(&env)
-        }
+        self.env.iter().fold(expr, |e, (k, v)| e.env(k, v))
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Cmd {
@@ -195,7 +189,6 @@ impl Cmd {
 #[derive(Debug, Clone)]
 pub struct Captured {
     pub success: bool,
-    pub status: std::process::ExitStatus,
     pub stdout: String,
     pub stderr: String,
 }
@@ -213,7 +206,8 @@ impl Captured {
 pub fn capture(cmd: &Cmd) -> std::io::Result<Captured> {
     tracing::debug!("$ {}", cmd.display());
     let out = cmd
-        .expression()
+        .one_off()
+        .env("LC_ALL", "C")
         .stdin_null()
         .stdout_capture()
         .stderr_capture()
@@ -221,7 +215,6 @@ pub fn capture(cmd: &Cmd) -> std::io::Result<Captured> {
         .run()?;
     Ok(Captured {
         success: out.status.success(),
-        status: out.status,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
@@ -233,7 +226,7 @@ pub fn capture(cmd: &Cmd) -> std::io::Result<Captured> {
 pub fn run_to_stderr(cmd: &Cmd) -> anyhow::Result<()> {
     tracing::debug!("$ {}", cmd.display());
     let out = cmd
-        .expression()
+        .one_off()
         .stdout_to_stderr()
         .unchecked()
         .run()
@@ -252,8 +245,8 @@ pub fn pipe_to_stderr(producer: &Cmd, consumer: &Cmd) -> anyhow::Result<()> {
     let line = format!("{} | {}", producer.display(), consumer.display());
     tracing::debug!("$ {line}");
     let out = producer
-        .expression()
-        .pipe(consumer.expression().stdout_to_stderr())
+        .one_off()
+        .pipe(consumer.one_off().stdout_to_stderr())
         .unchecked()
         .run()
         .with_context(|| format!("starting {line}"))?;
@@ -375,6 +368,7 @@ impl<'a> StageRun<'a> {
         let mut env = base_env();
         env.extend(self.stage_env.clone());
         env.extend(cmd.env.clone());
+        tracing::trace!(stage = %self.stage, "  environment: {env:?}");
         let jobserver = self.jobserver.filter(|_| cmd.jobserver).cloned();
         let expr = duct::cmd(&cmd.program, &cmd.args)
             .dir(&cmd.dir)

@@ -48,15 +48,15 @@ use serde_json::Value;
 
 use crate::hash::sha256_file;
 
-/// Inputs by name; values are short human-readable strings (long ones are
+/// A fingerprint: inputs by name; values are short human-readable strings (long ones are
 /// hashed).
-pub type Inputs = BTreeMap<String, String>;
+pub type Fingerprint = BTreeMap<String, String>;
 
 /// A typed inputs struct, flat: each field's name and its text. Nested
 /// maps (`#[serde(flatten)]`) contribute their own keys.
-pub fn flatten(inputs: &impl Serialize) -> Inputs {
+pub fn flatten(inputs: &impl Serialize) -> Fingerprint {
     let Ok(Value::Object(map)) = serde_json::to_value(inputs) else {
-        return Inputs::new();
+        return Fingerprint::new();
     };
     map.into_iter()
         .map(|(k, v)| {
@@ -82,7 +82,7 @@ pub struct OutputFile {
 /// stage's outputs, or the release's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stamp<S> {
-    pub inputs: Inputs,
+    pub inputs: Fingerprint,
     pub outputs: Vec<OutputFile>,
     pub summary: S,
 }
@@ -174,7 +174,7 @@ pub fn remove_stamp(path: &Path) -> anyhow::Result<()> {
 }
 
 /// The decision for a stage with `inputs`, given its last stamp.
-pub fn decide<S>(inputs: &Inputs, stamp: Option<&Stamp<S>>, forced: bool) -> Decision {
+pub fn decide<S>(inputs: &Fingerprint, stamp: Option<&Stamp<S>>, forced: bool) -> Decision {
     if forced {
         return Decision::run(vec![Reason::Forced]);
     }
@@ -193,7 +193,7 @@ pub fn decide<S>(inputs: &Inputs, stamp: Option<&Stamp<S>>, forced: bool) -> Dec
 }
 
 /// `name: old -> new` for every input that differs.
-pub fn changed_inputs(old: &Inputs, new: &Inputs) -> Vec<Reason> {
+pub fn changed_inputs(old: &Fingerprint, new: &Fingerprint) -> Vec<Reason> {
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -216,13 +216,17 @@ fn output_problem(out: &OutputFile) -> Option<Reason> {
         Err(_) => return Some(Reason::OutputGone(out.path.clone())),
     };
     if meta.len() == out.size && mtime_ns(&meta) == out.mtime_ns {
+        tracing::trace!("output {}: size and mtime as recorded", out.path.display());
         return None;
     }
     // Size or mtime moved: only the content decides.
-    match sha256_file(&out.path) {
-        Ok(h) if h == out.sha256 => None,
-        _ => Some(Reason::OutputModified(out.path.clone())),
-    }
+    let same = matches!(sha256_file(&out.path), Ok(h) if h == out.sha256);
+    tracing::trace!(
+        "output {}: size or mtime moved; content {}",
+        out.path.display(),
+        if same { "as recorded" } else { "changed" }
+    );
+    (!same).then(|| Reason::OutputModified(out.path.clone()))
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
@@ -253,14 +257,14 @@ pub fn record_outputs(paths: &[PathBuf]) -> anyhow::Result<Vec<OutputFile>> {
 mod tests {
     use super::*;
 
-    fn inputs(pairs: &[(&str, &str)]) -> Inputs {
+    fn inputs(pairs: &[(&str, &str)]) -> Fingerprint {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
-    fn stamp(inputs: Inputs, outputs: Vec<OutputFile>) -> Stamp<()> {
+    fn stamp(inputs: Fingerprint, outputs: Vec<OutputFile>) -> Stamp<()> {
         Stamp {
             inputs,
             outputs,
@@ -312,8 +316,8 @@ mod tests {
         let f = dir.path().join("out.bin");
         std::fs::write(&f, b"abc").unwrap();
         let rec = record_outputs(std::slice::from_ref(&f)).unwrap();
-        let stamp = stamp(Inputs::new(), rec);
-        assert!(!decide(&Inputs::new(), Some(&stamp), false).run);
+        let stamp = stamp(Fingerprint::new(), rec);
+        assert!(!decide(&Fingerprint::new(), Some(&stamp), false).run);
         // Same content, new mtime: still up to date.
         std::fs::write(&f, b"abc").unwrap();
         let t = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
@@ -323,16 +327,16 @@ mod tests {
             .unwrap()
             .set_modified(t)
             .unwrap();
-        assert!(!decide(&Inputs::new(), Some(&stamp), false).run);
+        assert!(!decide(&Fingerprint::new(), Some(&stamp), false).run);
         std::fs::write(&f, b"abd").unwrap();
         assert!(
-            decide(&Inputs::new(), Some(&stamp), false).reasons[0]
+            decide(&Fingerprint::new(), Some(&stamp), false).reasons[0]
                 .to_string()
                 .contains("was modified")
         );
         std::fs::remove_file(&f).unwrap();
         assert!(
-            decide(&Inputs::new(), Some(&stamp), false).reasons[0]
+            decide(&Fingerprint::new(), Some(&stamp), false).reasons[0]
                 .to_string()
                 .contains("is gone")
         );

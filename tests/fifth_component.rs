@@ -125,8 +125,8 @@ impl Stage for Svsm {
         &self,
         outputs: &Outputs,
         env: &BuildEnv,
-    ) -> anyhow::Result<Vec<release::File>> {
-        Ok(vec![release::File::installed(
+    ) -> anyhow::Result<Vec<release::ReleaseFile>> {
+        Ok(vec![release::ReleaseFile::installed(
             &outputs.image,
             &env.install,
         )?])

@@ -191,3 +191,46 @@ fn rust_log_debug_shows_the_fetch_decision_fingerprints_and_tool_versions() {
         quiet.stderr
     );
 }
+
+#[test]
+fn a_rust_log_that_names_nothing_of_ours_still_shows_our_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for spec in ["debgu", "cargo=debug"] {
+        let out = assert_cmd::Command::cargo_bin("snp-build")
+            .unwrap()
+            .current_dir(dir.path())
+            .env("RUST_LOG", spec)
+            .args(["plan", "--config", "nope.toml"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("error: nope.toml") && stderr.contains("cannot read"),
+            "RUST_LOG={spec}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn plan_honours_the_package_format_as_a_build_would() {
+    let s = Scratch::new(shared_fixtures());
+    s.run_ok(&["-j2"]);
+    // (`--package-format` is the build's option; given before `plan`.)
+    let plan = s.run_ok(&["--package-format", "rpm", "plan"]);
+    let dry = s.run_ok(&["--dry-run", "--package-format", "rpm"]);
+    for doc in [&plan, &dry] {
+        let action = |name: &str| {
+            doc["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["stage"] == name)
+                .unwrap()["action"]
+                .clone()
+        };
+        assert_eq!(action("kernel-host"), "run", "{doc}");
+        assert_eq!(action("qemu"), "skip", "{doc}");
+    }
+    assert_eq!(plan["stages"], dry["stages"]);
+}

@@ -13,13 +13,32 @@ use crate::commands::fetch::FetchRequest;
 use crate::commands::{EnvRequest, Globals};
 use crate::host::PackageFormat;
 use crate::release::measure::MeasureRequest;
+use crate::stage::Registry;
+use crate::stage::registry::choices;
+
+/// The exit codes, for `--help` (README has the table).
+pub const EXIT_CODES: &str = "Exit codes: 0 ok, 1 step failed, 2 usage/config error, 3 not implemented, 4 preflight, 5 lock mismatch, 6 work dir in use, 7 local changes, 130 interrupted.";
+
+/// The command line's definition, with the components of `registry` in
+/// its help (the words are the registry's, not clap's).
+pub fn command(registry: &Registry) -> clap::Command {
+    let choices = choices(registry);
+    <Cli as clap::CommandFactory>::command()
+        .after_help(format!(
+            "Components: {} (none means all).\n{EXIT_CODES}",
+            choices.join(", ")
+        ))
+        .mut_arg("components", |a| {
+            a.help(format!("Components to build: {}", choices.join(" | ")))
+        })
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "snp-build",
     version,
     about = "Build the AMD SEV-SNP stack (host and guest kernels, QEMU, OVMF) from pinned git trees",
-    after_help = "Components: qemu, ovmf, kernel, kernel host, kernel guest (none means all).\nExit codes: 0 ok, 1 step failed, 2 usage/config error, 3 not implemented, 4 preflight, 5 lock mismatch, 6 work dir in use, 7 local changes, 130 interrupted."
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -107,7 +126,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "deb|rpm")]
     pub package_format: Option<PackageFormatArg>,
 
-    /// Components to build: qemu | ovmf | kernel [host|guest]
+    /// Components to build (see below)
     #[arg(value_name = "COMPONENT")]
     pub components: Vec<String>,
 }

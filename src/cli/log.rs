@@ -4,8 +4,10 @@
 //! - Levels: the default shows `info` and above (what a person always
 //!   saw); `-v` adds `debug` (each command line as it starts, the stages'
 //!   notes and their output, and the decisions: fetch, fingerprints, tool
-//!   versions); `-vv` adds `trace`. `RUST_LOG`, when set, replaces all of
-//!   that (`RUST_LOG=debug`, `RUST_LOG=snp_build::source=debug`).
+//!   versions); `-vv` adds `trace` (every output check of a stamp, every
+//!   command's whole environment). `RUST_LOG`, when set, replaces all of
+//!   that (`RUST_LOG=debug`, `RUST_LOG=snp_build::source=debug`); what its
+//!   directives do not name stays at `info`.
 //! - Lines look as they always did: `warning: ` and `error: ` before
 //!   warnings and errors, `<stage>: ` before an event that carries a
 //!   `stage` field, nothing else (no timestamps, levels or targets, and no
@@ -19,6 +21,7 @@ use std::io::Write as _;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
@@ -27,13 +30,29 @@ use tracing_subscriber::registry::LookupSpan;
 /// `RUST_LOG` says otherwise. A second call (tests running the CLI in
 /// process) keeps the first subscriber.
 pub fn init(verbose: u8) {
+    let level = match verbose {
+        0 => LevelFilter::INFO,
+        1 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    // RUST_LOG's directives win; whatever they do not name keeps the
+    // default level (so `RUST_LOG=other_crate=debug`, or a typo, never
+    // hides snp-build's own messages and errors).
     let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
-        _ => EnvFilter::new(match verbose {
-            0 => "info",
-            1 => "debug",
-            _ => "trace",
-        }),
+        Ok(spec) if !spec.trim().is_empty() => {
+            let sets_level = spec
+                .split(',')
+                .any(|d| d.trim().parse::<LevelFilter>().is_ok());
+            let spec = if sets_level {
+                spec
+            } else {
+                format!("info,{spec}")
+            };
+            EnvFilter::builder().parse_lossy(spec)
+        }
+        _ => EnvFilter::builder()
+            .with_default_directive(level.into())
+            .parse_lossy(""),
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

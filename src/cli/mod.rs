@@ -17,13 +17,13 @@ pub mod render;
 
 use std::ffi::OsString;
 
-use clap::Parser;
 use serde_json::{Value, json};
 
 use crate::commands::build::{BuildFailed, BuildResult};
-use crate::commands::{self, Globals, ReleaseTarget};
+use crate::commands::{self, Globals};
+use crate::error::UsageError;
 use crate::host::doctor::PreflightFailed;
-use crate::stage::{Registry, Selection};
+use crate::stage::Registry;
 use args::{Cli, Command, FetchArgs};
 
 /// How a run ended: its exit code, and its JSON document with `--json`.
@@ -49,7 +49,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let parsed = args::command(registry)
+        .try_get_matches_from(args)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors.
@@ -137,22 +140,25 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             built => render::fields(&built),
         },
         Some(Command::Plan {
-            ref components,
-            ref force,
+            components,
+            force,
             package,
         }) => {
-            let selection = Selection::parse(components, registry)?;
-            let stack = commands::load(registry, globals.config.as_deref())?;
-            let selected = stack.select(&selection)?;
-            let env_req = commands::EnvRequest {
-                force: force.clone(),
-                ..Default::default()
-            };
-            let env = commands::build_env(&globals, &stack, &env_req)?;
-            let target = package
-                .then(|| ReleaseTarget::new(&cli.build.output, cli.build.date.as_deref()))
-                .transpose()?;
-            let stages = commands::plan::show(&stack, &env, &selected, target.as_ref())?;
+            let stages = commands::plan::command(
+                registry,
+                &globals,
+                &commands::plan::PlanRequest {
+                    env: commands::EnvRequest {
+                        force,
+                        package_format: cli.build.package_format.map(Into::into),
+                        ..Default::default()
+                    },
+                    package,
+                    output: cli.build.output.clone(),
+                    date: cli.build.date.clone(),
+                    components,
+                },
+            )?;
             if !json {
                 print!("{}", render::plan_table(&stages));
             }
@@ -196,6 +202,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 dry_run,
                 root: root.as_deref(),
                 yes,
+                ask: &ask,
             },
         )?),
         Some(Command::Uninstall { root, dry_run }) => render::fields(
@@ -226,7 +233,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             Ok(json!({ "path": path }))
         }
         Some(Command::Config) => {
-            let stack = commands::pins::effective(registry, globals.config.as_deref())?;
+            let stack = commands::load(registry, globals.config.as_deref())?;
             let origin = stack.file.origin.display_name();
             if json {
                 return Ok(json!({
@@ -251,4 +258,29 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             Ok(json!({ "measurement": m.to_json(&m.firmware.path.display().to_string()) }))
         }
     }
+}
+
+/// Asks a yes/no question on the terminal (stderr, through the progress
+/// bars' lock); refuses rather than wait when stdin is not a terminal.
+fn ask(question: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(UsageError::new(
+            "refusing to change this system without confirmation: standard input is not a terminal",
+        )
+        .help("pass --yes to install without asking, or --dry-run to see what would be done")
+        .into());
+    }
+    crate::progress::suspend_bars(|| {
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(stderr, "{question} [y/N] ");
+        let _ = stderr.flush();
+    });
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

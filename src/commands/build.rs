@@ -16,7 +16,7 @@ use super::package::release_of;
 use super::plan::{Action, Planned};
 use super::{EnvRequest, Globals, ReleaseTarget};
 use crate::fingerprint::Reason;
-use crate::host::preflight::{StageNeeds, preflight};
+use crate::host::preflight::preflight;
 use crate::source::Mode;
 use crate::source::Synced;
 use crate::source::lock::Lock;
@@ -238,22 +238,10 @@ fn check_host(env: &BuildEnv, components: &[&dyn Component]) -> anyhow::Result<(
     if components.is_empty() {
         return Ok(());
     }
-    let needs = needs(components, env.package_format);
+    let needs: Vec<_> = components
+        .iter()
+        .map(|c| c.needs(env.package_format))
+        .collect();
     preflight(&needs, env.package_format, env.work.root())?;
     Ok(())
-}
-
-/// What each component needs from the build host, for the preflight and
-/// `doctor`.
-pub fn needs(components: &[&dyn Component], format: crate::host::PackageFormat) -> Vec<StageNeeds> {
-    components
-        .iter()
-        .map(|c| StageNeeds {
-            stage: c.spec().name.to_string(),
-            group: c.spec().group().to_string(),
-            tools: c.tools(format),
-            checks: c.checks(),
-            disk_gib: c.disk_estimate_gib(),
-        })
-        .collect()
 }

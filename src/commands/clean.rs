@@ -160,6 +160,7 @@ fn ignored_paths(repo: &Repository) -> anyhow::Result<Vec<PathBuf>> {
 /// Bytes under `path` (links not followed).
 fn size_of(path: &Path) -> u64 {
     walkdir::WalkDir::new(path)
+        .follow_root_links(false)
         .into_iter()
         .flatten()
         .filter_map(|e| e.metadata().ok())

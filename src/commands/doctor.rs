@@ -54,7 +54,7 @@ pub fn doctor(
     let components = stack.select(&selection)?;
     let env = Env::system();
     let format = crate::host::package_format(stack.build.package_format, &env.os_release);
-    let needs = super::build::needs(&components, format);
+    let needs: Vec<_> = components.iter().map(|c| c.needs(format)).collect();
     let report = check_build(&needs, format, Path::new(&globals.work_dir), &env);
     if !report.ready {
         return Err(PreflightFailed { report }.into());

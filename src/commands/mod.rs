@@ -106,7 +106,7 @@ impl ReleaseTarget {
                 crate::release::check_date(d)?;
                 d.to_string()
             }
-            None => crate::release::today(),
+            None => crate::fsutil::utc_today(),
         };
         Ok(ReleaseTarget { output, date })
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::{EMBEDDED, Origin, PinFile, legacy};
 use crate::error::UsageError;
-use crate::stage::{Registry, Stack};
+use crate::stage::Registry;
 
 /// `init`: writes the embedded default for editing.
 pub fn init(output: &Path, force: bool) -> anyhow::Result<PathBuf> {
@@ -26,11 +26,6 @@ pub fn init(output: &Path, force: bool) -> anyhow::Result<PathBuf> {
         output.display()
     );
     Ok(output.to_path_buf())
-}
-
-/// `config`: the pin file with every default filled in.
-pub fn effective(registry: &Registry, config: Option<&Path>) -> anyhow::Result<Stack> {
-    super::load(registry, config)
 }
 
 /// What `import-legacy` made (its JSON document).

@@ -6,15 +6,17 @@
 //! it actually resolved; with a lock that covers the pins both see the
 //! same SHAs, so the plan and the build cannot disagree.
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 
-use super::ReleaseTarget;
+use super::{EnvRequest, Globals, ReleaseTarget};
 use crate::config::Source;
 use crate::fingerprint::{Decision, Reason};
 use crate::source::lock::Lock;
 use crate::source::patch;
 use crate::stage::run::recorded_outcomes;
-use crate::stage::{BuildEnv, Component, SourceFacts, Stack};
+use crate::stage::{BuildEnv, Component, Registry, Selection, SourceFacts, Stack};
 use crate::tools::versions::ToolVersions;
 
 /// What the plan says of a stage.
@@ -85,6 +87,34 @@ pub fn plan(
         out.push(Planned::new(name, &decision));
     }
     Ok(out)
+}
+
+/// What `plan` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    pub env: EnvRequest,
+    /// Include the release (as a build with `--package`).
+    pub package: bool,
+    pub output: PathBuf,
+    pub date: Option<String>,
+    pub components: Vec<String>,
+}
+
+/// `snp-build plan`: which stages would run, and why (reads only).
+pub fn command(
+    registry: &Registry,
+    globals: &Globals,
+    req: &PlanRequest,
+) -> anyhow::Result<Vec<Planned>> {
+    let selection = Selection::parse(&req.components, registry)?;
+    let stack = super::load(registry, globals.config.as_deref())?;
+    let components = stack.select(&selection)?;
+    let env = super::build_env(globals, &stack, &req.env)?;
+    let target = req
+        .package
+        .then(|| ReleaseTarget::new(&req.output, req.date.as_deref()))
+        .transpose()?;
+    show(&stack, &env, &components, target.as_ref())
 }
 
 /// `plan` and `--dry-run`: the decisions, from the lock, changing nothing;

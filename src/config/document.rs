@@ -95,10 +95,6 @@ impl<'a> Document<'a> {
         Ok(doc)
     }
 
-    pub fn origin(&self) -> &Origin {
-        &self.file.origin
-    }
-
     /// A located error about the value at `span`.
     pub fn error(
         &self,
@@ -173,9 +169,7 @@ impl<'a> Document<'a> {
         // Keys valid here besides the knobs, for "expected one of" lists.
         let mut others: Vec<String> = Vec::new();
         if is_source {
-            others.extend(
-                ["url", "branch", "tag", "commit", "submodules", "patches"].map(String::from),
-            );
+            others.extend(PIN_KEYS.map(String::from));
         }
         let subtables: Vec<String> = self
             .layout
@@ -187,7 +181,6 @@ impl<'a> Document<'a> {
         let knobs: DeTable<'_> = table
             .into_iter()
             .filter(|(k, _)| !(is_source && PIN_KEYS.contains(&k.get_ref().as_ref())))
-            .filter(|(k, _)| !(is_source && k.get_ref() == "submodules"))
             .filter(|(k, _)| !self.is_source(&format!("{path}.{}", k.get_ref())))
             .collect();
         self.deserialize(path, span, knobs).map_err(|e| {
@@ -218,10 +211,7 @@ impl<'a> Document<'a> {
         };
         let pin_only: DeTable<'_> = table
             .into_iter()
-            .filter(|(k, _)| {
-                let k = k.get_ref();
-                PIN_KEYS.contains(&k.as_ref()) || k == "submodules"
-            })
+            .filter(|(k, _)| PIN_KEYS.contains(&k.get_ref().as_ref()))
             .collect();
         let fields: PinFields = self.deserialize(spec.table, span, pin_only)?;
         pin::validate(spec, &fields, &self.loc, &self.file.base_dir).map(Some)
@@ -315,7 +305,7 @@ impl<'a> Document<'a> {
             }
         };
         if in_source {
-            for name in ["url", "branch", "tag", "commit", "submodules", "patches"] {
+            for name in PIN_KEYS {
                 if let Some((k, _)) = user.get_key_value(name) {
                     add(k);
                 }
@@ -345,7 +335,11 @@ impl<'a> Document<'a> {
                     _ => Some(m.clone()),
                 },
                 (Some(m), None) => Some(m.clone()),
-                (None, Some(t)) => self.fill(&full, in_source && PIN_KEYS.contains(&name), t),
+                (None, Some(t)) => self.fill(
+                    &full,
+                    in_source && PIN_KEYS.contains(&name) && !pin::defaulted(name),
+                    t,
+                ),
                 (None, None) => None,
             };
             if let Some(v) = value {

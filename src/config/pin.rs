@@ -16,9 +16,15 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Locator};
 
-/// The keys of a source table that make its pin (never filled from the
-/// embedded default: pins are never defaulted, except `submodules`).
-pub const PIN_KEYS: &[&str] = &["url", "branch", "tag", "commit", "patches"];
+/// The keys of a source table that make its pin, in the order they are
+/// shown. Only `submodules` is ever filled from the embedded default
+/// (pins are never defaulted).
+pub const PIN_KEYS: [&str; 6] = ["url", "branch", "tag", "commit", "submodules", "patches"];
+
+/// Whether a pin key may come from the embedded default.
+pub fn defaulted(key: &str) -> bool {
+    key == "submodules"
+}
 
 /// The pin keys as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -208,16 +214,7 @@ fn ref_name(value: &Spanned<String>, key: &str, loc: &Locator<'_>) -> Result<(),
     } else if name.starts_with('-') {
         Some("it starts with `-`".to_string())
     } else if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
-        // git decides; the message points at the character when it can.
-        Some(
-            match name
-                .chars()
-                .find(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(*c))
-            {
-                Some(c) => format!("it contains {c:?}"),
-                None => "git refuses it (no `..`, `@{`, `//`, trailing `/`, `.` or `.lock`, and no component starting with `.`)".to_string(),
-            },
-        )
+        Some(why_git_refuses(name))
     } else {
         None
     };
@@ -229,5 +226,51 @@ fn ref_name(value: &Spanned<String>, key: &str, loc: &Locator<'_>) -> Result<(),
             Some("use the branch or tag name exactly as git shows it, e.g. \"snp-latest\"".into()),
         )),
         None => Ok(()),
+    }
+}
+
+/// Which of git's ref name rules `name` breaks, for the message (git2
+/// decides; this only points at the culprit).
+fn why_git_refuses(name: &str) -> String {
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(*c))
+    {
+        return format!("it contains {c:?}");
+    }
+    for (part, says) in [("..", "`..`"), ("@{", "`@{`"), ("//", "`//`")] {
+        if name.contains(part) {
+            return format!("it contains {says}");
+        }
+    }
+    if name.ends_with('/') || name.ends_with('.') || name.ends_with(".lock") {
+        return "it ends with `/`, `.` or `.lock`".into();
+    }
+    if name.split('/').any(|part| part.starts_with('.')) {
+        return "a component starts with `.`".into();
+    }
+    "git refuses it".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_ref_names_say_why() {
+        for (name, why) in [
+            ("x;rm -rf /", "it contains ' '"),
+            ("a..b", "it contains `..`"),
+            ("a@{1}", "it contains `@{`"),
+            ("topic.lock", "it ends with `/`, `.` or `.lock`"),
+            (".hidden", "a component starts with `.`"),
+            ("a/.b", "a component starts with `.`"),
+        ] {
+            assert!(!git2::Reference::is_valid_name(&format!(
+                "refs/heads/{name}"
+            )));
+            assert_eq!(why_git_refuses(name), why, "{name}");
+        }
+        assert!(git2::Reference::is_valid_name("refs/heads/snp-latest"));
     }
 }

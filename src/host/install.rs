@@ -43,7 +43,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -66,8 +65,20 @@ pub const RECORD_REL: &str = "var/lib/snp-build/installed.json";
 pub const RECORD_SCHEMA: u32 = 1;
 const SUMS: &str = "SHA256SUMS";
 
+/// Where an install goes: the live system, or a staging root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallMode {
+    Live,
+    Staging,
+}
+
+/// Asks the person at the terminal a yes/no question (the CLI's); an
+/// error when nobody can answer.
+pub type Ask<'a> = &'a dyn Fn(&str) -> anyhow::Result<bool>;
+
 /// `snp-build install`'s options.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct InstallRequest<'a> {
     /// Release directory or tarball; `None`: the newest `snp-release-*`
     /// directory in the current directory.
@@ -77,6 +88,8 @@ pub struct InstallRequest<'a> {
     pub root: Option<&'a Path>,
     /// Do not ask before a live install.
     pub yes: bool,
+    /// How to ask before a live install (unless `yes`).
+    pub ask: Ask<'a>,
 }
 
 /// `snp-build uninstall`'s options.
@@ -196,8 +209,12 @@ impl Target {
         *self == Target::Live
     }
 
-    fn mode(&self) -> &'static str {
-        if self.is_live() { "live" } else { "staging" }
+    fn mode(&self) -> InstallMode {
+        if self.is_live() {
+            InstallMode::Live
+        } else {
+            InstallMode::Staging
+        }
     }
 
     /// `rel` (relative, or absolute as seen on the target) under the root.
@@ -671,15 +688,15 @@ const CPIO_ARGS: [&str; 3] = ["-idm", "--quiet", "--no-absolute-filenames"];
 /// `rpm2cpio PACKAGE | cpio -idm` in `root`, through a pipe, no shell.
 fn rpm_to_cpio(package: &Path, root: &Path) -> anyhow::Result<()> {
     crate::exec::pipe_to_stderr(
-        &Cmd::new("rpm2cpio", root).arg(package).inherit_env(),
-        &Cmd::new("cpio", root).args(CPIO_ARGS).inherit_env(),
+        &Cmd::new("rpm2cpio", root).arg(package),
+        &Cmd::new("cpio", root).args(CPIO_ARGS),
     )
     .with_context(|| format!("unpacking {} into {}", package.display(), root.display()))
 }
 
 /// Runs a command, its output on stderr; fails on a non-zero exit.
 fn run(cmd: &Cmd) -> anyhow::Result<()> {
-    crate::exec::run_to_stderr(&cmd.clone().inherit_env())
+    crate::exec::run_to_stderr(cmd)
 }
 
 /// Fails naming the first of `tools` not on PATH.
@@ -832,7 +849,7 @@ pub struct Record {
     /// UTC, `YYYY-MM-DDTHH:MM:SSZ`.
     pub installed_at: String,
     /// `live` or `staging`.
-    pub mode: String,
+    pub mode: InstallMode,
     pub package: HostPackage,
     /// How to remove the package (printed by `uninstall`, never run).
     pub remove_command: Vec<String>,
@@ -949,7 +966,7 @@ pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
     }
     check_tools(&plan.tools())?;
     if target.is_live() && !req.yes {
-        confirm(&plan)?;
+        confirm(&plan, req.ask)?;
     }
     let record_path = execute(&plan, &opened)?;
     next_steps(&plan);
@@ -1037,26 +1054,11 @@ fn describe_plan(plan: &Plan, dry_run: bool) {
 }
 
 /// Asks on a terminal; refuses without one.
-fn confirm(plan: &Plan) -> anyhow::Result<()> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(UsageError::new(
-            "refusing to change this system without confirmation: standard input is not a terminal",
-        )
-        .help("pass --yes to install without asking, or --dry-run to see what would be done")
-        .into());
-    }
-    eprint!(
-        "Install {} and kvm.conf on this system? [y/N] ",
+fn confirm(plan: &Plan, ask: Ask<'_>) -> anyhow::Result<()> {
+    if ask(&format!(
+        "Install {} and kvm.conf on this system?",
         plan.package.name
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .context("reading the answer")?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+    ))? {
         return Ok(());
     }
     bail!("not confirmed: nothing was changed")
@@ -1090,7 +1092,7 @@ fn execute(plan: &Plan, opened: &Opened) -> anyhow::Result<PathBuf> {
         release: opened.name.clone(),
         release_path: opened.given.clone(),
         installed_at: iso_time(std::time::SystemTime::now()),
-        mode: plan.target.mode().into(),
+        mode: plan.target.mode(),
         remove_command: plan.package.remove_command(),
         kvm_conf: kvm_record(
             &plan.kvm_action,
@@ -1138,7 +1140,7 @@ pub struct Installed {
     release_path: PathBuf,
     verified_files: usize,
     root: PathBuf,
-    mode: &'static str,
+    mode: InstallMode,
     dry_run: bool,
     package: HostPackage,
     package_command: String,
@@ -1203,7 +1205,7 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
     };
     let kvm_action = undo_kvm_conf(&target, &record.kvm_conf, req.dry_run)?;
     let remove = record.remove_command.join(" ");
-    if record.mode == "staging" {
+    if record.mode == InstallMode::Staging {
         tracing::info!(
             "{} was unpacked into {} without the package manager: delete its files from there; on a system where it is installed, remove it with: {remove}",
             record.package.name,
@@ -1240,7 +1242,7 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
 #[derive(Debug, Serialize)]
 pub struct Uninstalled {
     root: PathBuf,
-    mode: &'static str,
+    mode: InstallMode,
     dry_run: bool,
     release: String,
     record: PathBuf,

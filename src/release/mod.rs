@@ -36,7 +36,7 @@ use serde::Serialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
-use crate::fingerprint::{self, Decision, Inputs, Stamp};
+use crate::fingerprint::{self, Decision, Fingerprint, Stamp};
 use crate::hash::{digest, sha256_file, sha256_hex};
 use crate::host::PackageFormat;
 use crate::progress::Progress;
@@ -77,23 +77,23 @@ struct Entry {
 
 /// A file a stage puts into the release.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct File {
+pub struct ReleaseFile {
     /// Its path inside the release directory.
     pub rel: String,
     /// Where it is now.
     pub path: PathBuf,
 }
 
-impl File {
-    pub fn new(rel: impl Into<String>, path: &Path) -> File {
-        File {
+impl ReleaseFile {
+    pub fn new(rel: impl Into<String>, path: &Path) -> ReleaseFile {
+        ReleaseFile {
             rel: rel.into(),
             path: path.to_path_buf(),
         }
     }
 
     /// A file installed under `install`: `usr/local/<its path below it>`.
-    pub fn installed(path: &Path, install: &Path) -> anyhow::Result<File> {
+    pub fn installed(path: &Path, install: &Path) -> anyhow::Result<ReleaseFile> {
         let rel = path.strip_prefix(install).with_context(|| {
             format!(
                 "{} is outside the install prefix {}",
@@ -101,7 +101,10 @@ impl File {
                 install.display()
             )
         })?;
-        Ok(File::new(format!("usr/local/{}", rel.display()), path))
+        Ok(ReleaseFile::new(
+            format!("usr/local/{}", rel.display()),
+            path,
+        ))
     }
 }
 
@@ -119,7 +122,7 @@ pub struct Part {
     pub stage: &'static str,
     /// build.sh's `source-commit.<table>` record of it.
     pub commit_file: PathBuf,
-    pub files: Vec<File>,
+    pub files: Vec<ReleaseFile>,
 }
 
 /// Everything the release is made from.
@@ -277,7 +280,7 @@ impl Release<'_> {
 
     /// The release's fingerprint: every file's path and hash, the date,
     /// the timestamp and this program's version.
-    fn inputs(&self, entries: &[Entry]) -> anyhow::Result<Inputs> {
+    fn inputs(&self, entries: &[Entry]) -> anyhow::Result<Fingerprint> {
         if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
             v.trim()
                 .parse::<u64>()
@@ -294,7 +297,7 @@ impl Release<'_> {
         // which the SHAs (inside source-commit.*, so inside `files`) fix.
         let epoch =
             std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| "newest pinned commit".into());
-        Ok(Inputs::from([
+        Ok(Fingerprint::from([
             ("files".into(), digest(&files)),
             ("date".into(), self.date.clone()),
             ("source-date-epoch".into(), epoch),
@@ -576,11 +579,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Today's date (UTC), `YYYY-MM-DD`.
-pub fn today() -> String {
-    crate::fsutil::utc_today()
 }
 
 /// Checks a `--date` value.

@@ -62,6 +62,30 @@ pub struct Options {
     pub discard_changes: bool,
 }
 
+/// What a sync did to a tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncAction {
+    /// A new tree.
+    Cloned,
+    /// An existing tree moved to another commit.
+    CheckedOut,
+    Unchanged,
+    /// A broken tree, cloned again (moved aside first if it held work).
+    Recovered,
+}
+
+impl std::fmt::Display for SyncAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncAction::Cloned => "cloned",
+            SyncAction::CheckedOut => "checked-out",
+            SyncAction::Unchanged => "unchanged",
+            SyncAction::Recovered => "recovered",
+        })
+    }
+}
+
 /// What happened to one source.
 #[derive(Debug, Clone, Serialize)]
 pub struct Synced {
@@ -75,8 +99,7 @@ pub struct Synced {
     pub submodules: BTreeMap<String, String>,
     pub received_objects: usize,
     pub received_bytes: usize,
-    /// `cloned`, `checked-out`, `unchanged` or `recovered`.
-    pub action: &'static str,
+    pub action: SyncAction,
     pub tree: PathBuf,
     pub moved_aside: Option<PathBuf>,
     pub saved_diff: Option<PathBuf>,
@@ -197,13 +220,13 @@ fn sync_one(
             progress.step(format!("checking out {}", short(target)));
             (
                 tree::create(&tree_path, &store_objects, &source.url, target)?,
-                "cloned",
+                SyncAction::Cloned,
             )
         }
         tree::State::Healthy { head } => {
             let repo = Repository::open(&tree_path)?;
             if head == target {
-                (repo, "unchanged")
+                (repo, SyncAction::Unchanged)
             } else {
                 progress.step(format!("checking out {}", short(target)));
                 let diff_path = work.saved_diff(source.name, &utc_stamp(SystemTime::now()));
@@ -219,7 +242,7 @@ fn sync_one(
                         p.display()
                     ));
                 }
-                (repo, "checked-out")
+                (repo, SyncAction::CheckedOut)
             }
         }
         tree::State::Broken { reason, user_work } => {
@@ -248,7 +271,7 @@ fn sync_one(
                     )
                 },
             )?;
-            (repo, "recovered")
+            (repo, SyncAction::Recovered)
         }
     };
     tree::set_remote(&repo, &source.url)?;

@@ -348,6 +348,13 @@ fn parse_author(from: &str) -> Option<(String, String)> {
 /// RFC 2822 dates as format-patch writes them:
 /// `Tue, 1 Aug 2023 10:00:00 +0200` -> (unix seconds, offset minutes).
 fn parse_date(date: &str) -> Option<(i64, i32)> {
+    // The weekday says nothing the date does not; a wrong one is ignored
+    // (as git does) rather than losing the mail's date.
+    let date = date.trim();
+    let date = match date.split_once(',') {
+        Some((day, rest)) if day.trim().chars().all(|c| c.is_ascii_alphabetic()) => rest,
+        _ => date,
+    };
     let zoned = jiff::fmt::rfc2822::parse(date.trim()).ok()?;
     let offset = zoned.offset().seconds() / 60;
     Some((zoned.timestamp().as_second(), offset))
@@ -450,6 +457,11 @@ mod tests {
         assert_eq!(
             parse_date("1 Aug 2023 08:00:00 -0000"),
             Some((1_690_876_800, 0))
+        );
+        // A weekday that does not match the date is ignored.
+        assert_eq!(
+            parse_date("Mon, 1 Aug 2023 10:00:00 +0200"),
+            Some((1_690_876_800, 120))
         );
     }
 

@@ -18,9 +18,10 @@ use serde::{Serialize, Serializer};
 
 use crate::config::{ConfigError, Document, Source, SourceSpec};
 use crate::exec::{Cmd, StageRun};
-use crate::fingerprint::{self, Decision, Inputs, Stamp};
+use crate::fingerprint::{self, Decision, Fingerprint, Stamp};
 use crate::host::PackageFormat;
 use crate::host::doctor::Check;
+use crate::host::preflight::StageNeeds;
 use crate::release;
 use crate::source::Synced;
 use crate::tools::Requirement;
@@ -223,7 +224,7 @@ pub trait Stage: Send + Sync + 'static {
         &self,
         outputs: &Self::Outputs,
         env: &BuildEnv,
-    ) -> anyhow::Result<Vec<release::File>>;
+    ) -> anyhow::Result<Vec<release::ReleaseFile>>;
     fn manifest(&self, outputs: &Self::Outputs) -> Self::Manifest;
     /// What it keeps beside its tree under the work dir (for `clean`).
     fn products(&self, dir: &StageDir) -> Vec<PathBuf>;
@@ -265,7 +266,7 @@ impl Built {
 }
 
 /// A manifest section with its type erased.
-pub type Section = Box<dyn erased_serde::Serialize + Send + Sync>;
+pub type ManifestSection = Box<dyn erased_serde::Serialize + Send + Sync>;
 
 /// The registry's view of a [`Stage`]: the same, with types erased.
 pub trait Component: Send + Sync {
@@ -281,17 +282,21 @@ pub trait Component: Send + Sync {
         env: &BuildEnv,
         facts: &SourceFacts,
         versions: &mut ToolVersions,
-    ) -> Inputs;
+    ) -> Fingerprint;
     /// Whether it must run for `inputs`, judged against its stamp (a
     /// stamp whose outputs no longer read as this stage's counts as none).
-    fn decide(&self, work: &WorkDir, inputs: &Inputs, forced: bool) -> Decision;
+    fn decide(&self, work: &WorkDir, inputs: &Fingerprint, forced: bool) -> Decision;
     fn build(&self, job: &Job<'_>) -> anyhow::Result<Built>;
     /// The outputs its last successful build recorded, if its stamp holds
     /// them.
     fn recorded(&self, work: &WorkDir) -> Option<Built>;
     fn output_files(&self, built: &Built) -> Vec<PathBuf>;
-    fn release_files(&self, built: &Built, env: &BuildEnv) -> anyhow::Result<Vec<release::File>>;
-    fn manifest(&self, built: &Built) -> Section;
+    fn release_files(
+        &self,
+        built: &Built,
+        env: &BuildEnv,
+    ) -> anyhow::Result<Vec<release::ReleaseFile>>;
+    fn manifest(&self, built: &Built) -> ManifestSection;
     fn products(&self, dir: &StageDir) -> Vec<PathBuf>;
 }
 
@@ -325,7 +330,7 @@ impl<S: Stage> Component for S {
         env: &BuildEnv,
         facts: &SourceFacts,
         versions: &mut ToolVersions,
-    ) -> Inputs {
+    ) -> Fingerprint {
         let tools = Stage::tools(self, env.package_format)
             .iter()
             .map(|r| (r.tool.clone(), versions.version(&r.tool)))
@@ -354,7 +359,7 @@ impl<S: Stage> Component for S {
         inputs
     }
 
-    fn decide(&self, work: &WorkDir, inputs: &Inputs, forced: bool) -> Decision {
+    fn decide(&self, work: &WorkDir, inputs: &Fingerprint, forced: bool) -> Decision {
         let stamp: Option<Stamp<S::Outputs>> =
             fingerprint::read_stamp(&work.stamp(Stage::spec(self).name));
         fingerprint::decide(inputs, stamp.as_ref(), forced)
@@ -374,16 +379,33 @@ impl<S: Stage> Component for S {
         Stage::output_files(self, built.get::<S::Outputs>())
     }
 
-    fn release_files(&self, built: &Built, env: &BuildEnv) -> anyhow::Result<Vec<release::File>> {
+    fn release_files(
+        &self,
+        built: &Built,
+        env: &BuildEnv,
+    ) -> anyhow::Result<Vec<release::ReleaseFile>> {
         Stage::release_files(self, built.get::<S::Outputs>(), env)
     }
 
-    fn manifest(&self, built: &Built) -> Section {
+    fn manifest(&self, built: &Built) -> ManifestSection {
         Box::new(Stage::manifest(self, built.get::<S::Outputs>()))
     }
 
     fn products(&self, dir: &StageDir) -> Vec<PathBuf> {
         Stage::products(self, dir)
+    }
+}
+
+impl dyn Component + '_ {
+    /// What it needs from the build host, for the preflight and `doctor`.
+    pub fn needs(&self, format: PackageFormat) -> StageNeeds {
+        StageNeeds {
+            stage: self.spec().name.to_string(),
+            group: self.spec().group().to_string(),
+            tools: self.tools(format),
+            checks: self.checks(),
+            disk_gib: self.disk_estimate_gib(),
+        }
     }
 }
 

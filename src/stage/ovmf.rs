@@ -34,7 +34,7 @@ use crate::exec::Cmd;
 use crate::hash::digest;
 use crate::host::PackageFormat;
 use crate::release;
-use crate::tools::Requirement;
+use crate::tools::{Requirement, version_args, version_in};
 use crate::workdir::StageDir;
 
 const SPEC: Spec = Spec {
@@ -93,8 +93,9 @@ pub struct Ovmf {
 
 impl Ovmf {
     pub fn configure(doc: &Document<'_>) -> Result<Ovmf, ConfigError> {
-        let source = doc.source(SPEC.source_spec())?;
+        // Knobs first: a misspelt key is named as such, not as a missing pin.
         let t: Table = doc.knobs(SPEC.table)?;
+        let source = doc.source(SPEC.source_spec())?;
         Ok(Ovmf {
             source,
             knobs: Self::knobs(doc, &t)?,
@@ -302,7 +303,10 @@ impl Stage for Ovmf {
         let toolchain = match &knobs.toolchain {
             Some(t) => t.clone(),
             None => {
-                let gcc = gcc_version()?;
+                // gcc's version, asked the catalog's one way, in the log.
+                let out = run.capture(&Cmd::new("gcc", tree).args(version_args("gcc")))?;
+                let gcc = version_in(&out)
+                    .context("ovmf: cannot read gcc's version (toolchain = \"auto\")")?;
                 let tag = edk2_toolchain(&gcc);
                 run.note(&format!("toolchain: {tag} (auto: gcc {gcc})"));
                 tag
@@ -369,11 +373,11 @@ impl Stage for Ovmf {
         &self,
         outputs: &Outputs,
         env: &BuildEnv,
-    ) -> anyhow::Result<Vec<release::File>> {
+    ) -> anyhow::Result<Vec<release::ReleaseFile>> {
         outputs
             .firmware
             .iter()
-            .map(|p| release::File::installed(p, &env.install))
+            .map(|p| release::ReleaseFile::installed(p, &env.install))
             .collect()
     }
 
@@ -388,21 +392,6 @@ impl Stage for Ovmf {
     fn products(&self, _dir: &StageDir) -> Vec<PathBuf> {
         Vec::new()
     }
-}
-
-/// gcc's version, asked the catalog's one way (`gcc --version`).
-fn gcc_version() -> anyhow::Result<String> {
-    let env = crate::tools::probe::ProbeEnv::system();
-    let gcc = env
-        .find_program("gcc")
-        .context("no `gcc` on PATH (toolchain = \"auto\" asks its version)")?;
-    let args = match crate::tools::lookup("gcc").map(|t| &t.probe) {
-        Some(crate::tools::Probe::Program { version_args, .. }) => *version_args,
-        _ => &["--version"],
-    };
-    crate::tools::probe::version_output(&gcc, args)
-        .and_then(|out| crate::tools::version_in(&out))
-        .with_context(|| format!("cannot read the version of {}", gcc.display()))
 }
 
 /// The edk2 toolchain tag for a gcc version: GCC5 for gcc 5 and later,

@@ -76,8 +76,9 @@ pub struct Qemu {
 
 impl Qemu {
     pub fn configure(doc: &Document<'_>) -> Result<Qemu, ConfigError> {
-        let source = doc.source(SPEC.source_spec())?;
+        // Knobs first: a misspelt key is named as such, not as a missing pin.
         let t: Table = doc.knobs(SPEC.table)?;
+        let source = doc.source(SPEC.source_spec())?;
         let targets = doc.knob(&t.target_list, "qemu.target-list")?;
         if targets.get_ref().is_empty() || targets.get_ref().iter().any(|s| s.trim().is_empty()) {
             return Err(doc.error(
@@ -237,11 +238,11 @@ impl Stage for Qemu {
         &self,
         outputs: &Outputs,
         env: &BuildEnv,
-    ) -> anyhow::Result<Vec<release::File>> {
+    ) -> anyhow::Result<Vec<release::ReleaseFile>> {
         outputs
             .installed
             .iter()
-            .map(|p| release::File::installed(p, &env.install))
+            .map(|p| release::ReleaseFile::installed(p, &env.install))
             .collect()
     }
 

@@ -20,18 +20,25 @@ pub struct Registry {
 impl Registry {
     /// AMD's stack: QEMU, OVMF, the guest kernel, the host kernel.
     pub fn standard() -> Registry {
-        Registry {
-            entries: vec![
-                qemu::entry(),
-                ovmf::entry(),
-                kernel::entry(kernel::Kernel::Guest),
-                kernel::entry(kernel::Kernel::Host),
-            ],
-        }
+        Registry { entries: vec![] }
+            .with(qemu::entry())
+            .with(ovmf::entry())
+            .with(kernel::entry(kernel::Kernel::Guest))
+            .with(kernel::entry(kernel::Kernel::Host))
     }
 
     /// This registry with one more component, built after the others.
+    ///
+    /// # Panics
+    /// When its name or table is already taken (a programming error).
     pub fn with(mut self, entry: Entry) -> Registry {
+        assert!(
+            self.specs()
+                .all(|s| s.name != entry.spec.name && s.table != entry.spec.table),
+            "component {} ([{}]) is registered twice",
+            entry.spec.name,
+            entry.spec.table
+        );
         self.entries.push(entry);
         self
     }
@@ -64,8 +71,12 @@ impl Registry {
             let components = self
                 .entries
                 .iter()
-                .map(|e| (e.configure)(&doc))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|e| {
+                    let c = (e.configure)(&doc)?;
+                    debug_assert_eq!(c.spec(), &e.spec, "an entry's spec is its stage's");
+                    Ok(c)
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?;
             (doc.effective(), build, components)
         };
         Ok(Stack {
@@ -162,10 +173,13 @@ impl Selection {
         if words.is_empty() {
             return Ok(Selection::All);
         }
-        let asked = words.join(".");
+        let asked: Vec<&str> = words.iter().map(String::as_str).collect();
         let named: Vec<&'static str> = registry
             .specs()
-            .filter(|s| s.table == asked || s.group() == asked)
+            .filter(|s| {
+                let table: Vec<&str> = s.table.split('.').collect();
+                table == asked || asked == [s.group()]
+            })
             .map(|s| s.name)
             .collect();
         if named.is_empty() {
@@ -182,7 +196,7 @@ impl Selection {
 
 /// Every way to name components: each family with several members, and
 /// each component, in registry order.
-fn choices(registry: &Registry) -> Vec<String> {
+pub fn choices(registry: &Registry) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for spec in registry.specs() {
         let members = registry
@@ -222,6 +236,7 @@ mod tests {
             Selection::Named(vec!["qemu"])
         );
         assert!(Selection::parse(&words("kernel qemu"), &r).is_err());
+        assert!(Selection::parse(&words("kernel.host"), &r).is_err());
         let e = Selection::parse(&words("firmware"), &r).unwrap_err();
         assert!(
             e.help
@@ -231,7 +246,8 @@ mod tests {
     }
 
     /// The table at the top of `fingerprint.rs` is the contract: it must
-    /// list exactly the inputs each standard component records.
+    /// list exactly the inputs each component it has a column for records
+    /// (today: all four standard ones).
     #[test]
     fn the_documented_fingerprint_table_matches_the_inputs() {
         use std::collections::{BTreeMap, BTreeSet};
@@ -300,6 +316,7 @@ mod tests {
             submodules: BTreeMap::new(),
         };
         let mut versions = ToolVersions::load(&env.work);
+        assert_eq!(documented.len(), 4, "{documented:?}");
         for c in stack.components() {
             let recorded: BTreeSet<String> = c
                 .fingerprint(&env, &facts, &mut versions)
@@ -312,8 +329,10 @@ mod tests {
                     }
                 })
                 .collect();
+            // A component without a column documents its inputs in its own
+            // `Inputs` struct; those with one must match it.
             let Some(documented) = documented.get(c.spec().name).cloned() else {
-                panic!("{} has no column in the fingerprint table", c.spec().name);
+                continue;
             };
             assert_eq!(
                 documented,
@@ -328,5 +347,259 @@ mod tests {
     fn the_build_order_is_build_shs() {
         let names: Vec<_> = Registry::standard().specs().map(|s| s.name).collect();
         assert_eq!(names, ["qemu", "ovmf", "kernel-guest", "kernel-host"]);
+    }
+
+    // --- pin files configured against the standard registry (ported from
+    // the tests of the old config and preflight modules)
+
+    use std::path::Path;
+
+    use crate::config::{Origin, Rev};
+    use crate::host::PackageFormat;
+    use crate::stage::kernel::kconfig::BaseConfig;
+    use crate::stage::kernel::{Kernel, KernelStage};
+    use crate::stage::ovmf::Ovmf;
+    use crate::stage::qemu::Qemu;
+    use crate::tools::Requirement;
+
+    fn file(text: &str) -> PinFile {
+        PinFile::new(text.into(), Origin::File("p.toml".into()), "/d".into())
+    }
+
+    /// Parses `text` and hands its document to `f`.
+    fn with_doc<T>(text: &str, f: impl FnOnce(&Document<'_>) -> T) -> T {
+        let pins = file(text);
+        let layout = Registry::standard().layout();
+        let doc = Document::parse(&pins, &layout).unwrap();
+        f(&doc)
+    }
+
+    const PINS: &str = "[kernel]\nbase-config = \"tinyconfig\"\n\
+        [kernel.host]\nurl = \"u\"\nbranch = \"b\"\n\
+        [kernel.guest]\nurl = \"u\"\nbranch = \"b\"\n\
+        [qemu]\nurl = \"u\"\nbranch = \"b\"\n\
+        [ovmf]\nurl = \"u\"\nbranch = \"b\"\n";
+
+    fn names(reqs: &[Requirement]) -> Vec<String> {
+        reqs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn embedded_default_pins_amds_trees_with_build_sh_knobs() {
+        let stack = Registry::standard().configure(PinFile::embedded()).unwrap();
+        assert_eq!(
+            stack.components().filter(|c| c.source().is_some()).count(),
+            4
+        );
+        let host = stack.get("kernel-host").unwrap().source().unwrap();
+        assert_eq!(host.url, "https://github.com/AMDESE/linux.git");
+        assert_eq!(
+            host.rev,
+            Rev::Branch {
+                name: "snp-host-latest".into()
+            }
+        );
+        assert!(stack.get("ovmf").unwrap().source().unwrap().submodules);
+        let qemu = stack.get("qemu").unwrap().source().unwrap();
+        assert!(!qemu.submodules);
+        assert_eq!(qemu.patches, Path::new("patches/qemu"));
+        with_doc(crate::config::EMBEDDED, |doc| {
+            assert_eq!(
+                Qemu::configure(doc).unwrap().knobs.target_list,
+                ["x86_64-softmmu"]
+            );
+            assert_eq!(
+                Ovmf::configure(doc).unwrap().knobs.platform,
+                "OvmfPkg/OvmfPkgX64.dsc"
+            );
+            let k = KernelStage::configure(doc, Kernel::Host).unwrap().knobs;
+            assert_eq!(k.base_config, BaseConfig::Running);
+            assert!(k.edits.enable.contains(&"KVM_AMD_SEV".to_string()));
+        });
+    }
+
+    #[test]
+    fn embedded_default_lists_the_real_trees_tools() {
+        with_doc(crate::config::EMBEDDED, |doc| {
+            let ovmf = names(&Ovmf::configure(doc).unwrap().knobs.tools);
+            assert!(ovmf.contains(&"nasm >= 2.15.01".to_string()), "{ovmf:?}");
+            assert!(ovmf.contains(&"iasl".to_string()), "{ovmf:?}");
+            let qemu = names(&Qemu::configure(doc).unwrap().knobs.tools);
+            for t in ["ninja", "meson", "python3-venv", "slirp", "fdt"] {
+                assert!(qemu.contains(&t.to_string()), "{t} not in {qemu:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let partial = "[qemu]\nurl = \"file:///x/qemu.git\"\ntag = \"v9.1.0\"\n";
+        let first = Registry::standard().configure(file(partial)).unwrap();
+        assert_eq!(
+            first.components().filter(|c| c.source().is_some()).count(),
+            1
+        );
+        let text = toml::to_string_pretty(&first.effective).unwrap();
+        let again = Registry::standard().configure(file(&text)).unwrap();
+        assert_eq!(again.effective, first.effective);
+        for name in first.names() {
+            assert_eq!(
+                again.get(name).unwrap().source(),
+                first.get(name).unwrap().source()
+            );
+        }
+        assert_eq!(again.build, first.build);
+        with_doc(&text, |doc| {
+            assert_eq!(
+                Qemu::configure(doc).unwrap().knobs.target_list,
+                ["x86_64-softmmu"]
+            );
+        });
+    }
+
+    #[test]
+    fn tool_lists_default_from_the_embedded_file_and_refuse_unknown_names() {
+        let text = "[ovmf]\nurl = \"u\"\nbranch = \"b\"\ntools = [\"make\"]\n";
+        with_doc(text, |doc| {
+            assert_eq!(Ovmf::configure(doc).unwrap().knobs.tools.len(), 1);
+            let embedded = with_doc(crate::config::EMBEDDED, |d| Qemu::configure(d).unwrap());
+            assert_eq!(
+                Qemu::configure(doc).unwrap().knobs.tools,
+                embedded.knobs.tools
+            );
+        });
+        let e = Registry::standard()
+            .configure(file("[kernel]\ntools = [\"gcc\",\n  \"iasll\"]\n"))
+            .err()
+            .unwrap();
+        assert_eq!((e.line, e.column, e.key.as_str()), (3, 3, "kernel.tools"));
+        assert!(e.message.contains("unknown tool `iasll`"), "{e}");
+        assert!(e.help.as_deref().unwrap().contains("iasl"), "{e}");
+        let e = Registry::standard()
+            .configure(file(
+                "[kernel]\nbtf-tools = [\"pahole\", \"pahole >= 1.16\"]\n",
+            ))
+            .err()
+            .unwrap();
+        assert!(e.message.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn missing_source_names_the_table() {
+        let stack = Registry::standard()
+            .configure(file("[qemu]\nurl = \"u\"\nbranch = \"b\"\n"))
+            .unwrap();
+        let e = stack
+            .select(&Selection::Named(vec!["ovmf"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("[ovmf]"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_pin_key_is_named_not_taken_for_a_missing_url() {
+        let e = Registry::standard()
+            .configure(file("[ovmf]\nurlx = \"u\"\nbranch = \"b\"\n"))
+            .err()
+            .unwrap();
+        assert_eq!((e.line, e.key.as_str()), (2, "ovmf.urlx"), "{e}");
+        assert!(e.message.contains("expected one of `url`"), "{e}");
+    }
+
+    fn kernel_tools(text: &str, format: PackageFormat) -> Vec<String> {
+        with_doc(text, |doc| {
+            names(&Stage::tools(
+                &KernelStage::configure(doc, Kernel::Host).unwrap(),
+                format,
+            ))
+        })
+    }
+
+    use crate::stage::Stage;
+
+    #[test]
+    fn kernel_packaging_tools_follow_the_package_format() {
+        let deb = kernel_tools(PINS, PackageFormat::Deb);
+        let rpm = kernel_tools(PINS, PackageFormat::Rpm);
+        assert!(deb.contains(&"dpkg-dev".into()) && !deb.contains(&"rpm-build".into()));
+        assert!(rpm.contains(&"rpm-build".into()) && !rpm.contains(&"dpkg-dev".into()));
+    }
+
+    #[test]
+    fn pahole_only_when_the_config_enables_btf() {
+        let has_pahole = |text: &str| {
+            kernel_tools(text, PackageFormat::Deb).contains(&"pahole >= 1.16".to_string())
+        };
+        assert!(!has_pahole(PINS));
+        let enabled = PINS.replace(
+            "base-config = \"tinyconfig\"\n",
+            "base-config = \"tinyconfig\"\nenable = [\"DEBUG_INFO_BTF\"]\n",
+        );
+        assert!(has_pahole(&enabled));
+
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("distro.config");
+        std::fs::write(&base, "CONFIG_64BIT=y\nCONFIG_DEBUG_INFO_BTF=y\n").unwrap();
+        let from_file = PINS.replace("tinyconfig", &base.display().to_string());
+        assert!(has_pahole(&from_file));
+        let disabled = from_file.replace(
+            "[kernel.host]",
+            "disable = [\"DEBUG_INFO_BTF\"]\n[kernel.host]",
+        );
+        assert!(!has_pahole(&disabled));
+    }
+
+    #[test]
+    fn fedora_hosts_get_a_dnf_line_with_fedora_names() {
+        use crate::host::Distro;
+        use crate::host::preflight::{Env, check_build};
+        use crate::tools::probe::ProbeEnv;
+
+        let dir = tempfile::tempdir().unwrap();
+        let os = dir.path().join("os-release");
+        std::fs::write(&os, "ID=fedora\nVERSION_ID=40\n").unwrap();
+        let env = Env {
+            os_release: os.clone(),
+            probe: ProbeEnv {
+                path: vec![dir.path().join("empty")],
+                include_dirs: vec![],
+                pkg_config_dirs: vec![],
+            },
+        };
+        let stack = Registry::standard().configure(file(PINS)).unwrap();
+        let format = crate::host::package_format(PackageFormat::Auto, &os);
+        let needs = [stack.get("ovmf").unwrap().needs(format)];
+        let r = check_build(&needs, format, dir.path(), &env);
+        assert!(!r.ready);
+        assert_eq!(r.distro, Distro::Fedora);
+        assert_eq!(r.package_format, PackageFormat::Rpm);
+        let line = r.install.unwrap();
+        assert!(line.starts_with("dnf install -y "), "{line}");
+        assert!(line.contains("nasm acpica-tools"), "{line}");
+        assert!(
+            line.contains("gcc-c++") && line.contains("libuuid-devel"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn missing_running_config_blocks_with_its_help() {
+        use crate::host::doctor::Status;
+
+        let checks = |text: &str, name: &str| {
+            let stack = Registry::standard().configure(file(text)).unwrap();
+            stack.get(name).unwrap().checks()
+        };
+        let check = checks(&PINS.replace("tinyconfig", "running"), "kernel-host").remove(0);
+        // CI machines and containers have no /boot/config-*; hosts do.
+        if check.status == Status::Missing {
+            assert!(check.found.contains("/boot/config-"), "{check:?}");
+            assert!(check.help.unwrap().contains("tinyconfig"));
+        }
+        let check = checks(PINS, "kernel-guest").remove(0);
+        assert_eq!(check.status, Status::Ok);
+        assert_eq!(check.found, "make tinyconfig");
+        assert!(checks(PINS, "qemu").is_empty());
     }
 }

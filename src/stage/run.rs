@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use super::component::{BuildEnv, Built, Component, Job, Jobs, short_sha};
 use crate::exec::{Cancelled, Interrupted, Registry, StageRun};
-use crate::fingerprint::{self, Decision, Inputs, Reason, Stamp};
+use crate::fingerprint::{self, Decision, Fingerprint, Reason, Stamp};
 use crate::progress::Progress;
 use crate::source::Synced;
 
@@ -35,7 +35,7 @@ use crate::source::Synced;
 pub struct Work<'a> {
     pub component: &'a dyn Component,
     pub synced: Synced,
-    pub inputs: Inputs,
+    pub inputs: Fingerprint,
     pub decision: Decision,
 }
 

@@ -179,6 +179,15 @@ pub fn lookup(name: &str) -> Option<&'static Tool> {
     CATALOG.iter().find(|t| t.name == name)
 }
 
+/// How a program is asked its version: the catalog's arguments for it,
+/// `--version` for a program it does not know.
+pub fn version_args(program_tool: &str) -> &'static [&'static str] {
+    match lookup(program_tool).map(|t| &t.probe) {
+        Some(Probe::Program { version_args, .. }) => version_args,
+        _ => V,
+    }
+}
+
 /// Every known name, for help texts.
 pub fn known_names() -> String {
     CATALOG

@@ -85,9 +85,10 @@ pub struct KernelStage {
 
 impl KernelStage {
     pub fn configure(doc: &Document<'_>, kernel: Kernel) -> Result<KernelStage, ConfigError> {
-        let source = doc.source(spec(kernel).source_spec())?;
+        // Knobs first: a misspelt key is named as such, not as a missing pin.
         let shared: knobs::Shared = doc.knobs("kernel")?;
         let own: knobs::PerKernel = doc.knobs(spec(kernel).table)?;
+        let source = doc.source(spec(kernel).source_spec())?;
         Ok(KernelStage {
             kernel,
             source,
@@ -379,14 +380,14 @@ impl Stage for KernelStage {
         &self,
         outputs: &Outputs,
         _env: &BuildEnv,
-    ) -> anyhow::Result<Vec<release::File>> {
+    ) -> anyhow::Result<Vec<release::ReleaseFile>> {
         let k = self.kernel.name();
-        let mut files: Vec<release::File> = outputs
+        let mut files: Vec<release::ReleaseFile> = outputs
             .packages
             .iter()
-            .map(|p| release::File::new(format!("linux/{k}/{}", file_name(p)), p))
+            .map(|p| release::ReleaseFile::new(format!("linux/{k}/{}", file_name(p)), p))
             .collect();
-        files.push(release::File::new(
+        files.push(release::ReleaseFile::new(
             format!("kernel-config.{k}"),
             &outputs.config,
         ));
