@@ -281,42 +281,6 @@ mod tests {
     }
 
     #[test]
-    fn fedora_hosts_get_a_dnf_line_with_fedora_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let os = dir.path().join("os-release");
-        std::fs::write(&os, "ID=fedora\nVERSION_ID=40\n").unwrap();
-        let env = Env {
-            os_release: os.clone(),
-            probe: ProbeEnv {
-                path: vec![dir.path().join("empty")],
-                include_dirs: vec![],
-                pkg_config_dirs: vec![],
-            },
-        };
-        let format = super::super::package_format(PackageFormat::Auto, &os);
-        let r = check_build(
-            &[needs(
-                "ovmf",
-                "ovmf",
-                &["gcc", "g++", "nasm >= 2.15.01", "iasl", "uuid"],
-            )],
-            format,
-            dir.path(),
-            &env,
-        );
-        assert!(!r.ready);
-        assert_eq!(r.distro, Distro::Fedora);
-        assert_eq!(r.package_format, PackageFormat::Rpm);
-        let line = r.install.unwrap();
-        assert!(line.starts_with("dnf install -y "), "{line}");
-        assert!(line.contains("nasm acpica-tools"), "{line}");
-        assert!(
-            line.contains("gcc-c++") && line.contains("libuuid-devel"),
-            "{line}"
-        );
-    }
-
-    #[test]
     fn disk_space_is_read_at_the_nearest_existing_ancestor() {
         let dir = tempfile::tempdir().unwrap();
         let (at, free) = free_space(&dir.path().join("not/yet/there")).unwrap();

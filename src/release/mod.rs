@@ -106,6 +106,11 @@ impl ReleaseFile {
             path,
         ))
     }
+
+    /// [`ReleaseFile::installed`] for each of `paths`.
+    pub fn all_installed(paths: &[PathBuf], install: &Path) -> anyhow::Result<Vec<ReleaseFile>> {
+        paths.iter().map(|p| Self::installed(p, install)).collect()
+    }
 }
 
 /// A manifest section (a stage's, typed by it) at its key path; `None`

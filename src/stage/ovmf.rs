@@ -374,11 +374,7 @@ impl Stage for Ovmf {
         outputs: &Outputs,
         env: &BuildEnv,
     ) -> anyhow::Result<Vec<release::ReleaseFile>> {
-        outputs
-            .firmware
-            .iter()
-            .map(|p| release::ReleaseFile::installed(p, &env.install))
-            .collect()
+        release::ReleaseFile::all_installed(&outputs.firmware, &env.install)
     }
 
     fn manifest(&self, outputs: &Outputs) -> Manifest {

@@ -239,11 +239,7 @@ impl Stage for Qemu {
         outputs: &Outputs,
         env: &BuildEnv,
     ) -> anyhow::Result<Vec<release::ReleaseFile>> {
-        outputs
-            .installed
-            .iter()
-            .map(|p| release::ReleaseFile::installed(p, &env.install))
-            .collect()
+        release::ReleaseFile::all_installed(&outputs.installed, &env.install)
     }
 
     fn manifest(&self, outputs: &Outputs) -> Manifest {
