@@ -591,55 +591,6 @@ fn the_two_kernels_share_one_object_store() {
     }
 }
 
-/// A loopback `git daemon` serving `base`, stopped on drop.
-struct Daemon {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> Daemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // The daemon binary itself (not the `git daemon` wrapper), so that
-        // killing it leaves no orphan holding the test's stdout.
-        let exec_path = git(base, &["--exec-path"]);
-        let child = std::process::Command::new(Path::new(&exec_path).join("git-daemon"))
-            .args([
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-                &format!("--port={port}"),
-                &format!("--base-path={}", base.display()),
-                &base.display().to_string(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("git daemon");
-        let mut daemon = Daemon { child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return daemon;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = daemon.child.kill();
-        let _ = daemon.child.wait();
-        panic!("git daemon did not start on port {port}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Apparent size of everything under `path`.
 fn disk_usage(path: &Path) -> u64 {
     let meta = std::fs::symlink_metadata(path).unwrap();

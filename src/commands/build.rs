@@ -85,6 +85,9 @@ pub fn build(
     let selection = Selection::parse(&req.fetch.components, registry)?;
     let stack = super::load(registry, globals.config.as_deref())?;
     let components = stack.select(&selection)?;
+    if req.package {
+        stack.check_release(&selection)?;
+    }
     for c in &components {
         c.check_request()?;
     }
@@ -96,6 +99,9 @@ pub fn build(
     if req.dry_run {
         let stages = super::plan::show(&stack, &env, &components, target.as_ref())?;
         return Ok(BuildResult::DryRun { stages });
+    }
+    if let Some(target) = &target {
+        target.check_writable()?;
     }
     let _signals = crate::exec::Registry::global();
     let _lock = env.work.lock()?;
@@ -171,6 +177,8 @@ pub fn build(
         )));
     };
     let release = release_of(&stack, &env, &synced, &outcomes, &lock.path, &target)?;
+    // One snp-build at a time writes a release name (from any work dir).
+    let _release_lock = release.lock()?;
     let decision = release.decide()?;
     let made = match (decision.run, release.recorded()) {
         (false, Some(recorded)) => {

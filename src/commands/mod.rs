@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::config::PinFile;
+use crate::error::UsageError;
 use crate::host::PackageFormat;
 use crate::stage::{BuildEnv, Force, Registry, Stack};
 use crate::workdir::WorkDir;
@@ -54,6 +55,10 @@ pub struct EnvRequest {
     pub package_format: Option<PackageFormat>,
 }
 
+/// The largest job budget: make's jobserver keeps one byte per token in a
+/// pipe (64 KiB on Linux), and no build box has more cores than this.
+pub const MAX_JOBS: usize = 4096;
+
 /// Everything the stages share, from the command line and the pin file.
 pub fn build_env(globals: &Globals, stack: &Stack, req: &EnvRequest) -> anyhow::Result<BuildEnv> {
     // A bare --force arrives as one empty name: it means every stage.
@@ -72,14 +77,21 @@ pub fn build_env(globals: &Globals, stack: &Stack, req: &EnvRequest) -> anyhow::
     let install = std::path::absolute(&globals.install)
         .with_context(|| format!("resolving --install {}", globals.install.display()))?;
     let knob = req.package_format.unwrap_or(stack.build.package_format);
+    let mut jobs = globals.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if jobs > MAX_JOBS {
+        tracing::warn!(
+            "-j {jobs} is more than the job server can hold (its tokens live in a pipe): using -j {MAX_JOBS}"
+        );
+        jobs = MAX_JOBS;
+    }
     Ok(BuildEnv {
         work: WorkDir::new(&globals.work_dir)?,
         install,
-        jobs: globals.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }),
+        jobs,
         serial: req.serial,
         keep_going: req.keep_going,
         package_format: crate::host::package_format(knob, Path::new(crate::host::OS_RELEASE)),
@@ -98,9 +110,19 @@ pub struct ReleaseTarget {
 }
 
 impl ReleaseTarget {
+    /// Checks `--output` and `--date` (no side effect: see
+    /// [`ReleaseTarget::check_writable`]).
     pub fn new(output: &Path, date: Option<&str>) -> anyhow::Result<ReleaseTarget> {
         let output = std::path::absolute(output)
             .with_context(|| format!("resolving --output {}", output.display()))?;
+        if output.exists() && !output.is_dir() {
+            return Err(UsageError::new(format!(
+                "--output {} is not a directory",
+                output.display()
+            ))
+            .help("name the directory the release and its tarball go into")
+            .into());
+        }
         let date = match date {
             Some(d) => {
                 crate::release::check_date(d)?;
@@ -109,5 +131,23 @@ impl ReleaseTarget {
             None => crate::fsutil::utc_today(),
         };
         Ok(ReleaseTarget { output, date })
+    }
+
+    /// Makes `--output` and writes a file into it, so a build never runs
+    /// only to fail at its end: a path under a file, a read-only disk or a
+    /// directory without write permission is refused here, named.
+    pub fn check_writable(&self) -> anyhow::Result<()> {
+        let refuse = |e: std::io::Error| -> anyhow::Error {
+            UsageError::new(format!(
+                "--output {}: the release cannot be written there: {e}",
+                self.output.display()
+            ))
+            .help("choose a writable directory with --output")
+            .into()
+        };
+        std::fs::create_dir_all(&self.output).map_err(refuse)?;
+        tempfile::NamedTempFile::new_in(&self.output)
+            .map(drop)
+            .map_err(refuse)
     }
 }

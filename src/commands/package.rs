@@ -45,7 +45,7 @@ pub fn release_of<'a>(
         parts,
         sections,
         synced,
-        pin_text: &stack.file.text,
+        pin_text: &stack.redacted,
         lock_path,
         package_format: env.package_format,
         forced: env.force.forces(crate::release::STAGE),

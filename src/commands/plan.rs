@@ -109,6 +109,9 @@ pub fn command(
     let selection = Selection::parse(&req.components, registry)?;
     let stack = super::load(registry, globals.config.as_deref())?;
     let components = stack.select(&selection)?;
+    if req.package {
+        stack.check_release(&selection)?;
+    }
     let env = super::build_env(globals, &stack, &req.env)?;
     let target = req
         .package

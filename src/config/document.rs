@@ -27,6 +27,7 @@ use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 use super::error::{ConfigError, Locator};
 use super::file::{EMBEDDED, Origin, PinFile};
 use super::pin::{self, PIN_KEYS, PinFields, Source, SourceSpec};
+use super::url::PinUrl;
 use crate::host::PackageFormat;
 use crate::tools::Requirement;
 
@@ -236,9 +237,54 @@ impl<'a> Document<'a> {
     }
 
     /// The file with every knob filled in, as a pin file (itself valid).
+    /// (Credentials in URLs shown as `***`.)
     pub fn effective(&self) -> toml::Table {
         let value = Spanned::new(0..0, DeValue::Table(self.merged.clone()));
-        toml::Table::deserialize(ValueDeserializer::from(value)).unwrap_or_default()
+        let mut table =
+            toml::Table::deserialize(ValueDeserializer::from(value)).unwrap_or_default();
+        for path in &self.layout.sources {
+            let mut at = Some(&mut table);
+            let mut parts = path.split('.').peekable();
+            while let Some(part) = parts.next() {
+                let Some(t) = at.take() else { break };
+                if parts.peek().is_none() {
+                    if let Some(toml::Value::Table(src)) = t.get_mut(part)
+                        && let Some(toml::Value::String(url)) = src.get_mut("url")
+                    {
+                        *url = PinUrl::new(url.clone()).redacted();
+                    }
+                } else if let Some(toml::Value::Table(next)) = t.get_mut(part) {
+                    at = Some(next);
+                }
+            }
+        }
+        table
+    }
+
+    /// The file's text with the credentials of every source URL replaced
+    /// by `***` (what the release keeps as `source-config`).
+    pub fn redacted_text(&self) -> String {
+        let mut spans: Vec<(Range<usize>, String)> = Vec::new();
+        for table in &self.layout.sources {
+            let url = lookup(&self.merged, &format!("{table}.url"));
+            if let Some(v) = url
+                && let DeValue::String(raw) = v.get_ref()
+            {
+                let pin = PinUrl::new(raw.to_string());
+                if pin.has_secret() {
+                    spans.push((v.span(), pin.redacted()));
+                }
+            }
+        }
+        let mut text = self.file.text.clone();
+        spans.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
+        for (span, redacted) in spans {
+            let quoted = toml::Value::String(redacted).to_string();
+            if span.end <= text.len() {
+                text.replace_range(span, &quoted);
+            }
+        }
+        text
     }
 
     fn is_source(&self, path: &str) -> bool {

@@ -83,7 +83,7 @@ impl Locator<'_> {
         let source_line = self.text[line_start..]
             .lines()
             .next()
-            .map(|l| l.trim_end().to_string());
+            .map(|l| redact_urls(l.trim_end()));
         ConfigErrorDetails {
             file: self.file.clone(),
             line,
@@ -122,4 +122,21 @@ impl ConfigError {
         }
         .into()
     }
+}
+
+/// A pin file line as shown under an error: every quoted URL redacted
+/// (a password in it never reaches stderr).
+fn redact_urls(line: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in line.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        if i % 2 == 1 && part.contains("://") {
+            out.push_str(&super::url::PinUrl::new(part).redacted());
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }

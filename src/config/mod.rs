@@ -22,8 +22,10 @@ pub mod error;
 pub mod file;
 pub mod legacy;
 pub mod pin;
+pub mod url;
 
 pub use document::{BuildKnobs, Document, Layout};
 pub use error::ConfigError;
 pub use file::{DEFAULT_FILE, EMBEDDED, Origin, PinFile};
 pub use pin::{Rev, Source, SourceSpec};
+pub use url::PinUrl;

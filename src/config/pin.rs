@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::error::{ConfigError, Locator};
+use super::url::PinUrl;
 
 /// The keys of a source table that make its pin, in the order they are
 /// shown. Only `submodules` is ever filled from the embedded default
@@ -87,7 +88,8 @@ pub struct Source {
     pub name: &'static str,
     pub table: &'static str,
     pub store: &'static str,
-    pub url: String,
+    /// Shown and stored only redacted (see [`PinUrl`]).
+    pub url: PinUrl,
     pub rev: Rev,
     pub submodules: bool,
     /// The patch series directory (it may not exist: no patches).
@@ -121,7 +123,10 @@ pub fn validate(
         return Err(err(
             pin.url.span(),
             &key("url"),
-            format!("the URL {url:?} contains whitespace"),
+            format!(
+                "the URL {:?} contains whitespace",
+                PinUrl::new(url.clone()).redacted()
+            ),
             "give the git URL of the tree without spaces",
         ));
     }
@@ -196,7 +201,7 @@ pub fn validate(
         name: spec.name,
         table: spec.table,
         store: spec.store,
-        url: url.clone(),
+        url: PinUrl::new(url.clone()),
         rev,
         submodules: pin.submodules.unwrap_or(false),
         patches,

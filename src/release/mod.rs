@@ -311,6 +311,32 @@ impl Release<'_> {
         ]))
     }
 
+    /// Holds the output directory (a lock on the directory itself, so no
+    /// file is left beside the release) until dropped: a second snp-build
+    /// writing a release there, from any work dir, waits, so what each
+    /// prints is what is on disk.
+    pub fn lock(&self) -> anyhow::Result<std::fs::File> {
+        std::fs::create_dir_all(&self.output)
+            .with_context(|| format!("creating {}", self.output.display()))?;
+        let dir = std::fs::File::open(&self.output)
+            .with_context(|| format!("opening {}", self.output.display()))?;
+        match dir.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::warn!(
+                    "release: another snp-build is writing a release into {}: waiting for it",
+                    self.output.display()
+                );
+                dir.lock()
+                    .with_context(|| format!("waiting for {}", self.output.display()))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", self.output.display()));
+            }
+        }
+        Ok(dir)
+    }
+
     /// Whether the release must be made again, and why.
     pub fn decide(&self) -> anyhow::Result<Decision> {
         let inputs = self.inputs(&self.entries(false)?.0)?;
@@ -586,19 +612,19 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks a `--date` value.
+/// Checks a `--date` value: `YYYY-MM-DD`, a real calendar date.
 pub fn check_date(date: &str) -> anyhow::Result<()> {
-    let parts: Vec<&str> = date.split('-').collect();
-    let ok = parts.len() == 3
-        && parts[0].len() == 4
-        && parts[1].len() == 2
-        && parts[2].len() == 2
-        && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_digit()))
-        && (1..=12).contains(&parts[1].parse::<u32>().unwrap_or(0))
-        && (1..=31).contains(&parts[2].parse::<u32>().unwrap_or(0));
-    if !ok {
+    let shaped = date.len() == 10
+        && date.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if !shaped || jiff::civil::Date::strptime("%Y-%m-%d", date).is_err() {
         bail!(
-            crate::error::UsageError::new(format!("--date {date:?} is not a date"))
+            crate::error::UsageError::new(format!("--date {date:?} is not a calendar date"))
                 .help("use YYYY-MM-DD, e.g. 2026-11-22")
         );
     }

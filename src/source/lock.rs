@@ -45,7 +45,7 @@ impl Entry {
             Rev::Commit { sha, branch } => (branch.clone(), None, Some(sha.clone())),
         };
         Entry {
-            url: source.url.clone(),
+            url: source.url.redacted(),
             branch,
             tag,
             commit,

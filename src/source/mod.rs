@@ -38,7 +38,7 @@ use anyhow::{Context, anyhow, bail};
 use git2::{Oid, Repository};
 use serde::Serialize;
 
-use crate::config::{Rev, Source};
+use crate::config::{PinUrl, Rev, Source};
 use crate::fsutil::utc_stamp;
 use crate::progress::{Progress, human_bytes};
 use crate::workdir::WorkDir;
@@ -185,6 +185,12 @@ fn sync_one(
     opts: Options,
 ) -> anyhow::Result<Synced> {
     let progress = Progress::new(source.name);
+    if source.url.has_secret() {
+        progress.warn(format!(
+            "the URL of [{}] carries a password or a token: snp-build keeps it out of every file and message, but git's credential helper (`git config --global credential.helper`) or ssh-agent would keep it out of the pin file too",
+            source.table
+        ));
+    }
     let store_path = work.store(source.store);
     let mut store = open_store(&store_path, &progress)?;
     let have_locked = locked
@@ -219,7 +225,7 @@ fn sync_one(
         tree::State::Missing => {
             progress.step(format!("checking out {}", short(target)));
             (
-                tree::create(&tree_path, &store_objects, &source.url, target)?,
+                tree::create(&tree_path, &store_objects, &source.url.for_remote(), target)?,
                 SyncAction::Cloned,
             )
         }
@@ -263,18 +269,17 @@ fn sync_one(
                 ));
                 moved_aside = Some(aside);
             }
-            let repo = tree::create(&tree_path, &store_objects, &source.url, target).with_context(
-                || {
-                    format!(
-                        "{}: the fresh clone of {} failed too",
-                        source.name, source.url
-                    )
-                },
-            )?;
+            let repo = tree::create(&tree_path, &store_objects, &source.url.for_remote(), target)
+                .with_context(|| {
+                format!(
+                    "{}: the fresh clone of {} failed too",
+                    source.name, source.url
+                )
+            })?;
             (repo, SyncAction::Recovered)
         }
     };
-    tree::set_remote(&repo, &source.url)?;
+    tree::set_remote(&repo, &source.url.for_remote())?;
     sync_shallow(&store, &tree_path)?;
     set_tree_refs(&repo, &source.rev, oid)?;
     set_patched_branch(&repo, (!series.is_empty()).then_some(target))?;
@@ -308,7 +313,7 @@ fn sync_one(
     ));
     Ok(Synced {
         source: source.name,
-        url: source.url.clone(),
+        url: source.url.redacted(),
         pin: source.rev.to_string(),
         sha: oid.to_string(),
         previous_sha: None,
@@ -477,8 +482,9 @@ impl Fetcher<'_> {
         self.source.table
     }
 
-    fn url(&self) -> &str {
-        &self.source.url
+    /// The URL as shown (secrets redacted).
+    fn url(&self) -> String {
+        self.source.url.redacted()
     }
 
     /// A depth that gets the whole history (unshallowing a shallow store).
@@ -492,14 +498,14 @@ impl Fetcher<'_> {
 
     fn fetch(&self, refspecs: &[String], depth: Option<i32>) -> anyhow::Result<Transfer> {
         self.progress.step(format!("fetching from {}", self.url()));
-        remote::fetch(self.store, self.url(), refspecs, depth, self.progress)
-            .map_err(|e| network_error(self.url(), e))
+        remote::fetch(self.store, &self.source.url, refspecs, depth, self.progress)
+            .map_err(|e| network_error(&self.source.url, e))
     }
 
     fn list(&self) -> anyhow::Result<Vec<RemoteRef>> {
         self.progress.step(format!("listing {}", self.url()));
-        remote::list(self.store, self.url(), self.progress)
-            .map_err(|e| network_error(self.url(), e))
+        remote::list(self.store, &self.source.url, self.progress)
+            .map_err(|e| network_error(&self.source.url, e))
     }
 
     /// The tip of `branch` as upstream advertises it.
@@ -681,10 +687,10 @@ impl Fetcher<'_> {
 }
 
 /// An upstream that cannot be reached: name the URL and what to check.
-fn network_error(url: &str, e: git2::Error) -> anyhow::Error {
+fn network_error(url: &PinUrl, e: git2::Error) -> anyhow::Error {
     anyhow!(
         "cannot fetch from {url}: {}\n  help: check the URL, your network and proxy settings (https_proxy, git's http.proxy), and for private forks your ssh-agent or git credential helper",
-        e.message()
+        url.scrub(e.message())
     )
 }
 

@@ -8,6 +8,7 @@ use git2::{
     RemoteCallbacks, Repository,
 };
 
+use crate::config::PinUrl;
 use crate::progress::Progress;
 
 /// What one fetch transferred (from git2's transfer stats).
@@ -48,29 +49,42 @@ pub struct RemoteRef {
     pub oid: Oid,
 }
 
-/// Callbacks shared by list and fetch: credentials from ssh-agent or git's
-/// credential helpers, and transfer progress.
-fn callbacks<'a>(repo: &'a Repository, progress: &'a Progress) -> RemoteCallbacks<'a> {
+/// Callbacks shared by list and fetch: the pin URL's own user and password
+/// (kept out of the URL libgit2 sees), else ssh-agent or git's credential
+/// helpers; and transfer progress.
+fn callbacks<'a>(
+    repo: &'a Repository,
+    pin: Option<&'a PinUrl>,
+    progress: &'a Progress,
+) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
     let attempts = Cell::new(0u32);
+    let own = pin.and_then(PinUrl::credentials);
     cb.credentials(move |url, username, allowed| {
         // libgit2 calls again after a rejected credential: stop instead of
         // looping forever.
         attempts.set(attempts.get() + 1);
         if attempts.get() > 3 {
             return Err(git2::Error::from_str(
-                "authentication failed (tried ssh-agent and git's credential helpers)",
+                "authentication failed (tried the URL's credentials, ssh-agent and git's credential helpers)",
             ));
         }
+        let user = own.as_ref().map(|(u, _)| u.as_str()).or(username);
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+            && attempts.get() == 1
+            && let Some((u, Some(p))) = &own
+        {
+            return Cred::userpass_plaintext(u, p);
+        }
         if allowed.contains(CredentialType::USERNAME) {
-            return Cred::username(username.unwrap_or("git"));
+            return Cred::username(user.unwrap_or("git"));
         }
         if allowed.contains(CredentialType::SSH_KEY) {
-            return Cred::ssh_key_from_agent(username.unwrap_or("git"));
+            return Cred::ssh_key_from_agent(user.unwrap_or("git"));
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             let config = repo.config()?;
-            return Cred::credential_helper(&config, url, username);
+            return Cred::credential_helper(&config, url, user);
         }
         Cred::default()
     });
@@ -95,13 +109,13 @@ fn proxy() -> ProxyOptions<'static> {
 /// The refs `url` advertises (`git ls-remote`), without fetching objects.
 pub fn list(
     repo: &Repository,
-    url: &str,
+    url: &PinUrl,
     progress: &Progress,
 ) -> Result<Vec<RemoteRef>, git2::Error> {
-    let mut remote = repo.remote_anonymous(url)?;
+    let mut remote = repo.remote_anonymous(&url.for_fetch())?;
     let conn = remote.connect_auth(
         Direction::Fetch,
-        Some(callbacks(repo, progress)),
+        Some(callbacks(repo, Some(url), progress)),
         Some(proxy()),
     )?;
     let refs = conn
@@ -119,17 +133,20 @@ pub fn list(
 /// transport supports it.
 pub fn fetch(
     repo: &Repository,
-    url: &str,
+    url: &PinUrl,
     refspecs: &[String],
     depth: Option<i32>,
     progress: &Progress,
 ) -> Result<Transfer, git2::Error> {
-    let mut remote = repo.remote_anonymous(url)?;
+    let fetch_url = url.for_fetch();
+    let mut remote = repo.remote_anonymous(&fetch_url)?;
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks(repo, progress));
+    opts.remote_callbacks(callbacks(repo, Some(url), progress));
     opts.proxy_options(proxy());
     opts.download_tags(AutotagOption::None);
-    if let Some(d) = depth.filter(|_| !is_local(url)) {
+    // FETCH_HEAD would record the URL (a query token with it).
+    opts.update_fetchhead(false);
+    if let Some(d) = depth.filter(|_| !is_local(&fetch_url)) {
         opts.depth(d);
     }
     remote.fetch(refspecs, Some(&mut opts), None)?;
@@ -146,7 +163,7 @@ pub fn submodule_fetch_options<'a>(
     progress: &'a Progress,
 ) -> FetchOptions<'a> {
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks(repo, progress));
+    opts.remote_callbacks(callbacks(repo, None, progress));
     opts.proxy_options(proxy());
     opts
 }

@@ -65,7 +65,7 @@ impl Registry {
     /// knobs, all before anything else happens.
     pub fn configure(&self, file: PinFile) -> Result<Stack, ConfigError> {
         let layout = self.layout();
-        let (effective, build, components) = {
+        let (effective, redacted, build, components) = {
             let doc = Document::parse(&file, &layout)?;
             let build = doc.build_knobs()?;
             let components = self
@@ -77,11 +77,12 @@ impl Registry {
                     Ok(c)
                 })
                 .collect::<Result<Vec<_>, ConfigError>>()?;
-            (doc.effective(), build, components)
+            (doc.effective(), doc.redacted_text(), build, components)
         };
         Ok(Stack {
             file,
             effective,
+            redacted,
             build,
             components,
         })
@@ -94,6 +95,8 @@ pub struct Stack {
     pub file: PinFile,
     /// The file with every knob filled in (`snp-build config`).
     pub effective: toml::Table,
+    /// The file as written, its URLs' credentials replaced by `***`.
+    pub redacted: String,
     pub build: BuildKnobs,
     components: Vec<Box<dyn Component>>,
 }
@@ -117,7 +120,20 @@ impl Stack {
     /// must be pinned), or, when it names none, every one this file pins.
     pub fn select(&self, selection: &Selection) -> Result<Vec<&dyn Component>, ConfigError> {
         let Selection::Named(names) = selection else {
-            return Ok(self.components().filter(|c| c.source().is_some()).collect());
+            let pinned: Vec<&dyn Component> =
+                self.components().filter(|c| c.source().is_some()).collect();
+            if pinned.is_empty() {
+                return Err(ConfigError::whole_file(
+                    self.file.origin.display_name(),
+                    "",
+                    "the pin file pins no source: there is nothing to build",
+                    format!(
+                        "add one of the tables {} (`snp-build init` writes AMD's pins)",
+                        self.tables()
+                    ),
+                ));
+            }
+            return Ok(pinned);
         };
         let mut out = Vec::new();
         for c in self.components().filter(|c| names.contains(&c.spec().name)) {
@@ -138,6 +154,40 @@ impl Stack {
             out.push(c);
         }
         Ok(out)
+    }
+
+    /// `[a]`, `[b]`, ...: every component's table.
+    fn tables(&self) -> String {
+        self.components()
+            .map(|c| format!("[{}]", c.spec().table))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// A release of everything (`--package` naming no component) needs
+    /// every component pinned; naming components packages just those, as
+    /// build.sh does.
+    pub fn check_release(&self, selection: &Selection) -> Result<(), ConfigError> {
+        if *selection != Selection::All {
+            return Ok(());
+        }
+        let missing: Vec<String> = self
+            .components()
+            .filter(|c| c.source().is_none())
+            .map(|c| format!("[{}]", c.spec().table))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::whole_file(
+            self.file.origin.display_name(),
+            "",
+            format!(
+                "--package makes a whole release, but the pin file does not pin {}",
+                missing.join(", ")
+            ),
+            "pin them, or name what to build and package, e.g. `snp-build qemu --package`",
+        ))
     }
 
     /// Checks `--force` names: stages of this stack, or `release`.
@@ -392,7 +442,7 @@ mod tests {
             4
         );
         let host = stack.get("kernel-host").unwrap().source().unwrap();
-        assert_eq!(host.url, "https://github.com/AMDESE/linux.git");
+        assert_eq!(host.url.redacted(), "https://github.com/AMDESE/linux.git");
         assert_eq!(
             host.rev,
             Rev::Branch {
