@@ -505,6 +505,42 @@ fn recovers_a_removed_submodule_checkout() {
 }
 
 #[test]
+fn recovers_a_lost_submodule_git_dir() {
+    let s = Scratch::new(shared_fixtures());
+    let doc = s.run_ok(&["fetch", "ovmf"]);
+    let (path, sha) = {
+        let subs = source(&doc, "ovmf")["submodules"]
+            .as_object()
+            .unwrap()
+            .clone();
+        let (p, s) = subs.into_iter().next().unwrap();
+        (p, s.as_str().unwrap().to_string())
+    };
+    std::fs::remove_dir_all(s.tree("ovmf").join(".git/modules")).unwrap();
+    // The next run and `fetch ovmf` repair it on their own: the tree, whose
+    // submodule can no longer tell its own edits, is moved aside (never
+    // deleted) and checked out again.
+    let r = s.run(&["fetch", "ovmf"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("has lost its git dir") && r.stderr.contains("moved aside"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(head(&s.tree("ovmf").join(&path)), sha);
+    assert_eq!(git(&s.tree("ovmf"), &["status", "--porcelain"]), "");
+    let asides = std::fs::read_dir(s.work().join("ovmf"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("src.broken-"))
+        .count();
+    assert_eq!(asides, 1);
+    let again = s.run(&["fetch", "ovmf"]);
+    assert_eq!(again.code, 0);
+    assert!(!again.stderr.contains("warning"), "{}", again.stderr);
+}
+
+#[test]
 fn follows_a_submodule_url_changed_upstream() {
     let root = tempfile::tempdir().unwrap();
     let fx = own_fixtures(root.path());

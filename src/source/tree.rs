@@ -97,7 +97,7 @@ pub fn inspect(path: &Path, store_objects: &Path) -> State {
             "a leftover index.lock from an interrupted git operation".into(),
         );
     }
-    match repo.index() {
+    let index = match repo.index() {
         Err(e) => {
             return broken(
                 Some(&repo),
@@ -107,9 +107,30 @@ pub fn inspect(path: &Path, store_objects: &Path) -> State {
         Ok(index) if index.is_empty() && !tree.is_empty() => {
             return broken(Some(&repo), "the index is missing or empty".into());
         }
-        Ok(_) => {}
+        Ok(index) => index,
+    };
+    if let Some(sub) = lost_submodule(path, &index) {
+        // Without its git dir nothing can tell a submodule's own edits
+        // from its commit: the tree is moved aside, not repaired in place.
+        return State::Broken {
+            reason: format!("submodule {sub} has lost its git dir"),
+            user_work: None,
+        };
     }
     State::Healthy { head: commit.id() }
+}
+
+/// A checked-out submodule (a gitlink whose directory has a `.git` file)
+/// whose git dir is gone or unreadable (`rm -rf .git/modules`).
+fn lost_submodule(workdir: &Path, index: &git2::Index) -> Option<String> {
+    index
+        .iter()
+        .filter(|e| e.mode == 0o160000)
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .find(|sub| {
+            let dir = workdir.join(sub);
+            dir.join(".git").exists() && Repository::open(&dir).is_err()
+        })
 }
 
 fn broken(repo: Option<&Repository>, reason: String) -> State {
