@@ -17,6 +17,7 @@
 //!   git/<store>.git            bare object stores (`linux` is shared by both kernels)
 //!   <stage>/src                a stage's tree; <stage>/src.broken-<UTC> moved-aside ones
 //!   <stage>/<product>          what a stage keeps beside its tree (packages/, config, ...)
+//!   <stage>/dirty.diff         local changes a build went ahead with (--allow-dirty)
 //!   state/<stage>.json         stamps; state/tool-versions.json the tool-version cache
 //!   logs/<stage>.log           one log per stage
 //!   saved-diffs/               hand edits dropped by --discard-changes
@@ -137,6 +138,12 @@ impl StageDir {
     /// `<stage>/<name>`: something the stage makes beside its tree.
     pub fn product(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// `<stage>/dirty.diff`: the local changes a build went ahead with
+    /// (`--allow-dirty`), kept while the tree differs.
+    pub fn dirty_diff(&self) -> PathBuf {
+        self.dir.join("dirty.diff")
     }
 
     /// A new name for moving the tree aside: `<stage>/src.broken-<stamp>`.

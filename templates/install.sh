@@ -5,8 +5,10 @@
 # directory holding this script is the release root).
 #
 # What it does, in this order:
-#   1. Verifies every file listed in SHA256SUMS (`sha256sum -c --strict`).
-#      Any mismatch or missing file stops it before anything is changed.
+#   1. Verifies the release against SHA256SUMS, as strictly as
+#      `snp-build install`: every listed file present with its hash (no
+#      symbolic links), every line a plain relative path, every file of the
+#      release listed. Any problem stops it before anything is changed.
 #   2. Detects the distribution from os-release (ID, or any word of ID_LIKE,
 #      equal to "debian" means Debian-like, which uses .deb packages; any
 #      other distribution uses .rpm packages). With --root DIR,
@@ -37,7 +39,8 @@
 # Exit codes:
 #   0  success (or a dry run that found nothing wrong)
 #   1  error: not root, no or several kernel packages, a tool or file is
-#      missing, or an install command failed
+#      missing, a file of the release is not listed in SHA256SUMS, or an
+#      install command failed
 #   2  usage error (unknown option, missing option value)
 #   3  checksum verification failed (nothing was changed)
 
@@ -131,28 +134,79 @@ check_root() {
     fi
 }
 
-# Step 1: nothing happens before every checksum matches.
+# Step 1: nothing happens before the release is exactly what SHA256SUMS
+# says (the same rules as `snp-build install`): every line is
+# "<sha256>  <relative path>" with no "..", "." or empty component and no
+# path twice; every listed file is a regular file, with no symbolic link on
+# its way, and has its hash; every file of the release is listed.
 verify_checksums() {
-    local sums="$RELEASE_DIR/SHA256SUMS" out line bad=()
-    [[ -f "$sums" ]] || die 3 "$sums is missing: cannot verify the release; nothing was changed"
-    if out=$(cd "$RELEASE_DIR" && sha256sum -c --quiet --strict SHA256SUMS 2>&1); then
-        say "verified every file listed in SHA256SUMS"
-        return 0
-    fi
-    while IFS= read -r line; do
-        case "$line" in
-            *": FAILED"*) bad+=("${line%%: FAILED*}") ;;
-        esac
-    done <<<"$out"
-    {
-        printf '%s: error: SHA256SUMS verification failed in %s; nothing was changed.\n' "$PROG" "$RELEASE_DIR"
-        if [[ ${#bad[@]} -gt 0 ]]; then
-            printf '%s: bad or missing file: %s\n' "$PROG" "${bad[@]}"
-        else
-            printf '%s\n' "$out"
+    local sums="$RELEASE_DIR/SHA256SUMS" line hash name path rel actual
+    local bad=() unlisted=()
+    local -A listed=()
+    [[ -f "$sums" && ! -L "$sums" ]] || die 3 "$sums is missing: cannot verify the release; nothing was changed"
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        [[ -n "${line//[[:space:]]/}" ]] || continue
+        if [[ ! "$line" =~ ^([0-9a-fA-F]{64})\ [\ *](.+)$ ]]; then
+            bad+=("not a checksum line: $line")
+            continue
         fi
-    } >&2
-    exit 3
+        hash=${BASH_REMATCH[1],,}
+        name=${BASH_REMATCH[2]}
+        name=${name#./}
+        if ! safe_relative "$name"; then
+            bad+=("not a path inside the release: $name")
+        elif [[ -n "${listed[$name]+x}" ]]; then
+            bad+=("listed twice: $name")
+        else
+            listed[$name]=$hash
+        fi
+    done <"$sums"
+    for name in "${!listed[@]}"; do
+        if symlink_on_the_way "$name"; then
+            bad+=("$name: a symbolic link")
+        elif [[ ! -f "$RELEASE_DIR/$name" ]]; then
+            bad+=("$name: missing")
+        else
+            actual=$(sha256sum -- "$RELEASE_DIR/$name")
+            [[ "${actual%% *}" == "${listed[$name]}" ]] || bad+=("$name: FAILED (modified)")
+        fi
+    done
+    while IFS= read -r -d '' path; do
+        rel=${path#"$RELEASE_DIR"/}
+        [[ "$rel" == SHA256SUMS || -n "${listed[$rel]+x}" ]] || unlisted+=("$rel")
+    done < <(find "$RELEASE_DIR" -mindepth 1 ! -type d -print0)
+    if [[ ${#bad[@]} -gt 0 ]]; then
+        printf '%s: error: SHA256SUMS verification failed in %s; nothing was changed.\n' "$PROG" "$RELEASE_DIR" >&2
+        printf '%s: bad or missing file: %s\n' "$PROG" "${bad[@]}" >&2
+        exit 3
+    fi
+    if [[ ${#unlisted[@]} -gt 0 ]]; then
+        printf '%s: error: not listed in SHA256SUMS (refusing an unverified release; nothing was changed): %s\n' "$PROG" "${unlisted[@]}" >&2
+        exit 1
+    fi
+    say "verified every file of the release against SHA256SUMS"
+}
+
+# True when NAME is a relative path whose every component is a plain name.
+safe_relative() {
+    local name=$1 part
+    [[ -n "$name" && "$name" != /* ]] || return 1
+    local IFS=/
+    for part in $name; do
+        [[ -n "$part" && "$part" != . && "$part" != .. ]] || return 1
+    done
+    [[ "$name" != */ ]]
+}
+
+# True when NAME, or a directory on its way, is a symbolic link.
+symlink_on_the_way() {
+    local name=$1 part at=$RELEASE_DIR
+    local IFS=/
+    for part in $name; do
+        at=$at/$part
+        [[ -L "$at" ]] && return 0
+    done
+    return 1
 }
 
 # True when PATH (relative to the release root) is listed in SHA256SUMS.

@@ -39,6 +39,13 @@ fn clean_removes_outputs_keeps_trees_and_user_work_and_never_leaves_the_work_dir
         "nothing outside the work dir"
     );
 
+    // The user's file makes the tree differ from its pin: a build stops
+    // (exit 7) naming it, until it goes.
+    let r = s.run(&["-j2"]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(r.stderr.contains("my-notes.txt"), "{}", r.stderr);
+    std::fs::remove_file(tree.join("my-notes.txt")).unwrap();
+
     // The next build reruns everything.
     let doc = s.run_ok(&["-j2"]);
     assert!(

@@ -532,6 +532,135 @@ fn install_stops_before_changing_anything_when_a_file_is_tampered_or_missing() {
     assert!(snapshot(&r.root()).is_empty(), "something was installed");
 }
 
+/// One table of tampered releases, run against both installers: each is
+/// refused before anything changes, by `snp-build install` (exit 1) and by
+/// the release's `install.sh` (exit 3 when SHA256SUMS does not hold, 1 when
+/// a file is not listed).
+#[test]
+fn both_installers_refuse_the_same_tampered_releases() {
+    type Tamper = fn(&Release);
+    fn append_sum(r: &Release, line: String) {
+        let sums = r.dir().join("SHA256SUMS");
+        let mut text = fs::read_to_string(&sums).unwrap();
+        text.push_str(&line);
+        fs::write(sums, text).unwrap();
+    }
+    fn outside(r: &Release, name: &str, content: &str) -> PathBuf {
+        let p = r.tmp.path().join(name);
+        write(&p, content);
+        p
+    }
+    let cases: &[(&str, Tamper, i32)] = &[
+        (
+            "an extra file SHA256SUMS does not list",
+            |r| write(&r.dir().join("extra.sh"), "#!/bin/sh\necho surprise\n"),
+            1,
+        ),
+        (
+            "a ../ entry in SHA256SUMS",
+            |r| {
+                let p = outside(r, "outside", "outside the release\n");
+                append_sum(r, format!("{}  ../outside\n", sha256_hex(&p)));
+            },
+            3,
+        ),
+        (
+            "an absolute entry in SHA256SUMS",
+            |r| {
+                let p = outside(r, "abs", "absolute\n");
+                append_sum(r, format!("{}  {}\n", sha256_hex(&p), p.display()));
+            },
+            3,
+        ),
+        (
+            "a symlinked kvm.conf whose target matches its line",
+            |r| {
+                let target = outside(r, "evil.conf", "options kvm_amd sev-snp=0\n");
+                let conf = r.dir().join("kvm.conf");
+                fs::remove_file(&conf).unwrap();
+                std::os::unix::fs::symlink(&target, &conf).unwrap();
+                r.write_sums();
+            },
+            3,
+        ),
+        (
+            "a symlinked directory",
+            |r| {
+                let qemu = r.dir().join("usr/local/share/qemu");
+                let moved = r.tmp.path().join("moved-qemu");
+                fs::rename(&qemu, &moved).unwrap();
+                std::os::unix::fs::symlink(&moved, &qemu).unwrap();
+            },
+            3,
+        ),
+        (
+            "a modified file",
+            |r| {
+                write(
+                    &r.dir().join("source-config"),
+                    "[qemu]\nurl = \"elsewhere\"\n",
+                )
+            },
+            3,
+        ),
+        (
+            "a listed file that is gone",
+            |r| fs::remove_file(r.dir().join("kernel-config.guest")).unwrap(),
+            3,
+        ),
+        (
+            "a line that is not a checksum line",
+            |r| append_sum(r, "not a checksum\n".into()),
+            3,
+        ),
+        (
+            "a file listed twice",
+            |r| {
+                let sums = fs::read_to_string(r.dir().join("SHA256SUMS")).unwrap();
+                let first = sums.lines().next().unwrap().to_string();
+                append_sum(r, format!("{first}\n"));
+            },
+            3,
+        ),
+    ];
+    for (what, tamper, script_code) in cases {
+        let r = Release::new(Packages::Deb);
+        tamper(&r);
+        let by_binary = Command::new(assert_cmd::cargo::cargo_bin("snp-build"))
+            .args(["install", "--root", &r.root_str()])
+            .arg(r.dir())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            by_binary.status.code(),
+            Some(1),
+            "snp-build install, {what}: {}",
+            describe(&by_binary)
+        );
+        assert!(
+            snapshot(&r.root()).is_empty(),
+            "snp-build install changed something: {what}"
+        );
+        let by_script = r.install(&["--root", &r.root_str()]);
+        assert_eq!(
+            by_script.status.code(),
+            Some(*script_code),
+            "install.sh, {what}: {}",
+            describe(&by_script)
+        );
+        assert!(
+            text(&by_script.stderr).contains("nothing was changed"),
+            "install.sh, {what}: {}",
+            describe(&by_script)
+        );
+        assert!(
+            snapshot(&r.root()).is_empty(),
+            "install.sh changed something: {what}"
+        );
+    }
+}
+
 #[test]
 fn install_rpm_release_picks_kernel_not_headers_or_devel_and_unpacks_with_rpm2cpio() {
     require_tool("rpm2cpio", "rpm");

@@ -101,6 +101,11 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub fetch: FetchArgs,
 
+    /// Build trees that differ from their pinned commit as they are; the
+    /// release says so, with the diff
+    #[arg(long, conflicts_with = "discard_changes")]
+    pub allow_dirty: bool,
+
     /// Run one stage at a time (each with -jN) instead of side by side
     #[arg(long)]
     pub serial: bool,
@@ -352,6 +357,7 @@ impl BuildArgs {
                 discard_changes: self.fetch.discard_changes,
                 components: self.components.clone(),
             },
+            allow_dirty: self.allow_dirty,
             package: self.package,
             output: self.output.clone(),
             date: self.date.clone(),

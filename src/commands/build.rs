@@ -17,9 +17,9 @@ use super::plan::{Action, Planned};
 use super::{EnvRequest, Globals, ReleaseTarget};
 use crate::fingerprint::Reason;
 use crate::host::preflight::preflight;
-use crate::source::Mode;
 use crate::source::Synced;
 use crate::source::lock::Lock;
+use crate::source::{DirtyPolicy, Mode, check_clean};
 use crate::stage::{BuildEnv, Component, Outcome, Registry, Selection, SourceFacts, Status, Work};
 use crate::tools::versions::ToolVersions;
 
@@ -28,6 +28,8 @@ use crate::tools::versions::ToolVersions;
 pub struct BuildRequest {
     pub env: EnvRequest,
     pub fetch: FetchRequest,
+    /// `--allow-dirty`: build trees that differ from their pins as they are.
+    pub allow_dirty: bool,
     /// `--package`: where the release goes.
     pub package: bool,
     pub output: PathBuf,
@@ -121,7 +123,16 @@ pub fn build(
         check_host(&env, &will_run)?;
         checked = will_run.iter().map(|c| c.spec().name).collect();
     }
-    let (lock, synced) = sync(&stack, &env.work, &components, Mode::UseLock, &req.fetch)?;
+    let (lock, mut synced) = sync(&stack, &env.work, &components, Mode::UseLock, &req.fetch)?;
+    // Build only what was pinned: every tree is compared with its commit.
+    let policy = match (req.fetch.discard_changes, req.allow_dirty) {
+        (true, _) => DirtyPolicy::Discard,
+        (false, true) => DirtyPolicy::Allow,
+        (false, false) => DirtyPolicy::Refuse,
+    };
+    for s in &mut synced {
+        check_clean(s, &env.work, policy)?;
+    }
 
     // Decide from the SHAs actually resolved, with the plan's functions.
     let mut tools = ToolVersions::load(&env.work);

@@ -111,6 +111,7 @@ pub fn clean(stack: &Stack, work: &WorkDir, all: bool, broken: bool) -> anyhow::
         for product in component.products(&dir) {
             c.remove(&product)?;
         }
+        c.remove(&dir.dirty_diff())?;
         c.remove(&work.source_commit(spec.table))?;
         let tree = dir.tree();
         if all {

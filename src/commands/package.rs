@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::ReleaseTarget;
-use crate::release::{Part, Release, Section};
+use crate::release::{Part, Release, ReleaseFile, Section};
 use crate::source::Synced;
 use crate::stage::{BuildEnv, Outcome, Stack};
 
@@ -23,10 +23,22 @@ pub fn release_of<'a>(
         let (Some(c), Some(built)) = (stack.get(o.stage), &o.outputs) else {
             continue;
         };
+        let mut files = c.release_files(built, env)?;
+        // What a dirty build built differs from the pin by this diff.
+        if let Some(dirty) = synced
+            .iter()
+            .find(|s| s.source == o.stage)
+            .and_then(|s| s.dirty.as_ref())
+        {
+            files.push(ReleaseFile::new(
+                format!("dirty/{}.diff", o.stage),
+                &dirty.diff,
+            ));
+        }
         parts.push(Part {
             stage: o.stage,
             commit_file: env.work.source_commit(c.spec().table),
-            files: c.release_files(built, env)?,
+            files,
         });
     }
     let sections = stack

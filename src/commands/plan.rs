@@ -65,6 +65,7 @@ pub fn facts_from_lock(source: &Source, lock: &Lock) -> anyhow::Result<SourceFac
             .unwrap_or_else(|| format!("unresolved ({} is not in the lock)", source.rev)),
         series_hash: series.hash,
         submodules: entry.map(|e| e.submodules.clone()).unwrap_or_default(),
+        dirty: None,
     })
 }
 

@@ -45,6 +45,7 @@ use crate::workdir::WorkDir;
 use lock::{Entry, Lock, LockMismatch};
 use patch::{PatchFile, Series};
 use remote::{RemoteRef, Transfer};
+use tree::LocalChanges;
 
 /// Use the lock, or re-resolve branches and tags (`snp-build update`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,88 @@ impl std::fmt::Display for SyncAction {
     }
 }
 
+/// A tree built with local changes (`--allow-dirty`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Dirty {
+    /// What differs from the pinned (and patched) commit.
+    pub files: Vec<String>,
+    /// The diff of it, kept beside the tree until the tree is clean again.
+    pub diff: PathBuf,
+    pub diff_sha256: String,
+}
+
+/// What a build does with a tree that differs from its pinned commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirtyPolicy {
+    /// Stop (exit 7), naming the files.
+    Refuse,
+    /// `--discard-changes`: save the diff, then reset the tree.
+    Discard,
+    /// `--allow-dirty`: build it as it is, and say so.
+    Allow,
+}
+
+/// Compares a synced tree with its pinned (and patched) commit before a
+/// build: tracked changes and untracked files its ignore rules do not
+/// cover. A differing tree is refused, discarded or recorded as `policy`
+/// says.
+pub fn check_clean(synced: &mut Synced, work: &WorkDir, policy: DirtyPolicy) -> anyhow::Result<()> {
+    let repo = Repository::open(&synced.tree)
+        .with_context(|| format!("opening {}", synced.tree.display()))?;
+    let files = tree::local_changes(&repo).with_context(|| {
+        format!(
+            "{}: reading the status of {}",
+            synced.source,
+            synced.tree.display()
+        )
+    })?;
+    let kept = work.stage(synced.source).dirty_diff();
+    if files.is_empty() {
+        synced.dirty = None;
+        if kept.exists() {
+            std::fs::remove_file(&kept).with_context(|| format!("removing {}", kept.display()))?;
+        }
+        return Ok(());
+    }
+    let progress = Progress::new(synced.source);
+    match policy {
+        DirtyPolicy::Refuse => Err(LocalChanges {
+            building: true,
+            ..LocalChanges::new(synced.source, synced.tree.clone(), files)
+        }
+        .into()),
+        DirtyPolicy::Discard => {
+            let diff = work.saved_diff(synced.source, &utc_stamp(SystemTime::now()));
+            crate::fsutil::write_atomic(&diff, &tree::diff_text(&repo)?)?;
+            tree::reset_to_head(&repo)?;
+            progress.warn(format!(
+                "local changes discarded; their diff is saved in {}",
+                diff.display()
+            ));
+            synced.saved_diff = Some(diff);
+            synced.dirty = None;
+            Ok(())
+        }
+        DirtyPolicy::Allow => {
+            let text = tree::diff_text(&repo)?;
+            crate::fsutil::write_atomic(&kept, &text)?;
+            let diff_sha256 = crate::hash::sha256_hex(&text);
+            progress.warn(format!(
+                "building {} changed file(s) as they are (--allow-dirty): the release says it is dirty, with the diff (sha256 {}) kept in {}",
+                files.len(),
+                &diff_sha256[..16],
+                kept.display()
+            ));
+            synced.dirty = Some(Dirty {
+                files,
+                diff: kept,
+                diff_sha256,
+            });
+            Ok(())
+        }
+    }
+}
+
 /// What happened to one source.
 #[derive(Debug, Clone, Serialize)]
 pub struct Synced {
@@ -107,6 +190,9 @@ pub struct Synced {
     /// the source's name).
     pub patched_head: Option<String>,
     pub series_hash: Option<String>,
+    /// Set when a build goes ahead with local changes (`--allow-dirty`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<Dirty>,
     /// Committer time of the pinned commit (Unix seconds): the release's
     /// timestamps default to the newest of these.
     pub commit_time: i64,
@@ -327,6 +413,7 @@ fn sync_one(
         patched_head: (!series.is_empty()).then(|| patched.to_string()),
         commit_time: store.find_commit(oid)?.time().seconds(),
         series_hash: (!series.is_empty()).then(|| series.hash.clone()),
+        dirty: None,
         patches: series.files.clone(),
     })
 }

@@ -294,6 +294,72 @@ fn modified_tracked_files(repo: &Repository) -> Result<Vec<String>, git2::Error>
         .collect())
 }
 
+/// Everything that makes the tree differ from its HEAD commit: tracked
+/// files changed (staged or not), and untracked files its own ignore rules
+/// do not cover (an untracked directory is named once), submodules
+/// included. Uses the index's stat cache: cheap when nothing changed.
+pub fn local_changes(repo: &Repository) -> Result<Vec<String>, git2::Error> {
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(false)
+        .include_ignored(false)
+        .exclude_submodules(false);
+    Ok(repo
+        .statuses(Some(&mut opts))?
+        .iter()
+        .filter(|e| !e.status().is_ignored() && e.status() != Status::CURRENT)
+        .filter_map(|e| e.path().ok().map(String::from))
+        .collect())
+}
+
+/// `git diff HEAD` of the tree, untracked files included as new ones
+/// (what `--allow-dirty` builds and `--discard-changes` drops).
+pub fn diff_text(repo: &Repository) -> anyhow::Result<Vec<u8>> {
+    let head_tree = repo.head()?.peel_to_tree()?;
+    let mut opts = git2::DiffOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .show_untracked_content(true);
+    let diff = repo.diff_tree_to_workdir_with_index(Some(&head_tree), Some(&mut opts))?;
+    let mut text = Vec::new();
+    diff.print(git2::DiffFormat::Patch, |_, _, line| {
+        if matches!(line.origin(), '+' | '-' | ' ') {
+            text.push(line.origin() as u8);
+        }
+        text.extend_from_slice(line.content());
+        true
+    })?;
+    Ok(text)
+}
+
+/// Puts the tree back at its HEAD: tracked files reset, untracked files
+/// its ignore rules do not cover removed (call [`diff_text`] first).
+pub fn reset_to_head(repo: &Repository) -> anyhow::Result<()> {
+    let head = repo.head()?.peel_to_commit()?;
+    repo.reset(head.as_object(), git2::ResetType::Hard, None)
+        .context("resetting the tree to its commit")?;
+    let workdir = repo_workdir(repo);
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(false)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    for e in repo.statuses(Some(&mut opts))?.iter() {
+        if e.status().contains(Status::WT_NEW)
+            && let Ok(p) = e.path()
+        {
+            let path = workdir.join(p.trim_end_matches('/'));
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// `git diff HEAD` of the tree, written to `path`.
 fn save_diff(repo: &Repository, path: &Path) -> anyhow::Result<()> {
     let head_tree = repo.head()?.peel_to_tree()?;
@@ -310,13 +376,15 @@ fn save_diff(repo: &Repository, path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("saving the local changes to {}", path.display()))
 }
 
-/// A tree's hand-edited tracked files stand in the way of a checkout
-/// (exit 7).
+/// A tree differs from its pinned commit (exit 7): a checkout would
+/// overwrite hand edits, or a build would build what was not pinned.
 #[derive(Debug)]
 pub struct LocalChanges {
     pub source: String,
     pub tree: PathBuf,
     pub files: Vec<String>,
+    /// A build (which `--allow-dirty` may let through), not a checkout.
+    pub building: bool,
 }
 
 impl LocalChanges {
@@ -325,18 +393,28 @@ impl LocalChanges {
             source: source.to_string(),
             tree,
             files,
+            building: false,
         }
     }
 }
 
 impl std::fmt::Display for LocalChanges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "{}: {} has local changes to tracked files; checking out the pinned commit would overwrite them:",
-            self.source,
-            self.tree.display()
-        )?;
+        if self.building {
+            writeln!(
+                f,
+                "{}: {} differs from its pinned commit; building it would build what was not pinned:",
+                self.source,
+                self.tree.display()
+            )?;
+        } else {
+            writeln!(
+                f,
+                "{}: {} has local changes; checking out the pinned commit would overwrite them:",
+                self.source,
+                self.tree.display()
+            )?;
+        }
         for file in &self.files {
             writeln!(f, "    {file}")?;
         }
@@ -345,7 +423,14 @@ impl std::fmt::Display for LocalChanges {
             "  help: keep the change as a patch: `git -C {} diff > patches/{}/0001-my-change.patch`\n  help: or drop it: pass --discard-changes (its diff is saved under the work dir first)",
             self.tree.display(),
             self.source
-        )
+        )?;
+        if self.building {
+            write!(
+                f,
+                "\n  help: or build it anyway with --allow-dirty (the release then says it is dirty, with the diff)"
+            )?;
+        }
+        Ok(())
     }
 }
 

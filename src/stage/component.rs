@@ -116,6 +116,8 @@ pub struct SourceFacts {
     pub sha: String,
     pub series_hash: String,
     pub submodules: BTreeMap<String, String>,
+    /// The SHA-256 of the local changes a build goes ahead with.
+    pub dirty: Option<String>,
 }
 
 impl From<&Synced> for SourceFacts {
@@ -124,6 +126,7 @@ impl From<&Synced> for SourceFacts {
             sha: s.sha.clone(),
             series_hash: s.series_hash.clone().unwrap_or_default(),
             submodules: s.submodules.clone(),
+            dirty: s.dirty.as_ref().map(|d| d.diff_sha256.clone()),
         }
     }
 }
@@ -142,6 +145,9 @@ pub struct Common {
     /// This program's version.
     #[serde(rename = "snp-build")]
     pub snp_build: &'static str,
+    /// The local changes built with `--allow-dirty` (absent when clean).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<String>,
 }
 
 /// Tool versions by tool name, recorded as `tool:<name>` inputs.
@@ -345,6 +351,10 @@ impl<S: Stage> Component for S {
             patches,
             tools: ToolInputs(tools),
             snp_build: env!("CARGO_PKG_VERSION"),
+            dirty: facts
+                .dirty
+                .as_ref()
+                .map(|d| format!("sha256:{}", &d[..16.min(d.len())])),
         };
         let inputs = fingerprint::flatten(&Stage::inputs(self, common, env, facts));
         tracing::debug!(

@@ -364,6 +364,7 @@ mod tests {
             sha: "0".repeat(40),
             series_hash: String::new(),
             submodules: BTreeMap::new(),
+            dirty: None,
         };
         let mut versions = ToolVersions::load(&env.work);
         assert_eq!(documented.len(), 4, "{documented:?}");

@@ -277,7 +277,12 @@ fn run_stage(
     })?;
     // build.sh's record of what was built: the short upstream SHA.
     let record = env.work.source_commit(spec.table);
-    crate::fsutil::write_atomic(&record, format!("{}\n", short_sha(&s.sha)).as_bytes())?;
+    // A dirty build never names the pinned SHA alone.
+    let suffix = if s.dirty.is_some() { "-dirty" } else { "" };
+    crate::fsutil::write_atomic(
+        &record,
+        format!("{}{suffix}\n", short_sha(&s.sha)).as_bytes(),
+    )?;
     let mut outputs = w.component.output_files(&built);
     outputs.push(record);
     let stamp = Stamp {

@@ -1,0 +1,120 @@
+//! Build only what was pinned: a tree that differs from its pinned commit
+//! stops the build (exit 7) unless `--discard-changes` or `--allow-dirty`
+//! (issue: a release that says exactly what it is).
+
+mod common;
+
+use common::*;
+
+const PACKAGE: &[&str] = &[
+    "--package",
+    "--output",
+    "out",
+    "--date",
+    "2026-11-29",
+    "-j2",
+];
+
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all: Vec<&str> = PACKAGE.to_vec();
+    all.extend_from_slice(extra);
+    all
+}
+
+#[test]
+fn a_hand_edit_stops_every_build_until_discarded_or_allowed() {
+    let s = Scratch::new(shared_fixtures());
+    s.run_ok(PACKAGE);
+    let tree = s.tree("qemu");
+    let configure = tree.join("configure");
+    let original = std::fs::read_to_string(&configure).unwrap();
+    std::fs::write(&configure, format!("{original}\n# my local fix\n")).unwrap();
+    std::fs::write(tree.join("NOTES.local"), "scratch\n").unwrap();
+
+    // Nothing changed upstream: the edit is still caught, forced or not.
+    for extra in [&[][..], &["--force=qemu"], &["--force"]] {
+        let r = s.run(&args(extra));
+        assert_eq!(r.code, 7, "{extra:?}: {}", r.stderr);
+        for needle in [
+            "configure",
+            "NOTES.local",
+            "differs from its pinned commit",
+            "--allow-dirty",
+        ] {
+            assert!(
+                r.stderr.contains(needle),
+                "{extra:?}: no {needle:?} in {}",
+                r.stderr
+            );
+        }
+    }
+    assert!(
+        std::fs::read_to_string(&configure)
+            .unwrap()
+            .contains("my local fix")
+    );
+
+    // --allow-dirty builds it, and the release says so.
+    let doc = s.run_ok(&args(&["--allow-dirty"]));
+    let qemu = doc["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["stage"] == "qemu")
+        .unwrap();
+    assert_eq!(qemu["status"], "ok", "{doc}");
+    let release = std::path::PathBuf::from(doc["release"]["path"].as_str().unwrap());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let source = &manifest["sources"]["qemu"];
+    assert_eq!(source["dirty"], true, "{source}");
+    assert!(
+        source["short_sha"].as_str().unwrap().ends_with("-dirty"),
+        "{source}"
+    );
+    let diff = std::fs::read(release.join("dirty/qemu.diff")).unwrap();
+    assert!(String::from_utf8_lossy(&diff).contains("+# my local fix"));
+    let sha = {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(&diff)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(source["dirty_diff_sha256"], sha.as_str());
+    assert!(
+        std::fs::read_to_string(release.join("source-commit.qemu"))
+            .unwrap()
+            .trim()
+            .ends_with("-dirty")
+    );
+    // Other sources stay as they were.
+    assert!(manifest["sources"]["ovmf"].get("dirty").is_none());
+
+    // --discard-changes saves the diff, resets the tree, and builds clean.
+    let r = s.run(&args(&["--discard-changes", "--json"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    let saved = doc["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|src| src["source"] == "qemu")
+        .unwrap()["saved_diff"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let saved = std::fs::read_to_string(saved).unwrap();
+    assert!(
+        saved.contains("+# my local fix") && saved.contains("NOTES.local"),
+        "{saved}"
+    );
+    assert_eq!(std::fs::read_to_string(&configure).unwrap(), original);
+    assert!(!tree.join("NOTES.local").exists());
+    assert_eq!(git(&tree, &["status", "--porcelain"]), "");
+    let release = std::path::PathBuf::from(doc["release"]["path"].as_str().unwrap());
+    assert!(!release.join("dirty").exists());
+    // And a clean tree builds as before.
+    let again = s.run_ok(PACKAGE);
+    assert_eq!(again["release"]["status"], "skipped", "{again}");
+}
