@@ -4,8 +4,10 @@
 //! Two kinds:
 //! - **A stage's commands** ([`StageRun`]): the build itself.
 //!   - Its working directory and environment are explicit: a small fixed
-//!     base (PATH, HOME, LANG=C, ...) plus what the stage adds; nothing else
-//!     leaks in from the caller (edk2, for one, obeys a stray WORKSPACE).
+//!     base (PATH, HOME, LANG=C, TZ=UTC, ...) plus what the stage adds;
+//!     nothing else leaks in from the caller (edk2, for one, obeys a stray
+//!     WORKSPACE). Its umask is 022, whatever the caller's (snp-build sets
+//!     its own at start, and children inherit it).
 //!   - Each runs in its own process group, so stopping a stage signals make
 //!     and every compiler under it, not just the direct child; Ctrl-C /
 //!     SIGTERM stops every running group and the build exits 130.
@@ -271,9 +273,11 @@ fn base_env() -> BTreeMap<String, OsString> {
             env.insert(k.to_string(), v);
         }
     }
-    // Stable, parseable tool output.
+    // Stable, parseable tool output, and no time zone or locale of the
+    // build box in what is built.
     env.insert("LANG".into(), "C".into());
     env.insert("LC_ALL".into(), "C".into());
+    env.insert("TZ".into(), "UTC".into());
     env
 }
 

@@ -84,6 +84,32 @@ fn a_date_must_be_on_the_calendar() {
 }
 
 #[test]
+fn a_source_date_epoch_that_is_not_seconds_is_refused_before_building() {
+    let s = Scratch::new(shared_fixtures());
+    for bad in ["yesterday", "-5", "1.5e9"] {
+        let r = s.run_env(
+            &[("SOURCE_DATE_EPOCH", std::ffi::OsStr::new(bad))],
+            &["--package", "--date", "2026-11-29"],
+        );
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("SOURCE_DATE_EPOCH=\"{bad}\""))
+                && r.stderr.contains("seconds since 1970")
+                && r.stderr.contains("help:"),
+            "{}",
+            r.stderr
+        );
+        nothing_fetched(&s);
+    }
+    // Empty means unset (as `SOURCE_DATE_EPOCH= snp-build ...` means).
+    let r = s.run_env(
+        &[("SOURCE_DATE_EPOCH", std::ffi::OsStr::new(""))],
+        &["plan", "--package", "--date", "2026-11-29"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
 fn an_output_that_cannot_take_the_release_is_refused_up_front() {
     let s = Scratch::new(shared_fixtures());
     let file = s.path().join("a-file");

@@ -66,6 +66,9 @@ where
         }
     };
     log::init(cli.global.verbose);
+    // What snp-build and its builds write gets the same modes under any
+    // caller's umask (a release must not depend on it).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let json = cli.global.json;
     let command = cli.command_name();
     match dispatch(registry, cli) {

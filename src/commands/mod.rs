@@ -102,11 +102,13 @@ pub fn build_env(globals: &Globals, stack: &Stack, req: &EnvRequest) -> anyhow::
 }
 
 /// Where a release goes: `--output` (made absolute) and `--date` (checked;
-/// default today).
+/// default today), and the time its files carry.
 #[derive(Debug, Clone)]
 pub struct ReleaseTarget {
     pub output: PathBuf,
     pub date: String,
+    /// `SOURCE_DATE_EPOCH`, checked here so a bad value stops nothing late.
+    pub source_date_epoch: Option<u64>,
 }
 
 impl ReleaseTarget {
@@ -130,7 +132,11 @@ impl ReleaseTarget {
             }
             None => crate::fsutil::utc_today(),
         };
-        Ok(ReleaseTarget { output, date })
+        Ok(ReleaseTarget {
+            output,
+            date,
+            source_date_epoch: crate::release::source_date_epoch()?,
+        })
     }
 
     /// Makes `--output` and writes a file into it, so a build never runs

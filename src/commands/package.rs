@@ -63,5 +63,6 @@ pub fn release_of<'a>(
         forced: env.force.forces(crate::release::STAGE),
         output: target.output.clone(),
         date: target.date.clone(),
+        source_date_epoch: target.source_date_epoch,
     })
 }

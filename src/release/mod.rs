@@ -148,6 +148,8 @@ pub struct Release<'a> {
     pub output: PathBuf,
     /// `YYYY-MM-DD`.
     pub date: String,
+    /// [`source_date_epoch`], read before the build.
+    pub source_date_epoch: Option<u64>,
 }
 
 /// Where the release went.
@@ -268,29 +270,19 @@ impl Release<'_> {
     }
 
     /// `SOURCE_DATE_EPOCH` if set, else the newest pinned commit's time.
-    fn epoch(&self) -> anyhow::Result<u64> {
-        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-            return v
-                .trim()
-                .parse()
-                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"));
-        }
-        Ok(self
-            .synced
-            .iter()
-            .map(|s| s.commit_time.max(0) as u64)
-            .max()
-            .unwrap_or(0))
+    fn epoch(&self) -> u64 {
+        self.source_date_epoch.unwrap_or_else(|| {
+            self.synced
+                .iter()
+                .map(|s| s.commit_time.max(0) as u64)
+                .max()
+                .unwrap_or(0)
+        })
     }
 
     /// The release's fingerprint: every file's path and hash, the date,
     /// the timestamp and this program's version.
     fn inputs(&self, entries: &[Entry]) -> anyhow::Result<Fingerprint> {
-        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-            v.trim()
-                .parse::<u64>()
-                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
-        }
         // MEASUREMENTS is derived from OVMF.fd and this program's version,
         // both inputs already; leaving it out lets `decide` skip computing it.
         let files: Vec<(&str, &str, bool)> = entries
@@ -300,8 +292,9 @@ impl Release<'_> {
             .collect();
         // Without SOURCE_DATE_EPOCH the time is the newest pinned commit's,
         // which the SHAs (inside source-commit.*, so inside `files`) fix.
-        let epoch =
-            std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| "newest pinned commit".into());
+        let epoch = self
+            .source_date_epoch
+            .map_or_else(|| "newest pinned commit".into(), |e| e.to_string());
         Ok(Fingerprint::from([
             ("files".into(), digest(&files)),
             ("date".into(), self.date.clone()),
@@ -354,7 +347,7 @@ impl Release<'_> {
     pub fn make(&self) -> anyhow::Result<Summary> {
         let (entries, measured) = self.entries(true)?;
         let inputs = self.inputs(&entries)?;
-        let epoch = self.epoch()?;
+        let epoch = self.epoch();
         let progress = Progress::new(STAGE);
         fingerprint::remove_stamp(&self.work.stamp(STAGE))?;
         std::fs::create_dir_all(&self.output)
@@ -617,6 +610,28 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment: seconds since 1970, or
+/// `None` when unset or empty (`SOURCE_DATE_EPOCH= snp-build ...` clears
+/// it, as a shell user means). Anything else is refused, before a build.
+pub fn source_date_epoch() -> anyhow::Result<Option<u64>> {
+    let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH") else {
+        return Ok(None);
+    };
+    let text = v.to_string_lossy();
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    match text.trim().parse() {
+        Ok(n) => Ok(Some(n)),
+        Err(_) => bail!(
+            crate::error::UsageError::new(format!(
+                "SOURCE_DATE_EPOCH={text:?} is not a number of seconds since 1970"
+            ))
+            .help("set it to e.g. `$(git log -1 --format=%ct)`, or unset it to use the newest pinned commit's time")
+        ),
+    }
 }
 
 /// Checks a `--date` value: `YYYY-MM-DD`, a real calendar date.

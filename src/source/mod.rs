@@ -775,6 +775,12 @@ impl Fetcher<'_> {
 
 /// An upstream that cannot be reached: name the URL and what to check.
 fn network_error(url: &PinUrl, e: git2::Error) -> anyhow::Error {
+    if let Some(help) = remote::ownership_help(&e) {
+        return anyhow!(
+            "cannot fetch from {url}: {}\n  help: {help}",
+            url.scrub(e.message())
+        );
+    }
     anyhow!(
         "cannot fetch from {url}: {}\n  help: check the URL, your network and proxy settings (https_proxy, git's http.proxy), and for private forks your ssh-agent or git credential helper",
         url.scrub(e.message())

@@ -42,6 +42,16 @@ pub fn is_local(url: &str) -> bool {
     }
 }
 
+/// What to do when a fetch failed because a local upstream belongs to
+/// another user: git's own rule (safe.directory), which libgit2 reads from
+/// the same config. Its local transport reports this as a generic config
+/// error, so the message tells.
+pub fn ownership_help(e: &git2::Error) -> Option<&'static str> {
+    (e.code() == git2::ErrorCode::Owner || e.message().contains("not owned by current user")).then_some(
+        "the repository belongs to another user; if you trust it, run `git config --global --add safe.directory <its path>` (or fetch it over git:// or https)",
+    )
+}
+
 /// A remote ref as advertised by upstream.
 #[derive(Debug, Clone)]
 pub struct RemoteRef {

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 use git2::{Repository, Submodule, SubmoduleUpdateOptions};
 
-use super::remote::submodule_fetch_options;
+use super::remote::{ownership_help, submodule_fetch_options};
 use super::tree::has_user_work;
 use crate::progress::Progress;
 
@@ -94,8 +94,11 @@ fn update_one(
     let mut checkout = git2::build::CheckoutBuilder::new();
     checkout.force();
     opts.checkout(checkout);
-    sm.update(true, Some(&mut opts))?;
-    Ok(())
+    sm.update(true, Some(&mut opts))
+        .map_err(|e| match ownership_help(&e) {
+            Some(help) => anyhow::anyhow!("{}\n  help: {help}", e.message()),
+            None => e.into(),
+        })
 }
 
 /// Removes a submodule's git dir and (when clean or absent) its work tree,

@@ -419,6 +419,16 @@ impl dyn Component + '_ {
     }
 }
 
+/// The compiler flag that maps `tree` to `.` in everything a compiler
+/// records (debug info, `__FILE__`), so no build path reaches an output.
+pub fn prefix_map(tree: &Path) -> String {
+    format!("-ffile-prefix-map={}=.", tree.display())
+}
+
+/// Where QEMU and OVMF are configured to live: the release's own layout
+/// (`usr/local/` inside it). `--install` only says where the files land.
+pub const PREFIX: &str = "/usr/local";
+
 /// The short upstream SHA used in LOCALVERSION and `source-commit.*`
 /// (12 digits, the kernel's own abbreviation length).
 pub fn short_sha(sha: &str) -> &str {

@@ -1,5 +1,6 @@
-//! QEMU: `configure --target-list=... --prefix=<install>` plus the pin
-//! file's extra arguments, `make`, `make install`, then a check that the
+//! QEMU: `configure --target-list=... --prefix=/usr/local` plus the pin
+//! file's extra arguments, `make`, `make install DESTDIR=<staging>`, the
+//! staged `usr/local/` copied into `--install`, then a check that the
 //! installed `qemu-system-x86_64 --version` runs.
 //!
 //! QEMU's make drives ninja, which (before 1.13) ignores make's
@@ -22,7 +23,9 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::component::{BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage};
+use super::component::{
+    BuildEnv, Common, Entry, Job, Jobs, PREFIX, SourceFacts, Spec, Stage, prefix_map,
+};
 use crate::config::{ConfigError, Document, Source};
 use crate::exec::Cmd;
 use crate::hash::digest;
@@ -165,9 +168,13 @@ impl Stage for Qemu {
         let (env, run, jobs) = (job.env, job.run, job.jobs);
         let tree = &job.source.tree;
         let knobs = &self.knobs;
+        // A fixed prefix (QEMU is relocatable: it finds its data beside
+        // its binary), and no build path in the objects: the same pins give
+        // the same binary in any work dir, for any --install.
         let mut configure = Cmd::new(tree.join("configure"), tree)
             .arg(format!("--target-list={}", knobs.target_list.join(",")))
-            .arg(format!("--prefix={}", env.install.display()))
+            .arg(format!("--prefix={PREFIX}"))
+            .arg(format!("--extra-cflags={}", prefix_map(tree)))
             .args(&knobs.configure_args);
         if let Some(launcher) = &env.launcher {
             // QEMU's configure reads $CC and splits it into meson's compiler list.
@@ -205,7 +212,7 @@ impl Stage for Qemu {
                 .arg("install")
                 .arg(format!("DESTDIR={}", destdir.display())),
         )?;
-        let staged = destdir.join(env.install.strip_prefix("/").unwrap_or(&env.install));
+        let staged = destdir.join(PREFIX.trim_start_matches('/'));
         let mut installed = Vec::new();
         copy_tree(&staged, &env.install, &mut installed).with_context(|| {
             format!(

@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::component::{BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage, short_sha};
+use super::component::{
+    BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage, prefix_map, short_sha,
+};
 use crate::config::{ConfigError, Document, Source};
 use crate::exec::Cmd;
 use crate::hash::{digest, sha256_file};
@@ -452,7 +454,12 @@ fn running_release() -> String {
 }
 
 fn make(env: &BuildEnv, tree: &Path, jobs: Jobs) -> Cmd {
-    let mut cmd = jobs.make(tree).arg("ARCH=x86_64");
+    // The tree's path never reaches the objects (debug info, __FILE__):
+    // the same pins give the same packages in any work dir.
+    let mut cmd = jobs
+        .make(tree)
+        .arg("ARCH=x86_64")
+        .arg(format!("KCFLAGS={}", prefix_map(tree)));
     if let Some(l) = &env.launcher {
         cmd = cmd.arg(format!("CC={l} gcc"));
     }

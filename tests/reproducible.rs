@@ -1,0 +1,181 @@
+//! Identical pins give a byte-identical tarball whoever builds them, and
+//! wherever: another work dir, output dir and install prefix, another
+//! umask, time zone and locale, and (when the tests run as root) another
+//! user. Both builds fetch the same fixture upstreams by the same URLs, so
+//! the pin file, and so the release, says the same thing.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const DATE: &str = "2026-11-22";
+
+/// A fresh directory holding `pins` as stable-commits.toml.
+fn scratch_with(pins: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stable-commits.toml"), pins).unwrap();
+    dir
+}
+
+/// `id -u`, without a libc call.
+fn running_as_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// The files of two extracted trees that differ, for a failure message.
+fn differing_files(a: &Path, b: &Path) -> String {
+    let out = Command::new("diff")
+        .args(["-rq", "--no-dereference"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn extract(tarball: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    let ok = Command::new("tar")
+        .arg("-xzf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar -xzf {}", tarball.display());
+}
+
+#[test]
+fn another_builder_elsewhere_gets_the_same_tarball() {
+    // Upstreams everyone may read (a tempdir is 0700).
+    let up = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(up.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fx = own_fixtures(up.path());
+    let pins = std::fs::read_to_string(fx.join("stable-commits.toml")).unwrap();
+    let binary = assert_cmd::cargo::cargo_bin("snp-build");
+
+    // The first builder: this user, its environment, short names.
+    let a = scratch_with(&pins);
+    let out = Command::new(&binary)
+        .current_dir(a.path())
+        .args(["--config", "stable-commits.toml", "--work-dir", "build"])
+        .args(["--package", "--date", DATE, "--output", "out", "-j2"])
+        .args(["--install", "inst"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "first build:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tar_a = a.path().join(format!("out/snp-release-{DATE}.tar.gz"));
+
+    // The second: other dir names (deeper, so no path is the same length
+    // either), umask 077, another time zone and locale, and as `nobody`
+    // when we may switch users. It runs its own copy of the binary, which
+    // `nobody` can read wherever the checkout is.
+    let b = scratch_with(&pins);
+    let home = b.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let exe = b.path().join("snp-build");
+    std::fs::copy(&binary, &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_other_user = running_as_root() && Path::new("/usr/bin/setpriv").exists();
+    if as_other_user {
+        let ok = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(b.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown nobody");
+    }
+    let cmd = || {
+        if as_other_user {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--",
+                "sh",
+                "-c",
+            ]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.arg("-c");
+            c
+        }
+    };
+    let run_b = |cmd: &mut Command, args: &[&str]| {
+        cmd.arg(r#"umask 077; exec "$@""#)
+            .arg("sh")
+            .arg(&exe)
+            .args(["--config", "stable-commits.toml"])
+            .args(args)
+            .current_dir(b.path())
+            .env("HOME", &home)
+            .env("TZ", "Asia/Tokyo")
+            .env("LANG", "de_DE.UTF-8")
+            .env("LC_ALL", "de_DE.UTF-8")
+            .env("SOURCE_DATE_EPOCH", "")
+            .output()
+            .unwrap()
+    };
+    let work = "a/much/longer/work-directory";
+    let output = "release-output/of/builder-b";
+    if as_other_user {
+        // The upstreams belong to root: refused as git would, saying how to
+        // trust them, before anything is built.
+        let out = run_b(&mut cmd(), &["fetch", "--work-dir", "w0"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("belongs to another user") && stderr.contains("safe.directory"),
+            "{stderr}"
+        );
+        std::fs::write(home.join(".gitconfig"), "[safe]\n\tdirectory = *\n").unwrap();
+    }
+    let out = run_b(
+        &mut cmd(),
+        &[
+            "--work-dir",
+            work,
+            "--package",
+            "--date",
+            DATE,
+            "--output",
+            output,
+            "-j1",
+            "--install",
+            "another/install/prefix",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "second build (as nobody: {as_other_user}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tar_b: PathBuf = b.path().join(format!("{output}/snp-release-{DATE}.tar.gz"));
+
+    let (bytes_a, bytes_b) = (
+        std::fs::read(&tar_a).unwrap(),
+        std::fs::read(&tar_b).unwrap(),
+    );
+    if bytes_a != bytes_b {
+        let cmp = tempfile::tempdir().unwrap();
+        extract(&tar_a, &cmp.path().join("a"));
+        extract(&tar_b, &cmp.path().join("b"));
+        panic!(
+            "the tarballs differ (second builder as nobody: {as_other_user}):\n{}",
+            differing_files(&cmp.path().join("a"), &cmp.path().join("b"))
+        );
+    }
+}
