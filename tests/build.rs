@@ -419,7 +419,10 @@ fn base_config_running_without_boot_config_names_the_path_and_the_alternatives()
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let path = format!("/boot/config-{}", release.trim());
     let s = Scratch::new(shared_fixtures());
-    s.edit_pins("base-config = \"defconfig\"", "base-config = \"running\"");
+    s.edit_pins(
+        "base-config = [\"defconfig\", \"configs/snp-{kernel}.config\"]",
+        "base-config = \"running\"",
+    );
     let r = s.run(&["kernel", "host"]);
     if Path::new(&path).exists() {
         // A host that has it: the build starts from it.

@@ -109,14 +109,17 @@ fn input_base_config_reruns_both_kernels() {
             let base = s.path().join("base.config");
             std::fs::copy(s.work().join("kernel-host/config"), &base).unwrap();
             s.edit_pins(
-                "base-config = \"defconfig\"",
+                "base-config = [\"defconfig\", \"configs/snp-{kernel}.config\"]",
                 "base-config = \"base.config\"",
             );
         },
         &[],
         &["kernel-guest", "kernel-host"],
     );
-    assert!(reason_of(&doc, "kernel-host").starts_with("base-config changed: defconfig -> "));
+    assert!(
+        reason_of(&doc, "kernel-host")
+            .starts_with("base-config changed: defconfig + configs/snp-host.config (")
+    );
 }
 
 #[test]

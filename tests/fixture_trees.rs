@@ -49,7 +49,10 @@ fn check_pin_file(fx: &Fixtures) {
     let text = fs::read_to_string(&fx.pin_file).unwrap();
     assert!(text.starts_with(fixtures::PIN_FILE_HEADER), "{text}");
     let pins: toml::Table = toml::from_str(&text).expect("pin file is TOML");
-    assert_eq!(pins["kernel"]["base-config"].as_str(), Some("defconfig"));
+    assert_eq!(
+        pins["kernel"]["base-config"],
+        toml::Value::from(vec!["defconfig", "configs/snp-{kernel}.config"])
+    );
     for (table, repo, branch) in [
         (&pins["kernel"]["host"], &fx.linux, "snp-host-latest"),
         (&pins["kernel"]["guest"], &fx.linux, "snp-guest-latest"),
@@ -123,6 +126,9 @@ fn kernel(fx: &Fixtures, work: &Path) {
 
     // The real trap: KVM_AMD=y with CRYPTO_DEV_CCP_DD=m loses SEV.
     run(make(&tree, &["defconfig"]));
+    assert_eq!(state(&tree, "KVM_AMD_SEV"), "undef", "defconfig has no KVM");
+    run(config(&tree, &["-m", "KVM", "-m", "KVM_AMD"]));
+    run(make(&tree, &["olddefconfig"]));
     assert_eq!(state(&tree, "KVM_AMD_SEV"), "y");
     run(config(
         &tree,
@@ -171,8 +177,24 @@ fn kernel(fx: &Fixtures, work: &Path) {
     run(make(&tree, &["olddefconfig"]));
     assert_eq!(state(&tree, "KVM_AMD_SEV"), "y");
 
-    // defconfig + every default edit (one scripts/config call): all survive.
+    // defconfig + every default edit: as on Linux 6.1, SEV and the
+    // switchdev/DCB options are dropped (defconfig has no KVM, DCB or
+    // switchdev)...
     run(make(&tree, &["defconfig"]));
+    run(config(&tree, &edits.args));
+    run(make(&tree, &["olddefconfig"]));
+    for option in ["KVM_AMD_SEV", "SEV_GUEST", "MLX5_ESWITCH", "MLX4_EN_DCB"] {
+        assert_eq!(state(&tree, option), "undef", "{option}");
+    }
+    // ...and with snp-build's fragment merged first, all survive.
+    run(make(&tree, &["defconfig"]));
+    let fragment =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/snp-host.config"))
+            .unwrap();
+    let mut merged = fs::read_to_string(tree.join(".config")).unwrap();
+    merged.push_str(&fragment);
+    fs::write(tree.join(".config"), merged).unwrap();
+    run(make(&tree, &["olddefconfig"]));
     run(config(&tree, &edits.args));
     run(make(&tree, &["olddefconfig"]));
     let cfg = read_config(&tree.join(".config"));

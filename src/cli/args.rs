@@ -244,7 +244,7 @@ pub enum Command {
         #[arg(long)]
         broken: bool,
     },
-    /// Write the default stable-commits.toml for editing
+    /// Write the default stable-commits.toml, and the kernel config fragments it names, for editing
     Init {
         /// Where to write it
         #[arg(
@@ -254,7 +254,7 @@ pub enum Command {
             default_value = "stable-commits.toml"
         )]
         output: PathBuf,
-        /// Overwrite an existing file
+        /// Overwrite an existing pin file and fragments
         #[arg(long)]
         force: bool,
     },

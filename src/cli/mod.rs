@@ -232,8 +232,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             render::fields(&imported)
         }
         Some(Command::Init { output, force }) => {
-            let path = commands::pins::init(&output, force)?;
-            Ok(json!({ "path": path }))
+            render::fields(&commands::pins::init(&output, force)?)
         }
         Some(Command::Config) => {
             let stack = commands::load(registry, globals.config.as_deref())?;

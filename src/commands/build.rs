@@ -86,13 +86,7 @@ pub fn build(
 ) -> anyhow::Result<BuildResult> {
     let selection = Selection::parse(&req.fetch.components, registry)?;
     let stack = super::load(registry, globals.config.as_deref())?;
-    let components = stack.select(&selection)?;
-    if req.package {
-        stack.check_release(&selection)?;
-    }
-    for c in &components {
-        c.check_request()?;
-    }
+    let components = stack.request(&selection, req.package)?;
     let env = super::build_env(globals, &stack, &req.env)?;
     let target = req
         .package

@@ -10,9 +10,22 @@ use serde::Serialize;
 use crate::config::{EMBEDDED, Origin, PinFile, legacy};
 use crate::error::UsageError;
 use crate::stage::Registry;
+use crate::stage::kernel::base::EMBEDDED_FRAGMENTS;
 
-/// `init`: writes the embedded default for editing.
-pub fn init(output: &Path, force: bool) -> anyhow::Result<PathBuf> {
+/// What `init` wrote.
+#[derive(Debug, Serialize)]
+pub struct Initialized {
+    pub path: PathBuf,
+    /// The kernel config fragments the default names, written beside it.
+    pub fragments: Vec<PathBuf>,
+    /// Fragments already there (yours: kept without --force).
+    pub kept: Vec<PathBuf>,
+}
+
+/// `init`: writes the embedded default pin file for editing, and beside it
+/// the kernel config fragments it names (`configs/snp-{host,guest}.config`),
+/// so all of what a build starts from is there to read and change.
+pub fn init(output: &Path, force: bool) -> anyhow::Result<Initialized> {
     if output.exists() && !force {
         return Err(
             UsageError::new(format!("{} already exists", output.display()))
@@ -20,12 +33,49 @@ pub fn init(output: &Path, force: bool) -> anyhow::Result<PathBuf> {
                 .into(),
         );
     }
+    let dir = output.parent().unwrap_or(Path::new(""));
+    let mut done = Initialized {
+        path: output.to_path_buf(),
+        fragments: Vec::new(),
+        kept: Vec::new(),
+    };
     std::fs::write(output, EMBEDDED).with_context(|| format!("writing {}", output.display()))?;
+    for (rel, text) in EMBEDDED_FRAGMENTS {
+        let path = dir.join(rel);
+        if path.exists() && !force {
+            done.kept.push(path);
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        done.fragments.push(path);
+    }
     tracing::info!(
-        "wrote {} (AMD's default pins and build.sh's knobs); edit it, then run `snp-build --package`",
-        output.display()
+        "wrote {} (AMD's default pins and build.sh's knobs){}; edit them, then run `snp-build --package`",
+        output.display(),
+        if done.fragments.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " and the kernel config fragments {}",
+                done.fragments
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
     );
-    Ok(output.to_path_buf())
+    for path in &done.kept {
+        tracing::info!(
+            "kept {} (already there; --force replaces it with the default)",
+            path.display()
+        );
+    }
+    Ok(done)
 }
 
 /// What `import-legacy` made (its JSON document).

@@ -109,10 +109,7 @@ pub fn command(
 ) -> anyhow::Result<Vec<Planned>> {
     let selection = Selection::parse(&req.components, registry)?;
     let stack = super::load(registry, globals.config.as_deref())?;
-    let components = stack.select(&selection)?;
-    if req.package {
-        stack.check_release(&selection)?;
-    }
+    let components = stack.request(&selection, req.package)?;
     let env = super::build_env(globals, &stack, &req.env)?;
     let target = req
         .package

@@ -164,6 +164,25 @@ impl Stack {
             .join(", ")
     }
 
+    /// What a build (or its plan) works on: [`Stack::select`], a whole
+    /// release's sources when `package` ([`Stack::check_release`]), and each
+    /// component's own request checks (files the pin file names, such as a
+    /// kernel's base config and fragments), all before anything is fetched.
+    pub fn request(
+        &self,
+        selection: &Selection,
+        package: bool,
+    ) -> anyhow::Result<Vec<&dyn Component>> {
+        let components = self.select(selection)?;
+        if package {
+            self.check_release(selection)?;
+        }
+        for c in &components {
+            c.check_request()?;
+        }
+        Ok(components)
+    }
+
     /// A release of everything (`--package` naming no component) needs
     /// every component pinned; naming components packages just those, as
     /// build.sh does.
@@ -407,7 +426,7 @@ mod tests {
 
     use crate::config::{Origin, Rev};
     use crate::host::PackageFormat;
-    use crate::stage::kernel::kconfig::BaseConfig;
+    use crate::stage::kernel::base::BaseConfig;
     use crate::stage::kernel::{Kernel, KernelStage};
     use crate::stage::ovmf::Ovmf;
     use crate::stage::qemu::Qemu;
@@ -464,7 +483,7 @@ mod tests {
                 "OvmfPkg/OvmfPkgX64.dsc"
             );
             let k = KernelStage::configure(doc, Kernel::Host).unwrap().knobs;
-            assert_eq!(k.base_config, BaseConfig::Running);
+            assert_eq!(k.base_config.base, BaseConfig::Defconfig);
             assert!(k.edits.enable.contains(&"KVM_AMD_SEV".to_string()));
         });
     }

@@ -217,7 +217,7 @@ fn pin_file(fx: &Fixtures) -> String {
     format!(
         "{PIN_FILE_HEADER}
 [kernel]
-base-config = \"defconfig\"
+base-config = [\"defconfig\", \"configs/snp-{{kernel}}.config\"]
 # Only what the fake trees use (real trees need more: see snp-build's
 # embedded stable-commits.toml). The kernel's Makefile runs gcc, ld and
 # objcopy, scripts/config is bash, Kconfig is a Python script; builddeb

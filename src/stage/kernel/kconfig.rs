@@ -4,8 +4,8 @@
 //! `scripts/config` accepts any option and `make olddefconfig` then silently
 //! drops whatever lacks its dependencies: a host kernel without `KVM_AMD_SEV`
 //! is found out at boot. This module is the pure half of the kernel config
-//! step (no subprocesses): it says which base config to start from, builds
-//! the `scripts/config` arguments, and reads the final `.config` back.
+//! step (no subprocesses): it builds the `scripts/config` arguments and
+//! reads the final `.config` back. (The base config is [`super::base`].)
 //!
 //! Guarantees:
 //! - [`scripts_config_args`] gives the edits of one `scripts/config` call,
@@ -28,13 +28,10 @@
 //!   a warning, still reported. `enable = ["DEBUG_INFO"]` that ended up
 //!   unset fails with an explanation of the Linux 5.18 choice and the option
 //!   to use instead. Nothing is checked that the edits did not ask for.
-//! - [`base_config_source`] maps `base-config` to a make target or a file,
-//!   and [`check_base_file`] refuses a missing file with the alternatives
-//!   (most containers and CI machines have no `/boot/config-*`).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -74,17 +71,6 @@ impl fmt::Display for Kernel {
 // ---------------------------------------------------------------------------
 // The base config and the edits, as the pin file gives them.
 
-/// How a kernel's starting `.config` is made (`base-config`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", content = "path")]
-pub enum BaseConfig {
-    /// `/boot/config-$(uname -r)`, as build.sh.
-    Running,
-    Defconfig,
-    Tinyconfig,
-    File(PathBuf),
-}
-
 /// The `scripts/config` edits, in the order they are applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelEdits {
@@ -94,67 +80,6 @@ pub struct KernelEdits {
     pub disable: Vec<String>,
     pub module: Vec<String>,
     pub allow_dropped: Vec<String>,
-}
-
-/// Where a kernel's starting `.config` comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
-pub enum BaseSource {
-    /// `make <target>` writes it: `defconfig` or `tinyconfig`. (Run it with
-    /// `ARCH=x86_64`: on some hosts plain `tinyconfig` gives a 32-bit config.)
-    MakeTarget(&'static str),
-    /// Copied from this file.
-    File(PathBuf),
-}
-
-/// The base config for `base` on a host running kernel `running_release`
-/// (`uname -r`; passed in so that nothing here depends on the host).
-pub fn base_config_source(base: &BaseConfig, running_release: &str) -> BaseSource {
-    match base {
-        BaseConfig::Running => BaseSource::File(running_config_path(running_release)),
-        BaseConfig::Defconfig => BaseSource::MakeTarget("defconfig"),
-        BaseConfig::Tinyconfig => BaseSource::MakeTarget("tinyconfig"),
-        BaseConfig::File(path) => BaseSource::File(path.clone()),
-    }
-}
-
-/// build.sh's base config: the running kernel's, as distros install it.
-fn running_config_path(release: &str) -> PathBuf {
-    PathBuf::from(format!("/boot/config-{release}"))
-}
-
-/// Refuses a base config file that is not there, before anything is built.
-/// `is_running` says the path came from `base-config = "running"`, so the
-/// error can explain why it is missing and what to use instead. (A pin file
-/// asking for what the host cannot give is a usage error: exit code 2.)
-pub fn check_base_file(path: &Path, is_running: bool) -> Result<(), UsageError> {
-    if path.is_file() {
-        return Ok(());
-    }
-    let what = if path.exists() {
-        "is not a file"
-    } else {
-        "does not exist"
-    };
-    let alternatives = "set `base-config = \"defconfig\"`, `base-config = \"tinyconfig\"` or \
-                        `base-config = \"path/to/a/.config\"` in [kernel] (or in [kernel.host] / \
-                        [kernel.guest]) of the pin file";
-    let err = if is_running {
-        UsageError::new(format!(
-            "the base kernel config {} {what} (base-config = \"running\" copies the running \
-             kernel's config, as build.sh does)",
-            path.display()
-        ))
-        .help(format!(
-            "containers and CI machines usually have no /boot/config-*: {alternatives}"
-        ))
-    } else {
-        UsageError::new(format!("the base kernel config {} {what}", path.display())).help(format!(
-            "fix the path (a relative path is taken from the pin file's directory), or \
-                 {alternatives}"
-        ))
-    };
-    Err(err)
 }
 
 // ---------------------------------------------------------------------------
@@ -1131,65 +1056,6 @@ CONFIG_CRYPTO_DEV_CCP_DD=m
             serde_json::to_string(&v).unwrap(),
             r#"{"checked":7,"failures":[{"option":"KVM_AMD_SEV","wanted":"y","got":"m"}],"warnings":[]}"#
         );
-    }
-
-    // --- base config
-
-    #[test]
-    fn base_config_maps_to_make_target_or_file() {
-        assert_eq!(
-            base_config_source(&BaseConfig::Running, "6.8.0-45-generic"),
-            BaseSource::File("/boot/config-6.8.0-45-generic".into())
-        );
-        assert_eq!(
-            base_config_source(&BaseConfig::Defconfig, "x"),
-            BaseSource::MakeTarget("defconfig")
-        );
-        assert_eq!(
-            base_config_source(&BaseConfig::Tinyconfig, "x"),
-            BaseSource::MakeTarget("tinyconfig")
-        );
-        assert_eq!(
-            base_config_source(&BaseConfig::File("/d/host.config".into()), "x"),
-            BaseSource::File("/d/host.config".into())
-        );
-    }
-
-    #[test]
-    fn missing_running_config_names_path_and_alternatives() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config-6.8.0-snp");
-        let err = check_base_file(&path, true).unwrap_err().to_string();
-        assert!(err.contains(&path.display().to_string()), "{err}");
-        for needle in [
-            "\"running\"",
-            "base-config = \"defconfig\"",
-            "\"tinyconfig\"",
-            "path",
-            "[kernel]",
-            "[kernel.host]",
-            "[kernel.guest]",
-            "containers and CI",
-        ] {
-            assert!(err.contains(needle), "{needle} missing: {err}");
-        }
-        std::fs::write(&path, "CONFIG_64BIT=y\n").unwrap();
-        assert!(check_base_file(&path, true).is_ok());
-    }
-
-    #[test]
-    fn missing_config_file_names_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = check_base_file(&dir.path().join("nope.config"), false)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("nope.config") && err.contains("does not exist"),
-            "{err}"
-        );
-        assert!(!err.contains("containers"), "{err}");
-        let err = check_base_file(dir.path(), false).unwrap_err().to_string();
-        assert!(err.contains("is not a file"), "{err}");
     }
 
     #[test]

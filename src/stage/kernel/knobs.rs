@@ -4,7 +4,7 @@
 //!
 //! | `[kernel]` knob | meaning |
 //! |---|---|
-//! | `base-config` | `running` (`/boot/config-$(uname -r)`, build.sh's), `defconfig`, `tinyconfig`, or a path; `[kernel.host]` / `[kernel.guest]` may override it |
+//! | `base-config` | the base: `running` (`/boot/config-$(uname -r)`, build.sh's), `defconfig`, `tinyconfig`, or a path; or a list: the base, then config fragments merged on top (paths, `{kernel}` for host/guest; see [`super::base`]). `[kernel.host]` / `[kernel.guest]` may override it |
 //! | `set-str`, `set-val`, `enable`, `disable`, `module` | the `scripts/config` edits (`{kernel}` and `{sha}` in set-str values) |
 //! | `allow-dropped` | edited options that may end up otherwise (a warning, not a failure) |
 //! | `tools`, `deb-tools`, `rpm-tools`, `btf-tools` | host tools: always, by package format, and when the config enables `DEBUG_INFO_BTF` |
@@ -15,7 +15,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::kconfig::{BaseConfig, Kernel, KernelEdits, check_template};
+use super::base::{BaseConfig, BaseSpec, Fragment};
+use super::kconfig::{Kernel, KernelEdits, check_template};
 use crate::config::{ConfigError, Document};
 use crate::tools::Requirement;
 
@@ -26,7 +27,7 @@ type Result<T, E = ConfigError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Shared {
-    base_config: Option<Spanned<String>>,
+    base_config: Option<Spanned<toml::Value>>,
     set_str: Option<BTreeMap<Spanned<String>, String>>,
     set_val: Option<BTreeMap<Spanned<String>, ConfigInt>>,
     enable: Option<Vec<Spanned<String>>>,
@@ -43,7 +44,7 @@ pub struct Shared {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PerKernel {
-    base_config: Option<Spanned<String>>,
+    base_config: Option<Spanned<toml::Value>>,
 }
 
 /// A Kconfig int or hex value for `set-val`: a TOML integer, or a string
@@ -67,7 +68,7 @@ impl fmt::Display for ConfigInt {
 /// One kernel's knobs, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Knobs {
-    pub base_config: BaseConfig,
+    pub base_config: BaseSpec,
     pub edits: KernelEdits,
     pub tools: Tools,
 }
@@ -88,9 +89,6 @@ pub struct Tools {
 /// Validates the shared `[kernel]` table, and this kernel's own
 /// `base-config` from `[kernel.host]` / `[kernel.guest]`.
 pub fn validate(doc: &Document<'_>, t: &Shared, own: &PerKernel, kernel: Kernel) -> Result<Knobs> {
-    let base = doc.knob(&t.base_config, "kernel.base-config")?;
-    let shared_base = base_config(doc, base, "kernel.base-config")?;
-
     let mut seen: BTreeMap<String, &'static str> = BTreeMap::new();
     let mut option = |s: &Spanned<String>, list: &'static str| -> Result<String> {
         let key = format!("kernel.{list}");
@@ -183,12 +181,22 @@ pub fn validate(doc: &Document<'_>, t: &Shared, own: &PerKernel, kernel: Kernel)
         allow_dropped.push(name.clone());
     }
 
-    let own_key = format!("kernel.{}.base-config", kernel.name());
+    let base_config = match &own.base_config {
+        Some(b) => base_spec(
+            doc,
+            b,
+            &format!("kernel.{}.base-config", kernel.name()),
+            kernel,
+        )?,
+        None => base_spec(
+            doc,
+            doc.knob(&t.base_config, "kernel.base-config")?,
+            "kernel.base-config",
+            kernel,
+        )?,
+    };
     Ok(Knobs {
-        base_config: match &own.base_config {
-            Some(b) => base_config(doc, b, &own_key)?,
-            None => shared_base,
-        },
+        base_config,
         edits: KernelEdits {
             set_str,
             set_val,
@@ -206,21 +214,56 @@ pub fn validate(doc: &Document<'_>, t: &Shared, own: &PerKernel, kernel: Kernel)
     })
 }
 
-fn base_config(doc: &Document<'_>, value: &Spanned<String>, key: &str) -> Result<BaseConfig> {
-    Ok(match value.get_ref().as_str() {
+/// `base-config`: a string (the base) or a list (the base, then fragments).
+fn base_spec(
+    doc: &Document<'_>,
+    value: &Spanned<toml::Value>,
+    key: &str,
+    kernel: Kernel,
+) -> Result<BaseSpec> {
+    let shape = "a string (\"running\", \"defconfig\", \"tinyconfig\" or a path) or a list: the \
+                 base, then config fragment files, e.g. [\"defconfig\", \"configs/snp-{kernel}.config\"]";
+    let wrong = |what: String| doc.error(Some(value.span()), key, what, shape);
+    let items: Vec<&str> = match value.get_ref() {
+        toml::Value::String(s) => vec![s.as_str()],
+        toml::Value::Array(list) => list
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| wrong(format!("{v} in the list is not a string")))
+            })
+            .collect::<Result<_>>()?,
+        other => return Err(wrong(format!("{other} is not a base config"))),
+    };
+    let Some((base, fragments)) = items.split_first() else {
+        return Err(wrong("the list is empty".into()));
+    };
+    let base = match *base {
         "running" => BaseConfig::Running,
         "defconfig" => BaseConfig::Defconfig,
         "tinyconfig" => BaseConfig::Tinyconfig,
-        "" => {
-            return Err(doc.error(
-                Some(value.span()),
-                key,
-                "the base config is empty",
-                "use \"running\", \"defconfig\", \"tinyconfig\" or a path to a .config file",
-            ));
-        }
+        "" => return Err(wrong("the base config is empty".into())),
         path => BaseConfig::File(doc.base_dir().join(path)),
-    })
+    };
+    let fragments = fragments
+        .iter()
+        .map(|f| {
+            if ["", "running", "defconfig", "tinyconfig"].contains(f) {
+                return Err(wrong(format!(
+                    "{f:?} is not a fragment file: only the first item is the base"
+                )));
+            }
+            Fragment::new(f, kernel, doc.base_dir()).map_err(|e| {
+                doc.error(
+                    Some(value.span()),
+                    key,
+                    e.message,
+                    e.help.unwrap_or_default(),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(BaseSpec { base, fragments })
 }
 
 #[cfg(test)]
@@ -253,7 +296,11 @@ mod tests {
     #[test]
     fn embedded_default_keeps_build_sh_edits() {
         let k = embedded();
-        assert_eq!(k.base_config, BaseConfig::Running);
+        assert_eq!(k.base_config.base, BaseConfig::Defconfig);
+        assert_eq!(
+            k.base_config.setting(),
+            "defconfig + configs/snp-host.config"
+        );
         assert!(k.edits.enable.contains(&"KVM_AMD_SEV".to_string()));
         assert!(k.edits.module.contains(&"CRYPTO_DEV_CCP_DD".to_string()));
         assert_eq!(k.edits.set_val["RCU_EXP_CPU_STALL_TIMEOUT"], "1000");

@@ -20,6 +20,7 @@
 //! `defconfig` 6 GiB (a ~1.5 GB checkout plus a few GB of objects),
 //! `tinyconfig` 3 GiB.
 
+pub mod base;
 pub mod kconfig;
 pub mod knobs;
 
@@ -39,8 +40,9 @@ use crate::host::{PackageFormat, kernel_image_package};
 use crate::release;
 use crate::tools::Requirement;
 use crate::workdir::StageDir;
+use base::{BaseConfig, BaseRecord, BaseSource, FragmentRecord};
 pub use kconfig::Kernel;
-use kconfig::{BaseConfig, BaseSource, DotConfig, KernelEdits, Verification};
+use kconfig::{DotConfig, KernelEdits, Verification};
 
 const HOST: Spec = Spec {
     name: "kernel-host",
@@ -100,49 +102,71 @@ impl KernelStage {
 
     /// Where this kernel's base config comes from on this host.
     pub fn base_source(&self) -> BaseSource {
-        kconfig::base_config_source(&self.knobs.base_config, &running_release())
-    }
-
-    /// The base config as an input: its kind, and a file's content hash.
-    fn base_input(&self) -> String {
-        match self.base_source() {
-            BaseSource::MakeTarget(t) => t.to_string(),
-            BaseSource::File(p) => format!(
-                "{} ({})",
-                p.display(),
-                sha256_file(&p)
-                    .map(|h| h[..16].to_string())
-                    .unwrap_or_else(|_| "missing".into())
-            ),
-        }
+        base::base_config_source(&self.knobs.base_config.base, &running_release())
     }
 
     /// Whether this kernel's config will have `DEBUG_INFO_BTF` (which runs
-    /// pahole): the edits turn it on, or the base config file has it and
-    /// the edits do not turn it off. `defconfig` and `tinyconfig` leave it
-    /// off.
+    /// pahole): the edits turn it on, or the base config file or a fragment
+    /// has it and the edits do not turn it off. `defconfig` and
+    /// `tinyconfig` leave it off.
     fn needs_btf(&self) -> bool {
         const BTF: &str = "DEBUG_INFO_BTF";
         let edits = &self.knobs.edits;
         if edits.disable.iter().any(|o| o == BTF) {
             return false;
         }
-        if edits.enable.iter().any(|o| o == BTF) {
-            return true;
-        }
-        match self.base_source() {
-            BaseSource::File(path) => std::fs::read_to_string(path)
-                .is_ok_and(|t| t.lines().any(|l| l.trim() == "CONFIG_DEBUG_INFO_BTF=y")),
-            BaseSource::MakeTarget(_) => false,
-        }
+        edits.enable.iter().any(|o| o == BTF)
+            || self.knobs.base_config.sets(BTF, &running_release())
     }
 
-    /// Checks a base config file exists, before anything is fetched or built.
+    /// Checks the base config file and fragments exist, before anything is
+    /// fetched or built.
     fn check_base(&self) -> anyhow::Result<()> {
-        if let BaseSource::File(path) = self.base_source() {
-            kconfig::check_base_file(&path, self.knobs.base_config == BaseConfig::Running)?;
+        Ok(self.knobs.base_config.check(&running_release())?)
+    }
+
+    /// Makes the starting `.config` in `tree`: the base, then each fragment
+    /// appended and `make olddefconfig` (so the edits start from a config
+    /// Kconfig has settled, as `merge_config.sh` leaves it).
+    fn write_base(&self, job: &Job<'_>, tree: &Path) -> anyhow::Result<BaseRecord> {
+        let (env, run, jobs) = (job.env, job.run, job.jobs);
+        let spec = &self.knobs.base_config;
+        let dot_config = tree.join(".config");
+        match self.base_source() {
+            BaseSource::File(path) => {
+                base::check_base_file(&path, spec.base == BaseConfig::Running)?;
+                std::fs::copy(&path, &dot_config)
+                    .with_context(|| format!("copying the base config {}", path.display()))?;
+                run.note(&format!("base config: {}", path.display()));
+            }
+            BaseSource::MakeTarget(target) => run.run(&make(env, tree, jobs).arg(target))?,
         }
-        Ok(())
+        let mut fragments = Vec::new();
+        for f in &spec.fragments {
+            let (text, origin) = f.text()?;
+            let mut merged = std::fs::read_to_string(&dot_config)
+                .with_context(|| format!("reading {}", dot_config.display()))?;
+            merged.push_str(&format!("\n# snp-build: fragment {}\n", f.written));
+            merged.push_str(&text);
+            crate::fsutil::write_atomic(&dot_config, merged.as_bytes())?;
+            run.note(&format!(
+                "merged config fragment {}{}",
+                f.written,
+                match origin {
+                    base::FragmentOrigin::Embedded => " (compiled-in copy)",
+                    base::FragmentOrigin::File => "",
+                }
+            ));
+            fragments.push(FragmentRecord::new(f, &text, origin));
+        }
+        if !fragments.is_empty() {
+            run.run(&make(env, tree, jobs).arg("olddefconfig"))?;
+        }
+        Ok(BaseRecord {
+            setting: spec.setting(),
+            fragments,
+            sha256: sha256_file(&dot_config)?,
+        })
     }
 }
 
@@ -173,6 +197,8 @@ pub struct Outputs {
     pub image: PathBuf,
     /// The final `.config`, kept beside the tree.
     pub config: PathBuf,
+    /// What the edits started from.
+    pub base_config: BaseRecord,
     /// Every edit read back from the final `.config`.
     pub verification: Verification,
 }
@@ -183,6 +209,7 @@ pub struct Manifest {
     release: String,
     localversion: Option<String>,
     package_format: PackageFormat,
+    base_config: BaseRecord,
     config_edits: KernelEdits,
     verification: Verification,
     image: Option<String>,
@@ -215,28 +242,36 @@ impl Stage for KernelStage {
     }
 
     /// The base config source: a make target is always there; a file
-    /// (including `running`'s `/boot/config-$(uname -r)`) must exist.
+    /// (including `running`'s `/boot/config-$(uname -r)`) and each
+    /// fragment must exist (a default fragment always does: compiled in).
     fn checks(&self) -> Vec<Check> {
-        let setting = match &self.knobs.base_config {
-            BaseConfig::Running => "running".to_string(),
-            BaseConfig::Defconfig => "defconfig".to_string(),
-            BaseConfig::Tinyconfig => "tinyconfig".to_string(),
-            BaseConfig::File(p) => p.display().to_string(),
-        };
         let name = format!("{} base config", spec(self.kernel).name);
-        let needed = format!("base-config = {setting:?}");
+        let needed = format!("base-config = {}", self.knobs.base_config.pin_value());
+        let mut found = vec![match self.base_source() {
+            BaseSource::MakeTarget(t) => format!("make {t}"),
+            BaseSource::File(p) => p.display().to_string(),
+        }];
+        found.extend(
+            self.knobs
+                .base_config
+                .fragments
+                .iter()
+                .map(|f| f.written.clone()),
+        );
         let check = match (self.base_source(), self.check_base()) {
-            (BaseSource::MakeTarget(t), _) => Check::new(name, Status::Ok, format!("make {t}")),
-            (BaseSource::File(p), Ok(())) => Check::new(name, Status::Ok, p.display().to_string()),
-            (BaseSource::File(p), Err(e)) => {
+            (_, Ok(())) => Check::new(name, Status::Ok, found.join(" + ")),
+            (BaseSource::File(p), Err(e)) if !p.is_file() => {
                 Check::new(name, Status::Missing, format!("no {}", p.display())).help(e.to_string())
+            }
+            (_, Err(e)) => {
+                Check::new(name, Status::Missing, "a fragment is missing").help(e.to_string())
             }
         };
         vec![check.needed(needed)]
     }
 
     fn disk_estimate_gib(&self) -> u64 {
-        match self.knobs.base_config {
+        match self.knobs.base_config.base {
             BaseConfig::Running | BaseConfig::File(_) => 25,
             BaseConfig::Defconfig => 6,
             BaseConfig::Tinyconfig => 3,
@@ -250,7 +285,7 @@ impl Stage for KernelStage {
     fn inputs(&self, common: Common, env: &BuildEnv, _facts: &SourceFacts) -> Inputs {
         Inputs {
             common,
-            base_config: self.base_input(),
+            base_config: self.knobs.base_config.input(&running_release()),
             edits: digest(&self.knobs.edits),
             package_format: format!("{:?}", env.package_format).to_lowercase(),
             compiler_launcher: env.launcher.clone().unwrap_or_default(),
@@ -270,7 +305,11 @@ impl Stage for KernelStage {
         // kbuild rebuilds only what the new SHA or patches changed.
         std::fs::create_dir_all(stage_dir)?;
         let configured_marker = job.dir.product(CONFIGURED_WITH);
-        let configured = format!("{}\n{}\n", self.base_input(), digest(edits));
+        let configured = format!(
+            "{}\n{}\n",
+            self.knobs.base_config.input(&running_release()),
+            digest(edits)
+        );
         let previous = std::fs::read_to_string(&configured_marker).unwrap_or_default();
         if env.clean || previous != configured {
             run.note(if env.clean {
@@ -282,17 +321,8 @@ impl Stage for KernelStage {
             let _ = std::fs::remove_file(&configured_marker);
         }
 
-        // 1. Base config.
-        let base = self.base_source();
-        match &base {
-            BaseSource::File(path) => {
-                kconfig::check_base_file(path, self.knobs.base_config == BaseConfig::Running)?;
-                std::fs::copy(path, tree.join(".config"))
-                    .with_context(|| format!("copying the base config {}", path.display()))?;
-                run.note(&format!("base config: {}", path.display()));
-            }
-            BaseSource::MakeTarget(target) => run.run(&make(env, tree, jobs).arg(*target))?,
-        }
+        // 1. Base config and fragments.
+        let base_config = self.write_base(job, tree)?;
 
         // 2. The edits, 3. olddefconfig, 4. verification.
         let args = kconfig::scripts_config_args(edits, kernel, short)?;
@@ -368,6 +398,7 @@ impl Stage for KernelStage {
             packages,
             image,
             config: kept_config,
+            base_config,
             verification,
         })
     }
@@ -401,6 +432,7 @@ impl Stage for KernelStage {
             release: outputs.release.clone(),
             localversion: outputs.localversion.clone(),
             package_format: outputs.package_format,
+            base_config: outputs.base_config.clone(),
             config_edits: self.knobs.edits.clone(),
             verification: outputs.verification.clone(),
             image: Some(format!(
