@@ -859,7 +859,17 @@ pub fn e2e_real(dir: &Path, jobs: usize, out_md: &Path, keep: bool) -> Result<()
         secs(changed.wall)
     ));
 
-    // 6. The table.
+    // 6. The kernels again, by a second builder: same pins, another work
+    // dir, output dir and install prefix, umask 077, another TZ and locale.
+    let first_release = PathBuf::from(
+        cold_json["release"]["path"]
+            .as_str()
+            .context("the cold build's summary names no release")?,
+    );
+    let second = second_builder_kernels(&bin, &pins, &e2e, jobs, &date, &first_release)?;
+    checks.push(second);
+
+    // 7. The table.
     if keep {
         checks.push(
             "run with --keep: the first build reused the sources DIR/e2e had fetched in \
@@ -881,6 +891,93 @@ pub fn e2e_real(dir: &Path, jobs: usize, out_md: &Path, keep: bool) -> Result<()
     report::write_section(out_md, "e2e-real", &body)?;
     eprintln!("e2e-real: wrote its section of {}", out_md.display());
     Ok(())
+}
+
+/// Builds and packages the two kernels in `e2e/second-builder-...` with
+/// umask 077, `TZ=Asia/Tokyo` and `LANG=de_DE.UTF-8`, and compares its
+/// kernel packages and configs with `first_release`'s, byte for byte.
+/// Returns the check line (saying DIFFERENT, with the files, when they are).
+fn second_builder_kernels(
+    bin: &Path,
+    pins: &Path,
+    e2e: &Path,
+    jobs: usize,
+    date: &str,
+    first_release: &Path,
+) -> Result<String> {
+    use std::os::unix::process::CommandExt;
+    let root = e2e.join("second-builder-with-a-longer-path");
+    remove(&root)?;
+    fs::create_dir_all(root.join("out"))?;
+    eprintln!("e2e-real: the kernels again, by a second builder (umask 077, other dirs, TZ, LANG)");
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config")
+        .arg(pins)
+        .arg("--work-dir")
+        .arg(root.join("work"))
+        .arg("--install")
+        .arg(root.join("prefix"))
+        .arg("-j")
+        .arg(jobs.to_string())
+        .args(["kernel", "--package", "--json", "--date", date, "--output"])
+        .arg(root.join("out"))
+        .current_dir(&root)
+        .env("TZ", "Asia/Tokyo")
+        .env("LANG", "de_DE.UTF-8")
+        .env("LC_ALL", "de_DE.UTF-8");
+    // SAFETY: umask is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let run = report::measure(&mut cmd, false)?;
+    ensure!(
+        run.status.success(),
+        "the second builder's kernel build failed: {}",
+        run.stdout
+    );
+    let json = run.json()?;
+    let second_release = PathBuf::from(
+        json["release"]["path"]
+            .as_str()
+            .context("the second build's summary names no release")?,
+    );
+    let mut same = Vec::new();
+    let mut different = Vec::new();
+    for kernel in ["host", "guest"] {
+        let mut names: Vec<String> = fs::read_dir(first_release.join("linux").join(kernel))?
+            .flatten()
+            .map(|e| format!("linux/{kernel}/{}", e.file_name().to_string_lossy()))
+            .collect();
+        names.push(format!("kernel-config.{kernel}"));
+        names.sort();
+        for name in names {
+            let a = fs::read(first_release.join(&name))?;
+            let b = fs::read(second_release.join(&name)).unwrap_or_default();
+            if a == b {
+                same.push(name);
+            } else {
+                different.push(name);
+            }
+        }
+    }
+    Ok(if different.is_empty() {
+        format!(
+            "second builder (other work dir, output and install prefix, umask 077, TZ=Asia/Tokyo,              LANG=de_DE.UTF-8): kernels rebuilt in {}, all {} kernel files byte-identical ({})",
+            secs(run.wall),
+            same.len(),
+            same.join(", ")
+        )
+    } else {
+        format!(
+            "second builder (other work dir, output and install prefix, umask 077, TZ, LANG):              kernels rebuilt in {}; DIFFERENT: {}; identical: {}",
+            secs(run.wall),
+            different.join(", "),
+            same.join(", ")
+        )
+    })
 }
 
 /// The checks of a finished release; each passed check is pushed.

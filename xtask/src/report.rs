@@ -372,3 +372,9 @@ pub fn count_execs(cmd: &Command, trace_file: &Path) -> Result<Option<(usize, Ve
         execs.into_iter().skip(1).collect(),
     )))
 }
+
+/// SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
