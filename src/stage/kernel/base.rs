@@ -205,6 +205,35 @@ fn render(template: &str, kernel: Kernel) -> Result<String, UsageError> {
     Ok(out)
 }
 
+/// `config` with `fragment` (named `name`) merged in, as the kernel's
+/// `merge_config.sh` does: every option the fragment sets (`CONFIG_X=...`
+/// or `# CONFIG_X is not set`) loses its earlier line, and the fragment is
+/// appended. (Kconfig would let the last line win anyway, but warns about
+/// every reassignment.)
+pub fn merge_fragment(config: &str, fragment: &str, name: &str) -> String {
+    fn option(line: &str) -> Option<&str> {
+        let line = line.trim();
+        let rest = line
+            .strip_prefix("# ")
+            .and_then(|l| l.strip_suffix(" is not set"))
+            .unwrap_or(line);
+        let name = rest.strip_prefix("CONFIG_")?;
+        Some(name.split('=').next().unwrap_or(name))
+    }
+    let set: std::collections::BTreeSet<&str> = fragment.lines().filter_map(option).collect();
+    let mut out: String = config
+        .lines()
+        .filter(|l| option(l).is_none_or(|o| !set.contains(o)))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    out.push_str(&format!("# snp-build: config fragment {name}\n"));
+    out.push_str(fragment);
+    if !fragment.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
 /// One kernel's `base-config`: the base and its fragments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseSpec {
@@ -406,6 +435,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("{kernel}"), "{err}");
+    }
+
+    #[test]
+    fn a_fragment_replaces_the_lines_of_the_options_it_sets() {
+        let config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\nCONFIG_AB=m\n";
+        let fragment = "# comment\nCONFIG_B=m\n# CONFIG_A is not set\nCONFIG_D=1";
+        assert_eq!(
+            merge_fragment(config, fragment, "f.config"),
+            "CONFIG_C=\"x\"\nCONFIG_AB=m\n# snp-build: config fragment f.config\n\
+             # comment\nCONFIG_B=m\n# CONFIG_A is not set\nCONFIG_D=1\n"
+        );
     }
 
     #[test]

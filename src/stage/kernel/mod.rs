@@ -126,8 +126,9 @@ impl KernelStage {
     }
 
     /// Makes the starting `.config` in `tree`: the base, then each fragment
-    /// appended and `make olddefconfig` (so the edits start from a config
-    /// Kconfig has settled, as `merge_config.sh` leaves it).
+    /// merged ([`base::merge_fragment`]) and `make olddefconfig` (so the
+    /// edits start from a config Kconfig has settled, as `merge_config.sh`
+    /// leaves it).
     fn write_base(&self, job: &Job<'_>, tree: &Path) -> anyhow::Result<BaseRecord> {
         let (env, run, jobs) = (job.env, job.run, job.jobs);
         let spec = &self.knobs.base_config;
@@ -144,10 +145,9 @@ impl KernelStage {
         let mut fragments = Vec::new();
         for f in &spec.fragments {
             let (text, origin) = f.text()?;
-            let mut merged = std::fs::read_to_string(&dot_config)
+            let config = std::fs::read_to_string(&dot_config)
                 .with_context(|| format!("reading {}", dot_config.display()))?;
-            merged.push_str(&format!("\n# snp-build: fragment {}\n", f.written));
-            merged.push_str(&text);
+            let merged = base::merge_fragment(&config, &text, &f.written);
             crate::fsutil::write_atomic(&dot_config, merged.as_bytes())?;
             run.note(&format!(
                 "merged config fragment {}{}",
