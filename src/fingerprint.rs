@@ -15,6 +15,7 @@
 //! | `tool:<name>`: the version of each tool in the stage's tool list (a program's version line, a library's pkg-config version, python3's for Python modules) | yes | yes | yes |
 //! | `snp-build`: this program's version | yes | yes | yes |
 //! | `submodules`: their resolved SHAs | | | yes |
+//! | `dirty`: the SHA-256 of the tree's diff from its pin, for a tree built with --allow-dirty (absent for a clean tree) | yes | yes | yes |
 //! | `base-config`: the base (a make target, or a file and its SHA-256), then each fragment and its SHA-256 | yes | | |
 //! | `edits`: the scripts/config edits as written (so the SHA in LOCALVERSION does not count twice) | yes | | |
 //! | `package-format` | yes | | |

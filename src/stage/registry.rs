@@ -383,7 +383,8 @@ mod tests {
             sha: "0".repeat(40),
             series_hash: String::new(),
             submodules: BTreeMap::new(),
-            dirty: None,
+            // A dirty tree, so its input is recorded too.
+            dirty: Some("0".repeat(64)),
         };
         let mut versions = ToolVersions::load(&env.work);
         assert_eq!(documented.len(), 4, "{documented:?}");
