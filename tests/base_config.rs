@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::Value;
@@ -32,13 +32,22 @@ fn snp_build(dir: &Path, args: &[&str]) -> Run {
     Run::from(out)
 }
 
-fn stage<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap_or_else(|| panic!("no stage {name} in {doc}"))
+/// Builds and packages both kernels into `out`: the release dir and its
+/// manifest.
+fn package_kernels(s: &Scratch, out: &str) -> (PathBuf, Value) {
+    let doc = s.run_ok(&[
+        "kernel",
+        "--package",
+        "--date",
+        "2026-11-29",
+        "--output",
+        out,
+        "-j2",
+    ]);
+    let release = PathBuf::from(doc["release"]["path"].as_str().unwrap());
+    let manifest =
+        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    (release, manifest)
 }
 
 #[test]
@@ -100,18 +109,7 @@ fn init_writes_the_fragments_beside_the_pin_file_and_keeps_yours() {
 fn the_release_records_the_base_config_and_an_edited_fragment_rebuilds_its_kernel() {
     let s = Scratch::new(shared_fixtures());
     // No configs/ beside this pin file: the compiled-in fragments.
-    let doc = s.run_ok(&[
-        "kernel",
-        "--package",
-        "--date",
-        "2026-11-29",
-        "--output",
-        "out",
-        "-j2",
-    ]);
-    let release = Path::new(doc["release"]["path"].as_str().unwrap()).to_path_buf();
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let (_, manifest) = package_kernels(&s, "out");
     for kernel in ["host", "guest"] {
         let base = &manifest["kernels"][kernel]["base_config"];
         assert_eq!(
@@ -160,18 +158,7 @@ fn the_release_records_the_base_config_and_an_edited_fragment_rebuilds_its_kerne
             .starts_with("base-config changed"),
         "{doc}"
     );
-    let doc = s.run_ok(&[
-        "kernel",
-        "--package",
-        "--date",
-        "2026-11-29",
-        "--output",
-        "out2",
-        "-j2",
-    ]);
-    let release = Path::new(doc["release"]["path"].as_str().unwrap()).to_path_buf();
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let (release, manifest) = package_kernels(&s, "out2");
     let base = &manifest["kernels"]["host"]["base_config"];
     assert_eq!(base["fragments"][0]["origin"], "file", "{base}");
     assert_eq!(base["fragments"][0]["sha256"], sha256(text.as_bytes()));

@@ -8,15 +8,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 
-fn stage<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap_or_else(|| panic!("no stage {name} in {doc}"))
-}
-
 fn stage_names(doc: &Value) -> Vec<String> {
     doc["stages"]
         .as_array()

@@ -40,15 +40,8 @@ fn reruns_exactly(change: impl FnOnce(&Scratch), args: &[&str], expected: &[&str
     second
 }
 
-fn reason_of<'a>(doc: &'a Value, stage: &str) -> &'a str {
-    doc["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == stage)
-        .unwrap()["reasons"][0]
-        .as_str()
-        .unwrap()
+fn reason_of<'a>(doc: &'a Value, name: &str) -> &'a str {
+    stage(doc, name)["reasons"][0].as_str().unwrap()
 }
 
 #[test]

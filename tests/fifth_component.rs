@@ -185,15 +185,6 @@ fn run(args: &[&str]) -> Value {
     finished.json.expect("a JSON document")
 }
 
-fn stage<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == name)
-        .unwrap_or_else(|| panic!("no stage {name} in {doc}"))
-}
-
 #[test]
 fn a_fifth_component_registered_alone_is_planned_built_and_released() {
     let s = Scratch::new(shared_fixtures());

@@ -298,3 +298,13 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// The entry of stage `name` in a `--json` document's `stages`.
+pub fn stage<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {doc}"))
+}

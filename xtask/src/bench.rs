@@ -22,7 +22,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -249,20 +248,13 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
     eprintln!("bench: cold build, --serial (umask 077, TZ and LANG set, other dirs)");
     let other = at("serial-builder-with-a-longer-path");
     let mut serial = other.build_command(&["--serial"]);
-    serial
-        .env("TZ", "Asia/Tokyo")
-        .env("LANG", "de_DE.UTF-8")
-        .env("LC_ALL", "de_DE.UTF-8");
-    // SAFETY: umask is async-signal-safe and touches only the child.
-    unsafe {
-        serial.pre_exec(|| {
-            libc::umask(0o077);
-            Ok(())
-        });
-    }
     fs::create_dir_all(other.root.join("out"))?;
-    let ser = report::measure(&mut serial, true)?;
-    ensure!(ser.status.success(), "the serial build failed: {}", ser.stdout);
+    let ser = report::measure(report::as_second_builder(&mut serial), true)?;
+    ensure!(
+        ser.status.success(),
+        "the serial build failed: {}",
+        ser.stdout
+    );
     rows.push([
         format!("Cold build `-j{JOBS}` vs `-j{JOBS} --serial`"),
         format!("{} vs {}", secs(par.wall), secs(ser.wall)),

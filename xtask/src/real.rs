@@ -905,7 +905,6 @@ fn second_builder_kernels(
     date: &str,
     first_release: &Path,
 ) -> Result<String> {
-    use std::os::unix::process::CommandExt;
     let root = e2e.join("second-builder-with-a-longer-path");
     remove(&root)?;
     fs::create_dir_all(root.join("out"))?;
@@ -921,18 +920,8 @@ fn second_builder_kernels(
         .arg(jobs.to_string())
         .args(["kernel", "--package", "--json", "--date", date, "--output"])
         .arg(root.join("out"))
-        .current_dir(&root)
-        .env("TZ", "Asia/Tokyo")
-        .env("LANG", "de_DE.UTF-8")
-        .env("LC_ALL", "de_DE.UTF-8");
-    // SAFETY: umask is async-signal-safe and touches only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::umask(0o077);
-            Ok(())
-        });
-    }
-    let run = report::measure(&mut cmd, false)?;
+        .current_dir(&root);
+    let run = report::measure(report::as_second_builder(&mut cmd), false)?;
     ensure!(
         run.status.success(),
         "the second builder's kernel build failed: {}",

@@ -378,3 +378,21 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// Makes `cmd` the "second builder" of the reproducibility checks: umask
+/// 077, `TZ=Asia/Tokyo`, `LANG`/`LC_ALL=de_DE.UTF-8` (its directories are
+/// the caller's to choose).
+pub fn as_second_builder(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    cmd.env("TZ", "Asia/Tokyo")
+        .env("LANG", "de_DE.UTF-8")
+        .env("LC_ALL", "de_DE.UTF-8");
+    // SAFETY: umask is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    cmd
+}
