@@ -103,6 +103,14 @@ pub enum Reason {
     UpToDate,
     /// The release: a stage whose outputs it packages runs.
     PackagedStageRuns,
+    /// The release: the build stops before it (a stage's tree differs).
+    BuildStops,
+    /// The plan: the tree differs from its pinned commit (these files),
+    /// and what a build does about it.
+    TreeDiffers {
+        files: Vec<String>,
+        then: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -122,6 +130,15 @@ impl fmt::Display for Reason {
             Reason::OutputModified(p) => write!(f, "output {} was modified", p.display()),
             Reason::UpToDate => f.write_str("up to date"),
             Reason::PackagedStageRuns => f.write_str("a stage it packages runs"),
+            Reason::BuildStops => f.write_str("the build stops before it"),
+            Reason::TreeDiffers { files, then } => {
+                const SHOWN: usize = 5;
+                let mut list = files[..files.len().min(SHOWN)].join(", ");
+                if files.len() > SHOWN {
+                    list.push_str(&format!(" and {} more", files.len() - SHOWN));
+                }
+                write!(f, "the tree differs from its pin ({list}): {then}")
+            }
         }
     }
 }

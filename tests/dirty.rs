@@ -31,6 +31,23 @@ fn a_hand_edit_stops_every_build_until_discarded_or_allowed() {
     std::fs::write(&configure, format!("{original}\n# my local fix\n")).unwrap();
     std::fs::write(tree.join("NOTES.local"), "scratch\n").unwrap();
 
+    // The plan says so before any build: this stage and the release stop.
+    let doc = s.run_ok(&["plan", "--package"]);
+    assert_eq!(stage(&doc, "qemu")["action"], "stop", "{doc}");
+    let why = stage(&doc, "qemu")["reasons"][0].as_str().unwrap();
+    assert!(
+        why.contains("differs from its pin")
+            && why.contains("configure")
+            && why.contains("NOTES.local")
+            && why.contains("exit 7"),
+        "{why}"
+    );
+    assert_eq!(stage(&doc, "release")["action"], "stop", "{doc}");
+    assert_eq!(stage(&doc, "ovmf")["action"], "skip", "{doc}");
+    // --dry-run with --allow-dirty: it would build it as it is.
+    let doc = s.run_ok(&args(&["--dry-run", "--allow-dirty"]));
+    assert_eq!(stage(&doc, "qemu")["action"], "run", "{doc}");
+
     // Nothing changed upstream: the edit is still caught, forced or not.
     for extra in [&[][..], &["--force=qemu"], &["--force"]] {
         let r = s.run(&args(extra));

@@ -92,8 +92,13 @@ pub fn build(
         .package
         .then(|| ReleaseTarget::new(&req.output, req.date.as_deref()))
         .transpose()?;
+    let policy = match (req.fetch.discard_changes, req.allow_dirty) {
+        (true, _) => DirtyPolicy::Discard,
+        (false, true) => DirtyPolicy::Allow,
+        (false, false) => DirtyPolicy::Refuse,
+    };
     if req.dry_run {
-        let stages = super::plan::show(&stack, &env, &components, target.as_ref())?;
+        let stages = super::plan::show(&stack, &env, &components, target.as_ref(), policy)?;
         return Ok(BuildResult::DryRun { stages });
     }
     if let Some(target) = &target {
@@ -119,11 +124,6 @@ pub fn build(
     }
     let (lock, mut synced) = sync(&stack, &env.work, &components, Mode::UseLock, &req.fetch)?;
     // Build only what was pinned: every tree is compared with its commit.
-    let policy = match (req.fetch.discard_changes, req.allow_dirty) {
-        (true, _) => DirtyPolicy::Discard,
-        (false, true) => DirtyPolicy::Allow,
-        (false, false) => DirtyPolicy::Refuse,
-    };
     for s in &mut synced {
         check_clean(s, &env.work, policy)?;
     }

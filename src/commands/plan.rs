@@ -14,7 +14,7 @@ use super::{EnvRequest, Globals, ReleaseTarget};
 use crate::config::Source;
 use crate::fingerprint::{Decision, Reason};
 use crate::source::lock::Lock;
-use crate::source::patch;
+use crate::source::{DirtyPolicy, patch};
 use crate::stage::run::recorded_outcomes;
 use crate::stage::{BuildEnv, Component, Registry, Selection, SourceFacts, Stack};
 use crate::tools::versions::ToolVersions;
@@ -25,6 +25,8 @@ use crate::tools::versions::ToolVersions;
 pub enum Action {
     Run,
     Skip,
+    /// A build would stop here (exit 7): its tree differs from its pin.
+    Stop,
 }
 
 impl Action {
@@ -32,6 +34,7 @@ impl Action {
         match self {
             Action::Run => "run",
             Action::Skip => "skip",
+            Action::Stop => "stop",
         }
     }
 }
@@ -90,6 +93,30 @@ pub fn plan(
     Ok(out)
 }
 
+/// Turns a planned stage whose tree differs from its pin into what the
+/// build would do: stop (exit 7), build the tree as it is, or reset it.
+fn say_tree_differs(p: &mut Planned, files: Vec<String>, dirty: DirtyPolicy) {
+    let then = match dirty {
+        DirtyPolicy::Refuse => {
+            p.action = Action::Stop;
+            p.reasons.clear();
+            "a build stops (exit 7); keep the edit as a patch, or pass --discard-changes or --allow-dirty"
+        }
+        DirtyPolicy::Allow => {
+            p.action = Action::Run;
+            "built as it is (--allow-dirty), and the release says so"
+        }
+        DirtyPolicy::Discard => "the changes are saved as a diff and dropped (--discard-changes)",
+    };
+    p.reasons.insert(
+        0,
+        Reason::TreeDiffers {
+            files,
+            then: then.into(),
+        },
+    );
+}
+
 /// What `plan` was asked.
 #[derive(Debug, Clone, Default)]
 pub struct PlanRequest {
@@ -115,23 +142,46 @@ pub fn command(
         .package
         .then(|| ReleaseTarget::new(&req.output, req.date.as_deref()))
         .transpose()?;
-    show(&stack, &env, &components, target.as_ref())
+    show(
+        &stack,
+        &env,
+        &components,
+        target.as_ref(),
+        DirtyPolicy::Refuse,
+    )
 }
 
 /// `plan` and `--dry-run`: the decisions, from the lock, changing nothing;
-/// with a release target, the release's too.
+/// with a release target, the release's too. A tree that differs from its
+/// pin is shown as the build would treat it under `dirty` (the plan
+/// command has no flag for it: `Refuse`).
 pub fn show(
     stack: &Stack,
     env: &BuildEnv,
     components: &[&dyn Component],
     release: Option<&ReleaseTarget>,
+    dirty: DirtyPolicy,
 ) -> anyhow::Result<Vec<Planned>> {
     let lock = Lock::load(
         &Lock::path_for(&stack.file.origin, &env.work),
         &stack.names(),
     )?;
     let mut planned = plan(env, &lock, components)?;
+    for p in &mut planned {
+        let files = crate::source::tree_changes(&env.work.stage(&p.stage).tree())?;
+        if !files.is_empty() {
+            say_tree_differs(p, files, dirty);
+        }
+    }
     if let Some(target) = release {
+        if planned.iter().any(|p| p.action == Action::Stop) {
+            planned.push(Planned {
+                stage: crate::release::STAGE.to_string(),
+                action: Action::Stop,
+                reasons: vec![Reason::BuildStops],
+            });
+            return Ok(planned);
+        }
         let decision = if planned.iter().any(|p| p.action == Action::Run) {
             Decision::run(vec![Reason::PackagedStageRuns])
         } else {

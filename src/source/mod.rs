@@ -97,6 +97,17 @@ pub struct Dirty {
     pub diff_sha256: String,
 }
 
+/// The files in which the tree at `tree` differs from its HEAD (tracked
+/// changes and untracked files its ignore rules do not cover), read only;
+/// empty when it does not, or when there is no tree yet.
+pub fn tree_changes(tree: &Path) -> anyhow::Result<Vec<String>> {
+    if !tree.join(".git").exists() {
+        return Ok(Vec::new());
+    }
+    let repo = Repository::open(tree).with_context(|| format!("opening {}", tree.display()))?;
+    tree::local_changes(&repo).with_context(|| format!("reading the status of {}", tree.display()))
+}
+
 /// What a build does with a tree that differs from its pinned commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DirtyPolicy {
