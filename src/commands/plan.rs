@@ -1,7 +1,9 @@
 //! The plan: which stages run and why, computed without side effects.
 //!
 //! `snp-build plan` and `--dry-run` read the pin file, the lock, the patch
-//! series, the stamps and the tools' versions, and never fetch or write.
+//! series, the stamps, the tools' versions and the trees' status (a tree
+//! that differs from its pin is shown as the build would treat it), and
+//! never fetch or write.
 //! A build decides with the same functions after fetching, from the SHAs
 //! it actually resolved; with a lock that covers the pins both see the
 //! same SHAs, so the plan and the build cannot disagree.
