@@ -135,3 +135,36 @@ fn a_hand_edit_stops_every_build_until_discarded_or_allowed() {
     let again = s.run_ok(PACKAGE);
     assert_eq!(again["release"]["status"], "skipped", "{again}");
 }
+
+#[test]
+fn a_dirty_kernel_is_named_dirty_in_its_package_and_localversion() {
+    let s = Scratch::new(shared_fixtures());
+    s.run_ok(&["kernel", "guest"]);
+    let tree = s.tree("kernel-guest");
+    let makefile = tree.join("Makefile");
+    let text = std::fs::read_to_string(&makefile).unwrap();
+    std::fs::write(&makefile, format!("{text}\n# a local change\n")).unwrap();
+    let doc = s.run_ok(&[
+        "kernel",
+        "guest",
+        "--allow-dirty",
+        "--package",
+        "--output",
+        "out",
+        "--date",
+        "2026-11-29",
+    ]);
+    let sha = head(&tree);
+    let named = format!("-snp-guest-{}-dirty", &sha[..12]);
+    let outputs = &stage(&doc, "kernel-guest")["outputs"];
+    assert_eq!(outputs["localversion"], named, "{outputs}");
+    let image = outputs["image"].as_str().unwrap();
+    assert!(image.contains(&named), "{image}");
+    let release = std::path::PathBuf::from(doc["release"]["path"].as_str().unwrap());
+    let packages: Vec<String> = std::fs::read_dir(release.join("linux/guest"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(packages.iter().all(|p| p.contains(&named)), "{packages:?}");
+}

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::Globals;
 use crate::source::lock::Lock;
+use crate::source::short_sha;
 use crate::source::{self, Mode, Synced};
-use crate::stage::component::short_sha;
 use crate::stage::{Component, Registry, Selection, Stack};
 use crate::workdir::WorkDir;
 

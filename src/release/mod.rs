@@ -433,12 +433,11 @@ impl Release<'_> {
             .synced
             .iter()
             .map(|s| {
-                let short = &s.sha[..12.min(s.sha.len())];
                 let mut source = json!({
                     "url": s.url,
                     "pin": s.pin,
                     "sha": s.sha,
-                    "short_sha": short,
+                    "short_sha": s.built_name(),
                     "submodules": s.submodules,
                     "patched_head": s.patched_head,
                     "patch_series_sha256": s.series_hash,
@@ -447,7 +446,6 @@ impl Release<'_> {
                 // Built with local changes: never the pinned SHA alone.
                 if let Some(d) = &s.dirty {
                     source["dirty"] = json!(true);
-                    source["short_sha"] = json!(format!("{short}-dirty"));
                     source["dirty_diff"] = json!(format!("dirty/{}.diff", s.source));
                     source["dirty_diff_sha256"] = json!(d.diff_sha256);
                     source["dirty_files"] = json!(d.files);

@@ -210,6 +210,26 @@ pub struct Synced {
     pub patches: Vec<PatchFile>,
 }
 
+/// A commit's short name: 12 hex digits, the kernel's own abbreviation
+/// length.
+pub fn short_sha(sha: &str) -> &str {
+    &sha[..12.min(sha.len())]
+}
+
+impl Synced {
+    /// What was built, in short: [`short_sha`], with `-dirty` when the
+    /// tree was built with local changes: a dirty build never names the
+    /// pinned SHA alone (`source-commit.*`, the manifest's `short_sha`, the
+    /// kernels' LOCALVERSION).
+    pub fn built_name(&self) -> String {
+        let short = short_sha(&self.sha);
+        match self.dirty {
+            Some(_) => format!("{short}-dirty"),
+            None => short.to_string(),
+        }
+    }
+}
+
 /// Brings the trees of `ids` to their pins, updating and saving `lock`
 /// after each source.
 pub fn sync(

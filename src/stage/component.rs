@@ -428,9 +428,3 @@ pub fn prefix_map(tree: &Path) -> String {
 /// Where QEMU and OVMF are configured to live: the release's own layout
 /// (`usr/local/` inside it). `--install` only says where the files land.
 pub const PREFIX: &str = "/usr/local";
-
-/// The short upstream SHA used in LOCALVERSION and `source-commit.*`
-/// (12 digits, the kernel's own abbreviation length).
-pub fn short_sha(sha: &str) -> &str {
-    &sha[..12.min(sha.len())]
-}

@@ -25,7 +25,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::component::{BuildEnv, Built, Component, Job, Jobs, short_sha};
+use super::component::{BuildEnv, Built, Component, Job, Jobs};
 use crate::exec::{Cancelled, Interrupted, Registry, StageRun};
 use crate::fingerprint::{self, Decision, Fingerprint, Reason, Stamp};
 use crate::progress::Progress;
@@ -277,12 +277,7 @@ fn run_stage(
     })?;
     // build.sh's record of what was built: the short upstream SHA.
     let record = env.work.source_commit(spec.table);
-    // A dirty build never names the pinned SHA alone.
-    let suffix = if s.dirty.is_some() { "-dirty" } else { "" };
-    crate::fsutil::write_atomic(
-        &record,
-        format!("{}{suffix}\n", short_sha(&s.sha)).as_bytes(),
-    )?;
+    crate::fsutil::write_atomic(&record, format!("{}\n", s.built_name()).as_bytes())?;
     let mut outputs = w.component.output_files(&built);
     outputs.push(record);
     let stamp = Stamp {

@@ -29,9 +29,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::component::{
-    BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage, prefix_map, short_sha,
-};
+use super::component::{BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage, prefix_map};
 use crate::config::{ConfigError, Document, Source};
 use crate::exec::Cmd;
 use crate::hash::{digest, sha256_file};
@@ -298,7 +296,10 @@ impl Stage for KernelStage {
         let kernel = self.kernel;
         let tree = &s.tree;
         let stage_dir = job.dir.path();
-        let short = short_sha(&s.sha);
+        // `{sha}` in LOCALVERSION: `-dirty` too for a dirty tree, so the
+        // package's name never claims the pinned commit alone.
+        let built_name = s.built_name();
+        let short = built_name.as_str();
         let edits = &self.knobs.edits;
 
         // 0. A clean tree when the configuration changed (or --clean); else
