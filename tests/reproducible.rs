@@ -179,3 +179,50 @@ fn another_builder_elsewhere_gets_the_same_tarball() {
         );
     }
 }
+
+/// Every file under `dir` whose name ends with one of `suffixes`.
+fn files_ending(dir: &Path, suffixes: &[&str]) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e.file_type().is_file()
+                && suffixes
+                    .iter()
+                    .any(|s| e.file_name().to_string_lossy().ends_with(s))
+        })
+        .map(|e| e.into_path())
+        .collect()
+}
+
+#[test]
+fn edk2_records_no_build_path_in_its_images() {
+    // As the real edk2, the fixture compiles by absolute path (its SEC
+    // module keeps a __FILE__, as ASSERTs do) and its GenFw writes its
+    // input's path into the image (the CodeView entry).
+    let s = Scratch::new(shared_fixtures());
+    s.run_ok(&["ovmf"]);
+    let tree = s.tree("ovmf");
+    let absolute = tree.display().to_string();
+    let images = files_ending(&tree.join("Build"), &[".efi", ".obj"]);
+    assert!(images.len() >= 2, "{images:?}");
+    for image in &images {
+        let bytes = std::fs::read(image).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(&absolute),
+            "{} records the build path {absolute}",
+            image.display()
+        );
+    }
+    let sec = images
+        .iter()
+        .find(|p| p.ends_with("OUTPUT/SecMain.efi"))
+        .unwrap();
+    let text = String::from_utf8_lossy(&std::fs::read(sec).unwrap()).to_string();
+    assert!(
+        text.contains("RSDSBuild/") && text.contains("SecMain/DEBUG/SecMain.dll"),
+        "the module keeps its (relative) name: {text:?}"
+    );
+    assert!(text.contains("./OvmfPkg/Sec/SecMain.c"), "{text:?}");
+}

@@ -8,6 +8,15 @@
 //! parameters, so no configuration value is ever parsed by a shell.
 //! `build -n` is not a jobserver client: it gets the stage's fixed share.
 //!
+//! No build path reaches the firmware. edk2 records two: every `__FILE__`
+//! of its `ASSERT`s and `DEBUG`s (it compiles by absolute path), and each
+//! module's input path, which GenFw writes into the image's CodeView debug
+//! entry. Its tools_def finds `gcc` and `GenFw` on `PATH`, so the script
+//! puts `<work>/ovmf/wrappers/` first: a `gcc` that adds
+//! `-ffile-prefix-map=<tree>=.`, and a `GenFw` that hands the real one the
+//! workspace's paths relative to its working directory (the module names
+//! stay in OVMF's debug log). The tree is not edited.
+//!
 //! | `[ovmf]` knob | meaning |
 //! |---|---|
 //! | `platform` | the `.dsc` inside the tree (`OvmfPkg/OvmfPkgX64.dsc`, or `OvmfPkg/AmdSev/AmdSevX64.dsc`, which gets its empty `grub.efi`) |
@@ -18,9 +27,9 @@
 //! | `outputs` | files copied from the platform's FV directory |
 //! | `tools` | the host tools it needs |
 //!
-//! No work-dir products beyond its tree; the firmware goes to the install
-//! prefix. Disk estimate: 3 GiB (edk2 with submodules and one platform
-//! build).
+//! Its only work-dir product is `wrappers/`; the firmware goes to the
+//! install prefix. Disk estimate: 3 GiB (edk2 with submodules and one
+//! platform build).
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +37,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::component::{BuildEnv, Common, Entry, Job, SourceFacts, Spec, Stage};
+use super::component::{BuildEnv, Common, Entry, Job, SourceFacts, Spec, Stage, prefix_map};
 use crate::config::{ConfigError, Document, Source};
 use crate::exec::Cmd;
 use crate::hash::digest;
@@ -221,8 +230,50 @@ const EDK2_BUILD: &str = r#"set -e
 cd "$1"
 shift
 . ./edksetup.sh --reconfig
+PATH="$SNP_BUILD_WRAPPERS:$PATH"
 exec build "$@"
 "#;
+
+/// `wrappers/gcc`: the real gcc (`$SNP_BUILD_GCC`, an absolute path, so
+/// it never finds itself) with the tree mapped to `.` in what it records.
+const GCC_WRAPPER: &str = r#"#!/bin/sh
+# snp-build: gcc with the edk2 tree's path mapped out of __FILE__ and debug info.
+exec "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@"
+"#;
+
+/// `wrappers/GenFw`: edk2's GenFw with every argument under the workspace
+/// made relative to the working directory (when that is inside the
+/// workspace too): GenFw records its input's path in the image.
+const GENFW_WRAPPER: &str = r#"#!/bin/sh
+# snp-build: GenFw with the workspace's paths made relative (GenFw writes its input path into the image).
+case $PWD/ in
+  "$WORKSPACE"/*)
+    for a do
+      shift
+      case $a in
+        "$WORKSPACE"/*) set -- "$@" "$(realpath -s --relative-to=. "$a")" ;;
+        *) set -- "$@" "$a" ;;
+      esac
+    done ;;
+esac
+exec "$EDK_TOOLS_PATH/BinWrappers/PosixLike/GenFw" "$@"
+"#;
+
+/// Where the wrappers live, under the stage dir.
+const WRAPPERS: &str = "wrappers";
+
+/// Writes the wrappers into `dir` (afresh each build).
+fn write_wrappers(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, text) in [("gcc", GCC_WRAPPER), ("GenFw", GENFW_WRAPPER)] {
+        let path = dir.join(name);
+        crate::fsutil::write_atomic(&path, text.as_bytes())?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", path.display()))?;
+    }
+    Ok(())
+}
 
 impl Stage for Ovmf {
     type Inputs = Inputs;
@@ -313,7 +364,15 @@ impl Stage for Ovmf {
             }
         };
         let n = knobs.jobs.map(|j| j as usize).unwrap_or(jobs.fixed);
+        let wrappers = job.dir.product(WRAPPERS);
+        write_wrappers(&wrappers)?;
+        let gcc = crate::tools::probe::ProbeEnv::system()
+            .find_program("gcc")
+            .context("ovmf: gcc is not on PATH")?;
         let mut cmd = Cmd::new("bash", tree)
+            .env("SNP_BUILD_WRAPPERS", wrappers.as_os_str())
+            .env("SNP_BUILD_GCC", gcc.as_os_str())
+            .env("SNP_BUILD_PREFIX_MAP", prefix_map(tree))
             .arg("-c")
             .arg(EDK2_BUILD)
             .arg("snp-build-edk2")
@@ -385,8 +444,8 @@ impl Stage for Ovmf {
         }
     }
 
-    fn products(&self, _dir: &StageDir) -> Vec<PathBuf> {
-        Vec::new()
+    fn products(&self, dir: &StageDir) -> Vec<PathBuf> {
+        vec![dir.product(WRAPPERS)]
     }
 }
 

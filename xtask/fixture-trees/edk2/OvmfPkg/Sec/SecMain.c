@@ -9,6 +9,18 @@
 #error "built with -D FIXTURE_BROKEN: this build fails on purpose"
 #endif
 
+//
+// As edk2's ASSERT and DEBUG macros: the source's path as the compiler was
+// given it (edk2 compiles by absolute path).
+//
+const char *
+SecAssertFile (
+  void
+  )
+{
+  return __FILE__;
+}
+
 UINTN
 SecCoreStartupWithStack (
   IN UINTN  Seed

@@ -1,7 +1,9 @@
 /** @file
   GenFw of the snp-build fixture edk2 (not edk2's): wraps a compiled module
-  into a small PE-like image ("MZ" header, then the object's bytes), as the
-  real GenFw turns an ELF into a PE/COFF image.
+  into a small PE-like image ("MZ" header, the object's bytes, then an
+  "RSDS" record holding the input's path as given, like the CodeView debug
+  entry of the real GenFw), as the real GenFw turns an ELF into a PE/COFF
+  image.
 
   Usage: GenFw -e MODULE_TYPE -o OUTPUT INPUT
 
@@ -57,5 +59,10 @@ main (int argc, char **argv)
     fwrite (Buffer, 1, Len, Out);
   }
   fclose (In);
+  //
+  // As the real GenFw's CodeView debug entry: the input's path, as given.
+  //
+  fwrite ("RSDS", 1, 4, Out);
+  fwrite (Input, 1, strlen (Input) + 1, Out);
   return fclose (Out) == 0 ? 0 : 1;
 }
