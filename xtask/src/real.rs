@@ -893,9 +893,10 @@ pub fn e2e_real(dir: &Path, jobs: usize, out_md: &Path, keep: bool) -> Result<()
     Ok(())
 }
 
-/// Builds and packages the two kernels in `e2e/second-builder-...` with
-/// umask 077, `TZ=Asia/Tokyo` and `LANG=de_DE.UTF-8`, and compares its
-/// kernel packages and configs with `first_release`'s, byte for byte.
+/// Builds and packages OVMF and the two kernels in
+/// `e2e/second-builder-...` with umask 077, `TZ=Asia/Tokyo` and
+/// `LANG=de_DE.UTF-8`, and compares its firmware, kernel packages and
+/// configs with `first_release`'s, byte for byte.
 /// Returns the check line (saying DIFFERENT, with the files, when they are).
 fn second_builder_kernels(
     bin: &Path,
@@ -908,7 +909,9 @@ fn second_builder_kernels(
     let root = e2e.join("second-builder-with-a-longer-path");
     remove(&root)?;
     fs::create_dir_all(root.join("out"))?;
-    eprintln!("e2e-real: the kernels again, by a second builder (umask 077, other dirs, TZ, LANG)");
+    eprintln!(
+        "e2e-real: OVMF and the kernels again, by a second builder (umask 077, other dirs, TZ, LANG)"
+    );
     let mut cmd = Command::new(bin);
     cmd.arg("--config")
         .arg(pins)
@@ -918,13 +921,14 @@ fn second_builder_kernels(
         .arg(root.join("prefix"))
         .arg("-j")
         .arg(jobs.to_string())
-        .args(["kernel", "--package", "--json", "--date", date, "--output"])
+        .args(["ovmf", "kernel", "--package", "--json", "--date", date])
+        .arg("--output")
         .arg(root.join("out"))
         .current_dir(&root);
     let run = report::measure(report::as_second_builder(&mut cmd), false)?;
     ensure!(
         run.status.success(),
-        "the second builder's kernel build failed: {}",
+        "the second builder's build failed: {}",
         run.stdout
     );
     let json = run.json()?;
@@ -935,6 +939,22 @@ fn second_builder_kernels(
     );
     let mut same = Vec::new();
     let mut different = Vec::new();
+    let mut compare = |name: String| -> Result<()> {
+        let a = fs::read(first_release.join(&name))?;
+        let b = fs::read(second_release.join(&name)).unwrap_or_default();
+        if a == b {
+            same.push(name);
+        } else {
+            different.push(name);
+        }
+        Ok(())
+    };
+    for name in ["OVMF_CODE.fd", "OVMF_VARS.fd", "OVMF.fd"] {
+        let name = format!("usr/local/share/qemu/{name}");
+        if first_release.join(&name).exists() {
+            compare(name)?;
+        }
+    }
     for kernel in ["host", "guest"] {
         let mut names: Vec<String> = fs::read_dir(first_release.join("linux").join(kernel))?
             .flatten()
@@ -943,25 +963,19 @@ fn second_builder_kernels(
         names.push(format!("kernel-config.{kernel}"));
         names.sort();
         for name in names {
-            let a = fs::read(first_release.join(&name))?;
-            let b = fs::read(second_release.join(&name)).unwrap_or_default();
-            if a == b {
-                same.push(name);
-            } else {
-                different.push(name);
-            }
+            compare(name)?;
         }
     }
     Ok(if different.is_empty() {
         format!(
-            "second builder (other work dir, output and install prefix, umask 077, TZ=Asia/Tokyo,              LANG=de_DE.UTF-8): kernels rebuilt in {}, all {} kernel files byte-identical ({})",
+            "second builder (other work dir, output and install prefix, umask 077, TZ=Asia/Tokyo,              LANG=de_DE.UTF-8): OVMF and kernels rebuilt in {}, all {} firmware and kernel files byte-identical ({})",
             secs(run.wall),
             same.len(),
             same.join(", ")
         )
     } else {
         format!(
-            "second builder (other work dir, output and install prefix, umask 077, TZ, LANG):              kernels rebuilt in {}; DIFFERENT: {}; identical: {}",
+            "second builder (other work dir, output and install prefix, umask 077, TZ, LANG):              OVMF and kernels rebuilt in {}; DIFFERENT: {}; identical: {}",
             secs(run.wall),
             different.join(", "),
             same.join(", ")
