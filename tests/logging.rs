@@ -61,7 +61,7 @@ const COLD_BUILD: &[&str] = &[
     "kernel-host: done in <t>",
     "kernel-host: listing file://<fx>/linux.git",
     "kernel-host: started (<dir>/build/logs/kernel-host.log)",
-    "ovmf: branch snp-latest at <hex> (cloned, received 81 objects, 23.0 KiB)",
+    "ovmf: branch snp-latest at <hex> (cloned, received 81 objects, 23.3 KiB)",
     "ovmf: checking out <hex>",
     "ovmf: done in <t>",
     "ovmf: fetching from file://<fx>/ovmf.git",
