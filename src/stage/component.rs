@@ -419,12 +419,6 @@ impl dyn Component + '_ {
     }
 }
 
-/// The compiler flag that maps `tree` to `.` in everything a compiler
-/// records (debug info, `__FILE__`), so no build path reaches an output.
-pub fn prefix_map(tree: &Path) -> String {
-    format!("-ffile-prefix-map={}=.", tree.display())
-}
-
 /// Where QEMU and OVMF are configured to live: the release's own layout
 /// (`usr/local/` inside it). `--install` only says where the files land.
 pub const PREFIX: &str = "/usr/local";

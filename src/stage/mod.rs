@@ -1,7 +1,9 @@
 //! The stages: one typed component per file (`kernel/`, `qemu.rs`,
 //! `ovmf.rs`), the registry that lists them once in build order
 //! (`registry.rs`), what a component is (`component.rs`), and the executor
-//! that runs them under one job budget (`run.rs`).
+//! that runs them under one job budget (`run.rs`), and the compiler and
+//! `date` wrappers that keep build paths and times out of the outputs
+//! (`wrappers.rs`).
 //!
 //! Guarantees:
 //! - A component owns everything about itself: its pin and knob table and
@@ -21,6 +23,7 @@ pub mod ovmf;
 pub mod qemu;
 pub mod registry;
 pub mod run;
+pub mod wrappers;
 
 pub use component::{BuildEnv, Component, Entry, Force, SourceFacts, Spec, Stage};
 pub use registry::{Registry, Selection, Stack};

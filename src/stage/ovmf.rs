@@ -37,7 +37,8 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::component::{BuildEnv, Common, Entry, Job, SourceFacts, Spec, Stage, prefix_map};
+use super::component::{BuildEnv, Common, Entry, Job, SourceFacts, Spec, Stage};
+use super::wrappers::Wrappers;
 use crate::config::{ConfigError, Document, Source};
 use crate::exec::Cmd;
 use crate::hash::digest;
@@ -234,13 +235,6 @@ PATH="$SNP_BUILD_WRAPPERS:$PATH"
 exec build "$@"
 "#;
 
-/// `wrappers/gcc`: the real gcc (`$SNP_BUILD_GCC`, an absolute path, so
-/// it never finds itself) with the tree mapped to `.` in what it records.
-const GCC_WRAPPER: &str = r#"#!/bin/sh
-# snp-build: gcc with the edk2 tree's path mapped out of __FILE__ and debug info.
-exec "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@"
-"#;
-
 /// `wrappers/GenFw`: edk2's GenFw with every argument under the workspace
 /// made relative to the working directory (when that is inside the
 /// workspace too): GenFw records its input's path in the image.
@@ -258,22 +252,6 @@ case $PWD/ in
 esac
 exec "$EDK_TOOLS_PATH/BinWrappers/PosixLike/GenFw" "$@"
 "#;
-
-/// Where the wrappers live, under the stage dir.
-const WRAPPERS: &str = "wrappers";
-
-/// Writes the wrappers into `dir` (afresh each build).
-fn write_wrappers(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, text) in [("gcc", GCC_WRAPPER), ("GenFw", GENFW_WRAPPER)] {
-        let path = dir.join(name);
-        crate::fsutil::write_atomic(&path, text.as_bytes())?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("making {} executable", path.display()))?;
-    }
-    Ok(())
-}
 
 impl Stage for Ovmf {
     type Inputs = Inputs;
@@ -364,15 +342,10 @@ impl Stage for Ovmf {
             }
         };
         let n = knobs.jobs.map(|j| j as usize).unwrap_or(jobs.fixed);
-        let wrappers = job.dir.product(WRAPPERS);
-        write_wrappers(&wrappers)?;
-        let gcc = crate::tools::probe::ProbeEnv::system()
-            .find_program("gcc")
-            .context("ovmf: gcc is not on PATH")?;
-        let mut cmd = Cmd::new("bash", tree)
-            .env("SNP_BUILD_WRAPPERS", wrappers.as_os_str())
-            .env("SNP_BUILD_GCC", gcc.as_os_str())
-            .env("SNP_BUILD_PREFIX_MAP", prefix_map(tree))
+        let wrappers = Wrappers::install(&job.dir, tree, &[("GenFw", GENFW_WRAPPER)])
+            .context("ovmf: writing the build wrappers")?;
+        let mut cmd = wrappers
+            .apply(Cmd::new("bash", tree))
             .arg("-c")
             .arg(EDK2_BUILD)
             .arg("snp-build-edk2")
@@ -445,7 +418,7 @@ impl Stage for Ovmf {
     }
 
     fn products(&self, dir: &StageDir) -> Vec<PathBuf> {
-        vec![dir.product(WRAPPERS)]
+        vec![dir.product(super::wrappers::DIR)]
     }
 }
 

@@ -23,9 +23,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::component::{
-    BuildEnv, Common, Entry, Job, Jobs, PREFIX, SourceFacts, Spec, Stage, prefix_map,
-};
+use super::component::{BuildEnv, Common, Entry, Job, Jobs, PREFIX, SourceFacts, Spec, Stage};
 use crate::config::{ConfigError, Document, Source};
 use crate::exec::Cmd;
 use crate::hash::digest;
@@ -174,7 +172,10 @@ impl Stage for Qemu {
         let mut configure = Cmd::new(tree.join("configure"), tree)
             .arg(format!("--target-list={}", knobs.target_list.join(",")))
             .arg(format!("--prefix={PREFIX}"))
-            .arg(format!("--extra-cflags={}", prefix_map(tree)))
+            .arg(format!(
+                "--extra-cflags={}",
+                super::wrappers::prefix_map(tree)
+            ))
             .args(&knobs.configure_args);
         if let Some(launcher) = &env.launcher {
             // QEMU's configure reads $CC and splits it into meson's compiler list.

@@ -968,20 +968,23 @@ fn second_builder_kernels(
     }
     Ok(if different.is_empty() {
         format!(
-            "second builder (other work dir, output and install prefix, umask 077, TZ=Asia/Tokyo,              LANG=de_DE.UTF-8): OVMF and kernels rebuilt in {}, all {} firmware and kernel files byte-identical ({})",
+            "{SECOND_BUILDER}: OVMF and kernels rebuilt in {}, all {} firmware and kernel files byte-identical ({})",
             secs(run.wall),
             same.len(),
             same.join(", ")
         )
     } else {
         format!(
-            "second builder (other work dir, output and install prefix, umask 077, TZ, LANG):              OVMF and kernels rebuilt in {}; DIFFERENT: {}; identical: {}",
+            "{SECOND_BUILDER}: OVMF and kernels rebuilt in {}; DIFFERENT: {}; identical: {}",
             secs(run.wall),
             different.join(", "),
             same.join(", ")
         )
     })
 }
+
+/// How the second builder differs from the first.
+const SECOND_BUILDER: &str = "second builder (other work dir, output and install prefix, umask 077, TZ=Asia/Tokyo, LANG=de_DE.UTF-8)";
 
 /// The checks of a finished release; each passed check is pushed.
 fn check_release(summary: &Value, work: &Path, checks: &mut Vec<String>) -> Result<()> {

@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::component::{BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage, prefix_map};
+use super::component::{BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage};
+use super::wrappers::Wrappers;
 use crate::config::{ConfigError, Document, Source};
 use crate::exec::Cmd;
 use crate::hash::{digest, sha256_file};
@@ -127,7 +128,7 @@ impl KernelStage {
     /// merged ([`base::merge_fragment`]) and `make olddefconfig` (so the
     /// edits start from a config Kconfig has settled, as `merge_config.sh`
     /// leaves it).
-    fn write_base(&self, job: &Job<'_>, tree: &Path) -> anyhow::Result<BaseRecord> {
+    fn write_base(&self, job: &Job<'_>, w: &Wrappers, tree: &Path) -> anyhow::Result<BaseRecord> {
         let (env, run, jobs) = (job.env, job.run, job.jobs);
         let spec = &self.knobs.base_config;
         let dot_config = tree.join(".config");
@@ -138,7 +139,7 @@ impl KernelStage {
                     .with_context(|| format!("copying the base config {}", path.display()))?;
                 run.note(&format!("base config: {}", path.display()));
             }
-            BaseSource::MakeTarget(target) => run.run(&make(env, tree, jobs).arg(target))?,
+            BaseSource::MakeTarget(target) => run.run(&make(env, w, tree, jobs).arg(target))?,
         }
         let mut fragments = Vec::new();
         for f in &spec.fragments {
@@ -158,7 +159,7 @@ impl KernelStage {
             fragments.push(FragmentRecord::new(f, &text, origin));
         }
         if !fragments.is_empty() {
-            run.run(&make(env, tree, jobs).arg("olddefconfig"))?;
+            run.run(&make(env, w, tree, jobs).arg("olddefconfig"))?;
         }
         Ok(BaseRecord {
             setting: spec.setting(),
@@ -301,6 +302,8 @@ impl Stage for KernelStage {
         let built_name = s.built_name();
         let short = built_name.as_str();
         let edits = &self.knobs.edits;
+        let w = &Wrappers::install(&job.dir, tree, &[])
+            .with_context(|| format!("{}: writing the build wrappers", s.source))?;
 
         // 0. A clean tree when the configuration changed (or --clean); else
         // kbuild rebuilds only what the new SHA or patches changed.
@@ -318,12 +321,12 @@ impl Stage for KernelStage {
             } else {
                 "clean build: the base config or the edits changed"
             });
-            run.run(&make(env, tree, jobs).arg("distclean"))?;
+            run.run(&make(env, w, tree, jobs).arg("distclean"))?;
             let _ = std::fs::remove_file(&configured_marker);
         }
 
         // 1. Base config and fragments.
-        let base_config = self.write_base(job, tree)?;
+        let base_config = self.write_base(job, w, tree)?;
 
         // 2. The edits, 3. olddefconfig, 4. verification.
         let args = kconfig::scripts_config_args(edits, kernel, short)?;
@@ -333,7 +336,7 @@ impl Stage for KernelStage {
                 .arg(".config")
                 .args(args),
         )?;
-        run.run(&make(env, tree, jobs).arg("olddefconfig"))?;
+        run.run(&make(env, w, tree, jobs).arg("olddefconfig"))?;
         let final_config = DotConfig::load(&tree.join(".config"))?;
         let verification = kconfig::verify(edits, kernel, short, &final_config);
         for line in verification.report().lines() {
@@ -364,9 +367,9 @@ impl Stage for KernelStage {
             .with_context(|| format!("keeping the final config as {}", kept_config.display()))?;
 
         // 5. Build, 6. package.
-        run.run(&make(env, tree, jobs))?;
+        run.run(&make(env, w, tree, jobs))?;
         let release = run
-            .capture(&make(env, tree, jobs).args(["-s", "kernelrelease"]))?
+            .capture(&make(env, w, tree, jobs).args(["-s", "kernelrelease"]))?
             .trim()
             .to_string();
         let format = env.package_format;
@@ -376,7 +379,7 @@ impl Stage for KernelStage {
             PackageFormat::Rpm => "binrpm-pkg",
             _ => "bindeb-pkg",
         };
-        run.run(&make(env, tree, jobs).arg(target))?;
+        run.run(&make(env, w, tree, jobs).arg(target))?;
         let packages = collect_packages(stage_dir, tree, &packages_dir, format)?;
         if packages.is_empty() {
             bail!("{}: `make {target}` produced no packages", s.source);
@@ -444,11 +447,12 @@ impl Stage for KernelStage {
         }
     }
 
-    /// Its packages, kept config and configure marker, and what
+    /// Its packages, kept config, configure marker and build wrappers, and what
     /// `bindeb-pkg` leaves beside the tree.
     fn products(&self, dir: &StageDir) -> Vec<PathBuf> {
         let mut out = vec![
             dir.product(PACKAGES),
+            dir.product(super::wrappers::DIR),
             dir.product(KEPT_CONFIG),
             dir.product(CONFIGURED_WITH),
         ];
@@ -486,13 +490,13 @@ fn running_release() -> String {
         .unwrap_or_default()
 }
 
-fn make(env: &BuildEnv, tree: &Path, jobs: Jobs) -> Cmd {
-    // The tree's path never reaches the objects (debug info, __FILE__):
-    // the same pins give the same packages in any work dir.
-    let mut cmd = jobs
-        .make(tree)
-        .arg("ARCH=x86_64")
-        .arg(format!("KCFLAGS={}", prefix_map(tree)));
+/// Every kernel `make`, with the wrappers first on `PATH`: the tree's path
+/// never reaches the objects (gcc's `-ffile-prefix-map`, also for `.S`
+/// files and host tools) nor the headers package's recorded command lines
+/// (which `KCFLAGS` would), and the packages' changelogs carry the pinned
+/// commit's date: the same pins give the same packages in any work dir.
+fn make(env: &BuildEnv, w: &Wrappers, tree: &Path, jobs: Jobs) -> Cmd {
+    let mut cmd = w.apply(jobs.make(tree)).arg("ARCH=x86_64");
     if let Some(l) = &env.launcher {
         cmd = cmd.arg(format!("CC={l} gcc"));
     }

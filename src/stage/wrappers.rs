@@ -1,0 +1,174 @@
+//! Build-path-free, build-time-free compiles without editing the tree.
+//!
+//! Two builders with the same pins must produce the same bytes, whatever
+//! their work dir. Build systems record the directory they build in (gcc's
+//! `__FILE__` and DWARF `DW_AT_comp_dir`, also for `.S` files, whose
+//! assembler flags never see `KCFLAGS`) and the time they ran (Linux's
+//! packaging dates every package's `changelog.Debian.gz` with `date -R`).
+//! Rather than patching each build system, a stage puts small wrappers
+//! first on its commands' `PATH`:
+//!
+//! - `gcc`: the real gcc (an absolute path, so it never finds itself) with
+//!   `-ffile-prefix-map=<tree>=.`. Every compile goes through it, host
+//!   tools (objtool, edk2's BaseTools) included, and gcc passes the map on
+//!   to the assembler. Being a flag of the compiler and not of the build
+//!   system, it never lands in a command line the build records (kbuild's
+//!   `.cmd` files, shipped in the headers package).
+//! - `date`: `date -R` reads `SOURCE_DATE_EPOCH` when it is set (the stage
+//!   sets it to the pinned commit's time); anything else is the real date.
+//! - extra wrappers a stage needs (OVMF: `GenFw`).
+//!
+//! The wrappers read their settings from `SNP_BUILD_*` variables set on
+//! each command, so their text is fixed and never holds a path.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::exec::Cmd;
+use crate::tools::probe::ProbeEnv;
+use crate::workdir::StageDir;
+
+/// Where a stage's wrappers live, under its stage dir.
+pub const DIR: &str = "wrappers";
+
+const GCC: &str = r#"#!/bin/sh
+# snp-build: gcc with the tree's path mapped to `.` in __FILE__ and debug info.
+exec "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@"
+"#;
+
+const DATE: &str = r#"#!/bin/sh
+# snp-build: `date -R` (a package changelog's date) is SOURCE_DATE_EPOCH's time when that is set.
+if [ $# -eq 1 ] && [ "$1" = -R ] && [ -n "${SOURCE_DATE_EPOCH-}" ]; then
+  exec "$SNP_BUILD_DATE" -R --date="@$SOURCE_DATE_EPOCH"
+fi
+exec "$SNP_BUILD_DATE" "$@"
+"#;
+
+/// A stage's wrappers, written and ready to put on its commands.
+#[derive(Debug, Clone)]
+pub struct Wrappers {
+    dir: PathBuf,
+    vars: Vec<(&'static str, OsString)>,
+}
+
+impl Wrappers {
+    /// Writes the standard wrappers plus `extra` (name, script) into the
+    /// stage's `wrappers/`, for builds of `tree`.
+    pub fn install(
+        stage: &StageDir,
+        tree: &Path,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Wrappers> {
+        let dir = stage.product(DIR);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, text) in [("gcc", GCC), ("date", DATE)].iter().chain(extra) {
+            write_script(&dir.join(name), text)?;
+        }
+        let system = ProbeEnv::system();
+        let real = |program: &str| {
+            system
+                .find_program(program)
+                .with_context(|| format!("{program} is not on PATH"))
+        };
+        let mut path = OsString::from(dir.as_os_str());
+        if let Some(caller) = std::env::var_os("PATH") {
+            path.push(":");
+            path.push(caller);
+        }
+        Ok(Wrappers {
+            vars: vec![
+                ("PATH", path),
+                ("SNP_BUILD_WRAPPERS", dir.clone().into_os_string()),
+                ("SNP_BUILD_GCC", real("gcc")?.into_os_string()),
+                ("SNP_BUILD_DATE", real("date")?.into_os_string()),
+                ("SNP_BUILD_PREFIX_MAP", prefix_map(tree).into()),
+            ],
+            dir,
+        })
+    }
+
+    /// `cmd` with the wrappers first on its `PATH`.
+    pub fn apply(&self, cmd: Cmd) -> Cmd {
+        self.vars
+            .iter()
+            .fold(cmd, |cmd, (k, v)| cmd.env(k, v.clone()))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The compiler flag that maps `tree` to `.` in everything a compiler
+/// records (debug info, `__FILE__`), so no build path reaches an output.
+pub fn prefix_map(tree: &Path) -> String {
+    format!("-ffile-prefix-map={}=.", tree.display())
+}
+
+/// Writes an executable script, leaving an identical one untouched: ccache
+/// (`compiler-launcher`) knows a compiler by its mtime, and a rewritten
+/// `gcc` wrapper would miss its whole cache.
+fn write_script(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read(path).ok().as_deref() != Some(text.as_bytes()) {
+        crate::fsutil::write_atomic(path, text.as_bytes())?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(w: &Wrappers, program: &str, args: &[&str], epoch: Option<&str>) -> String {
+        let mut cmd = std::process::Command::new(w.dir().join(program));
+        cmd.args(args).env_clear();
+        for (k, v) in &w.vars {
+            cmd.env(k, v);
+        }
+        if let Some(e) = epoch {
+            cmd.env("SOURCE_DATE_EPOCH", e);
+        }
+        let out = cmd.env("TZ", "UTC").env("LC_ALL", "C").output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn date_r_reads_source_date_epoch_and_nothing_else_changes() {
+        let work = tempfile::tempdir().unwrap();
+        let stage = crate::workdir::WorkDir::new(work.path())
+            .unwrap()
+            .stage("kernel-host");
+        let w = Wrappers::install(&stage, &work.path().join("tree"), &[]).unwrap();
+        assert_eq!(
+            run(&w, "date", &["-R"], Some("86400")),
+            "Fri, 02 Jan 1970 00:00:00 +0000\n"
+        );
+        // Other formats and an unset epoch are the real date's.
+        assert_eq!(
+            run(&w, "date", &["-u", "-d", "@0", "+%Y"], Some("86400")),
+            "1970\n"
+        );
+        assert!(!run(&w, "date", &["-R"], None).contains("1970"));
+    }
+
+    #[test]
+    fn gcc_maps_the_tree_out_of_file() {
+        let work = tempfile::tempdir().unwrap();
+        let tree = work.path().join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("f.c"), "const char *f = __FILE__;\n").unwrap();
+        let stage = crate::workdir::WorkDir::new(work.path())
+            .unwrap()
+            .stage("qemu");
+        let w = Wrappers::install(&stage, &tree, &[]).unwrap();
+        let f = tree.join("f.c");
+        let out = run(&w, "gcc", &["-E", "-P", f.to_str().unwrap()], None);
+        assert!(out.contains("\"./f.c\""), "{out}");
+        assert!(!out.contains(tree.to_str().unwrap()), "{out}");
+    }
+}
