@@ -14,6 +14,7 @@ pub mod hash;
 pub mod host;
 pub mod progress;
 pub mod release;
+pub mod signing;
 pub mod source;
 pub mod stage;
 pub mod tools;

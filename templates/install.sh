@@ -8,7 +8,13 @@
 #   1. Verifies the release against SHA256SUMS, as strictly as
 #      `snp-build install`: every listed file present with its hash (no
 #      symbolic links), every line a plain relative path, every file of the
-#      release listed. Any problem stops it before anything is changed.
+#      release listed (SHA256SUMS.minisig, the signature, is the one file
+#      it does not list). Any problem stops it before anything is changed.
+#   1b. Checks the signature when a trusted key is given (--trusted-key) or
+#      installed (*.pub in /etc/snp-build/trusted-keys/, under --root DIR
+#      when given): `minisign -V` must accept SHA256SUMS.minisig with one of
+#      them, else nothing is changed. Without a trusted key it says that
+#      the signature was not verified.
 #   2. Detects the distribution from os-release (ID, or any word of ID_LIKE,
 #      equal to "debian" means Debian-like, which uses .deb packages; any
 #      other distribution uses .rpm packages). With --root DIR,
@@ -26,9 +32,12 @@
 #      only reads *.conf files); an identical one is left alone.
 #   6. Tells you to reboot into the SNP host kernel and how to check it.
 #
-# Usage: install.sh [--dry-run] [--root DIR] [-h|--help]
+# Usage: install.sh [--dry-run] [--root DIR] [--trusted-key PUB]... [-h|--help]
 #   --dry-run    print every action instead of doing it; changes nothing.
-#   --root DIR   staging install into the existing directory DIR: the
+#   --trusted-key PUB
+#                install only if SHA256SUMS is signed by this minisign public
+#                key (repeatable; needs the minisign tool).
+#   --root DIR   staging install into DIR (made when missing): the
 #                package is unpacked into DIR (dpkg-deb -x, or rpm2cpio|cpio),
 #                kvm.conf goes to DIR/etc/modprobe.d/; no package maintainer
 #                scripts run and no dependencies are installed (they are
@@ -42,7 +51,7 @@
 #      missing, a file of the release is not listed in SHA256SUMS, or an
 #      install command failed
 #   2  usage error (unknown option, missing option value)
-#   3  checksum verification failed (nothing was changed)
+#   3  checksum or signature verification failed (nothing was changed)
 
 set -euo pipefail
 
@@ -56,6 +65,8 @@ ROOT=""          # staging root ("" = the live system)
 DISTRO=""        # "debian" or "rpm"
 PKG_FORMAT=""    # "deb" or "rpm"
 PKG=""           # the host kernel image package (path relative to RELEASE_DIR)
+TRUSTED_KEYS=()  # --trusted-key files
+SIG_NAME=SHA256SUMS.minisig
 KERNEL_RELEASE=""
 
 usage() {
@@ -114,6 +125,14 @@ parse_args() {
                 ROOT=${1#--root=}
                 [[ -n "$ROOT" ]] || die 2 "--root needs a directory (see --help)"
                 ;;
+            --trusted-key)
+                [[ $# -ge 2 && -n "$2" ]] || die 2 "--trusted-key needs a .pub file (see --help)"
+                TRUSTED_KEYS+=("$2")
+                shift
+                ;;
+            --trusted-key=*)
+                TRUSTED_KEYS+=("${1#--trusted-key=}")
+                ;;
             -h | --help)
                 usage
                 exit 0
@@ -123,9 +142,55 @@ parse_args() {
         shift
     done
     if [[ -n "$ROOT" ]]; then
-        [[ -d "$ROOT" ]] || die 1 "--root $ROOT: not an existing directory"
-        ROOT="$(cd "$ROOT" && pwd)"
+        # As `cargo install --root`: a missing staging root is made, once
+        # the release is verified (a dry run only says so).
+        [[ ! -e "$ROOT" || -d "$ROOT" ]] || die 1 "--root $ROOT: not a directory"
+        ROOT="$(realpath -m -- "$ROOT")"
     fi
+}
+
+make_root() {
+    [[ -n "$ROOT" && ! -d "$ROOT" ]] || return 0
+    if [[ $DRY_RUN -eq 1 ]]; then
+        say "[dry-run] would create the staging root $ROOT"
+    else
+        say "creating the staging root $ROOT"
+        mkdir -p -- "$ROOT"
+    fi
+}
+
+# Step 1b: with a trusted key (given, or installed on the target), only a
+# release whose SHA256SUMS it signed goes on.
+verify_signature() {
+    local keys=("${TRUSTED_KEYS[@]}") key dir="$ROOT/etc/snp-build/trusted-keys"
+    local sig="$RELEASE_DIR/$SIG_NAME"
+    if [[ ${#keys[@]} -eq 0 && -d "$dir" ]]; then
+        shopt -s nullglob
+        keys=("$dir"/*.pub)
+        shopt -u nullglob
+    fi
+    if [[ ${#keys[@]} -eq 0 ]]; then
+        if [[ -f "$sig" ]]; then
+            say "warning: the release is signed, but no trusted key is given (--trusted-key) or installed ($dir): the signature was NOT verified"
+        else
+            say "warning: the release is unsigned and no trusted key is configured: its origin was NOT verified"
+        fi
+        return 0
+    fi
+    for key in "${keys[@]}"; do
+        [[ -f "$key" ]] || die 1 "trusted key $key: no such file"
+    done
+    command -v minisign >/dev/null 2>&1 ||
+        die 1 "cannot verify the signature: minisign is not installed (Debian: apt-get install minisign); nothing was changed"
+    [[ -f "$sig" && ! -L "$sig" ]] ||
+        die 3 "the release is unsigned (no $SIG_NAME) but a signature by a trusted key is required (${keys[*]}); nothing was changed"
+    for key in "${keys[@]}"; do
+        if minisign -Vm "$RELEASE_DIR/SHA256SUMS" -x "$sig" -p "$key" -q >/dev/null 2>&1; then
+            say "signature verified: SHA256SUMS is signed by $key"
+            return 0
+        fi
+    done
+    die 3 "$SIG_NAME is not a valid signature of SHA256SUMS by a trusted key (${keys[*]}); nothing was changed"
 }
 
 check_root() {
@@ -173,7 +238,11 @@ verify_checksums() {
     done
     while IFS= read -r -d '' path; do
         rel=${path#"$RELEASE_DIR"/}
-        [[ "$rel" == SHA256SUMS || -n "${listed[$rel]+x}" ]] || unlisted+=("$rel")
+        if [[ "$rel" == "$SIG_NAME" && -L "$path" ]]; then
+            bad+=("$rel: a symbolic link")
+        elif [[ "$rel" != SHA256SUMS && "$rel" != "$SIG_NAME" && -z "${listed[$rel]+x}" ]]; then
+            unlisted+=("$rel")
+        fi
     done < <(find "$RELEASE_DIR" -mindepth 1 ! -type d -print0)
     if [[ ${#bad[@]} -gt 0 ]]; then
         printf '%s: error: SHA256SUMS verification failed in %s; nothing was changed.\n' "$PROG" "$RELEASE_DIR" >&2
@@ -450,6 +519,8 @@ main() {
     parse_args "$@"
     check_root
     verify_checksums
+    verify_signature
+    make_root
     detect_distro
     find_kernel_package
     check_tools

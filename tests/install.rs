@@ -536,8 +536,14 @@ fn an_rpm_system_gets_the_kernel_rpm_and_refuses_debs() {
 }
 
 /// Replaces `rel` in the release `dir` by `path` and fixes SHA256SUMS.
+/// Replaces a file of an (unsigned) release and its SHA256SUMS line; the
+/// SBOM and provenance, which would now disagree, are dropped (an install
+/// checks them only when present).
 fn replace_and_resum(dir: &Path, rel: &str, path: &Path) {
     std::fs::copy(path, dir.join(rel)).unwrap();
+    for doc in ["sbom.cdx.json", "provenance.json"] {
+        let _ = std::fs::remove_file(dir.join(doc));
+    }
     let out = Command::new("sha256sum")
         .arg(rel)
         .current_dir(dir)
@@ -547,6 +553,7 @@ fn replace_and_resum(dir: &Path, rel: &str, path: &Path) {
     let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
     let fixed: String = sums
         .lines()
+        .filter(|l| !l.ends_with("  sbom.cdx.json") && !l.ends_with("  provenance.json"))
         .map(|l| {
             if l.ends_with(&format!("  {rel}")) {
                 line.trim_end().to_string()

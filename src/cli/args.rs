@@ -98,6 +98,12 @@ pub struct BuildArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Sign the release's SHA256SUMS with this minisign secret key (also
+    /// SNP_BUILD_SIGNING_KEY, or `[release] signing-key`); an encrypted
+    /// key's password comes from SNP_BUILD_SIGNING_PASSWORD or a prompt
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+
     #[command(flatten)]
     pub fetch: FetchArgs,
 
@@ -206,13 +212,37 @@ pub enum Command {
         /// Print every action instead of doing it; change nothing
         #[arg(long)]
         dry_run: bool,
-        /// Staging install into the existing directory DIR: unpack the
+        /// Staging install into DIR (made when missing): unpack the
         /// package, no maintainer scripts, no dependency installs
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
         /// Do not ask for confirmation before a live install
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Install only a release signed by this minisign public key
+        /// (repeatable) [default: the host's policy, /etc/snp-build]
+        #[arg(long, value_name = "PUB")]
+        trusted_key: Vec<PathBuf>,
+    },
+    /// Check a release directory or tarball (without unpacking it):
+    /// checksums, signature, SBOM and provenance digests
+    Verify {
+        /// Release directory or tarball
+        release: PathBuf,
+        /// Require a signature by this minisign public key (repeatable)
+        #[arg(long, value_name = "PUB")]
+        trusted_key: Vec<PathBuf>,
+    },
+    /// Make a minisign key pair for signing releases: the secret key at
+    /// PATH, the public key at PATH.pub
+    Keygen {
+        /// Where the secret key goes
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+        /// An unencrypted secret key (for CI secrets and tests); otherwise
+        /// the password comes from SNP_BUILD_SIGNING_PASSWORD or a prompt
+        #[arg(long)]
+        no_password: bool,
     },
     /// Undo `install`: put back the kvm.conf backup, print the package
     /// removal command, remove the install record
@@ -309,6 +339,8 @@ impl Cli {
             Some(Command::Update { .. }) => "update",
             Some(Command::Doctor { .. }) => "doctor",
             Some(Command::Install { .. }) => "install",
+            Some(Command::Verify { .. }) => "verify",
+            Some(Command::Keygen { .. }) => "keygen",
             Some(Command::Uninstall { .. }) => "uninstall",
             Some(Command::ImportLegacy { .. }) => "import-legacy",
             Some(Command::Clean { .. }) => "clean",
@@ -363,6 +395,7 @@ impl BuildArgs {
             date: self.date.clone(),
             dry_run: self.dry_run,
             no_preflight: self.no_preflight,
+            sign: self.sign.clone(),
         }
     }
 }

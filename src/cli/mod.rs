@@ -199,6 +199,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             dry_run,
             root,
             yes,
+            trusted_key,
         }) => render::fields(&crate::host::install::install(
             &crate::host::install::InstallRequest {
                 release: release.as_deref(),
@@ -206,8 +207,40 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 root: root.as_deref(),
                 yes,
                 ask: &ask,
+                trusted_keys: &trusted_key,
             },
         )?),
+        Some(Command::Verify {
+            release,
+            trusted_key,
+        }) => {
+            let v = crate::host::verify::verify(&release, &trusted_key)?;
+            tracing::info!(
+                "verified {}: {} files match SHA256SUMS; {}; checked: {}",
+                v.release.display(),
+                v.files,
+                v.signature,
+                v.documents.join(", ")
+            );
+            render::fields(&v)
+        }
+        Some(Command::Keygen {
+            output,
+            no_password,
+        }) => {
+            let public = crate::signing::keygen(&output, no_password)?;
+            tracing::info!(
+                "secret key: {} (keep it secret){}\npublic key: {} (give it to whoever installs your releases)",
+                output.display(),
+                if no_password { ", unencrypted" } else { "" },
+                public.display()
+            );
+            render::fields(&serde_json::json!({
+                "secret_key": output,
+                "public_key": public,
+                "encrypted": !no_password,
+            }))
+        }
         Some(Command::Uninstall { root, dry_run }) => render::fields(
             &crate::host::install::uninstall(&crate::host::install::UninstallRequest {
                 root: root.as_deref(),

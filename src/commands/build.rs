@@ -36,6 +36,8 @@ pub struct BuildRequest {
     pub date: Option<String>,
     pub dry_run: bool,
     pub no_preflight: bool,
+    /// `--sign PATH`: the secret key that signs the release.
+    pub sign: Option<PathBuf>,
 }
 
 /// What a build did (its JSON document), or what a dry run would do.
@@ -67,6 +69,8 @@ pub struct ReleaseOutcome {
     pub tarball: PathBuf,
     pub tarball_sha256: String,
     pub snp_launch_digest: Option<String>,
+    /// The key id of the release's signature (`--sign`).
+    pub signed_by: Option<String>,
 }
 
 /// One or more stages failed; their reports are the message, and the
@@ -92,6 +96,17 @@ pub fn build(
         .package
         .then(|| ReleaseTarget::new(&req.output, req.date.as_deref()))
         .transpose()?;
+    let key = super::signing_key_path(req.sign.as_deref(), &stack);
+    if key.is_some() && target.is_none() {
+        return Err(crate::error::UsageError::new("signing needs a release")
+            .help("add --package (the signature covers the release's SHA256SUMS)")
+            .into());
+    }
+    let target = match target {
+        Some(t) if req.dry_run => Some(t.expect_signed_by(key.as_deref())),
+        Some(t) => Some(t.sign_with(key.as_deref())?),
+        None => None,
+    };
     let policy = match (req.fetch.discard_changes, req.allow_dirty) {
         (true, _) => DirtyPolicy::Discard,
         (false, true) => DirtyPolicy::Allow,
@@ -218,6 +233,7 @@ pub fn build(
         tarball: made.tarball,
         tarball_sha256: made.tarball_sha256,
         snp_launch_digest: made.snp_launch_digest,
+        signed_by: made.signed_by,
     };
     let lock_path = lock.path.clone();
     Ok(BuildResult::Built(summary(

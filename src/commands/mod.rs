@@ -109,6 +109,23 @@ pub struct ReleaseTarget {
     pub date: String,
     /// `SOURCE_DATE_EPOCH`, checked here so a bad value stops nothing late.
     pub source_date_epoch: Option<u64>,
+    /// The key that signs the release, opened (password asked) up front.
+    pub signer: Option<std::sync::Arc<crate::signing::Signer>>,
+    /// The key id the release should be signed by (the signer's; for
+    /// `plan`, read from the key's `.pub` without opening the key).
+    pub sign_key_id: Option<String>,
+}
+
+/// Where the signing key comes from: `--sign PATH`, else
+/// `SNP_BUILD_SIGNING_KEY`, else `[release] signing-key`.
+pub fn signing_key_path(flag: Option<&Path>, stack: &crate::stage::Stack) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os(crate::signing::KEY_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| stack.build.signing_key.clone())
 }
 
 impl ReleaseTarget {
@@ -136,7 +153,29 @@ impl ReleaseTarget {
             output,
             date,
             source_date_epoch: crate::release::source_date_epoch()?,
+            signer: None,
+            sign_key_id: None,
         })
+    }
+
+    /// Opens the signing key (asking for its password now, before any
+    /// work).
+    pub fn sign_with(mut self, key: Option<&Path>) -> anyhow::Result<ReleaseTarget> {
+        if let Some(path) = key {
+            let signer = crate::signing::Signer::load(path)?;
+            self.sign_key_id = Some(signer.key_id());
+            self.signer = Some(std::sync::Arc::new(signer));
+        }
+        Ok(self)
+    }
+
+    /// The key id `plan` expects, from the key's `.pub` (the secret key
+    /// is not opened).
+    pub fn expect_signed_by(mut self, key: Option<&Path>) -> ReleaseTarget {
+        self.sign_key_id = key
+            .and_then(|k| crate::signing::TrustedKey::load(&crate::signing::pub_path(k)).ok())
+            .map(|t| crate::signing::key_id(&t.key));
+        self
     }
 
     /// Makes `--output` and writes a file into it, so a build never runs

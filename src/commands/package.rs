@@ -16,7 +16,7 @@ pub fn release_of<'a>(
     synced: &'a [Synced],
     outcomes: &[Outcome],
     lock_path: &'a Path,
-    target: &ReleaseTarget,
+    target: &'a ReleaseTarget,
 ) -> anyhow::Result<Release<'a>> {
     let mut parts = Vec::new();
     for o in outcomes {
@@ -64,5 +64,7 @@ pub fn release_of<'a>(
         output: target.output.clone(),
         date: target.date.clone(),
         source_date_epoch: target.source_date_epoch,
+        signer: target.signer.as_deref(),
+        sign_key_id: target.sign_key_id.clone(),
     })
 }

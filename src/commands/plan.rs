@@ -140,10 +140,12 @@ pub fn command(
     let stack = super::load(registry, globals.config.as_deref())?;
     let components = stack.request(&selection, req.package)?;
     let env = super::build_env(globals, &stack, &req.env)?;
+    let key = super::signing_key_path(None, &stack);
     let target = req
         .package
         .then(|| ReleaseTarget::new(&req.output, req.date.as_deref()))
-        .transpose()?;
+        .transpose()?
+        .map(|t| t.expect_signed_by(key.as_deref()));
     show(
         &stack,
         &env,

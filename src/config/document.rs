@@ -18,6 +18,7 @@
 //! and what to do ([`ConfigError`]).
 
 use std::ops::Range;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -53,6 +54,16 @@ struct BuildTable {
 pub struct BuildKnobs {
     pub package_format: PackageFormat,
     pub compiler_launcher: Option<String>,
+    /// `[release] signing-key`, relative to the pin file's directory:
+    /// machine policy, kept out of `source-config`.
+    pub signing_key: Option<PathBuf>,
+}
+
+/// The `[release]` table: how this machine signs releases.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ReleaseTable {
+    signing_key: Option<String>,
 }
 
 /// A parsed pin file, knobs merged.
@@ -230,9 +241,14 @@ impl<'a> Document<'a> {
                 "give one program such as \"ccache\", \"sccache\", \"distcc\" or \"icecc\"; its arguments belong in its own config",
             ));
         }
+        let release: ReleaseTable = self.knobs("release")?;
         Ok(BuildKnobs {
             package_format: *self.knob(&t.package_format, "build.package-format")?,
             compiler_launcher: (!launcher.get_ref().is_empty()).then(|| launcher.get_ref().clone()),
+            signing_key: release
+                .signing_key
+                .filter(|k| !k.is_empty())
+                .map(|k| self.file.base_dir.join(k)),
         })
     }
 
@@ -276,10 +292,27 @@ impl<'a> Document<'a> {
                 }
             }
         }
+        // `[release]` is this machine's signing policy, not what is built:
+        // its keys are left out (the table's header stays).
+        if let Some(DeValue::Table(release)) = lookup(&self.merged, "release").map(|v| v.get_ref())
+        {
+            for (key, value) in release {
+                let start = key.span().start;
+                let mut end = value.span().end;
+                if self.file.text[end..].starts_with('\n') {
+                    end += 1;
+                }
+                spans.push((start..end, String::new()));
+            }
+        }
         let mut text = self.file.text.clone();
         spans.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
         for (span, redacted) in spans {
-            let quoted = toml::Value::String(redacted).to_string();
+            let quoted = if redacted.is_empty() {
+                redacted
+            } else {
+                toml::Value::String(redacted).to_string()
+            };
             if span.end <= text.len() {
                 text.replace_range(span, &quoted);
             }
@@ -294,7 +327,8 @@ impl<'a> Document<'a> {
     /// Refuses top-level tables and keys the layout does not know.
     fn check_top_level(&self, user: &DeTable<'_>) -> Result<()> {
         let mut known: Vec<&str> = Vec::new();
-        for table in std::iter::once("build")
+        for table in ["build", "release"]
+            .into_iter()
             .chain(self.layout.shared.iter().copied())
             .chain(self.layout.sources.iter().copied())
         {

@@ -3,6 +3,10 @@
 //! rules.
 //!
 //! Guarantees:
+//! - **Only a trusted signature installs, when keys are trusted**:
+//!   `--trusted-key PUB`, else `[install] trusted-keys` in
+//!   `<root>/etc/snp-build/config.toml`, else every `*.pub` in
+//!   `<root>/etc/snp-build/trusted-keys/` ([`super::verify`]).
 //! - **Nothing changes before the release is verified.** A tarball is
 //!   unpacked into a temporary directory first (an entry that is absolute,
 //!   holds `..`, or is anything but a file or directory is refused), then
@@ -21,7 +25,8 @@
 //!   lacks libraries. Must run as root; asks for confirmation on a
 //!   terminal unless `--yes`, and refuses (exit 2) without a terminal
 //!   rather than wait for an answer.
-//! - **Staging** (`--root DIR`, an existing directory): `dpkg-deb -x PKG DIR`
+//! - **Staging** (`--root DIR`, made when missing, as `cargo install
+//!   --root`): `dpkg-deb -x PKG DIR`
 //!   or `rpm2cpio PKG | cpio -idm` in DIR; no maintainer scripts, no
 //!   dependency installs (the command is printed). Needs no root.
 //! - **`--dry-run`** verifies, then prints every action; changes nothing.
@@ -42,18 +47,20 @@
 //!   `dnf remove`) without running it, then removes the record.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::verify::{ChecksumMismatch, Problem, ProblemKind};
+use super::verify::{Contents, check_entry};
 use super::{PackageFormat, is_debian_like, kernel_image_package, os_release};
 use crate::error::UsageError;
 use crate::exec::Cmd;
 use crate::fsutil::{utc_stamp, write_atomic};
-use crate::hash::{sha256_file, sha256_hex};
+use crate::hash::sha256_hex;
+use crate::signing::TrustedKey;
 
 /// The release's QEMU, whose libraries decide the dependency install.
 pub const QEMU_REL: &str = "usr/local/bin/qemu-system-x86_64";
@@ -63,7 +70,6 @@ pub const KVM_CONF_REL: &str = "etc/modprobe.d/kvm.conf";
 pub const RECORD_REL: &str = "var/lib/snp-build/installed.json";
 /// Version of [`Record`]'s layout.
 pub const RECORD_SCHEMA: u32 = 1;
-const SUMS: &str = "SHA256SUMS";
 
 /// Where an install goes: the live system, or a staging root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +96,62 @@ pub struct InstallRequest<'a> {
     pub yes: bool,
     /// How to ask before a live install (unless `yes`).
     pub ask: Ask<'a>,
+    /// `--trusted-key PUB` (repeatable): only a release signed by one of
+    /// these installs. Empty: the target's policy ([`trusted_keys`]).
+    pub trusted_keys: &'a [PathBuf],
+}
+
+/// The target's trust policy: `[install] trusted-keys` in
+/// `<root>/etc/snp-build/config.toml`, else every `*.pub` in
+/// `<root>/etc/snp-build/trusted-keys/`. Any key makes a signature by one
+/// of them required.
+pub const HOST_CONFIG_REL: &str = "etc/snp-build/config.toml";
+pub const TRUSTED_KEYS_REL: &str = "etc/snp-build/trusted-keys";
+
+/// `[install]` of the host config.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct HostConfig {
+    #[serde(default)]
+    install: InstallPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct InstallPolicy {
+    #[serde(default)]
+    trusted_keys: Vec<PathBuf>,
+}
+
+/// The keys a release must be signed by: `--trusted-key`, else the
+/// target's policy (see [`HOST_CONFIG_REL`]); none: no signature needed.
+fn trusted_keys(target: &Target, flags: &[PathBuf]) -> anyhow::Result<Vec<TrustedKey>> {
+    if !flags.is_empty() {
+        return flags.iter().map(|p| TrustedKey::load(p)).collect();
+    }
+    let config = target.path(HOST_CONFIG_REL);
+    if config.is_file() {
+        let text = std::fs::read_to_string(&config)
+            .with_context(|| format!("reading {}", config.display()))?;
+        let parsed: HostConfig = toml::from_str(&text).map_err(|e| {
+            UsageError::new(format!("{}: {}", config.display(), e.message()))
+                .help("`[install] trusted-keys` is a list of .pub files")
+        })?;
+        if !parsed.install.trusted_keys.is_empty() {
+            let base = config.parent().unwrap_or(Path::new("/"));
+            return parsed
+                .install
+                .trusted_keys
+                .iter()
+                .map(|p| TrustedKey::load(&target.path(base.join(p))))
+                .collect();
+        }
+    }
+    let dir = target.path(TRUSTED_KEYS_REL);
+    if dir.is_dir() {
+        return TrustedKey::load_dir(&dir);
+    }
+    Ok(Vec::new())
 }
 
 /// `snp-build uninstall`'s options.
@@ -101,65 +163,6 @@ pub struct UninstallRequest<'a> {
 
 // ---------------------------------------------------------------------------
 // Errors.
-
-/// The release does not match its `SHA256SUMS`; nothing was changed.
-#[derive(Debug)]
-pub struct ChecksumMismatch {
-    /// The release directory, or the tarball it came from.
-    pub release: PathBuf,
-    pub problems: Vec<Problem>,
-}
-
-/// One file that fails verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    pub path: String,
-    pub kind: ProblemKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProblemKind {
-    /// Listed, present, different content.
-    Modified,
-    /// Listed, not present (or not a regular file).
-    Missing,
-    /// Present, not listed.
-    NotListed,
-    /// A line of `SHA256SUMS` that is not `<sha256>  <relative path>`.
-    BadLine,
-}
-
-impl ProblemKind {
-    fn label(self) -> &'static str {
-        match self {
-            ProblemKind::Modified => "modified",
-            ProblemKind::Missing => "missing",
-            ProblemKind::NotListed => "not listed in SHA256SUMS",
-            ProblemKind::BadLine => "bad SHA256SUMS line",
-        }
-    }
-}
-
-impl fmt::Display for ChecksumMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{} does not match its SHA256SUMS ({} problem(s)); nothing was changed:",
-            self.release.display(),
-            self.problems.len()
-        )?;
-        for p in &self.problems {
-            writeln!(f, "    {}: {}", p.kind.label(), p.path)?;
-        }
-        write!(
-            f,
-            "  help: the release was changed or damaged after it was made: copy it again, or make it again with `snp-build --package`"
-        )
-    }
-}
-
-impl std::error::Error for ChecksumMismatch {}
 
 /// A live install or uninstall by a user other than root.
 #[derive(Debug, thiserror::Error)]
@@ -184,17 +187,22 @@ impl Target {
         let Some(dir) = root else {
             return Ok(Target::Live);
         };
-        if !dir.is_dir() {
-            return Err(UsageError::new(format!(
-                "--root {}: not an existing directory",
-                dir.display()
-            ))
-            .help("create it first; a staging install unpacks into an existing directory")
-            .into());
+        // As `cargo install --root`: a staging root that does not exist yet
+        // is made, but only once the release is verified and the install
+        // goes ahead (a file in the way is refused now).
+        if dir.exists() && !dir.is_dir() {
+            return Err(
+                UsageError::new(format!("--root {}: not a directory", dir.display()))
+                    .help("give a directory to unpack into (it is made when missing)")
+                    .into(),
+            );
         }
-        let abs = dir
-            .canonicalize()
-            .with_context(|| format!("resolving --root {}", dir.display()))?;
+        let abs = if dir.exists() {
+            dir.canonicalize()
+        } else {
+            std::path::absolute(dir)
+        }
+        .with_context(|| format!("resolving --root {}", dir.display()))?;
         Ok(Target::Staging(abs))
     }
 
@@ -361,125 +369,6 @@ fn unpack(tarball: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
     };
     let dir = tmp.path().join(top);
     Ok((tmp, dir))
-}
-
-/// A tarball entry must be a file or directory at a relative path without
-/// `..`.
-fn check_entry(path: &Path, kind: tar::EntryType) -> anyhow::Result<()> {
-    for c in path.components() {
-        match c {
-            Component::ParentDir => bail!("entry {} holds `..`", path.display()),
-            Component::RootDir | Component::Prefix(_) => {
-                bail!("entry {} is an absolute path", path.display())
-            }
-            _ => {}
-        }
-    }
-    if !(kind.is_file() || kind.is_dir()) {
-        bail!(
-            "entry {} is a {kind:?}: a release holds only files and directories",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// Verification.
-
-/// `SHA256SUMS` as (relative path -> sha256), plus its bad lines.
-fn parse_sums(text: &str) -> (BTreeMap<String, String>, Vec<Problem>) {
-    let mut sums = BTreeMap::new();
-    let mut bad = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match parse_sums_line(line) {
-            Some((hash, path)) if !sums.contains_key(&path) => {
-                sums.insert(path, hash);
-            }
-            _ => bad.push(Problem {
-                path: line.to_string(),
-                kind: ProblemKind::BadLine,
-            }),
-        }
-    }
-    (sums, bad)
-}
-
-/// `<64 hex>  <path>` (or `<64 hex> *<path>`); the path relative, no `..`.
-fn parse_sums_line(line: &str) -> Option<(String, String)> {
-    let (hash, rest) = line.split_once(' ')?;
-    let path = rest.strip_prefix([' ', '*'])?;
-    let path = path.strip_prefix("./").unwrap_or(path);
-    let hash_ok = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-    let rel = Path::new(path);
-    let path_ok = !path.is_empty()
-        && rel
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-    (hash_ok && path_ok).then(|| (hash.to_ascii_lowercase(), path.to_string()))
-}
-
-/// Every entry under `dir` that is not a directory, relative, with `/`;
-/// the flag says whether it is a regular file (symlinks are not).
-fn release_files(dir: &Path) -> anyhow::Result<BTreeMap<String, bool>> {
-    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, bool>) -> anyhow::Result<()> {
-        for e in std::fs::read_dir(d).with_context(|| format!("reading {}", d.display()))? {
-            let e = e?;
-            let kind = e.file_type()?;
-            if kind.is_dir() {
-                walk(root, &e.path(), out)?;
-            } else {
-                let rel = e.path().strip_prefix(root)?.to_string_lossy().into_owned();
-                out.insert(rel, kind.is_file());
-            }
-        }
-        Ok(())
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out)?;
-    Ok(out)
-}
-
-/// Checks the release against its `SHA256SUMS`; returns the listed files.
-fn verify(opened: &Opened) -> anyhow::Result<BTreeMap<String, String>> {
-    let mismatch = |problems| ChecksumMismatch {
-        release: opened.given.clone(),
-        problems,
-    };
-    let sums_path = opened.dir.join(SUMS);
-    let Ok(text) = std::fs::read_to_string(&sums_path) else {
-        let missing = Problem {
-            path: SUMS.into(),
-            kind: ProblemKind::Missing,
-        };
-        return Err(mismatch(vec![missing]).into());
-    };
-    let (sums, mut problems) = parse_sums(&text);
-    let present = release_files(&opened.dir)?;
-    for (path, want) in &sums {
-        let kind = match present.get(path) {
-            Some(true) if sha256_file(&opened.dir.join(path))? == *want => continue,
-            Some(true) => ProblemKind::Modified,
-            _ => ProblemKind::Missing,
-        };
-        problems.push(Problem {
-            path: path.clone(),
-            kind,
-        });
-    }
-    for path in present.keys() {
-        if path != SUMS && !sums.contains_key(path) {
-            problems.push(Problem {
-                path: path.clone(),
-                kind: ProblemKind::NotListed,
-            });
-        }
-    }
-    if problems.is_empty() {
-        Ok(sums)
-    } else {
-        Err(mismatch(problems).into())
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -951,12 +840,21 @@ impl Plan {
 pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
     let target = Target::new(req.root)?;
     check_privileges(&target, req.dry_run, "install")?;
+    let trusted = trusted_keys(&target, req.trusted_keys)?;
     let opened = open_release(req.release)?;
-    let sums = verify(&opened)?;
+    let contents = Contents::from_dir(&opened.dir)?;
+    let sums = super::verify::check_sums(&contents, &opened.given)?;
+    let signature = super::verify::require_signature(&contents, &opened.given, &trusted)?;
+    super::verify::check_documents(&contents, &opened.given, &sums, false)?;
     tracing::info!(
-        "verified {}: {} files match SHA256SUMS",
+        "verified {}: {} files match SHA256SUMS; {}",
         opened.given.display(),
-        sums.len()
+        sums.len(),
+        if trusted.is_empty() {
+            format!("{signature} (no trusted key configured: not checked)")
+        } else {
+            signature.to_string()
+        }
     );
     let plan = make_plan(&target, &opened, &sums)?;
     describe_plan(&plan, req.dry_run);
@@ -1066,6 +964,10 @@ fn confirm(plan: &Plan, ask: Ask<'_>) -> anyhow::Result<()> {
 
 /// Does the plan; returns where the record went.
 fn execute(plan: &Plan, opened: &Opened) -> anyhow::Result<PathBuf> {
+    if let Target::Staging(root) = &plan.target {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("creating --root {}", root.display()))?;
+    }
     let record_path = plan.target.path(RECORD_REL);
     let previous = read_record(&record_path).unwrap_or_else(|e| {
         tracing::warn!("{e:#}; replacing it");
@@ -1317,35 +1219,10 @@ mod tests {
     const HASH: &str = "7bc4fa3b930c2964087c3b239250a63c2275c24dfa7bd6abdabdfec68e8cf5be";
 
     #[test]
-    fn sums_lines_parse_and_bad_ones_are_named() {
-        let text = format!(
-            "{HASH}  kvm.conf\n{HASH} *./usr/local/bin/x\n\n{HASH}  ../etc/passwd\nnope\n{HASH}  /abs\n{HASH}  kvm.conf\n"
-        );
-        let (sums, bad) = parse_sums(&text);
-        assert_eq!(
-            sums.keys().collect::<Vec<_>>(),
-            ["kvm.conf", "usr/local/bin/x"]
-        );
-        assert_eq!(bad.len(), 4, "{bad:?}");
-        assert!(bad.iter().all(|p| p.kind == ProblemKind::BadLine));
-    }
-
-    #[test]
     fn ldd_not_found_lines_name_the_libraries() {
         let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibpixman-1.so.0 => not found\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n\tlibslirp.so.0 => not found\n";
         assert_eq!(parse_ldd(text), ["libpixman-1.so.0", "libslirp.so.0"]);
         assert!(parse_ldd("\tnot a dynamic executable\n").len() <= 1);
-    }
-
-    #[test]
-    fn tarball_entries_must_be_relative_files_or_directories() {
-        use tar::EntryType;
-        assert!(check_entry(Path::new("snp-release-x/kvm.conf"), EntryType::Regular).is_ok());
-        assert!(check_entry(Path::new("./snp-release-x/"), EntryType::Directory).is_ok());
-        assert!(check_entry(Path::new("snp-release-x/../../etc/x"), EntryType::Regular).is_err());
-        assert!(check_entry(Path::new("/etc/passwd"), EntryType::Regular).is_err());
-        assert!(check_entry(Path::new("snp-release-x/l"), EntryType::Symlink).is_err());
-        assert!(check_entry(Path::new("snp-release-x/h"), EntryType::Link).is_err());
     }
 
     #[test]

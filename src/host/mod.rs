@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod install;
 pub mod preflight;
 pub mod snp;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

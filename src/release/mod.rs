@@ -40,12 +40,16 @@ use crate::fingerprint::{self, Decision, Fingerprint, Stamp};
 use crate::hash::{digest, sha256_file, sha256_hex};
 use crate::host::PackageFormat;
 use crate::progress::Progress;
+use crate::signing::{self, Signer};
 use crate::source::Synced;
 use crate::tools::versions::ToolVersions;
 use crate::workdir::WorkDir;
 use measure::ReleaseMeasurements;
 
+mod facts;
 pub mod measure;
+pub mod provenance;
+pub mod sbom;
 
 pub const MANIFEST_SCHEMA: u32 = 1;
 /// The stage name of packaging, in plans, stamps and `--force`.
@@ -150,6 +154,11 @@ pub struct Release<'a> {
     pub date: String,
     /// [`source_date_epoch`], read before the build.
     pub source_date_epoch: Option<u64>,
+    /// Signs `SHA256SUMS` into `SHA256SUMS.minisig` (`--sign`).
+    pub signer: Option<&'a Signer>,
+    /// The key id the release should be signed by (`plan` knows it without
+    /// the key being opened).
+    pub sign_key_id: Option<String>,
 }
 
 /// Where the release went.
@@ -163,6 +172,9 @@ pub struct Summary {
     /// default shape, when the release has an OVMF.fd.
     #[serde(default)]
     pub snp_launch_digest: Option<String>,
+    /// The key id of the signature, when signed.
+    #[serde(default)]
+    pub signed_by: Option<String>,
 }
 
 impl Release<'_> {
@@ -334,7 +346,22 @@ impl Release<'_> {
     pub fn decide(&self) -> anyhow::Result<Decision> {
         let inputs = self.inputs(&self.entries(false)?.0)?;
         let stamp: Option<Stamp<Summary>> = fingerprint::read_stamp(&self.work.stamp(STAGE));
-        Ok(fingerprint::decide(&inputs, stamp.as_ref(), self.forced))
+        let decision = fingerprint::decide(&inputs, stamp.as_ref(), self.forced);
+        if decision.run {
+            return Ok(decision);
+        }
+        // The signature is machine policy, not an input: an up-to-date
+        // release is made again only when it is not signed as asked.
+        let signed_by = stamp.and_then(|s| s.summary.signed_by);
+        let wanted = self.sign_key_id.clone();
+        if signed_by != wanted {
+            return Ok(Decision::run(vec![fingerprint::Reason::Changed {
+                input: "signature".into(),
+                old: signed_by.map(|k| format!("signed by {k}")),
+                new: wanted.map(|k| format!("signed by {k}")),
+            }]));
+        }
+        Ok(decision)
     }
 
     /// The summary of the release an up-to-date stamp describes.
@@ -365,14 +392,30 @@ impl Release<'_> {
         let manifest =
             serde_json::to_vec_pretty(&self.manifest(&entries, epoch, measured.as_ref())?)?;
         std::fs::write(tmp.join("manifest.json"), &manifest)?;
-        let mut sums: Vec<(String, String)> = entries
+        let mut artifacts: Vec<(String, String)> = entries
             .iter()
             .map(|e| (e.rel.clone(), e.sha256.clone()))
             .collect();
-        sums.push(("manifest.json".into(), sha256_hex(&manifest)));
+        artifacts.push(("manifest.json".into(), sha256_hex(&manifest)));
+        artifacts.sort();
+        // The SBOM and the provenance describe every other file; SHA256SUMS
+        // lists them too, so the signature covers them.
+        let facts = self.facts(&name, epoch, artifacts.clone());
+        let mut sums = artifacts;
+        for (file, bytes) in [
+            (sbom::FILE, sbom::render(&facts)?),
+            (provenance::FILE, provenance::render(&facts)?),
+        ] {
+            std::fs::write(tmp.join(file), &bytes)?;
+            sums.push((file.into(), sha256_hex(&bytes)));
+        }
         sums.sort();
         let text: String = sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect();
-        std::fs::write(tmp.join("SHA256SUMS"), text)?;
+        std::fs::write(tmp.join("SHA256SUMS"), &text)?;
+        if let Some(signer) = self.signer {
+            let sig = signer.sign(text.as_bytes(), &signing::trusted_comment(&name, epoch))?;
+            std::fs::write(tmp.join(signing::SIGNATURE_FILE), sig)?;
+        }
 
         // Replace an existing release only now that the new one is whole.
         if final_dir.exists() {
@@ -400,8 +443,9 @@ impl Release<'_> {
             release: final_dir.clone(),
             tarball: tarball.clone(),
             tarball_sha256: sha256_file(&tarball)?,
-            files: sums.len() + 1,
+            files: sums.len() + 1 + usize::from(self.signer.is_some()),
             snp_launch_digest: measured.as_ref().map(|m| m.default.digest.clone()),
+            signed_by: self.signer.map(Signer::key_id),
         };
         let stamp = Stamp {
             inputs,
@@ -419,6 +463,30 @@ impl Release<'_> {
             &summary.tarball_sha256[..16]
         ));
         Ok(summary)
+    }
+
+    /// What the SBOM and the provenance say about this build.
+    fn facts<'s>(
+        &'s self,
+        name: &'s str,
+        epoch: u64,
+        artifacts: Vec<(String, String)>,
+    ) -> facts::BuildFacts<'s> {
+        let stamps: Vec<PathBuf> = self
+            .parts
+            .iter()
+            .map(|p| self.work.stamp(p.stage))
+            .collect();
+        facts::BuildFacts {
+            release: name,
+            date: &self.date,
+            epoch,
+            sources: self.synced.iter().map(facts::SourceFacts::of).collect(),
+            artifacts,
+            pin_file_sha256: sha256_hex(self.pin_text.as_bytes()),
+            lock_sha256: std::fs::read(self.lock_path).ok().map(|b| sha256_hex(&b)),
+            tools: facts::stamped_tools(&stamps),
+        }
     }
 
     fn manifest(

@@ -129,3 +129,53 @@ fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
         Err(_) => Ok(()),
     }
 }
+
+/// The URL of every submodule of the tree at `tree` (recursively, nested
+/// paths joined with `/`), credentials redacted: what the SBOM names.
+/// Submodules that cannot be read are left out.
+pub fn urls(tree: &Path) -> BTreeMap<String, String> {
+    fn walk(repo: &Repository, prefix: &str, out: &mut BTreeMap<String, String>) {
+        for sm in repo.submodules().unwrap_or_default() {
+            let path = format!("{prefix}{}", sm.path().to_string_lossy());
+            if let Some(url) = sm.url().ok().flatten() {
+                out.insert(path.clone(), crate::config::PinUrl::new(url).redacted());
+            }
+            if let Ok(sub) = sm.open() {
+                walk(&sub, &format!("{path}/"), out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(repo) = Repository::open(tree) {
+        walk(&repo, "", &mut out);
+    }
+    out
+}
+
+/// The licence a tree declares: the first `SPDX-License-Identifier:` line
+/// of its top-level licence file (`COPYING*`, `LICENSE*`, `License*`), as
+/// Linux's COPYING and edk2's License.txt carry one.
+pub fn declared_license(tree: &Path) -> Option<String> {
+    let mut files: Vec<_> = std::fs::read_dir(tree)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_ascii_uppercase();
+            p.is_file() && (name.starts_with("COPYING") || name.starts_with("LICENSE"))
+        })
+        .collect();
+    files.sort();
+    files.iter().find_map(|f| {
+        let text = std::fs::read_to_string(f).ok()?;
+        text.lines().find_map(|l| {
+            let (_, id) = l.split_once("SPDX-License-Identifier:")?;
+            let id = id.trim().trim_end_matches("*/").trim();
+            (!id.is_empty()).then(|| id.to_string())
+        })
+    })
+}

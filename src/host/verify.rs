@@ -1,0 +1,570 @@
+//! Checking a release before trusting it: `snp-build verify`, and the first
+//! step of `snp-build install`.
+//!
+//! Guarantees:
+//! - **Checksums**: every file `SHA256SUMS` lists is present, a regular
+//!   file, with its hash; every file present is listed, but for
+//!   `SHA256SUMS` itself and `SHA256SUMS.minisig` (the signature cannot
+//!   list itself). A bad line, `..`, an absolute path or a duplicate in
+//!   `SHA256SUMS` is a problem, as is a symlink anywhere.
+//! - **Signature**: with trusted keys, the release must carry a
+//!   `SHA256SUMS.minisig` made by one of them over this `SHA256SUMS`;
+//!   unsigned, another key's, or not matching is refused. Without trusted
+//!   keys a signature is reported, not judged.
+//! - **SBOM and provenance**: when present, the SBOM's file components and
+//!   the provenance's subjects carry exactly the digests `SHA256SUMS`
+//!   lists (every file but `SHA256SUMS`, the SBOM, the provenance and the
+//!   signature).
+//! - A tarball is read as a stream, never unpacked: an entry that is
+//!   absolute, holds `..`, or is anything but a file or directory is
+//!   refused.
+//! - Never changes anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::signing::{self, SignatureCheck, TrustedKey};
+
+pub const SUMS: &str = "SHA256SUMS";
+pub const SBOM: &str = "sbom.cdx.json";
+pub const PROVENANCE: &str = "provenance.json";
+
+/// The files kept in memory while reading a release (all small).
+const DOCUMENTS: [&str; 4] = [SUMS, signing::SIGNATURE_FILE, SBOM, PROVENANCE];
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+/// The release does not match its `SHA256SUMS`; nothing was changed.
+#[derive(Debug)]
+pub struct ChecksumMismatch {
+    /// The release directory, or the tarball it came from.
+    pub release: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+/// One file that fails verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub kind: ProblemKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// Listed, present, different content.
+    Modified,
+    /// Listed, not present (or not a regular file).
+    Missing,
+    /// Present, not listed.
+    NotListed,
+    /// A line of `SHA256SUMS` that is not `<sha256>  <relative path>`.
+    BadLine,
+}
+
+impl ProblemKind {
+    fn label(self) -> &'static str {
+        match self {
+            ProblemKind::Modified => "modified",
+            ProblemKind::Missing => "missing",
+            ProblemKind::NotListed => "not listed in SHA256SUMS",
+            ProblemKind::BadLine => "bad SHA256SUMS line",
+        }
+    }
+}
+
+impl fmt::Display for ChecksumMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} does not match its SHA256SUMS ({} problem(s)); nothing was changed:",
+            self.release.display(),
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "    {}: {}", p.kind.label(), p.path)?;
+        }
+        write!(
+            f,
+            "  help: the release was changed or damaged after it was made: copy it again, or make it again with `snp-build --package`"
+        )
+    }
+}
+
+impl std::error::Error for ChecksumMismatch {}
+
+/// The signature does not come from a trusted key; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}: {check}; nothing was changed\n  trusted keys: {}\n  help: install only releases signed by a key you trust; a release made elsewhere needs its builder's .pub (`--trusted-key PUB`)",
+    release.display(),
+    keys.iter().map(|k| k.display().to_string()).collect::<Vec<_>>().join(", ")
+)]
+pub struct SignatureRefused {
+    pub release: PathBuf,
+    pub check: SignatureCheck,
+    pub keys: Vec<PathBuf>,
+}
+
+/// The SBOM or the provenance disagrees with `SHA256SUMS`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{}: {document} {problem}\n  help: the release was changed after it was made: make it again with `snp-build --package`",
+    release.display()
+)]
+pub struct DocumentMismatch {
+    pub release: PathBuf,
+    pub document: &'static str,
+    pub problem: String,
+}
+
+// ---------------------------------------------------------------------------
+// A release's files, from a directory or a tarball.
+
+/// One file of a release.
+#[derive(Debug, Clone)]
+struct Item {
+    /// A regular file (a symlink or other special file is not).
+    regular: bool,
+    sha256: String,
+}
+
+/// What a release holds: every file's hash, and the small documents.
+#[derive(Debug, Default)]
+pub struct Contents {
+    items: BTreeMap<String, Item>,
+    documents: BTreeMap<&'static str, Vec<u8>>,
+}
+
+impl Contents {
+    /// Every entry under `dir` that is not a directory (relative, `/`).
+    pub fn from_dir(dir: &Path) -> anyhow::Result<Contents> {
+        let mut out = Contents::default();
+        for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            if entry.file_type().is_dir() {
+                continue;
+            }
+            let rel = entry
+                .path()
+                .strip_prefix(dir)?
+                .to_string_lossy()
+                .into_owned();
+            let regular = entry.file_type().is_file();
+            let mut sha256 = String::new();
+            if regular {
+                let file = std::fs::File::open(entry.path())
+                    .with_context(|| format!("reading {}", entry.path().display()))?;
+                sha256 = out.take(&rel, file)?;
+            }
+            out.items.insert(rel, Item { regular, sha256 });
+        }
+        Ok(out)
+    }
+
+    /// The files of a release tarball (its one top directory stripped),
+    /// read as a stream.
+    pub fn from_tarball(tarball: &Path) -> anyhow::Result<Contents> {
+        let file = std::fs::File::open(tarball)
+            .with_context(|| format!("opening {}", tarball.display()))?;
+        let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
+        let mut archive = tar::Archive::new(gz);
+        let mut out = Contents::default();
+        let mut tops = BTreeSet::new();
+        for entry in archive
+            .entries()
+            .with_context(|| format!("reading {}", tarball.display()))?
+        {
+            let entry = entry.with_context(|| format!("reading {}", tarball.display()))?;
+            let kind = entry.header().entry_type();
+            if kind == tar::EntryType::XGlobalHeader {
+                continue;
+            }
+            let path = entry.path()?.into_owned();
+            check_entry(&path, kind).with_context(|| format!("refusing {}", tarball.display()))?;
+            let mut parts = path.components().filter(|c| *c != Component::CurDir);
+            if let Some(Component::Normal(top)) = parts.next() {
+                tops.insert(top.to_os_string());
+            }
+            let rel: PathBuf = parts.collect();
+            if kind.is_dir() || rel.as_os_str().is_empty() {
+                continue;
+            }
+            let rel = rel.to_string_lossy().into_owned();
+            let sha256 = out.take(&rel, entry)?;
+            out.items.insert(
+                rel,
+                Item {
+                    regular: true,
+                    sha256,
+                },
+            );
+        }
+        if tops.len() != 1 {
+            bail!(
+                "{}: expected one top-level directory (snp-release-<date>/), found {}",
+                tarball.display(),
+                tops.len()
+            );
+        }
+        Ok(out)
+    }
+
+    /// Hashes `reader`, keeping the bytes of a document.
+    fn take(&mut self, rel: &str, mut reader: impl Read) -> anyhow::Result<String> {
+        let mut hasher = Sha256::new();
+        let keep = DOCUMENTS.iter().find(|d| **d == rel);
+        let mut kept = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .with_context(|| format!("reading {rel}"))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            if keep.is_some() {
+                kept.extend_from_slice(&buf[..n]);
+            }
+        }
+        if let Some(d) = keep {
+            self.documents.insert(d, kept);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    fn document(&self, name: &str) -> Option<&[u8]> {
+        self.documents.get(name).map(Vec::as_slice)
+    }
+}
+
+/// A tarball entry must be a file or directory at a relative path without
+/// `..`.
+pub fn check_entry(path: &Path, kind: tar::EntryType) -> anyhow::Result<()> {
+    for c in path.components() {
+        match c {
+            Component::ParentDir => bail!("entry {} holds `..`", path.display()),
+            Component::RootDir | Component::Prefix(_) => {
+                bail!("entry {} is an absolute path", path.display())
+            }
+            _ => {}
+        }
+    }
+    if !(kind.is_file() || kind.is_dir()) {
+        bail!(
+            "entry {} is a {kind:?}: a release holds only files and directories",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The checks.
+
+/// `SHA256SUMS` as (relative path -> sha256), plus its bad lines.
+fn parse_sums(text: &str) -> (BTreeMap<String, String>, Vec<Problem>) {
+    let mut sums = BTreeMap::new();
+    let mut bad = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match parse_sums_line(line) {
+            Some((hash, path)) if !sums.contains_key(&path) => {
+                sums.insert(path, hash);
+            }
+            _ => bad.push(Problem {
+                path: line.to_string(),
+                kind: ProblemKind::BadLine,
+            }),
+        }
+    }
+    (sums, bad)
+}
+
+/// `<64 hex>  <path>` (or `<64 hex> *<path>`); the path relative, no `..`.
+fn parse_sums_line(line: &str) -> Option<(String, String)> {
+    let (hash, rest) = line.split_once(' ')?;
+    let path = rest.strip_prefix([' ', '*'])?;
+    let path = path.strip_prefix("./").unwrap_or(path);
+    let hash_ok = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    let rel = Path::new(path);
+    let path_ok = !path.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    (hash_ok && path_ok).then(|| (hash.to_ascii_lowercase(), path.to_string()))
+}
+
+/// Checks the release against its `SHA256SUMS`; returns the listed files.
+pub fn check_sums(
+    contents: &Contents,
+    release: &Path,
+) -> Result<BTreeMap<String, String>, ChecksumMismatch> {
+    let mismatch = |problems| ChecksumMismatch {
+        release: release.to_path_buf(),
+        problems,
+    };
+    let Some(text) = contents.document(SUMS) else {
+        return Err(mismatch(vec![Problem {
+            path: SUMS.into(),
+            kind: ProblemKind::Missing,
+        }]));
+    };
+    let (sums, mut problems) = parse_sums(&String::from_utf8_lossy(text));
+    for (path, want) in &sums {
+        let kind = match contents.items.get(path) {
+            Some(item) if item.regular && item.sha256 == *want => continue,
+            Some(item) if item.regular => ProblemKind::Modified,
+            _ => ProblemKind::Missing,
+        };
+        problems.push(Problem {
+            path: path.clone(),
+            kind,
+        });
+    }
+    for (path, item) in &contents.items {
+        let unlisted_ok = (path == SUMS || path == signing::SIGNATURE_FILE) && item.regular;
+        if !unlisted_ok && !sums.contains_key(path) {
+            problems.push(Problem {
+                path: path.clone(),
+                kind: ProblemKind::NotListed,
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(sums)
+    } else {
+        Err(mismatch(problems))
+    }
+}
+
+/// The signature over `SHA256SUMS`, judged against `trusted`.
+pub fn check_signature(contents: &Contents, trusted: &[TrustedKey]) -> SignatureCheck {
+    let sums = contents.document(SUMS).unwrap_or_default();
+    let sig = contents
+        .document(signing::SIGNATURE_FILE)
+        .map(|b| String::from_utf8_lossy(b).into_owned());
+    signing::check(sums, sig.as_deref(), trusted)
+}
+
+/// Refuses a release not signed by one of `trusted` (none: no judgement).
+pub fn require_signature(
+    contents: &Contents,
+    release: &Path,
+    trusted: &[TrustedKey],
+) -> Result<SignatureCheck, SignatureRefused> {
+    let check = check_signature(contents, trusted);
+    if trusted.is_empty() || matches!(check, SignatureCheck::Trusted { .. }) {
+        return Ok(check);
+    }
+    Err(SignatureRefused {
+        release: release.to_path_buf(),
+        check,
+        keys: trusted.iter().map(|k| k.path.clone()).collect(),
+    })
+}
+
+/// The files the SBOM and provenance describe: all listed but themselves.
+fn described(sums: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    sums.iter()
+        .filter(|(p, _)| *p != SBOM && *p != PROVENANCE)
+        .map(|(p, h)| (p.clone(), h.clone()))
+        .collect()
+}
+
+/// The SBOM's file components and the provenance's subjects against
+/// `SHA256SUMS`; `required`: a missing one is a problem too. Returns which
+/// were checked.
+pub fn check_documents(
+    contents: &Contents,
+    release: &Path,
+    sums: &BTreeMap<String, String>,
+    required: bool,
+) -> Result<Vec<&'static str>, DocumentMismatch> {
+    let want = described(sums);
+    let fail = |document: &'static str, problem: String| DocumentMismatch {
+        release: release.to_path_buf(),
+        document,
+        problem,
+    };
+    let mut checked = Vec::new();
+    for (document, read) in [
+        (
+            SBOM,
+            sbom_files as fn(&Value) -> Option<BTreeMap<String, String>>,
+        ),
+        (PROVENANCE, provenance_subjects),
+    ] {
+        let Some(bytes) = contents.document(document) else {
+            if required {
+                return Err(fail(document, "is missing".into()));
+            }
+            continue;
+        };
+        if !sums.contains_key(document) {
+            return Err(fail(document, "is not listed in SHA256SUMS".into()));
+        }
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| fail(document, format!("is not JSON: {e}")))?;
+        let got = read(&value).ok_or_else(|| fail(document, "has no file list".into()))?;
+        if let Some(diff) = first_difference(&want, &got) {
+            return Err(fail(document, diff));
+        }
+        checked.push(document);
+    }
+    Ok(checked)
+}
+
+/// The SBOM's `file:` components: name -> SHA-256.
+fn sbom_files(sbom: &Value) -> Option<BTreeMap<String, String>> {
+    let components = sbom.get("components")?.as_array()?;
+    Some(
+        components
+            .iter()
+            .filter(|c| {
+                c.get("bom-ref")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| r.starts_with("file:"))
+            })
+            .filter_map(|c| {
+                let name = c.get("name")?.as_str()?;
+                let hash = c
+                    .get("hashes")?
+                    .as_array()?
+                    .iter()
+                    .find(|h| h.get("alg").and_then(Value::as_str) == Some("SHA-256"))?
+                    .get("content")?
+                    .as_str()?;
+                Some((name.to_string(), hash.to_string()))
+            })
+            .collect(),
+    )
+}
+
+/// The provenance's subjects: name -> sha256.
+fn provenance_subjects(statement: &Value) -> Option<BTreeMap<String, String>> {
+    let subjects = statement.get("subject")?.as_array()?;
+    Some(
+        subjects
+            .iter()
+            .filter_map(|s| {
+                let name = s.get("name")?.as_str()?;
+                let hash = s.get("digest")?.get("sha256")?.as_str()?;
+                Some((name.to_string(), hash.to_string()))
+            })
+            .collect(),
+    )
+}
+
+fn first_difference(
+    want: &BTreeMap<String, String>,
+    got: &BTreeMap<String, String>,
+) -> Option<String> {
+    for (path, hash) in want {
+        match got.get(path) {
+            None => return Some(format!("does not list {path}")),
+            Some(h) if h != hash => {
+                return Some(format!(
+                    "gives {path} the digest {h}, SHA256SUMS gives {hash}"
+                ));
+            }
+            _ => {}
+        }
+    }
+    got.keys()
+        .find(|p| !want.contains_key(*p))
+        .map(|p| format!("lists {p}, which SHA256SUMS does not"))
+}
+
+// ---------------------------------------------------------------------------
+// `snp-build verify`.
+
+/// What `verify` found (its `--json` document).
+#[derive(Debug, Serialize)]
+pub struct Verified {
+    pub release: PathBuf,
+    pub files: usize,
+    /// The signature, in words.
+    pub signature: String,
+    pub signed: bool,
+    pub trusted: bool,
+    pub documents: Vec<&'static str>,
+}
+
+/// `snp-build verify RELEASE [--trusted-key PUB]`: checksums, signature
+/// (judged when keys are given), SBOM and provenance digests.
+pub fn verify(release: &Path, trusted_keys: &[PathBuf]) -> anyhow::Result<Verified> {
+    let trusted = trusted_keys
+        .iter()
+        .map(|p| TrustedKey::load(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let given =
+        std::path::absolute(release).with_context(|| format!("resolving {}", release.display()))?;
+    let contents = if given.is_dir() {
+        Contents::from_dir(&given)?
+    } else if given.is_file() {
+        Contents::from_tarball(&given)?
+    } else {
+        return Err(
+            crate::error::UsageError::new(format!("{}: no such release", given.display()))
+                .help("give an snp-release-<date> directory or its .tar.gz")
+                .into(),
+        );
+    };
+    let sums = check_sums(&contents, &given)?;
+    let check = require_signature(&contents, &given, &trusted)?;
+    let documents = check_documents(&contents, &given, &sums, true)?;
+    Ok(Verified {
+        release: given,
+        files: sums.len(),
+        signed: !matches!(check, SignatureCheck::Unsigned),
+        trusted: matches!(check, SignatureCheck::Trusted { .. }),
+        signature: match (&check, trusted.is_empty()) {
+            (SignatureCheck::UnknownKey { key_id }, true) => {
+                format!("signed by key {key_id} (not checked: no --trusted-key)")
+            }
+            (c, _) => c.to_string(),
+        },
+        documents,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "7bc4fa3b930c2964087c3b239250a63c2275c24dfa7bd6abdabdfec68e8cf5be";
+
+    #[test]
+    fn sums_lines_parse_and_bad_ones_are_named() {
+        let text = format!(
+            "{HASH}  kvm.conf\n{HASH} *./usr/local/bin/x\n\n{HASH}  ../etc/passwd\nnope\n{HASH}  /abs\n{HASH}  kvm.conf\n"
+        );
+        let (sums, bad) = parse_sums(&text);
+        assert_eq!(
+            sums.keys().collect::<Vec<_>>(),
+            ["kvm.conf", "usr/local/bin/x"]
+        );
+        assert_eq!(bad.len(), 4, "{bad:?}");
+        assert!(bad.iter().all(|p| p.kind == ProblemKind::BadLine));
+    }
+
+    #[test]
+    fn tarball_entries_must_be_relative_files_or_directories() {
+        use tar::EntryType;
+        assert!(check_entry(Path::new("snp-release-x/kvm.conf"), EntryType::Regular).is_ok());
+        assert!(check_entry(Path::new("./snp-release-x/"), EntryType::Directory).is_ok());
+        assert!(check_entry(Path::new("snp-release-x/../../etc/x"), EntryType::Regular).is_err());
+        assert!(check_entry(Path::new("/etc/passwd"), EntryType::Regular).is_err());
+        assert!(check_entry(Path::new("snp-release-x/l"), EntryType::Symlink).is_err());
+        assert!(check_entry(Path::new("snp-release-x/h"), EntryType::Link).is_err());
+    }
+}

@@ -1,0 +1,700 @@
+//! Signed releases, their SBOM and provenance, checked by `snp-build
+//! verify`, `snp-build install` and the release's `install.sh` (issue:
+//! signed releases with an SBOM and build provenance).
+//!
+//! Real parts: fixture builds through the binary, Debian's `minisign`
+//! (installed by `.ci/install-deps`) checking our signatures, and the
+//! CycloneDX 1.5 JSON schema vendored in `tests/schema/`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const DATE: &str = "2026-11-29";
+const RELEASE: &str = "snp-release-2026-11-29";
+
+/// A scratch dir with a key pair (`k.key`, `k.key.pub`) and a signed
+/// release in `out/`.
+struct Signed {
+    s: Scratch,
+    summary: Value,
+}
+
+impl Signed {
+    fn build() -> Signed {
+        let s = Scratch::new(shared_fixtures());
+        let keygen = s.run(&["keygen", "-o", "k.key", "--no-password"]);
+        assert_eq!(keygen.code, 0, "{}", keygen.stderr);
+        let summary = s.run_ok(&[
+            "--package",
+            "--output",
+            "out",
+            "--date",
+            DATE,
+            "--sign",
+            "k.key",
+            "-j2",
+        ]);
+        Signed { s, summary }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.s.path().join(rel)
+    }
+
+    fn release(&self) -> PathBuf {
+        self.path("out").join(RELEASE)
+    }
+
+    fn public(&self) -> PathBuf {
+        self.path("k.key.pub")
+    }
+
+    /// A copy of the release to tamper with.
+    fn copy(&self, name: &str) -> PathBuf {
+        let to = self.path(name).join(RELEASE);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(self.release())
+            .arg(&to)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        to
+    }
+}
+
+fn snp_build(args: &[&std::ffi::OsStr]) -> Run {
+    let out = assert_cmd::Command::cargo_bin("snp-build")
+        .unwrap()
+        .args(args)
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+fn os<S: AsRef<std::ffi::OsStr> + ?Sized>(s: &S) -> &std::ffi::OsStr {
+    s.as_ref()
+}
+
+fn install_sh(release: &Path, args: &[&std::ffi::OsStr]) -> Run {
+    let out = Command::new("bash")
+        .arg(release.join("install.sh"))
+        .args(args)
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+fn minisign_verify(release: &Path, public: &Path) -> std::process::Output {
+    Command::new("minisign")
+        .current_dir(release)
+        .args(["-Vm", "SHA256SUMS", "-p"])
+        .arg(public)
+        .output()
+        .expect("Debian's minisign is not installed: run .ci/install-deps")
+}
+
+fn sums(release: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(release.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (h, p) = l.split_once("  ").unwrap();
+            (p.to_string(), h.to_string())
+        })
+        .collect()
+}
+
+fn write_sums(release: &Path, sums: &BTreeMap<String, String>) {
+    let text: String = sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect();
+    std::fs::write(release.join("SHA256SUMS"), text).unwrap();
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn a_signed_release_verifies_with_debian_minisign_and_installs_with_its_key() {
+    let k = Signed::build();
+    let release = k.release();
+    assert_eq!(
+        k.summary["release"]["signed_by"].as_str().map(str::len),
+        Some(16),
+        "{}",
+        k.summary["release"]
+    );
+    // The signature is the one file SHA256SUMS does not list.
+    let listed = sums(&release);
+    assert!(release.join("SHA256SUMS.minisig").is_file());
+    assert!(!listed.contains_key("SHA256SUMS.minisig"));
+    for doc in ["sbom.cdx.json", "provenance.json"] {
+        assert!(
+            listed.contains_key(doc),
+            "{doc} is covered by the signature"
+        );
+    }
+    // Debian's minisign accepts it; the trusted comment is fixed.
+    let out = minisign_verify(&release, &k.public());
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let epoch = k.summary["release"]["path"].as_str().map(|_| {
+        let m: Value =
+            serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+        m["source_date_epoch"].as_u64().unwrap()
+    });
+    assert!(
+        said.contains(&format!(
+            "Trusted comment: release:{RELEASE} source_date_epoch:{}",
+            epoch.unwrap()
+        )),
+        "{said}"
+    );
+
+    // verify: the directory and the tarball (not unpacked).
+    let tarball = k.path("out").join(format!("{RELEASE}.tar.gz"));
+    for target in [&release, &tarball] {
+        let r = snp_build(&[
+            os("verify"),
+            target.as_os_str(),
+            os("--trusted-key"),
+            k.public().as_os_str(),
+            os("--json"),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v = r.json();
+        assert_eq!(v["trusted"], true, "{v}");
+        assert_eq!(v["documents"][0], "sbom.cdx.json");
+        assert_eq!(v["documents"][1], "provenance.json");
+    }
+
+    // install into a root that does not exist yet, with the key.
+    let root = k.path("staging/does/not/exist");
+    let r = snp_build(&[
+        os("install"),
+        release.as_os_str(),
+        os("--root"),
+        root.as_os_str(),
+        os("--trusted-key"),
+        k.public().as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("signed by"), "{}", r.stderr);
+    assert!(root.join("etc/modprobe.d/kvm.conf").is_file());
+
+    // install.sh: with the key, and with the key installed on the target.
+    let sh_root = k.path("sh-root/new");
+    let r = install_sh(
+        &release,
+        &[
+            os("--dry-run"),
+            os("--root"),
+            sh_root.as_os_str(),
+            os("--trusted-key"),
+            k.public().as_os_str(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("signature verified"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("would create the staging root"),
+        "{}",
+        r.stdout
+    );
+    assert!(!sh_root.exists(), "a dry run changes nothing");
+    let r = install_sh(&release, &[os("--root"), sh_root.as_os_str()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(sh_root.join("etc/modprobe.d/kvm.conf").is_file());
+    assert!(r.stdout.contains("NOT verified"), "{}", r.stdout);
+
+    // The host's policy: a key in <root>/etc/snp-build/trusted-keys, or
+    // `[install] trusted-keys` in <root>/etc/snp-build/config.toml.
+    let policy_root = k.path("policy-root");
+    std::fs::create_dir_all(policy_root.join("etc/snp-build/trusted-keys")).unwrap();
+    std::fs::copy(
+        k.public(),
+        policy_root.join("etc/snp-build/trusted-keys/nightly.pub"),
+    )
+    .unwrap();
+    let r = snp_build(&[
+        os("install"),
+        release.as_os_str(),
+        os("--root"),
+        policy_root.as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nightly.pub"), "{}", r.stderr);
+}
+
+/// Each forgery is refused by `snp-build install`, `install.sh` and
+/// `snp-build verify`, and nothing is written to the target.
+#[test]
+fn each_forgery_is_refused_with_nothing_written() {
+    let k = Signed::build();
+    let other = k.s.run(&["keygen", "-o", "other.key", "--no-password"]);
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    type Tamper = fn(&Signed, &Path);
+    let cases: &[(&str, Tamper, &str)] = &[
+        (
+            "unsigned",
+            |_, r| std::fs::remove_file(r.join("SHA256SUMS.minisig")).unwrap(),
+            "unsigned",
+        ),
+        (
+            "signed by another key",
+            |k, r| {
+                let mut cmd = assert_cmd::Command::cargo_bin("snp-build").unwrap();
+                // Sign the same SHA256SUMS with the other key, through a
+                // second release build (the signature is all we take).
+                let out = cmd
+                    .current_dir(k.s.path())
+                    .args([
+                        "--package",
+                        "--output",
+                        "other-out",
+                        "--date",
+                        DATE,
+                        "--sign",
+                        "other.key",
+                        "--config",
+                        "stable-commits.toml",
+                        "--work-dir",
+                        "build",
+                    ])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+                std::fs::copy(
+                    k.path("other-out").join(RELEASE).join("SHA256SUMS.minisig"),
+                    r.join("SHA256SUMS.minisig"),
+                )
+                .unwrap();
+            },
+            "not a trusted key",
+        ),
+        (
+            "a file changed together with a matching SHA256SUMS line",
+            |_, r| {
+                let conf = r.join("kvm.conf");
+                std::fs::write(&conf, "options kvm_amd sev-snp=0\n").unwrap();
+                let mut s = sums(r);
+                s.insert("kvm.conf".into(), sha256(&conf));
+                write_sums(r, &s);
+            },
+            "does not match SHA256SUMS",
+        ),
+        (
+            "a changed SHA256SUMS",
+            |_, r| {
+                let mut s = sums(r);
+                s.remove("libvirt-sev.xml");
+                std::fs::remove_file(r.join("libvirt-sev.xml")).unwrap();
+                write_sums(r, &s);
+            },
+            "does not match SHA256SUMS",
+        ),
+    ];
+    for (i, (what, tamper, says)) in cases.iter().enumerate() {
+        let release = k.copy(&format!("case{i}"));
+        tamper(&k, &release);
+        let root = k.path(&format!("root{i}"));
+        let r = snp_build(&[
+            os("install"),
+            release.as_os_str(),
+            os("--root"),
+            root.as_os_str(),
+            os("--trusted-key"),
+            k.public().as_os_str(),
+        ]);
+        assert_ne!(r.code, 0, "{what}: install accepted it");
+        assert!(r.stderr.contains(says), "{what}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("nothing was changed"),
+            "{what}: {}",
+            r.stderr
+        );
+        assert!(!root.exists(), "{what}: install wrote {}", root.display());
+
+        let r = install_sh(
+            &release,
+            &[
+                os("--root"),
+                root.as_os_str(),
+                os("--trusted-key"),
+                k.public().as_os_str(),
+            ],
+        );
+        assert_eq!(r.code, 3, "{what}: install.sh: {}{}", r.stdout, r.stderr);
+        assert!(
+            !root.exists(),
+            "{what}: install.sh wrote {}",
+            root.display()
+        );
+
+        let r = snp_build(&[
+            os("verify"),
+            release.as_os_str(),
+            os("--trusted-key"),
+            k.public().as_os_str(),
+        ]);
+        assert_ne!(r.code, 0, "{what}: verify passed it");
+        assert!(r.stderr.contains(says), "{what}: verify: {}", r.stderr);
+    }
+
+    // Without --trusted-key, a key installed on the target is the policy.
+    let release = k.copy("policy");
+    std::fs::remove_file(release.join("SHA256SUMS.minisig")).unwrap();
+    let root = k.path("policy-root");
+    std::fs::create_dir_all(root.join("etc/snp-build/trusted-keys")).unwrap();
+    std::fs::copy(k.public(), root.join("etc/snp-build/trusted-keys/k.pub")).unwrap();
+    let r = snp_build(&[
+        os("install"),
+        release.as_os_str(),
+        os("--root"),
+        root.as_os_str(),
+    ]);
+    assert_ne!(
+        r.code, 0,
+        "an unsigned release installed under a key policy"
+    );
+    assert!(r.stderr.contains("unsigned"), "{}", r.stderr);
+    assert!(!root.join("etc/modprobe.d").exists());
+    let r = install_sh(&release, &[os("--root"), root.as_os_str()]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+}
+
+/// The SBOM and the provenance describe exactly what SHA256SUMS lists;
+/// `verify` refuses either once it disagrees.
+#[test]
+fn sbom_and_provenance_match_sha256sums() {
+    let fx = shared_fixtures();
+    let s = Scratch::new(fx);
+    // A patch on qemu, so the SBOM has one to list.
+    let clone = s.path().join("qemu-clone");
+    git(
+        s.path(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "snp-latest",
+            fx.join("qemu.git").to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(clone.join("NOTES"), "a local change\n").unwrap();
+    git(&clone, &["add", "NOTES"]);
+    git(&clone, &["commit", "-q", "-m", "add NOTES"]);
+    std::fs::create_dir_all(s.path().join("patches/qemu")).unwrap();
+    std::fs::write(
+        s.path().join("patches/qemu/0001-notes.patch"),
+        git(&clone, &["format-patch", "--stdout", "HEAD~1..HEAD"]) + "\n",
+    )
+    .unwrap();
+    s.run_ok(&["--package", "--output", "out", "--date", DATE, "-j2"]);
+    let release = s.path().join("out").join(RELEASE);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let sbom: Value =
+        serde_json::from_slice(&std::fs::read(release.join("sbom.cdx.json")).unwrap()).unwrap();
+
+    // Valid CycloneDX 1.5.
+    let schema_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schema/cyclonedx-1.5");
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(schema_dir.join(name)).unwrap()).unwrap()
+    };
+    // Offline: the schema's $refs resolve to the vendored files only.
+    let registry = jsonschema::Registry::new()
+        .add(
+            "http://cyclonedx.org/schema/spdx.SNAPSHOT.schema.json",
+            read("spdx.SNAPSHOT.schema.json"),
+        )
+        .unwrap()
+        .add(
+            "http://cyclonedx.org/schema/jsf-0.82.SNAPSHOT.schema.json",
+            read("jsf-0.82.SNAPSHOT.schema.json"),
+        )
+        .unwrap()
+        .prepare()
+        .unwrap();
+    let validator = jsonschema::options()
+        .with_registry(&registry)
+        .offline()
+        .build(&read("bom-1.5.SNAPSHOT.schema.json"))
+        .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&sbom)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(sbom["specVersion"], "1.5");
+    // The validator does judge: a component without its type fails.
+    let mut broken = sbom.clone();
+    broken["components"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("type");
+    assert!(!validator.is_valid(&broken));
+
+    let components = sbom["components"].as_array().unwrap();
+    let by_ref = |r: &str| components.iter().find(|c| c["bom-ref"] == r);
+    // Each source at its full SHA, with its URL and declared licence.
+    for (source, license) in [
+        ("qemu", "GPL-2.0-only"),
+        ("ovmf", "BSD-2-Clause-Patent"),
+        ("kernel-host", "GPL-2.0 WITH Linux-syscall-note"),
+    ] {
+        let c = by_ref(&format!("source:{source}")).unwrap_or_else(|| panic!("{source}"));
+        assert_eq!(c["version"], manifest["sources"][source]["sha"], "{source}");
+        assert_eq!(
+            c["externalReferences"][0]["url"],
+            manifest["sources"][source]["url"]
+        );
+        assert_eq!(c["licenses"][0]["expression"], license, "{source}");
+    }
+    // The fixture edk2 submodule, with its SHA and URL.
+    let ovmf = by_ref("source:ovmf").unwrap();
+    let submodules = manifest["sources"]["ovmf"]["submodules"]
+        .as_object()
+        .unwrap();
+    assert!(!submodules.is_empty());
+    for (path, sha) in submodules {
+        let sm = ovmf["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == path.as_str())
+            .unwrap_or_else(|| panic!("submodule {path} not in the SBOM"));
+        assert_eq!(&sm["version"], sha);
+        assert!(
+            sm["externalReferences"][0]["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("ovmf-brotli.git")
+        );
+    }
+    // Every patch with its hash.
+    let qemu = by_ref("source:qemu").unwrap();
+    for p in manifest["sources"]["qemu"]["patches"].as_array().unwrap() {
+        let pc = qemu["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == p["file"])
+            .unwrap_or_else(|| panic!("patch {} not in the SBOM", p["file"]));
+        assert_eq!(pc["hashes"][0]["content"], p["sha256"]);
+    }
+    // Build tools from the stamps.
+    let tools = sbom["metadata"]["tools"]["components"].as_array().unwrap();
+    assert!(tools.iter().any(|t| t["name"] == "gcc"), "{tools:?}");
+
+    // Provenance: subjects are SHA256SUMS but for the SBOM and itself.
+    let prov: Value =
+        serde_json::from_slice(&std::fs::read(release.join("provenance.json")).unwrap()).unwrap();
+    assert_eq!(prov["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(prov["predicateType"], "https://slsa.dev/provenance/v1");
+    let subjects: BTreeMap<String, String> = prov["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["digest"]["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut listed = sums(&release);
+    listed.remove("sbom.cdx.json");
+    listed.remove("provenance.json");
+    assert_eq!(subjects, listed);
+    let params = &prov["predicate"]["buildDefinition"]["externalParameters"];
+    assert_eq!(
+        params["pinFile"]["digest"]["sha256"],
+        sha256(&release.join("source-config")).as_str()
+    );
+    assert_eq!(
+        params["lock"]["digest"]["sha256"],
+        sha256(&release.join("stable-commits.lock")).as_str()
+    );
+    assert_eq!(
+        prov["predicate"]["runDetails"]["builder"]["version"]["snp-build"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        !serde_json::to_string(&prov).unwrap().contains("On\""),
+        "no start or finish time"
+    );
+
+    // An SBOM that disagrees is refused by verify, even with SHA256SUMS
+    // made to match it.
+    let bad = s.path().join("bad").join(RELEASE);
+    std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&release)
+            .arg(&bad)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let text = std::fs::read_to_string(bad.join("sbom.cdx.json")).unwrap();
+    let kvm = sums(&bad)["kvm.conf"].clone();
+    std::fs::write(
+        bad.join("sbom.cdx.json"),
+        text.replace(&kvm, &"0".repeat(64)),
+    )
+    .unwrap();
+    let mut s2 = sums(&bad);
+    s2.insert("sbom.cdx.json".into(), sha256(&bad.join("sbom.cdx.json")));
+    write_sums(&bad, &s2);
+    let r = snp_build(&[os("verify"), bad.as_os_str()]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("sbom.cdx.json gives kvm.conf the digest"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Two signed builds give tarballs identical in every member but the
+/// signature (minisign adds random noise); the signing key never reaches
+/// source-config, the manifest or the release's fingerprint.
+#[test]
+fn signed_builds_differ_only_in_the_signature_and_the_key_stays_out() {
+    let s = Scratch::new(shared_fixtures());
+    assert_eq!(s.run(&["keygen", "-o", "k.key", "--no-password"]).code, 0);
+    // The key from the pin file's [release] table this time.
+    let pins = std::fs::read_to_string(s.pins()).unwrap();
+    std::fs::write(
+        s.pins(),
+        format!("{pins}\n[release]\nsigning-key = \"k.key\"\n"),
+    )
+    .unwrap();
+    let a = s.run_ok(&["--package", "--output", "a", "--date", DATE, "-j2"]);
+    s.run_ok(&["--package", "--output", "b", "--date", DATE, "-j2"]);
+    assert!(a["release"]["signed_by"].is_string(), "{}", a["release"]);
+    let members = |tarball: &str| -> BTreeMap<String, Vec<u8>> {
+        let f = std::fs::File::open(s.path().join(tarball)).unwrap();
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        ar.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let name = e.path().unwrap().to_string_lossy().into_owned();
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+                (name, bytes)
+            })
+            .collect()
+    };
+    let tar_a = members(&format!("a/{RELEASE}.tar.gz"));
+    let tar_b = members(&format!("b/{RELEASE}.tar.gz"));
+    assert_eq!(
+        tar_a.keys().collect::<Vec<_>>(),
+        tar_b.keys().collect::<Vec<_>>()
+    );
+    let differing: Vec<&String> = tar_a
+        .iter()
+        .filter(|(name, bytes)| tar_b[*name] != **bytes)
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        differing,
+        [&format!("{RELEASE}/SHA256SUMS.minisig")],
+        "only the signature differs"
+    );
+    let source_config =
+        String::from_utf8_lossy(&tar_a[&format!("{RELEASE}/source-config")]).into_owned();
+    assert!(
+        !source_config.contains("k.key"),
+        "the key path reached source-config:\n{source_config}"
+    );
+    let manifest =
+        String::from_utf8_lossy(&tar_a[&format!("{RELEASE}/manifest.json")]).into_owned();
+    assert!(!manifest.contains("k.key"));
+
+    // Unsigned again: the release is made again, without a signature.
+    std::fs::write(s.pins(), &pins).unwrap();
+    let c = s.run_ok(&["--package", "--output", "a", "--date", DATE, "-j2"]);
+    assert!(c["release"]["signed_by"].is_null(), "{}", c["release"]);
+    assert!(
+        !s.path()
+            .join("a")
+            .join(RELEASE)
+            .join("SHA256SUMS.minisig")
+            .exists()
+    );
+
+    // A key that cannot be opened stops the build before any work.
+    let r = s.run_env(
+        &[("SNP_BUILD_SIGNING_KEY", os("missing.key"))],
+        &["--package", "--output", "c", "--date", DATE],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("missing.key"), "{}", r.stderr);
+    assert!(!s.path().join("c").exists());
+}
+
+/// An encrypted key: its password comes from SNP_BUILD_SIGNING_PASSWORD,
+/// never from the command line, and without it and a terminal the build
+/// stops before any work, saying what to do.
+#[test]
+fn an_encrypted_key_takes_its_password_from_the_environment() {
+    let s = Scratch::new(shared_fixtures());
+    let pw = os("correct horse");
+    let r = s.run_env(
+        &[("SNP_BUILD_SIGNING_PASSWORD", pw)],
+        &["keygen", "-o", "enc.key"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read_to_string(s.path().join("enc.key"))
+            .unwrap()
+            .contains("snp-build secret key")
+    );
+    // No password, no terminal (stdin is not one here).
+    let r = s.run(&["qemu", "--package", "--output", "o", "--sign", "enc.key"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("SNP_BUILD_SIGNING_PASSWORD"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.work().join("qemu").exists(), "nothing was fetched");
+    // A wrong one.
+    let r = s.run_env(
+        &[("SNP_BUILD_SIGNING_PASSWORD", os("wrong"))],
+        &["qemu", "--package", "--output", "o", "--sign", "enc.key"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!r.stderr.contains("correct horse"));
+    // The right one.
+    let r = s.run_env(
+        &[("SNP_BUILD_SIGNING_PASSWORD", pw)],
+        &[
+            "qemu",
+            "--package",
+            "--output",
+            "o",
+            "--date",
+            DATE,
+            "--sign",
+            "enc.key",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let release = s.path().join("o").join(RELEASE);
+    let out = minisign_verify(&release, &s.path().join("enc.key.pub"));
+    assert!(out.status.success(), "{out:?}");
+    assert!(!r.stderr.contains("correct horse"));
+}
