@@ -520,10 +520,10 @@ main() {
     check_root
     verify_checksums
     verify_signature
-    make_root
     detect_distro
     find_kernel_package
     check_tools
+    make_root
     install_kernel_package
     install_qemu_dependencies
     install_kvm_conf

@@ -10,17 +10,7 @@ use common::*;
 /// returns the clone (for format-patch).
 fn local_changes(fx: &Path, dir: &Path) -> std::path::PathBuf {
     let clone = dir.join("work-qemu");
-    git(
-        dir,
-        &[
-            "clone",
-            "-q",
-            "-b",
-            "snp-latest",
-            fx.join("qemu.git").to_str().unwrap(),
-            clone.to_str().unwrap(),
-        ],
-    );
+    clone_snp_latest(&fx.join("qemu.git"), &clone);
     for (n, (author, file, text)) in [
         ("Alice Dev <alice@example.com>", "VERSION", "9.1.0-snp1\n"),
         ("Bob Dev <bob@example.com>", "NOTES-A", "first\n"),

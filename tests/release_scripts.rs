@@ -809,10 +809,26 @@ fn install_usage_errors_and_help() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let out = r.install(&["--root"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // A missing root is made, but only when the install goes ahead (here
+    // it stops first: the release holds no kernel package).
     let missing = r.tmp.path().join("no-such-root");
     let out = r.install(&["--root", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("no host kernel"),
+        "{}",
+        describe(&out)
+    );
     assert!(!missing.exists());
+    let file = r.tmp.path().join("a-file");
+    write(&file, "not a directory\n");
+    let out = r.install(&["--root", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("not a directory"),
+        "{}",
+        describe(&out)
+    );
     let help = r.install_ok(&["--help"]);
     for word in ["--dry-run", "--root DIR", "Exit codes"] {
         assert!(help.contains(word), "{word} not in:\n{help}");

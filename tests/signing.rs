@@ -55,6 +55,18 @@ impl Signed {
         self.path("k.key.pub")
     }
 
+    /// `snp-build install RELEASE --root ROOT --trusted-key k.key.pub`.
+    fn install(&self, release: &Path, root: &Path) -> Run {
+        snp_build(&[
+            os("install"),
+            release.as_os_str(),
+            os("--root"),
+            root.as_os_str(),
+            os("--trusted-key"),
+            self.public().as_os_str(),
+        ])
+    }
+
     /// A copy of the release to tamper with.
     fn copy(&self, name: &str) -> PathBuf {
         let to = self.path(name).join(RELEASE);
@@ -178,14 +190,7 @@ fn a_signed_release_verifies_with_debian_minisign_and_installs_with_its_key() {
 
     // install into a root that does not exist yet, with the key.
     let root = k.path("staging/does/not/exist");
-    let r = snp_build(&[
-        os("install"),
-        release.as_os_str(),
-        os("--root"),
-        root.as_os_str(),
-        os("--trusted-key"),
-        k.public().as_os_str(),
-    ]);
+    let r = k.install(&release, &root);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("signed by"), "{}", r.stderr);
     assert!(root.join("etc/modprobe.d/kvm.conf").is_file());
@@ -306,14 +311,7 @@ fn each_forgery_is_refused_with_nothing_written() {
         let release = k.copy(&format!("case{i}"));
         tamper(&k, &release);
         let root = k.path(&format!("root{i}"));
-        let r = snp_build(&[
-            os("install"),
-            release.as_os_str(),
-            os("--root"),
-            root.as_os_str(),
-            os("--trusted-key"),
-            k.public().as_os_str(),
-        ]);
+        let r = k.install(&release, &root);
         assert_ne!(r.code, 0, "{what}: install accepted it");
         assert!(r.stderr.contains(says), "{what}: {}", r.stderr);
         assert!(
@@ -379,17 +377,7 @@ fn sbom_and_provenance_match_sha256sums() {
     let s = Scratch::new(fx);
     // A patch on qemu, so the SBOM has one to list.
     let clone = s.path().join("qemu-clone");
-    git(
-        s.path(),
-        &[
-            "clone",
-            "-q",
-            "-b",
-            "snp-latest",
-            fx.join("qemu.git").to_str().unwrap(),
-            clone.to_str().unwrap(),
-        ],
-    );
+    clone_snp_latest(&fx.join("qemu.git"), &clone);
     std::fs::write(clone.join("NOTES"), "a local change\n").unwrap();
     git(&clone, &["add", "NOTES"]);
     git(&clone, &["commit", "-q", "-m", "add NOTES"]);

@@ -583,17 +583,7 @@ fn follows_a_submodule_url_changed_upstream() {
     let new_url = format!("file://{}", moved_home.display());
 
     let work = root.path().join("edit-ovmf");
-    git(
-        root.path(),
-        &[
-            "clone",
-            "-q",
-            "-b",
-            "snp-latest",
-            fx.join("ovmf.git").to_str().unwrap(),
-            work.to_str().unwrap(),
-        ],
-    );
+    clone_snp_latest(&fx.join("ovmf.git"), &work);
     git(&work, &["submodule", "set-url", &path, &new_url]);
     git(&work, &["submodule", "update", "--init", "-q"]);
     let sub_dir = work.join(&path);

@@ -140,6 +140,22 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A working clone of `repo`'s `snp-latest` at `dest` (to commit to, or
+/// to make patches from).
+pub fn clone_snp_latest(repo: &Path, dest: &Path) {
+    git(
+        dest.parent().unwrap(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "snp-latest",
+            repo.to_str().unwrap(),
+            dest.to_str().unwrap(),
+        ],
+    );
+}
+
 /// The SHA of `rev` in repository `repo`.
 pub fn rev_parse(repo: &Path, rev: &str) -> String {
     git(repo, &["rev-parse", rev])
