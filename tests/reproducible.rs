@@ -35,7 +35,27 @@ fn differing_files(a: &Path, b: &Path) -> String {
         .arg(b)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
+    let mut report = String::from_utf8_lossy(&out.stdout).to_string();
+    // The text files' differences themselves (first lines), to say why.
+    let text = Command::new("diff")
+        .args([
+            "-ru",
+            "--no-dereference",
+            "--text",
+            "--exclude=*.deb",
+            "--exclude=*.rpm",
+        ])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&text.stdout)
+        .lines()
+        .take(80)
+        .map(String::from)
+        .collect();
+    report.push_str(&lines.join("\n"));
+    report
 }
 
 fn extract(tarball: &Path, into: &Path) {
@@ -59,10 +79,16 @@ fn another_builder_elsewhere_gets_the_same_tarball() {
     let fx = own_fixtures(up.path());
     let pins = std::fs::read_to_string(fx.join("stable-commits.toml")).unwrap();
     let binary = assert_cmd::cargo::cargo_bin("snp-build");
+    // One toolchain for both: the release's SBOM and provenance name the
+    // build tools' versions, so "the same inputs" includes them. The
+    // system's directories only: a per-user one (a pyenv shim under
+    // /root) would give `nobody` another python3.
+    let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
     // The first builder: this user, its environment, short names.
     let a = scratch_with(&pins);
     let out = Command::new(&binary)
+        .env("PATH", path)
         .current_dir(a.path())
         .args(["--config", "stable-commits.toml", "--work-dir", "build"])
         .args(["--package", "--date", DATE, "--output", "out", "-j2"])
@@ -121,6 +147,7 @@ fn another_builder_elsewhere_gets_the_same_tarball() {
             .args(["--config", "stable-commits.toml"])
             .args(args)
             .current_dir(b.path())
+            .env("PATH", path)
             .env("HOME", &home)
             .env("TZ", "Asia/Tokyo")
             .env("LANG", "de_DE.UTF-8")
