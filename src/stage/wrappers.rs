@@ -63,15 +63,23 @@ impl Wrappers {
     ) -> anyhow::Result<Wrappers> {
         let dir = stage.product(DIR);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, text) in [("gcc", GCC), ("date", DATE)].iter().chain(extra) {
-            write_script(&dir.join(name), text)?;
-        }
         let system = ProbeEnv::system();
         let real = |program: &str| {
             system
                 .find_program(program)
                 .with_context(|| format!("{program} is not on PATH"))
         };
+        let gcc = real("gcc")?;
+        // ccache knows the compiler by the wrapper's mtime: naming the real
+        // gcc's identity in the text rewrites the wrapper (a new mtime) when
+        // gcc changes, so no object of the old compiler is served.
+        let gcc_text = format!("{GCC}# compiler: {}\n", identity(&gcc));
+        for (name, text) in [("gcc", gcc_text.as_str()), ("date", DATE)]
+            .iter()
+            .chain(extra)
+        {
+            write_script(&dir.join(name), text)?;
+        }
         let mut path = OsString::from(dir.as_os_str());
         if let Some(caller) = std::env::var_os("PATH") {
             path.push(":");
@@ -81,7 +89,7 @@ impl Wrappers {
             vars: vec![
                 ("PATH", path),
                 ("SNP_BUILD_WRAPPERS", dir.clone().into_os_string()),
-                ("SNP_BUILD_GCC", real("gcc")?.into_os_string()),
+                ("SNP_BUILD_GCC", gcc.into_os_string()),
                 ("SNP_BUILD_DATE", real("date")?.into_os_string()),
                 ("SNP_BUILD_PREFIX_MAP", prefix_map(tree).into()),
             ],
@@ -99,6 +107,18 @@ impl Wrappers {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// The real file behind `program`, its size and mtime.
+fn identity(program: &Path) -> String {
+    let real = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
+    let meta = std::fs::metadata(&real).ok();
+    let mtime = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    format!("{} {} {mtime}", real.display(), meta.map_or(0, |m| m.len()))
 }
 
 /// The compiler flag that maps `tree` to `.` in everything a compiler
@@ -154,6 +174,31 @@ mod tests {
             "1970\n"
         );
         assert!(!run(&w, "date", &["-R"], None).contains("1970"));
+    }
+
+    #[test]
+    fn an_unchanged_wrapper_keeps_its_mtime_for_ccache() {
+        let work = tempfile::tempdir().unwrap();
+        let stage = crate::workdir::WorkDir::new(work.path())
+            .unwrap()
+            .stage("ovmf");
+        let tree = work.path().join("tree");
+        Wrappers::install(&stage, &tree, &[]).unwrap();
+        let gcc = stage.product(DIR).join("gcc");
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&gcc)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        Wrappers::install(&stage, &tree, &[]).unwrap();
+        assert_eq!(std::fs::metadata(&gcc).unwrap().modified().unwrap(), old);
+        assert!(
+            std::fs::read_to_string(&gcc)
+                .unwrap()
+                .contains("# compiler: /")
+        );
     }
 
     #[test]
