@@ -102,8 +102,27 @@ fn new_password() -> anyhow::Result<String> {
     Ok(first)
 }
 
+/// The password taken out of the environment by [`take_password_from_env`].
+static ENV_PASSWORD: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Moves `SNP_BUILD_SIGNING_PASSWORD` out of the process environment into
+/// memory, so no child (a one-off `git`, `gcc --version`, a configure
+/// script) inherits it. Call once at start, before any thread exists.
+pub fn take_password_from_env() {
+    let value = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+    if std::env::var_os(PASSWORD_ENV).is_some() {
+        // SAFETY: called first thing in `main`, while the process has one
+        // thread, so nothing reads the environment concurrently.
+        unsafe { std::env::remove_var(PASSWORD_ENV) };
+    }
+    let _ = ENV_PASSWORD.set(value);
+}
+
 fn env_password() -> Option<String> {
-    std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty())
+    match ENV_PASSWORD.get() {
+        Some(taken) => taken.clone(),
+        None => std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()),
+    }
 }
 
 fn no_terminal(what: &str) -> UsageError {

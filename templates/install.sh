@@ -14,7 +14,9 @@
 #      installed (*.pub in /etc/snp-build/trusted-keys/, under --root DIR
 #      when given): `minisign -V` must accept SHA256SUMS.minisig with one of
 #      them, else nothing is changed. Without a trusted key it says that
-#      the signature was not verified.
+#      the signature was not verified. Keys listed only in
+#      /etc/snp-build/config.toml ([install] trusted-keys) cannot be read
+#      here: it refuses and says to pass them with --trusted-key.
 #   2. Detects the distribution from os-release (ID, or any word of ID_LIKE,
 #      equal to "debian" means Debian-like, which uses .deb packages; any
 #      other distribution uses .rpm packages). With --root DIR,
@@ -169,6 +171,10 @@ verify_signature() {
         keys=("$dir"/*.pub)
         shopt -u nullglob
     fi
+    if [[ ${#keys[@]} -eq 0 && -f "$ROOT/etc/snp-build/config.toml" ]] &&
+        grep -q '^[[:space:]]*trusted-keys' "$ROOT/etc/snp-build/config.toml"; then
+        die 1 "the host's trusted keys are listed in $ROOT/etc/snp-build/config.toml, which install.sh cannot read: pass them with --trusted-key PUB, or use 'snp-build install'; nothing was changed"
+    fi
     if [[ ${#keys[@]} -eq 0 ]]; then
         if [[ -f "$sig" ]]; then
             say "warning: the release is signed, but no trusted key is given (--trusted-key) or installed ($dir): the signature was NOT verified"
@@ -260,7 +266,8 @@ verify_checksums() {
 safe_relative() {
     local name=$1 part
     [[ -n "$name" && "$name" != /* ]] || return 1
-    local IFS=/
+    local - IFS=/
+    set -f # a name's `*` or `?` is a character, never a glob
     for part in $name; do
         [[ -n "$part" && "$part" != . && "$part" != .. ]] || return 1
     done
@@ -270,7 +277,8 @@ safe_relative() {
 # True when NAME, or a directory on its way, is a symbolic link.
 symlink_on_the_way() {
     local name=$1 part at=$RELEASE_DIR
-    local IFS=/
+    local - IFS=/
+    set -f # a name's `*` or `?` is a character, never a glob
     for part in $name; do
         at=$at/$part
         [[ -L "$at" ]] && return 0

@@ -686,3 +686,150 @@ fn an_encrypted_key_takes_its_password_from_the_environment() {
     assert!(out.status.success(), "{out:?}");
     assert!(!r.stderr.contains("correct horse"));
 }
+
+/// `[release]` in any TOML form leaves no key behind in `source-config`,
+/// and what remains is still a valid pin file.
+#[test]
+fn every_form_of_the_release_table_is_cut_from_source_config() {
+    use snp_build::config::{Origin, PinFile};
+    let base = std::fs::read_to_string(shared_fixtures().join("stable-commits.toml")).unwrap();
+    for (form, tail) in [
+        ("table", "\n[release]\nsigning-key = \"k.key\" # ours\n"),
+        ("dotted", "\nrelease.signing-key = \"k.key\"\n"),
+        ("inline", "\nrelease = { signing-key = \"k.key\" }\n"),
+        ("crlf", "\r\n[release]\r\nsigning-key = \"k.key\"\r\n"),
+    ] {
+        // A dotted or inline key must come before the first table.
+        let text = if form == "dotted" || form == "inline" {
+            format!("{}{base}", tail.trim_start())
+        } else {
+            format!("{base}{tail}")
+        };
+        let file = PinFile::new(text, Origin::Embedded, shared_fixtures().to_path_buf());
+        let stack = snp_build::stage::Registry::standard()
+            .configure(file)
+            .unwrap_or_else(|e| panic!("{form}: {e}"));
+        assert_eq!(
+            stack.build.signing_key,
+            Some(shared_fixtures().join("k.key")),
+            "{form}"
+        );
+        assert!(
+            !stack.redacted.contains("k.key") && !stack.redacted.contains("ours"),
+            "{form}: {}",
+            stack.redacted
+        );
+        let again = PinFile::new(
+            stack.redacted.clone(),
+            Origin::Embedded,
+            shared_fixtures().to_path_buf(),
+        );
+        let reread = snp_build::stage::Registry::standard()
+            .configure(again)
+            .unwrap_or_else(|e| panic!("{form}: source-config no longer parses: {e}"));
+        assert_eq!(reread.build.signing_key, None, "{form}");
+    }
+}
+
+/// Tarballs that `tar -xzf` would unpack differently from what was
+/// checked, or with modes SHA256SUMS cannot vouch for, are refused by
+/// `verify` and by `install`.
+#[test]
+fn tarball_tricks_are_refused() {
+    let k = Signed::build();
+    let release = k.release();
+    // A tarball of the release as snp-build writes it (root, 0644/0755),
+    // with `edit` applied to the builder before it is finished.
+    let tarball = |name: &str, edit: &dyn Fn(&mut tar::Builder<Vec<u8>>)| -> PathBuf {
+        let mut b = tar::Builder::new(Vec::new());
+        for entry in walkdir::WalkDir::new(&release).sort_by_file_name() {
+            let entry = entry.unwrap();
+            let rel = Path::new(RELEASE).join(entry.path().strip_prefix(&release).unwrap());
+            let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
+            if entry.file_type().is_dir() {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, &rel, std::io::empty()).unwrap();
+            } else {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                let exec = std::os::unix::fs::PermissionsExt::mode(
+                    &entry.metadata().unwrap().permissions(),
+                ) & 0o111
+                    != 0;
+                h.set_mode(if exec { 0o755 } else { 0o644 });
+                h.set_size(bytes.len() as u64);
+                b.append_data(&mut h, &rel, bytes.as_slice()).unwrap();
+            }
+        }
+        edit(&mut b);
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let path = k.path(name);
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        path
+    };
+    let file = |b: &mut tar::Builder<Vec<u8>>, rel: &str, mode: u32, bytes: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mode(mode);
+        h.set_size(bytes.len() as u64);
+        b.append_data(&mut h, format!("{RELEASE}/{rel}"), bytes)
+            .unwrap();
+    };
+    let check = |path: &Path, says: &str| {
+        let r = snp_build(&[
+            os("verify"),
+            path.as_os_str(),
+            os("--trusted-key"),
+            k.public().as_os_str(),
+        ]);
+        assert_ne!(r.code, 0, "verify passed {}", path.display());
+        assert!(r.stderr.contains(says), "verify: {}", r.stderr);
+        let root = k.path("trick-root");
+        let r = k.install(path, &root);
+        assert_ne!(r.code, 0, "install took {}", path.display());
+        assert!(r.stderr.contains(says), "install: {}", r.stderr);
+        assert!(!root.exists());
+    };
+
+    // The plain copy passes: the tricks below are what fails.
+    let plain = tarball("plain.tar.gz", &|_| {});
+    let r = snp_build(&[
+        os("verify"),
+        plain.as_os_str(),
+        os("--trusted-key"),
+        k.public().as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // A second gzip member after the archive (tar -xzf unpacks it too).
+    let appended = k.path("appended.tar.gz");
+    let mut bytes = std::fs::read(&plain).unwrap();
+    let mut extra = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(9);
+    extra
+        .append_data(&mut h, format!("{RELEASE}/kvm.conf"), &b"evil=1\n\n\n"[..9])
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &extra.into_inner().unwrap()).unwrap();
+    bytes.extend(gz.finish().unwrap());
+    std::fs::write(&appended, bytes).unwrap();
+    check(&appended, "data follows the end of the tar archive");
+
+    // A setuid file, and one path twice.
+    let setuid = tarball("setuid.tar.gz", &|b| {
+        file(b, "extra-tool", 0o4755, b"#!/bin/sh\n")
+    });
+    check(&setuid, "has mode 4755");
+    let twice = tarball("twice.tar.gz", &|b| file(b, "kvm.conf", 0o644, b"evil\n"));
+    let r = snp_build(&[os("verify"), twice.as_os_str()]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("kvm.conf appears twice"), "{}", r.stderr);
+}

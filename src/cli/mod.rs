@@ -35,6 +35,7 @@ pub struct Finished {
 
 /// The binary: runs the command line with `registry` and exits.
 pub fn main(registry: &Registry) -> ! {
+    crate::signing::take_password_from_env();
     let finished = run(registry, std::env::args_os());
     if let Some(doc) = &finished.json {
         println!("{doc}");

@@ -96,12 +96,14 @@ pub fn build(
         .package
         .then(|| ReleaseTarget::new(&req.output, req.date.as_deref()))
         .transpose()?;
-    let key = super::signing_key_path(req.sign.as_deref(), &stack);
-    if key.is_some() && target.is_none() {
-        return Err(crate::error::UsageError::new("signing needs a release")
+    // A key from the environment or the pin file only matters to a
+    // release; an explicit --sign without one is a mistake.
+    if req.sign.is_some() && target.is_none() {
+        return Err(crate::error::UsageError::new("--sign needs a release")
             .help("add --package (the signature covers the release's SHA256SUMS)")
             .into());
     }
+    let key = super::signing_key_path(req.sign.as_deref(), &stack);
     let target = match target {
         Some(t) if req.dry_run => Some(t.expect_signed_by(key.as_deref())),
         Some(t) => Some(t.sign_with(key.as_deref())?),

@@ -293,17 +293,24 @@ impl<'a> Document<'a> {
             }
         }
         // `[release]` is this machine's signing policy, not what is built:
-        // its keys are left out (the table's header stays).
+        // the lines of its keys are left out (a `[release]` header stays).
+        // Whole lines, as TOML has one key per line: a dotted
+        // `release.signing-key = ...`, an inline `release = { ... }`, a
+        // trailing comment and a CRLF leave nothing behind.
         if let Some(DeValue::Table(release)) = lookup(&self.merged, "release").map(|v| v.get_ref())
         {
-            for (key, value) in release {
-                let start = key.span().start;
-                let mut end = value.span().end;
-                if self.file.text[end..].starts_with('\n') {
-                    end += 1;
-                }
-                spans.push((start..end, String::new()));
-            }
+            let text = &self.file.text;
+            let lines: std::collections::BTreeSet<(usize, usize)> = release
+                .iter()
+                .map(|(key, value)| {
+                    let start = text[..key.span().start].rfind('\n').map_or(0, |i| i + 1);
+                    let end = text[value.span().end..]
+                        .find('\n')
+                        .map_or(text.len(), |i| value.span().end + i + 1);
+                    (start, end)
+                })
+                .collect();
+            spans.extend(lines.into_iter().map(|(a, b)| (a..b, String::new())));
         }
         let mut text = self.file.text.clone();
         spans.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));

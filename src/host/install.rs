@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use super::verify::{ChecksumMismatch, Problem, ProblemKind};
-use super::verify::{Contents, check_entry};
+use super::verify::{Contents, check_end, check_entry, open_tarball};
 use super::{PackageFormat, is_debian_like, kernel_image_package, os_release};
 use crate::error::UsageError;
 use crate::exec::Cmd;
@@ -138,7 +138,10 @@ fn trusted_keys(target: &Target, flags: &[PathBuf]) -> anyhow::Result<Vec<Truste
                 .help("`[install] trusted-keys` is a list of .pub files")
         })?;
         if !parsed.install.trusted_keys.is_empty() {
-            let base = config.parent().unwrap_or(Path::new("/"));
+            // Paths as seen on the target; a relative one is relative to
+            // the config file's directory there.
+            let base =
+                Path::new("/").join(Path::new(HOST_CONFIG_REL).parent().unwrap_or(Path::new("")));
             return parsed
                 .install
                 .trusted_keys
@@ -203,6 +206,11 @@ impl Target {
             std::path::absolute(dir)
         }
         .with_context(|| format!("resolving --root {}", dir.display()))?;
+        if abs == Path::new("/") {
+            return Err(UsageError::new("--root / is the live system")
+                .help("drop --root for a live install (as root, with its checks and confirmation)")
+                .into());
+        }
         Ok(Target::Staging(abs))
     }
 
@@ -279,11 +287,15 @@ fn open_release(release: Option<&Path>) -> anyhow::Result<Opened> {
     let given =
         std::path::absolute(&given).with_context(|| format!("resolving {}", given.display()))?;
     if given.is_dir() {
+        // A private copy is verified and installed: a file swapped in the
+        // release directory after the check (while we ask, say) never
+        // reaches the system.
+        let (tmp, dir) = private_copy(&given)?;
         return Ok(Opened {
             name: file_name(&given),
-            dir: given.clone(),
+            dir,
             given,
-            _unpacked: None,
+            _unpacked: Some(tmp),
         });
     }
     if !given.is_file() {
@@ -330,13 +342,40 @@ fn newest_release(dir: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Copies a release directory into a new private (0700) temporary
+/// directory, symlinks as symlinks (so verification still sees and refuses
+/// them); returns it and the copy.
+fn private_copy(release: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let tmp = tempfile::Builder::new()
+        .prefix("snp-build-install-")
+        .tempdir()
+        .context("creating a temporary directory to copy the release into")?;
+    let dir = tmp.path().join(file_name(release));
+    for entry in walkdir::WalkDir::new(release) {
+        let entry = entry.with_context(|| format!("reading {}", release.display()))?;
+        let to = dir.join(entry.path().strip_prefix(release)?);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&to)
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &to)
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &to).map(drop)
+        } else {
+            bail!(
+                "{}: a release holds only files and directories",
+                entry.path().display()
+            );
+        }
+        .with_context(|| format!("copying {} to {}", entry.path().display(), to.display()))?;
+    }
+    Ok((tmp, dir))
+}
+
 /// Unpacks a release tarball into a new temporary directory; returns it
 /// and the release directory inside (the tarball's one top directory).
 fn unpack(tarball: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
-    let file =
-        std::fs::File::open(tarball).with_context(|| format!("opening {}", tarball.display()))?;
-    let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
-    let mut archive = tar::Archive::new(gz);
+    let mut archive = open_tarball(tarball)?;
     let tmp = tempfile::Builder::new()
         .prefix("snp-build-install-")
         .tempdir()
@@ -351,7 +390,7 @@ fn unpack(tarball: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
             continue; // pax metadata, not a file
         }
         let path = entry.path()?.into_owned();
-        check_entry(&path, entry.header().entry_type())
+        check_entry(&path, entry.header())
             .with_context(|| format!("refusing to unpack {}", tarball.display()))?;
         if let Some(Component::Normal(top)) = path.components().find(|c| *c != Component::CurDir) {
             tops.insert(top.to_os_string());
@@ -360,6 +399,8 @@ fn unpack(tarball: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
             .unpack_in(tmp.path())
             .with_context(|| format!("unpacking {} from {}", path.display(), tarball.display()))?;
     }
+    check_end(archive.into_inner())
+        .with_context(|| format!("refusing to unpack {}", tarball.display()))?;
     let top = match tops.len() {
         1 => tops.into_iter().next().unwrap_or_default(),
         n => bail!(

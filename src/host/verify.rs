@@ -153,11 +153,7 @@ impl Contents {
             if entry.file_type().is_dir() {
                 continue;
             }
-            let rel = entry
-                .path()
-                .strip_prefix(dir)?
-                .to_string_lossy()
-                .into_owned();
+            let rel = utf8(entry.path().strip_prefix(dir)?)?;
             let regular = entry.file_type().is_file();
             let mut sha256 = String::new();
             if regular {
@@ -171,12 +167,11 @@ impl Contents {
     }
 
     /// The files of a release tarball (its one top directory stripped),
-    /// read as a stream.
+    /// read as a stream. Judged as `tar -xzf` would unpack it: every gzip
+    /// member is read, nothing may follow the archive's end, and no path
+    /// may appear twice.
     pub fn from_tarball(tarball: &Path) -> anyhow::Result<Contents> {
-        let file = std::fs::File::open(tarball)
-            .with_context(|| format!("opening {}", tarball.display()))?;
-        let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
-        let mut archive = tar::Archive::new(gz);
+        let mut archive = open_tarball(tarball)?;
         let mut out = Contents::default();
         let mut tops = BTreeSet::new();
         for entry in archive
@@ -189,7 +184,8 @@ impl Contents {
                 continue;
             }
             let path = entry.path()?.into_owned();
-            check_entry(&path, kind).with_context(|| format!("refusing {}", tarball.display()))?;
+            check_entry(&path, entry.header())
+                .with_context(|| format!("refusing {}", tarball.display()))?;
             let mut parts = path.components().filter(|c| *c != Component::CurDir);
             if let Some(Component::Normal(top)) = parts.next() {
                 tops.insert(top.to_os_string());
@@ -198,7 +194,13 @@ impl Contents {
             if kind.is_dir() || rel.as_os_str().is_empty() {
                 continue;
             }
-            let rel = rel.to_string_lossy().into_owned();
+            let rel = utf8(&rel)?;
+            if out.items.contains_key(&rel) {
+                bail!(
+                    "refusing {}: {rel} appears twice (which copy a tool unpacks differs)",
+                    tarball.display()
+                );
+            }
             let sha256 = out.take(&rel, entry)?;
             out.items.insert(
                 rel,
@@ -208,6 +210,8 @@ impl Contents {
                 },
             );
         }
+        check_end(archive.into_inner())
+            .with_context(|| format!("refusing {}", tarball.display()))?;
         if tops.len() != 1 {
             bail!(
                 "{}: expected one top-level directory (snp-release-<date>/), found {}",
@@ -233,6 +237,9 @@ impl Contents {
             }
             hasher.update(&buf[..n]);
             if keep.is_some() {
+                if kept.len() + n > DOCUMENT_LIMIT {
+                    bail!("{rel} is larger than {} MiB", DOCUMENT_LIMIT >> 20);
+                }
                 kept.extend_from_slice(&buf[..n]);
             }
         }
@@ -247,9 +254,68 @@ impl Contents {
     }
 }
 
+/// A release's documents are small; a bigger one is refused before it fills
+/// memory.
+const DOCUMENT_LIMIT: usize = 16 << 20;
+
+/// A release path as text: a name that is not UTF-8 is refused (two such
+/// names could become one key).
+fn utf8(path: &Path) -> anyhow::Result<String> {
+    path.to_str()
+        .map(String::from)
+        .with_context(|| format!("{} is not a UTF-8 name", path.display()))
+}
+
+/// A release tarball as `tar -xzf` reads it: all its gzip members.
+pub fn open_tarball(
+    tarball: &Path,
+) -> anyhow::Result<tar::Archive<flate2::read::MultiGzDecoder<std::io::BufReader<std::fs::File>>>> {
+    let file =
+        std::fs::File::open(tarball).with_context(|| format!("opening {}", tarball.display()))?;
+    Ok(tar::Archive::new(flate2::read::MultiGzDecoder::new(
+        std::io::BufReader::new(file),
+    )))
+}
+
+/// After the archive's last entry only zero blocks may follow: anything
+/// else is a second archive some tool would unpack.
+pub fn check_end(mut rest: impl Read) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = rest
+            .read(&mut buf)
+            .context("reading past the archive's end")?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            bail!("data follows the end of the tar archive");
+        }
+    }
+}
+
 /// A tarball entry must be a file or directory at a relative path without
-/// `..`.
-pub fn check_entry(path: &Path, kind: tar::EntryType) -> anyhow::Result<()> {
+/// `..`, owned by root, with the modes snp-build writes (0644 or 0755 for
+/// files, 0755 for directories): a setuid bit or a world-writable file is
+/// not covered by `SHA256SUMS`, so it is refused.
+pub fn check_entry(path: &Path, header: &tar::Header) -> anyhow::Result<()> {
+    check_path_and_kind(path, header.entry_type())?;
+    let mode = header.mode().unwrap_or(0) & 0o7777;
+    let allowed: &[u32] = if header.entry_type().is_dir() {
+        &[0o755]
+    } else {
+        &[0o644, 0o755]
+    };
+    if !allowed.contains(&mode) {
+        bail!("entry {} has mode {mode:04o}", path.display());
+    }
+    if header.uid().unwrap_or(1) != 0 || header.gid().unwrap_or(1) != 0 {
+        bail!("entry {} is not owned by root (0/0)", path.display());
+    }
+    Ok(())
+}
+
+fn check_path_and_kind(path: &Path, kind: tar::EntryType) -> anyhow::Result<()> {
     for c in path.components() {
         match c {
             Component::ParentDir => bail!("entry {} holds `..`", path.display()),
@@ -414,7 +480,8 @@ pub fn check_documents(
         }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| fail(document, format!("is not JSON: {e}")))?;
-        let got = read(&value).ok_or_else(|| fail(document, "has no file list".into()))?;
+        let got = read(&value)
+            .ok_or_else(|| fail(document, "has no file list, or names a file twice".into()))?;
         if let Some(diff) = first_difference(&want, &got) {
             return Err(fail(document, diff));
         }
@@ -426,7 +493,7 @@ pub fn check_documents(
 /// The SBOM's `file:` components: name -> SHA-256.
 fn sbom_files(sbom: &Value) -> Option<BTreeMap<String, String>> {
     let components = sbom.get("components")?.as_array()?;
-    Some(
+    unique(
         components
             .iter()
             .filter(|c| {
@@ -452,7 +519,7 @@ fn sbom_files(sbom: &Value) -> Option<BTreeMap<String, String>> {
 /// The provenance's subjects: name -> sha256.
 fn provenance_subjects(statement: &Value) -> Option<BTreeMap<String, String>> {
     let subjects = statement.get("subject")?.as_array()?;
-    Some(
+    unique(
         subjects
             .iter()
             .filter_map(|s| {
@@ -462,6 +529,17 @@ fn provenance_subjects(statement: &Value) -> Option<BTreeMap<String, String>> {
             })
             .collect(),
     )
+}
+
+/// Name -> digest pairs as a map; a name given twice is a problem.
+fn unique(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, hash) in pairs {
+        if out.insert(name, hash).is_some() {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 fn first_difference(
@@ -521,6 +599,16 @@ pub fn verify(release: &Path, trusted_keys: &[PathBuf]) -> anyhow::Result<Verifi
     };
     let sums = check_sums(&contents, &given)?;
     let check = require_signature(&contents, &given, &trusted)?;
+    if let SignatureCheck::Invalid { .. } = check {
+        // Not judged for trust without a key, but a broken signature file
+        // is a broken release.
+        return Err(SignatureRefused {
+            release: given,
+            check,
+            keys: Vec::new(),
+        }
+        .into());
+    }
     let documents = check_documents(&contents, &given, &sums, true)?;
     Ok(Verified {
         release: given,
@@ -560,11 +648,16 @@ mod tests {
     #[test]
     fn tarball_entries_must_be_relative_files_or_directories() {
         use tar::EntryType;
-        assert!(check_entry(Path::new("snp-release-x/kvm.conf"), EntryType::Regular).is_ok());
-        assert!(check_entry(Path::new("./snp-release-x/"), EntryType::Directory).is_ok());
-        assert!(check_entry(Path::new("snp-release-x/../../etc/x"), EntryType::Regular).is_err());
-        assert!(check_entry(Path::new("/etc/passwd"), EntryType::Regular).is_err());
-        assert!(check_entry(Path::new("snp-release-x/l"), EntryType::Symlink).is_err());
-        assert!(check_entry(Path::new("snp-release-x/h"), EntryType::Link).is_err());
+        assert!(
+            check_path_and_kind(Path::new("snp-release-x/kvm.conf"), EntryType::Regular).is_ok()
+        );
+        assert!(check_path_and_kind(Path::new("./snp-release-x/"), EntryType::Directory).is_ok());
+        assert!(
+            check_path_and_kind(Path::new("snp-release-x/../../etc/x"), EntryType::Regular)
+                .is_err()
+        );
+        assert!(check_path_and_kind(Path::new("/etc/passwd"), EntryType::Regular).is_err());
+        assert!(check_path_and_kind(Path::new("snp-release-x/l"), EntryType::Symlink).is_err());
+        assert!(check_path_and_kind(Path::new("snp-release-x/h"), EntryType::Link).is_err());
     }
 }

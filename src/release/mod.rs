@@ -449,11 +449,16 @@ impl Release<'_> {
         };
         let stamp = Stamp {
             inputs,
-            outputs: fingerprint::record_outputs(&[
-                final_dir.join("SHA256SUMS"),
-                final_dir.join("manifest.json"),
-                tarball,
-            ])?,
+            outputs: fingerprint::record_outputs(
+                &[
+                    final_dir.join("SHA256SUMS"),
+                    final_dir.join("manifest.json"),
+                    tarball,
+                ]
+                .into_iter()
+                .chain(self.signer.map(|_| final_dir.join(signing::SIGNATURE_FILE)))
+                .collect::<Vec<_>>(),
+            )?,
             summary: &summary,
         };
         fingerprint::write_stamp(&self.work.stamp(STAGE), &stamp)?;

@@ -56,14 +56,19 @@ pub fn render(f: &BuildFacts<'_>) -> anyhow::Result<Vec<u8>> {
         env!("CARGO_PKG_VERSION"),
         Some("tool:snp-build".into()),
     )];
-    tools.extend(f.tools.iter().map(|(name, version)| {
-        Component::new(
-            Classification::Application,
-            name,
-            version,
-            Some(format!("tool:{name}")),
-        )
-    }));
+    tools.extend(
+        f.tools
+            .iter()
+            .filter(|(name, _)| *name != "snp-build")
+            .map(|(name, version)| {
+                Component::new(
+                    Classification::Application,
+                    name,
+                    version,
+                    Some(format!("tool:{name}")),
+                )
+            }),
+    );
     let metadata = Metadata {
         timestamp: Some(
             DateTime::try_from(f.timestamp_rfc3339())
