@@ -694,11 +694,15 @@ pub fn source_date_epoch() -> anyhow::Result<Option<u64>> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    match text.trim().parse() {
-        Ok(n) => Ok(Some(n)),
-        Err(_) => bail!(
+    // Up to 2242 (what a ustar header's 11 octal digits, the SBOM's
+    // timestamp and jiff can all hold).
+    match text.trim().parse::<u64>() {
+        Ok(n) if jiff::Timestamp::from_second(n as i64).is_ok() && n < 0o77777777777 => {
+            Ok(Some(n))
+        }
+        _ => bail!(
             crate::error::UsageError::new(format!(
-                "SOURCE_DATE_EPOCH={text:?} is not a number of seconds since 1970"
+                "SOURCE_DATE_EPOCH={text:?} is not a number of seconds since 1970 (before 2242)"
             ))
             .help("set it to e.g. `$(git log -1 --format=%ct)`, or unset it to use the newest pinned commit's time")
         ),
