@@ -393,6 +393,27 @@ fn config_verification_fails_naming_dropped_options_and_allow_dropped_accepts_th
         "{}",
         r.stderr
     );
+    // One summary line at the default level; each drop under -v.
+    let drops: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("allow") && l.contains("dropped"))
+        .collect();
+    assert_eq!(drops.len(), 1, "{}", r.stderr);
+    assert!(
+        drops[0].contains("1 config option(s) listed in allow-dropped"),
+        "{}",
+        drops[0]
+    );
+    let verbose = s.run(&["kernel", "guest", "-v", "--force=kernel-guest"]);
+    assert_eq!(verbose.code, 0, "{}", verbose.stderr);
+    assert!(
+        verbose
+            .stderr
+            .contains("config KVM_AMD_SEV: wanted y, got not set (allowed to be dropped)"),
+        "{}",
+        verbose.stderr
+    );
     let doc = r.json();
     let warnings = &stage(&doc, "kernel-guest")["outputs"]["verification"]["warnings"];
     assert!(
@@ -464,4 +485,52 @@ fn a_missing_tool_stops_the_build_before_any_fetch_with_the_table() {
     let out = s.run_env(&path, &["qemu", "--no-preflight"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(s.tree("qemu").exists(), "fetched this time");
+}
+
+/// A stage's time counts from when it got its job slot (the span of its
+/// own commands in its log), the wait before is reported apart, and a
+/// rebuild keeps the previous run's log as `<stage>.log.1`.
+#[test]
+fn stage_times_count_from_the_job_slot_and_the_previous_log_is_kept() {
+    let s = Scratch::new(shared_fixtures());
+    s.set_launcher(&s.slow_launcher("0.2"));
+    // Four stages, two job slots: two of them wait.
+    let doc = s.run_ok(&["-j2"]);
+    let last_stamp = |log: &str| -> f64 {
+        std::fs::read_to_string(log)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let inner = l.strip_prefix('[')?.split_once("s]")?.0;
+                inner.trim().parse::<f64>().ok()
+            })
+            .fold(0.0, f64::max)
+    };
+    let mut waited = 0.0;
+    let mut logs = Vec::new();
+    for st in doc["stages"].as_array().unwrap() {
+        let (d, w) = (
+            st["duration_s"].as_f64().unwrap(),
+            st["wait_s"].as_f64().unwrap(),
+        );
+        let log = st["log"].as_str().unwrap().to_string();
+        let span = last_stamp(&log);
+        assert!(
+            (d - span).abs() < 1.0,
+            "{}: duration_s {d} but its commands span {span}s (waited {w}s)",
+            st["stage"]
+        );
+        waited += w;
+        logs.push((log.clone(), std::fs::read(&log).unwrap()));
+    }
+    assert!(
+        waited > 0.5,
+        "two stages waited for a slot: {waited}s in all"
+    );
+
+    s.run_ok(&["-j2", "--force"]);
+    for (log, before) in logs {
+        let kept = std::fs::read(format!("{log}.1")).unwrap();
+        assert_eq!(kept, before, "{log}.1 is the previous run's log");
+    }
 }

@@ -60,7 +60,10 @@ pub struct Outcome {
     pub status: Status,
     /// Why it ran, or why it was skipped.
     pub reasons: Vec<Reason>,
+    /// From when it got its job slot and started running to its end.
     pub duration_s: f64,
+    /// How long it waited for a job slot before that.
+    pub wait_s: f64,
     pub log: PathBuf,
     /// Its typed outputs (built now, or recorded by its stamp).
     pub outputs: Option<Built>,
@@ -80,6 +83,7 @@ pub fn recorded_outcomes(env: &BuildEnv, components: &[&dyn Component]) -> Vec<O
                 status: Status::Skipped,
                 reasons: vec![Reason::UpToDate],
                 duration_s: 0.0,
+                wait_s: 0.0,
                 log: env.work.log(name),
                 outputs: Some(c.recorded(&env.work)?),
                 error: None,
@@ -114,6 +118,7 @@ pub fn run_all(env: &BuildEnv, work: &[Work<'_>]) -> anyhow::Result<Vec<Outcome>
             status: Status::Skipped,
             reasons: w.decision.reasons.clone(),
             duration_s: 0.0,
+            wait_s: 0.0,
             log: env.work.log(name),
             outputs: w.component.recorded(&env.work),
             error: None,
@@ -144,7 +149,9 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
 
     let run_one = |w: &Work<'_>| {
         let name = w.component.spec().name;
-        let started = Instant::now();
+        let queued = Instant::now();
+        // Reset once the stage has its slot: waiting is not running.
+        let mut started = queued;
         let progress = Progress::new(name);
         let log = env.work.log(name);
         // The stage's token: make's implicit slot.
@@ -155,6 +162,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         let result = match token.transpose() {
             Err(e) => Err(e),
             Ok(_token) => {
+                started = Instant::now();
                 let jobs = match &client {
                     Some(c) => {
                         // Non-jobserver tools: what is free now, up to the share.
@@ -175,6 +183,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                     },
                 };
                 progress.step(format!("started ({})", log.display()));
+                keep_previous_log(&log);
                 StageRun::new(name, log.clone(), &progress, client.as_ref(), &registry)
                     .map(|run| run.with_env(reproducible_env(&w.synced)))
                     .and_then(|run| run_stage(env, w, &run, jobs))
@@ -182,6 +191,10 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         };
         drop(extra);
         let duration_s = started.elapsed().as_secs_f64();
+        let wait_s = started.duration_since(queued).as_secs_f64();
+        if wait_s >= 0.1 {
+            tracing::debug!(stage = name, "waited {wait_s:.1}s for a job slot");
+        }
         let outcome = match result {
             Ok(outputs) => {
                 progress.finish(format!("done in {duration_s:.1}s"));
@@ -190,6 +203,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                     status: Status::Ok,
                     reasons: w.decision.reasons.clone(),
                     duration_s,
+                    wait_s,
                     log,
                     outputs: Some(outputs),
                     error: None,
@@ -214,6 +228,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                     },
                     reasons: w.decision.reasons.clone(),
                     duration_s,
+                    wait_s,
                     log,
                     outputs: None,
                     error: Some(format!("{e:#}")),
@@ -287,6 +302,18 @@ fn run_stage(
     };
     fingerprint::write_stamp(&stamp_path, &stamp)?;
     Ok(built)
+}
+
+/// The previous run's log of a stage becomes `<stage>.log.1` (one kept),
+/// so a rebuild never loses the log of the build before it.
+fn keep_previous_log(log: &std::path::Path) {
+    if log.is_file() {
+        let mut previous = log.as_os_str().to_owned();
+        previous.push(".1");
+        if let Err(e) = std::fs::rename(log, &previous) {
+            tracing::warn!("keeping the previous log {}: {e}", log.display());
+        }
+    }
 }
 
 /// Timestamps and names the builds embed, fixed to the pinned commit so a

@@ -342,7 +342,13 @@ impl Stage for KernelStage {
         for line in verification.report().lines() {
             run.note(line);
         }
-        for w in &verification.warnings {
+        // Drops the pin file allows are expected: one summary line, each
+        // one under -v (and all in the manifest's verification).
+        let (allowed, other): (Vec<_>, Vec<_>) = verification
+            .warnings
+            .iter()
+            .partition(|w| edits.allow_dropped.contains(&w.option));
+        for w in &other {
             run.progress.warn(format!(
                 "config {}: wanted {}, got {}{}",
                 w.option,
@@ -352,6 +358,26 @@ impl Stage for KernelStage {
                     .as_deref()
                     .map(|n| format!(" ({n})"))
                     .unwrap_or_default()
+            ));
+        }
+        if !allowed.is_empty() {
+            for w in &allowed {
+                tracing::debug!(
+                    stage = %s.source,
+                    "config {}: wanted {}, got {} (allowed to be dropped)",
+                    w.option,
+                    w.wanted,
+                    w.got
+                );
+            }
+            run.progress.warn(format!(
+                "{} config option(s) listed in allow-dropped were dropped by olddefconfig: {} (each under -v; all in manifest.json)",
+                allowed.len(),
+                allowed
+                    .iter()
+                    .map(|w| w.option.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if !verification.is_ok() {
