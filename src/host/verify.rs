@@ -584,8 +584,11 @@ pub fn verify(release: &Path, trusted_keys: &[PathBuf]) -> anyhow::Result<Verifi
         .iter()
         .map(|p| TrustedKey::load(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let given =
-        std::path::absolute(release).with_context(|| format!("resolving {}", release.display()))?;
+    // Named as the user would read it (no `..`), when it exists.
+    let given = release
+        .canonicalize()
+        .or_else(|_| std::path::absolute(release))
+        .with_context(|| format!("resolving {}", release.display()))?;
     let contents = if given.is_dir() {
         Contents::from_dir(&given)?
     } else if given.is_file() {
