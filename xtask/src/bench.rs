@@ -134,6 +134,7 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
     let before = report::snapshot(&logs);
     let mut walls = Vec::new();
     let mut noop_rss = 0;
+    let mut last_noop = None;
     for _ in 0..NOOP_RUNS {
         let (run, json) = a.build(&[])?;
         let ran = report::stages_ran(&json);
@@ -144,7 +145,9 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
         ensure!(skipped, "a no-op rebuild did not skip every stage: {json}");
         walls.push(run.wall);
         noop_rss = noop_rss.max(run.tree_max_rss_kib);
+        last_noop = Some(run);
     }
+    let last_noop = last_noop.context("no no-op run")?;
     let after = report::snapshot(&logs);
     ensure!(
         before == after,
@@ -317,6 +320,29 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
         ),
     ]);
 
+    let cores: usize = JOBS.parse().unwrap_or(2);
+    let mut at_limit = vec![report::EFFICIENCY_HEADER.to_string()];
+    at_limit.push(report::efficiency_row(
+        &format!("cold, `-j{JOBS}`"),
+        &par,
+        cores,
+    ));
+    at_limit.push(report::efficiency_row(
+        &format!("cold, `-j{JOBS} --serial`"),
+        &ser,
+        cores,
+    ));
+    at_limit.push(report::efficiency_row(
+        "one pin moved (QEMU)",
+        &changed,
+        cores,
+    ));
+    at_limit.push(report::efficiency_row(
+        "no-op (the last run)",
+        &last_noop,
+        cores,
+    ));
+
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -330,6 +356,12 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
         let _ = writeln!(s, "| {a} | {b} | {c} |");
     }
     s.push('\n');
+    let _ = writeln!(
+        s,
+        "At the machine's limit: the limit is the CPU work of every child process divided \
+         by the {cores} cores, so wall / limit = 1.00 means no core ever idled.\n\n{}\n",
+        at_limit.join("\n")
+    );
     for n in notes {
         let _ = writeln!(s, "{n}\n");
     }

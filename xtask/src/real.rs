@@ -1185,10 +1185,20 @@ fn e2e_table(
     let _ = writeln!(
         s,
         "\nNo-op rebuild (`snp-build --package` again): **{}** wall, no stage and no \
-         release rerun (JSON summary), peak RSS {:.1} MiB (wait4).\n\nChecks passed:\n",
+         release rerun (JSON summary), peak RSS {:.1} MiB (wait4).",
         secs(noop.wall),
         noop.tree_max_rss_kib as f64 / 1024.0
     );
+    let _ = writeln!(
+        s,
+        "\nAt the machine's limit (the limit is the CPU work of every child process \
+         divided by the {jobs} cores; wall / limit = 1.00 means no core idled):\n\n{}\n{}\n{}\n{}\n",
+        report::EFFICIENCY_HEADER,
+        report::efficiency_row("cold", cold, jobs),
+        report::efficiency_row("one pin moved (a new QEMU commit)", changed, jobs),
+        report::efficiency_row("no-op", noop, jobs),
+    );
+    let _ = writeln!(s, "Checks passed:\n");
     for c in checks {
         let _ = writeln!(s, "- {c}");
     }

@@ -51,6 +51,9 @@ pub struct Run {
     /// The process's own peak RSS (`VmHWM` in `/proc/PID/status`), sampled
     /// every 20 ms while it runs, in KiB; a lower bound.
     pub own_hwm_kib: u64,
+    /// User + system CPU time of the process and every descendant it
+    /// waited for (`wait4`'s rusage): all the work the run did.
+    pub cpu: Duration,
 }
 
 impl Run {
@@ -114,8 +117,37 @@ pub fn measure(cmd: &mut Command, quiet: bool) -> Result<Run> {
         stdout,
         tree_max_rss_kib: usage.ru_maxrss as u64,
         own_hwm_kib: hwm.load(Ordering::SeqCst),
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
     })
 }
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+}
+
+/// How close a run came to the machine's limit: the five numbers of one
+/// row of the "at the limit" table (wall, CPU of every child, utilisation
+/// = CPU / (wall x cores), the limit = CPU / cores, wall / limit).
+pub fn efficiency_row(label: &str, run: &Run, cores: usize) -> String {
+    let (wall, cpu) = (run.wall.as_secs_f64(), run.cpu.as_secs_f64());
+    let cores = cores.max(1) as f64;
+    let limit = cpu / cores;
+    format!(
+        "| {label} | {} | {} | {:.2} | {} | {:.2} |",
+        secs(run.wall),
+        secs(run.cpu),
+        if wall > 0.0 {
+            cpu / (wall * cores)
+        } else {
+            0.0
+        },
+        secs(Duration::from_secs_f64(limit)),
+        if limit > 0.0 { wall / limit } else { 0.0 }
+    )
+}
+
+/// The header of that table.
+pub const EFFICIENCY_HEADER: &str = "| build | wall | CPU (all children) | utilisation (CPU / (wall x cores)) | limit (CPU / cores) | wall / limit |\n|---|---|---|---|---|---|";
 
 fn vm_hwm(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
