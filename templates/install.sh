@@ -68,6 +68,8 @@ DISTRO=""        # "debian" or "rpm"
 PKG_FORMAT=""    # "deb" or "rpm"
 PKG=""           # the host kernel image package (path relative to RELEASE_DIR)
 TRUSTED_KEYS=()  # --trusted-key files
+declare -A LISTED=() # SHA256SUMS: relative path -> sha256 (after verification)
+PRIVATE=""       # private copies of what gets installed
 SIG_NAME=SHA256SUMS.minisig
 KERNEL_RELEASE=""
 
@@ -213,7 +215,6 @@ check_root() {
 verify_checksums() {
     local sums="$RELEASE_DIR/SHA256SUMS" line hash name path rel actual
     local bad=() unlisted=()
-    local -A listed=()
     [[ -f "$sums" && ! -L "$sums" ]] || die 3 "$sums is missing: cannot verify the release; nothing was changed"
     while IFS= read -r line || [[ -n "$line" ]]; do
         [[ -n "${line//[[:space:]]/}" ]] || continue
@@ -226,27 +227,27 @@ verify_checksums() {
         name=${name#./}
         if ! safe_relative "$name"; then
             bad+=("not a path inside the release: $name")
-        elif [[ -n "${listed[$name]+x}" ]]; then
+        elif [[ -n "${LISTED[$name]+x}" ]]; then
             bad+=("listed twice: $name")
         else
-            listed[$name]=$hash
+            LISTED[$name]=$hash
         fi
     done <"$sums"
-    for name in "${!listed[@]}"; do
+    for name in "${!LISTED[@]}"; do
         if symlink_on_the_way "$name"; then
             bad+=("$name: a symbolic link")
         elif [[ ! -f "$RELEASE_DIR/$name" ]]; then
             bad+=("$name: missing")
         else
             actual=$(sha256sum -- "$RELEASE_DIR/$name")
-            [[ "${actual%% *}" == "${listed[$name]}" ]] || bad+=("$name: FAILED (modified)")
+            [[ "${actual%% *}" == "${LISTED[$name]}" ]] || bad+=("$name: FAILED (modified)")
         fi
     done
     while IFS= read -r -d '' path; do
         rel=${path#"$RELEASE_DIR"/}
         if [[ "$rel" == "$SIG_NAME" && -L "$path" ]]; then
             bad+=("$rel: a symbolic link")
-        elif [[ "$rel" != SHA256SUMS && "$rel" != "$SIG_NAME" && -z "${listed[$rel]+x}" ]]; then
+        elif [[ "$rel" != SHA256SUMS && "$rel" != "$SIG_NAME" && -z "${LISTED[$rel]+x}" ]]; then
             unlisted+=("$rel")
         fi
     done < <(find "$RELEASE_DIR" -mindepth 1 ! -type d -print0)
@@ -260,6 +261,31 @@ verify_checksums() {
         exit 1
     fi
     say "verified every file of the release against SHA256SUMS"
+}
+
+# Copies the release file NAME into a private directory and checks the copy
+# against SHA256SUMS again; prints the copy's path. What is installed is
+# this copy, so a file swapped in the release after verification is never
+# installed.
+private_copy() {
+    local name=$1 copy actual
+    if [[ $DRY_RUN -eq 1 ]]; then # nothing is installed: name the release's file
+        printf '%s\n' "$RELEASE_DIR/$name"
+        return 0
+    fi
+    copy="$PRIVATE/${name##*/}"
+    cp -- "$RELEASE_DIR/$name" "$copy"
+    actual=$(sha256sum -- "$copy")
+    [[ "${actual%% *}" == "${LISTED[$name]:-}" ]] ||
+        die 3 "$name changed after it was verified; nothing more was changed"
+    printf '%s\n' "$copy"
+}
+
+# The private directory (mode 0700, removed on exit), made in the main
+# shell: private_copy runs in command substitutions.
+make_private() {
+    PRIVATE=$(mktemp -d "${TMPDIR:-/tmp}/snp-install.XXXXXX")
+    trap 'rm -rf -- "$PRIVATE"' EXIT
 }
 
 # True when NAME is a relative path whose every component is a plain name.
@@ -414,7 +440,8 @@ check_tools() {
 }
 
 install_kernel_package() {
-    local pkg="$RELEASE_DIR/$PKG"
+    local pkg
+    pkg=$(private_copy "$PKG")
     if [[ -n "$ROOT" ]]; then
         say "staging install: unpacking without maintainer scripts into $ROOT"
         if [[ $PKG_FORMAT == deb ]]; then
@@ -475,7 +502,8 @@ install_qemu_dependencies() {
 
 # Step 5: kvm.conf, keeping a different existing file as a backup.
 install_kvm_conf() {
-    local src="$RELEASE_DIR/$KVM_CONF_NAME" dir="$ROOT/etc/modprobe.d" dest base backup n=0
+    local src dir="$ROOT/etc/modprobe.d" dest base backup n=0
+    src=$(private_copy "$KVM_CONF_NAME")
     dest="$dir/kvm.conf"
     if [[ -e "$dest" ]] && cmp -s "$src" "$dest"; then
         say "$dest is already up to date: left alone"
@@ -531,6 +559,7 @@ main() {
     detect_distro
     find_kernel_package
     check_tools
+    make_private
     make_root
     install_kernel_package
     install_qemu_dependencies

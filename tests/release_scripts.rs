@@ -465,6 +465,17 @@ fn install_with_root_unpacks_the_image_and_keeps_a_differing_kvm_conf() {
     assert_eq!(fs::read_to_string(&conf).unwrap().trim_end(), KVM_CONF);
     assert!(backups(&modprobe_d).is_empty());
 
+    // What is installed is a private copy made after verification, never
+    // the release's own file (which could be swapped in between).
+    let running = stdout
+        .lines()
+        .find(|l| l.contains("running: dpkg-deb -x"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        !running.contains(&r.dir().display().to_string()),
+        "installed from the release directory itself: {running}"
+    );
+
     // Again: the same kvm.conf is left alone, nothing backed up.
     let stdout = r.install_ok(&["--root", &r.root_str()]);
     assert!(stdout.contains("already up to date"), "{stdout}");
