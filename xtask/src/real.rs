@@ -828,13 +828,26 @@ pub fn e2e_real(dir: &Path, jobs: usize, out_md: &Path, keep: bool) -> Result<()
         noop.tree_max_rss_kib / 1024
     ));
 
-    // 5. A new commit on QEMU's branch: only qemu and the release rerun.
+    // 5. A new commit on QEMU's branch that changes one C source file:
+    // only qemu and the release rerun, and ninja rebuilds only what depends
+    // on that file (configure is left alone).
+    let source = QEMU_CHANGED_SOURCE;
+    let current = run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir.join("qemu.git"))
+            .args(["show", &format!("snp-latest:{source}")]),
+    )?;
     let new_sha = fixtures::commit_file(
         &dir.join("qemu.git"),
         "snp-latest",
-        "docs/snp-build-e2e.txt",
-        format!("e2e-real {:?}\n", std::time::SystemTime::now()).as_bytes(),
-        "docs: a new upstream commit (cargo xtask e2e-real)",
+        source,
+        format!(
+            "{current}/* cargo xtask e2e-real: {:?} */\n",
+            std::time::SystemTime::now()
+        )
+        .as_bytes(),
+        "util: a new upstream commit changing one source file (cargo xtask e2e-real)",
     )?;
     run_ok(&mut snp(&["update", "qemu"]))?;
     let changed = report::measure(
@@ -853,7 +866,7 @@ pub fn e2e_real(dir: &Path, jobs: usize, out_md: &Path, keep: bool) -> Result<()
         "after a new QEMU commit, expected only qemu and the release to rerun, got {ran:?}"
     );
     checks.push(format!(
-        "new QEMU commit {}: `snp-build update qemu`, rebuild reran {} in {}",
+        "new QEMU commit {} changing {source}: `snp-build update qemu`, rebuild reran {} in {}",
         &new_sha[..12],
         ran.join(" + "),
         secs(changed.wall)
@@ -1003,6 +1016,10 @@ fn second_builder_kernels(
     })
 }
 
+/// The QEMU source file the "one pin moved" commit changes (a comment
+/// appended): linked into every QEMU binary through libqemuutil.
+const QEMU_CHANGED_SOURCE: &str = "util/cutils.c";
+
 /// How the second builder differs from the first.
 const SECOND_BUILDER: &str = "second builder (other work dir, output and install prefix, umask 077, TZ=Asia/Tokyo, LANG=de_DE.UTF-8)";
 
@@ -1151,7 +1168,7 @@ fn e2e_table(
     );
     let _ = writeln!(
         s,
-        "| stage | cold build | after a new QEMU commit |\n|---|---|---|"
+        "| stage | cold build | after a new QEMU commit (one source file) |\n|---|---|---|"
     );
     let after: Vec<(String, String, f64)> = report::stage_times(changed_json);
     for (stage, status, d) in report::stage_times(cold_json) {
