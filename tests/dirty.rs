@@ -6,15 +6,6 @@ mod common;
 
 use common::*;
 
-const PACKAGE: &[&str] = &[
-    "--package",
-    "--output",
-    "out",
-    "--date",
-    "2026-11-29",
-    "-j2",
-];
-
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut all: Vec<&str> = PACKAGE.to_vec();
     all.extend_from_slice(extra);

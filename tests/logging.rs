@@ -104,15 +104,6 @@ const NO_OP: &[&str] = &[
     "tarball: <dir>/out/snp-release-2026-11-29.tar.gz (sha256 <hex>)",
 ];
 
-const PACKAGE: &[&str] = &[
-    "--package",
-    "--output",
-    "out",
-    "--date",
-    "2026-11-29",
-    "-j2",
-];
-
 #[test]
 fn the_default_output_of_a_fixture_build_is_what_it_always_was() {
     let s = Scratch::new(shared_fixtures());

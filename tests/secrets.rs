@@ -44,15 +44,7 @@ fn a_password_in_a_git_url_is_written_nowhere() {
     let s = Scratch::new(fx);
     let at = format!("127.0.0.1:{}/qemu.git", daemon.port);
     set_qemu_url(&s, &format!("git://snp:{PASSWORD}@{at}"));
-    let r = s.run(&[
-        "--package",
-        "--output",
-        "out",
-        "--date",
-        "2026-11-29",
-        "-j2",
-        "--json",
-    ]);
+    let r = s.run(&[PACKAGE, &["--json"]].concat());
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains(PASSWORD), "{}", r.stderr);
     assert!(!r.stdout.contains(PASSWORD), "{}", r.stdout);

@@ -489,14 +489,7 @@ fn recovers_deleted_pack_files_in_the_object_store() {
 fn recovers_a_removed_submodule_checkout() {
     let s = Scratch::new(shared_fixtures());
     let doc = s.run_ok(&["fetch", "ovmf"]);
-    let (path, sha) = {
-        let subs = source(&doc, "ovmf")["submodules"]
-            .as_object()
-            .unwrap()
-            .clone();
-        let (p, s) = subs.into_iter().next().unwrap();
-        (p, s.as_str().unwrap().to_string())
-    };
+    let (path, sha) = first_submodule(&doc, "ovmf");
     let sub = s.tree("ovmf").join(&path);
     std::fs::remove_dir_all(&sub).unwrap();
     s.run_ok(&["fetch", "ovmf"]);
@@ -508,14 +501,7 @@ fn recovers_a_removed_submodule_checkout() {
 fn recovers_a_lost_submodule_git_dir() {
     let s = Scratch::new(shared_fixtures());
     let doc = s.run_ok(&["fetch", "ovmf"]);
-    let (path, sha) = {
-        let subs = source(&doc, "ovmf")["submodules"]
-            .as_object()
-            .unwrap()
-            .clone();
-        let (p, s) = subs.into_iter().next().unwrap();
-        (p, s.as_str().unwrap().to_string())
-    };
+    let (path, sha) = first_submodule(&doc, "ovmf");
     std::fs::remove_dir_all(s.tree("ovmf").join(".git/modules")).unwrap();
     // The next run and `fetch ovmf` repair it on their own: the tree, whose
     // submodule can no longer tell its own edits, is moved aside (never
@@ -691,4 +677,11 @@ fn kernels_fetched_over_git_daemon_are_shallow_and_small() {
     // A second fetch over the daemon transfers nothing.
     let again = s.run_ok(&["fetch", "kernel"]);
     assert_eq!(total_received(&again), 0);
+}
+
+/// The first submodule a fetch summary records for `name`: (path, SHA).
+fn first_submodule(doc: &serde_json::Value, name: &str) -> (String, String) {
+    let subs = source(doc, name)["submodules"].as_object().unwrap();
+    let (path, sha) = subs.iter().next().unwrap();
+    (path.clone(), sha.as_str().unwrap().to_string())
 }

@@ -321,6 +321,11 @@ pub fn diff_text(repo: &Repository) -> anyhow::Result<Vec<u8>> {
         .recurse_untracked_dirs(true)
         .show_untracked_content(true);
     let diff = repo.diff_tree_to_workdir_with_index(Some(&head_tree), Some(&mut opts))?;
+    patch_bytes(&diff)
+}
+
+/// A diff as `git diff` prints it (the patch text, bytes as they are).
+fn patch_bytes(diff: &git2::Diff<'_>) -> anyhow::Result<Vec<u8>> {
     let mut text = Vec::new();
     diff.print(git2::DiffFormat::Patch, |_, _, line| {
         if matches!(line.origin(), '+' | '-' | ' ') {
@@ -364,14 +369,7 @@ pub fn reset_to_head(repo: &Repository) -> anyhow::Result<()> {
 fn save_diff(repo: &Repository, path: &Path) -> anyhow::Result<()> {
     let head_tree = repo.head()?.peel_to_tree()?;
     let diff = repo.diff_tree_to_workdir_with_index(Some(&head_tree), None)?;
-    let mut text = Vec::new();
-    diff.print(git2::DiffFormat::Patch, |_, _, line| {
-        if matches!(line.origin(), '+' | '-' | ' ') {
-            text.push(line.origin() as u8);
-        }
-        text.extend_from_slice(line.content());
-        true
-    })?;
+    let text = patch_bytes(&diff)?;
     crate::fsutil::write_atomic(path, &text)
         .with_context(|| format!("saving the local changes to {}", path.display()))
 }

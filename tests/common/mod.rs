@@ -28,6 +28,18 @@ pub fn own_fixtures(dir: &Path) -> PathBuf {
     fx
 }
 
+/// A whole build packaged into `out/` with a fixed date, at `-j2`: the
+/// release most tests look at.
+#[allow(dead_code)] // each test binary compiles its own copy of common
+pub const PACKAGE: &[&str] = &[
+    "--package",
+    "--output",
+    "out",
+    "--date",
+    "2026-11-29",
+    "-j2",
+];
+
 /// A test's scratch area: a pin file (copied from `fixtures`, optionally
 /// edited) and a work dir.
 pub struct Scratch {
