@@ -7,6 +7,7 @@
 //! run; [`report`] is what they share (measuring, `BENCHMARKS.md`).
 
 pub mod bench;
+pub mod dist;
 pub mod fixtures;
 pub mod real;
 pub mod report;

@@ -5,6 +5,7 @@
 //! cargo xtask bench [--out BENCHMARKS.md] [--dir DIR]
 //! cargo xtask real-sources DIR
 //! cargo xtask e2e-real DIR [--out BENCHMARKS.md] [-j N] [--keep]
+//! cargo xtask dist
 //! ```
 //!
 //! Unknown subcommands and bad arguments are usage errors (exit 2).
@@ -13,7 +14,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use xtask::{bench, fixtures, real};
+use xtask::{bench, dist, fixtures, real};
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +76,9 @@ enum Chore {
         #[arg(long)]
         keep: bool,
     },
+    /// Build the release binary and check that it needs no shared library
+    /// beyond the C library's family (readelf -d against an allow-list).
+    Dist,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,6 +118,7 @@ fn run(cli: Cli) -> Result<()> {
             jobs,
             keep,
         } => real::e2e_real(&dir, jobs, &benchmarks_md(out), keep),
+        Chore::Dist => dist::run(),
     }
 }
 
