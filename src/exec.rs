@@ -239,6 +239,53 @@ pub fn run_to_stderr(cmd: &Cmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What [`run_teeing`] saw: the exit status and everything printed.
+#[derive(Debug, Clone)]
+pub struct Teed {
+    pub success: bool,
+    pub status: String,
+    /// stdout and stderr, interleaved as printed.
+    pub output: String,
+}
+
+/// Runs a command in the foreground like [`run_to_stderr`], its output
+/// going to our stderr as it comes, and also keeps that output, so the
+/// caller can say which part failed (dpkg names the failed kernel hook
+/// only in what it prints). `Err` only when it cannot be started.
+pub fn run_teeing(cmd: &Cmd) -> anyhow::Result<Teed> {
+    use std::io::{BufRead, Write};
+    tracing::debug!("$ {}", cmd.display());
+    let handle = cmd
+        .one_off()
+        .stderr_to_stdout()
+        .unchecked()
+        .reader()
+        .with_context(|| format!("starting {}", cmd.display()))?;
+    let mut output = String::new();
+    let mut reader = std::io::BufReader::new(&handle);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading the output of {}", cmd.display()))?;
+        if n == 0 {
+            break;
+        }
+        let _ = std::io::stderr().write_all(&line);
+        output.push_str(&String::from_utf8_lossy(&line));
+    }
+    let status = match handle.try_wait() {
+        Ok(Some(out)) => out.status,
+        _ => bail!("`{}` did not finish", cmd.display()),
+    };
+    Ok(Teed {
+        success: status.success(),
+        status: status.to_string(),
+        output,
+    })
+}
+
 /// `producer | consumer` without a shell (`rpm2cpio PKG | cpio -idm`),
 /// the consumer's output on our stderr. As with `set -o pipefail`, a
 /// failure of either side fails the whole (duct: a non-zero status wins,

@@ -2,40 +2,59 @@
 # install.sh - install an snp-build release on an AMD EPYC host.
 #
 # Run it from anywhere: it finds the release files next to itself (the
-# directory holding this script is the release root).
+# directory holding this script is the release root). It keeps the same
+# contract as `snp-build install`: the same checks, order, exit codes and
+# install record, so `snp-build uninstall` undoes what it did.
 #
-# What it does, in this order:
+# First it plans and checks everything, changing nothing:
 #   1. Verifies the release against SHA256SUMS, as strictly as
 #      `snp-build install`: every listed file present with its hash (no
 #      symbolic links), every line a plain relative path, every file of the
 #      release listed (SHA256SUMS.minisig, the signature, is the one file
-#      it does not list). Any problem stops it before anything is changed.
-#   1b. Checks the signature when a trusted key is given (--trusted-key) or
+#      it does not list).
+#   2. Checks the signature when a trusted key is given (--trusted-key) or
 #      installed (*.pub in /etc/snp-build/trusted-keys/, under --root DIR
 #      when given): `minisign -V` must accept SHA256SUMS.minisig with one of
-#      them, else nothing is changed. Without a trusted key it says that
-#      the signature was not verified. Keys listed only in
-#      /etc/snp-build/config.toml ([install] trusted-keys) cannot be read
-#      here: it refuses and says to pass them with --trusted-key.
-#   2. Detects the distribution from os-release (ID, or any word of ID_LIKE,
+#      them. Without a trusted key it says that the signature was not
+#      verified. Keys listed only in /etc/snp-build/config.toml ([install]
+#      trusted-keys) cannot be read here: it refuses and says to pass them
+#      with --trusted-key.
+#   3. Detects the distribution from os-release (ID, or any word of ID_LIKE,
 #      equal to "debian" means Debian-like, which uses .deb packages; any
 #      other distribution uses .rpm packages). With --root DIR,
 #      DIR/etc/os-release is used when it exists, /etc/os-release otherwise.
-#   3. Installs the host kernel image package from linux/host/: the one
-#      linux-image-*.deb that is not a -dbg package (`dpkg -i`), or the one
-#      kernel-<version>.rpm (`dnf install -y`). Headers, devel, libc-dev and
-#      debug packages are not installed.
-#   4. Installs the distribution's QEMU packages when the release's
-#      usr/local/bin/qemu-system-x86_64 needs shared libraries this host
-#      lacks (`ldd` reports them "not found"): Debian-like
-#      `apt-get install -y qemu-system-x86`, otherwise `dnf install -y qemu-kvm`.
-#   5. Installs kvm.conf as /etc/modprobe.d/kvm.conf. A different existing
-#      file is kept as kvm.conf.bak-<UTC YYYYmmddTHHMMSSZ> beside it (modprobe
-#      only reads *.conf files); an identical one is left alone.
-#   6. Tells you to reboot into the SNP host kernel and how to check it.
+#   4. Picks the host kernel image package from linux/host/: the one
+#      linux-image-*.deb that is not a -dbg package, or the one
+#      kernel-<version>.rpm. Headers, devel, libc-dev and debug packages
+#      are never installed.
+#   5. Works out the packages that provide the shared libraries the
+#      release's usr/local/bin/qemu-system-x86_64 lacks (`ldd` "not found"):
+#      Debian package names mapped from the sonames, or on rpm systems the
+#      sonames themselves (`dnf install 'libfoo.so.1()(64bit)'`).
+#   6. Checks every tool it will need, and on a live system without --yes
+#      asks for confirmation on the terminal (refusing without one).
+# Then, on the live system, it changes the system in this order, writing
+# the install record /var/lib/snp-build/installed.json before the first
+# change and again after each step:
+#   a. dependencies: `apt-get update`, then `apt-get install -y
+#      --no-install-recommends PKG...` (rpm: `dnf install -y
+#      --setopt=install_weak_deps=False SONAME()(64bit)...`);
+#   b. the kernel package: `dpkg -i` (rpm: `dnf install -y`);
+#   c. kvm.conf as /etc/modprobe.d/kvm.conf. A different existing file is
+#      kept as kvm.conf.bak-<UTC YYYYmmddTHHMMSSZ> beside it (modprobe only
+#      reads *.conf files); an identical one is left alone.
+# and checks that the host can boot the new kernel: its initramfs exists
+# (when the kernel uses one) and the boot loader has an entry for it. Only
+# then does it tell you to reboot into it; otherwise it names what is
+# missing and the command that makes it.
 #
-# Usage: install.sh [--dry-run] [--root DIR] [--trusted-key PUB]... [-h|--help]
+# A step that fails stops the install (exit 9): the record says what was
+# done, and the message names the command that finishes the install and
+# the one that undoes it (`snp-build uninstall --yes`).
+#
+# Usage: install.sh [--dry-run] [--yes] [--root DIR] [--trusted-key PUB]... [-h|--help]
 #   --dry-run    print every action instead of doing it; changes nothing.
+#   -y, --yes    do not ask for confirmation (needed without a terminal).
 #   --trusted-key PUB
 #                install only if SHA256SUMS is signed by this minisign public
 #                key (repeatable; needs the minisign tool).
@@ -47,13 +66,16 @@
 #   -h, --help   show this help.
 # Without --dry-run or --root it must run as root.
 #
-# Exit codes:
-#   0  success (or a dry run that found nothing wrong)
-#   1  error: not root, no or several kernel packages, a tool or file is
-#      missing, a file of the release is not listed in SHA256SUMS, or an
-#      install command failed
-#   2  usage error (unknown option, missing option value)
-#   3  checksum or signature verification failed (nothing was changed)
+# Exit codes (the same for `snp-build install` and `snp-build uninstall`):
+#   0  installed (or a dry run that found nothing wrong)
+#   1  refused before any change: not root, not confirmed, no or several
+#      kernel packages, a tool or file missing
+#   2  usage error (unknown option, missing option value), or no terminal
+#      to confirm on and no --yes
+#   8  the release failed verification (checksums or signature); nothing
+#      was changed
+#   9  a step failed after the system was changed; the install record says
+#      what was done
 
 set -euo pipefail
 
@@ -61,17 +83,43 @@ PROG=install.sh
 RELEASE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KVM_CONF_NAME=kvm.conf
 QEMU_REL=usr/local/bin/qemu-system-x86_64
+RECORD_REL=var/lib/snp-build/installed.json
+E_NOT_VERIFIED=8
+E_INCOMPLETE=9
 
 DRY_RUN=0
+YES=0
 ROOT=""          # staging root ("" = the live system)
 DISTRO=""        # "debian" or "rpm"
 PKG_FORMAT=""    # "deb" or "rpm"
 PKG=""           # the host kernel image package (path relative to RELEASE_DIR)
+PKG_NAME=""      # its package name
+PKG_VERSION=""
 TRUSTED_KEYS=()  # --trusted-key files
 declare -A LISTED=() # SHA256SUMS: relative path -> sha256 (after verification)
 PRIVATE=""       # private copies of what gets installed
 SIG_NAME=SHA256SUMS.minisig
 KERNEL_RELEASE=""
+MISSING_LIBS=()  # sonames the release's QEMU lacks here
+DEP_PKGS=()      # the packages that provide them
+DEPS_RUN=0       # this install installs them
+KVM_ACTION=""    # create, replace or unchanged
+KVM_BACKUP=""    # where a different existing kvm.conf goes (replace)
+# The record's state, written by write_record.
+INSTALLED_AT=""
+PKG_PREINSTALLED=false
+KVM_SHA=""
+REC_BACKUP=null  # JSON: the backup path as seen on the target, or null
+REC_CREATED=false
+DEPS_INSTALLED=()
+declare -A STEP_STATE=() STEP_NOTE=() STEP_CMD=()
+DONE=()          # what was done, for a failure's message
+
+# Debian packages for the libraries QEMU links, by soname. snp-build fills
+# this in from its own table (src/host/install/deps.rs) when it packs the
+# release, so both installers map sonames the same way; a soname not in it
+# brings qemu-system-x86, which depends on all of them.
+declare -A SONAME_PACKAGES=() # @soname-packages@
 
 usage() {
     sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
@@ -120,6 +168,7 @@ parse_args() {
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --dry-run) DRY_RUN=1 ;;
+            -y | --yes) YES=1 ;;
             --root)
                 [[ $# -ge 2 && -n "$2" ]] || die 2 "--root needs a directory (see --help)"
                 ROOT=$2
@@ -148,8 +197,9 @@ parse_args() {
     if [[ -n "$ROOT" ]]; then
         # As `cargo install --root`: a missing staging root is made, once
         # the release is verified (a dry run only says so).
-        [[ ! -e "$ROOT" || -d "$ROOT" ]] || die 1 "--root $ROOT: not a directory"
+        [[ ! -e "$ROOT" || -d "$ROOT" ]] || die 2 "--root $ROOT: not a directory (give a directory to unpack into; it is made when missing)"
         ROOT="$(realpath -m -- "$ROOT")"
+        [[ "$ROOT" != / ]] || die 2 "--root / is the live system: drop --root for a live install (as root, with its checks and confirmation)"
     fi
 }
 
@@ -162,6 +212,7 @@ make_root() {
         mkdir -p -- "$ROOT"
     fi
 }
+
 
 # Step 1b: with a trusted key (given, or installed on the target), only a
 # release whose SHA256SUMS it signed goes on.
@@ -191,21 +242,16 @@ verify_signature() {
     command -v minisign >/dev/null 2>&1 ||
         die 1 "cannot verify the signature: minisign is not installed (Debian: apt-get install minisign); nothing was changed"
     [[ -f "$sig" && ! -L "$sig" ]] ||
-        die 3 "the release is unsigned (no $SIG_NAME) but a signature by a trusted key is required (${keys[*]}); nothing was changed"
+        die "$E_NOT_VERIFIED" "the release is unsigned (no $SIG_NAME) but a signature by a trusted key is required (${keys[*]}); nothing was changed"
     for key in "${keys[@]}"; do
         if minisign -Vm "$RELEASE_DIR/SHA256SUMS" -x "$sig" -p "$key" -q >/dev/null 2>&1; then
             say "signature verified: SHA256SUMS is signed by $key"
             return 0
         fi
     done
-    die 3 "$SIG_NAME is not a valid signature of SHA256SUMS by a trusted key (${keys[*]}); nothing was changed"
+    die "$E_NOT_VERIFIED" "$SIG_NAME is not a valid signature of SHA256SUMS by a trusted key (${keys[*]}); nothing was changed"
 }
 
-check_root() {
-    if [[ $DRY_RUN -eq 0 && -z "$ROOT" && $(id -u) -ne 0 ]]; then
-        die 1 "must be run as root (or try --dry-run, or --root DIR for a staging install)"
-    fi
-}
 
 # Step 1: nothing happens before the release is exactly what SHA256SUMS
 # says (the same rules as `snp-build install`): every line is
@@ -215,7 +261,7 @@ check_root() {
 verify_checksums() {
     local sums="$RELEASE_DIR/SHA256SUMS" line hash name path rel actual
     local bad=() unlisted=()
-    [[ -f "$sums" && ! -L "$sums" ]] || die 3 "$sums is missing: cannot verify the release; nothing was changed"
+    [[ -f "$sums" && ! -L "$sums" ]] || die "$E_NOT_VERIFIED" "$sums is missing: cannot verify the release; nothing was changed"
     while IFS= read -r line || [[ -n "$line" ]]; do
         [[ -n "${line//[[:space:]]/}" ]] || continue
         if [[ ! "$line" =~ ^([0-9a-fA-F]{64})\ [\ *](.+)$ ]]; then
@@ -254,14 +300,15 @@ verify_checksums() {
     if [[ ${#bad[@]} -gt 0 ]]; then
         printf '%s: error: SHA256SUMS verification failed in %s; nothing was changed.\n' "$PROG" "$RELEASE_DIR" >&2
         printf '%s: bad or missing file: %s\n' "$PROG" "${bad[@]}" >&2
-        exit 3
+        exit "$E_NOT_VERIFIED"
     fi
     if [[ ${#unlisted[@]} -gt 0 ]]; then
         printf '%s: error: not listed in SHA256SUMS (refusing an unverified release; nothing was changed): %s\n' "$PROG" "${unlisted[@]}" >&2
-        exit 1
+        exit "$E_NOT_VERIFIED"
     fi
     say "verified every file of the release against SHA256SUMS"
 }
+
 
 # Copies the release file NAME into a private directory and checks the copy
 # against SHA256SUMS again; prints the copy's path. What is installed is
@@ -277,7 +324,7 @@ private_copy() {
     cp -- "$RELEASE_DIR/$name" "$copy"
     actual=$(sha256sum -- "$copy")
     [[ "${actual%% *}" == "${LISTED[$name]:-}" ]] ||
-        die 3 "$name changed after it was verified; nothing more was changed"
+        die "$E_NOT_VERIFIED" "$name changed after it was verified; nothing more was changed"
     printf '%s\n' "$copy"
 }
 
@@ -287,6 +334,7 @@ make_private() {
     PRIVATE=$(mktemp -d "${TMPDIR:-/tmp}/snp-install.XXXXXX")
     trap 'rm -rf -- "$PRIVATE"' EXIT
 }
+
 
 # True when NAME is a relative path whose every component is a plain name.
 safe_relative() {
@@ -340,6 +388,7 @@ os_release_value() {
     done <"$file"
 }
 
+
 # Step 2: Debian-like when ID or any word of ID_LIKE is "debian".
 detect_distro() {
     local file="" id like word words
@@ -362,6 +411,7 @@ detect_distro() {
     if [[ $DISTRO == debian ]]; then PKG_FORMAT=deb; else PKG_FORMAT=rpm; fi
     say "distribution: ID=${id:-?}${like:+ ID_LIKE=\"$like\"} (from $file): using .$PKG_FORMAT packages"
 }
+
 
 # Step 3: exactly one host kernel image package, never -dbg/headers/devel.
 find_kernel_package() {
@@ -393,7 +443,7 @@ find_kernel_package() {
         die 1 "expected exactly one host kernel image package, found ${#found[@]}: ${found[*]}"
     fi
     PKG=${found[0]}
-    listed_in_sums "$PKG" || die 1 "$PKG is not listed in SHA256SUMS: refusing to install an unverified package"
+    listed_in_sums "$PKG" || die "$E_NOT_VERIFIED" "$PKG is not listed in SHA256SUMS: refusing to install an unverified package"
     KERNEL_RELEASE=$(kernel_release_of "$PKG")
     say "host kernel package: $PKG (kernel $KERNEL_RELEASE)"
 }
@@ -421,59 +471,37 @@ kernel_release_of() {
     fi
 }
 
-# Fails before any change when a tool needed later is missing.
-check_tools() {
-    local t tools=(sha256sum cmp)
-    if [[ -n "$ROOT" ]]; then
-        if [[ $PKG_FORMAT == deb ]]; then tools+=(dpkg-deb); else tools+=(rpm2cpio cpio); fi
-    elif [[ $PKG_FORMAT == deb ]]; then
-        tools+=(dpkg apt-get)
-    else
-        tools+=(dnf)
-    fi
-    [[ -f "$RELEASE_DIR/$KVM_CONF_NAME" ]] || die 1 "$RELEASE_DIR/$KVM_CONF_NAME is missing"
-    listed_in_sums "$KVM_CONF_NAME" || die 1 "$KVM_CONF_NAME is not listed in SHA256SUMS"
-    [[ $DRY_RUN -eq 1 ]] && return 0
-    for t in "${tools[@]}"; do
-        command -v "$t" >/dev/null 2>&1 || die 1 "'$t' is not installed; it is needed to install this release"
-    done
-}
-
-install_kernel_package() {
-    local pkg
-    pkg=$(private_copy "$PKG")
-    if [[ -n "$ROOT" ]]; then
-        say "staging install: unpacking without maintainer scripts into $ROOT"
-        if [[ $PKG_FORMAT == deb ]]; then
-            run dpkg-deb -x "$pkg" "$ROOT"
-        elif [[ $DRY_RUN -eq 1 ]]; then
-            say "[dry-run] would run: rpm2cpio $(shell_quote "$pkg") | (cd $(shell_quote "$ROOT") && cpio -idm --quiet)"
-        else
-            say "running: rpm2cpio $(shell_quote "$pkg") | (cd $(shell_quote "$ROOT") && cpio -idm --quiet)"
-            rpm2cpio "$pkg" | (cd "$ROOT" && cpio -idm --quiet)
-        fi
-    elif [[ $PKG_FORMAT == deb ]]; then
-        run dpkg -i "$pkg" ||
-            die 1 "dpkg -i failed (if it names missing dependencies, 'apt-get -f install' installs them); run install.sh again afterwards"
-    else
-        run dnf install -y "$pkg" || die 1 "dnf install failed"
+check_root() {
+    if [[ $DRY_RUN -eq 0 && -z "$ROOT" && $(id -u) -ne 0 ]]; then
+        die 1 "must be run as root (or try --dry-run, or --root DIR for a staging install)"
     fi
 }
 
-# Step 4: the distro's QEMU packages only when the release's QEMU lacks libraries.
-install_qemu_dependencies() {
-    local qemu="$RELEASE_DIR/$QEMU_REL" out line missing=() cmd
-    if [[ $DISTRO == debian ]]; then
-        cmd=(apt-get install -y qemu-system-x86)
+# The package name and version from the package's file name.
+package_identity() {
+    local base=${PKG##*/}
+    if [[ $PKG_FORMAT == deb ]]; then
+        base=${base%.deb}
+        PKG_NAME=${base%%_*}
+        base=${base#*_}
+        PKG_VERSION=${base%%_*}
     else
-        cmd=(dnf install -y qemu-kvm)
+        base=${base%.rpm}
+        PKG_NAME=kernel
+        base=${base%.*} # arch
+        PKG_VERSION=${base#kernel-}
     fi
+}
+
+# Step 5: the packages that provide the libraries the release's QEMU lacks.
+plan_dependencies() {
+    local qemu="$RELEASE_DIR/$QEMU_REL" out line soname pkg have
     if [[ ! -e "$qemu" ]]; then
         say "warning: $QEMU_REL is missing from the release; not checking QEMU's libraries"
         return 0
     fi
     if ! command -v ldd >/dev/null 2>&1; then
-        say "warning: ldd is not installed; cannot check QEMU's libraries (if QEMU fails to start, run: $(quote_cmd "${cmd[@]}"))"
+        say "warning: ldd is not installed; cannot check QEMU's libraries"
         return 0
     fi
     if ! out=$(ldd "$qemu" 2>&1); then
@@ -484,71 +512,429 @@ install_qemu_dependencies() {
         case "$line" in
             *"not found"*)
                 line=${line#"${line%%[![:space:]]*}"}
-                missing+=("${line%% *}")
+                MISSING_LIBS+=("${line%% *}")
                 ;;
         esac
     done <<<"$out"
-    if [[ ${#missing[@]} -eq 0 ]]; then
+    if [[ ${#MISSING_LIBS[@]} -eq 0 ]]; then
         say "QEMU's shared libraries are all present on this host: no distribution packages needed"
         return 0
     fi
-    say "QEMU needs libraries this host lacks: ${missing[*]}"
+    for soname in "${MISSING_LIBS[@]}"; do
+        if [[ $DISTRO == rpm ]]; then
+            pkg="$soname()(64bit)"
+        elif [[ -n "${SONAME_PACKAGES[$soname]+x}" ]]; then
+            pkg=${SONAME_PACKAGES[$soname]}
+        else
+            say "warning: no package is known for $soname: installing qemu-system-x86, which provides every library QEMU links"
+            pkg="qemu-system-x86"
+        fi
+        for have in "${DEP_PKGS[@]}"; do
+            [[ "$have" == "$pkg" ]] && continue 2
+        done
+        DEP_PKGS+=("$pkg")
+    done
+    say "QEMU needs libraries this host lacks: ${MISSING_LIBS[*]}"
     if [[ -n "$ROOT" ]]; then
-        say "staging install: not installing dependencies; on the target system run: $(quote_cmd "${cmd[@]}")"
+        say "staging install: not installing dependencies; on the target system run: $(quote_cmd "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")"
         return 0
     fi
-    run "${cmd[@]}"
+    DEPS_RUN=1
 }
 
-# Step 5: kvm.conf, keeping a different existing file as a backup.
+# Fails before any change when a tool needed later is missing.
+check_tools() {
+    local t tools=(sha256sum cmp)
+    if [[ -n "$ROOT" ]]; then
+        if [[ $PKG_FORMAT == deb ]]; then tools+=(dpkg-deb); else tools+=(rpm2cpio cpio); fi
+    elif [[ $PKG_FORMAT == deb ]]; then
+        tools+=(dpkg dpkg-query)
+        [[ $DEPS_RUN -eq 0 ]] || tools+=(apt-get)
+    else
+        tools+=(dnf rpm)
+    fi
+    [[ -f "$RELEASE_DIR/$KVM_CONF_NAME" ]] || die 1 "$RELEASE_DIR/$KVM_CONF_NAME is missing"
+    listed_in_sums "$KVM_CONF_NAME" || die "$E_NOT_VERIFIED" "$KVM_CONF_NAME is not listed in SHA256SUMS"
+    [[ $DRY_RUN -eq 1 ]] && return 0
+    for t in "${tools[@]}"; do
+        command -v "$t" >/dev/null 2>&1 || die 1 "'$t' is not installed; it is needed to install this release; nothing was changed"
+    done
+}
+
+# What happens to kvm.conf, decided before any change.
+plan_kvm_conf() {
+    local dest="$ROOT/etc/modprobe.d/kvm.conf" base n=0
+    KVM_SHA=$(sha256sum -- "$RELEASE_DIR/$KVM_CONF_NAME")
+    KVM_SHA=${KVM_SHA%% *}
+    if [[ ! -e "$dest" ]]; then
+        KVM_ACTION=create
+    elif cmp -s "$RELEASE_DIR/$KVM_CONF_NAME" "$dest"; then
+        KVM_ACTION=unchanged
+    else
+        KVM_ACTION=replace
+        base="$dest.bak-$(date -u +%Y%m%dT%H%M%SZ)"
+        KVM_BACKUP=$base
+        while [[ -e "$KVM_BACKUP" ]]; do # two runs within one second
+            n=$((n + 1))
+            KVM_BACKUP="$base-$n"
+        done
+    fi
+}
+
+# A string field of the earlier record (one "key": "value" per line, as
+# both installers write it); empty when absent or null.
+record_field() {
+    local key=$1 file="$ROOT/$RECORD_REL"
+    sed -n "s/^ *\"$key\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p" "$file" | head -n 1
+}
+
+# A boolean field of the earlier record.
+record_bool() {
+    local key=$1 file="$ROOT/$RECORD_REL"
+    sed -n "s/^ *\"$key\": \\(true\\|false\\),\\{0,1\\}\$/\\1/p" "$file" | head -n 1
+}
+
+# The earlier record of this package, if any: what it says was there
+# before the first install carries over (the kvm.conf backup, whether the
+# package and the dependencies were already installed).
+read_previous_record() {
+    local file="$ROOT/$RECORD_REL" abbrev line
+    if [[ -f "$file" && "$(record_field name)" == "$PKG_NAME" ]]; then
+        PKG_PREINSTALLED=$(record_bool package_preinstalled)
+        PKG_PREINSTALLED=${PKG_PREINSTALLED:-false}
+    elif [[ -z "$ROOT" && $PKG_FORMAT == deb ]] && command -v dpkg-query >/dev/null 2>&1; then
+        abbrev=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$PKG_NAME" 2>/dev/null || true)
+        [[ "$abbrev" == "ii $PKG_VERSION" ]] && PKG_PREINSTALLED=true
+    fi
+    if [[ -f "$file" ]]; then
+        if [[ $KVM_ACTION == unchanged ]]; then
+            line=$(record_field backup)
+            [[ -z "$line" ]] || REC_BACKUP=$(json_str "$line")
+            REC_CREATED=$(record_bool created)
+            REC_CREATED=${REC_CREATED:-false}
+        fi
+        while IFS= read -r line; do
+            DEPS_INSTALLED+=("$line")
+        done < <(sed -n '/"dependencies_installed": \[$/,/\]/s/^ *"\(.*\)",\{0,1\}$/\1/p' "$file")
+    fi
+    case $KVM_ACTION in
+        create) REC_CREATED=true ;;
+        replace) REC_BACKUP=$(json_str "${KVM_BACKUP#"$ROOT"}") ;;
+    esac
+    return 0
+}
+
+# Step 6: a live install asks first, unless --yes; never waits on a pipe.
+confirm() {
+    local answer what=""
+    [[ $DRY_RUN -eq 0 && -z "$ROOT" && $YES -eq 0 ]] || return 0
+    if [[ ! -t 0 ]]; then
+        die 2 "refusing to change this system without confirmation: standard input is not a terminal (pass --yes to install without asking, or --dry-run to see what would be done)"
+    fi
+    if [[ $DEPS_RUN -eq 1 ]]; then
+        "${DEPS_UPDATE[@]}" || say "warning: '$(quote_cmd "${DEPS_UPDATE[@]}")' failed"
+        local no=--assume-no
+        [[ $DISTRO == debian ]] || no=--assumeno
+        "${DEPS_INSTALL[@]/#-y/$no}" "${DEP_PKGS[@]}" 2>/dev/null |
+            grep -E 'Need to get|After this operation|newly installed|Total download size|Installed size' || true
+        what="${DEP_PKGS[*]} and "
+    fi
+    read -r -p "Install ${what}$PKG_NAME and kvm.conf on this system? [y/N] " answer || answer=""
+    case "$answer" in
+        y | Y | yes | YES | Yes) ;;
+        *) die 1 "not confirmed: nothing was changed" ;;
+    esac
+}
+
+# One JSON string; control characters other than tab and newline are
+# refused (no path of ours has them).
+json_str() {
+    local s=$1
+    if [[ "$s" == *[$'\001'-$'\010'$'\013'-$'\037']* ]]; then
+        die 1 "a path holds control characters, which the install record cannot hold: $s"
+    fi
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\t'/\\t}
+    printf '"%s"' "$s"
+}
+
+# A JSON array of strings, one per line at INDENT.
+json_list() {
+    local indent=$1 out="" a
+    shift
+    if [[ $# -eq 0 ]]; then
+        printf '[]'
+        return 0
+    fi
+    for a in "$@"; do
+        out+="${out:+,}"$'\n'"$indent  $(json_str "$a")"
+    done
+    printf '[%s\n%s]' "$out" "$indent"
+}
+
+# JSON null, or the string.
+json_or_null() {
+    if [[ -z "$1" ]]; then printf 'null'; else json_str "$1"; fi
+}
+
+# The install record, in snp-build's layout (src/host/install/record.rs),
+# written atomically.
+write_record() {
+    local complete=${1:-false} file="$ROOT/$RECORD_REL" tmp step first=1 deps_cmd=null
+    local -a remove
+    local steps=""
+    if [[ $PKG_FORMAT == deb ]]; then
+        remove=(dpkg --purge "$PKG_NAME")
+    else
+        remove=(dnf remove -y "$(basename "$PKG" .rpm)")
+    fi
+    [[ $DEPS_RUN -eq 0 ]] || deps_cmd=$(json_list "  " "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")
+    for step in dependencies kernel-package kvm-conf; do
+        [[ $first -eq 1 ]] || steps+=","
+        first=0
+        steps+=$'\n'"    {"$'\n'"      \"step\": \"$step\","$'\n'
+        steps+="      \"state\": \"${STEP_STATE[$step]}\","$'\n'
+        steps+="      \"command\": $(json_or_null "${STEP_CMD[$step]:-}"),"$'\n'
+        steps+="      \"note\": $(json_or_null "${STEP_NOTE[$step]:-}")"$'\n'"    }"
+    done
+    mkdir -p "$(dirname "$file")"
+    tmp="$file.tmp.$$"
+    cat >"$tmp" <<JSON
+{
+  "schema_version": 2,
+  "release": $(json_str "${RELEASE_DIR##*/}"),
+  "release_path": $(json_str "$RELEASE_DIR"),
+  "installed_at": "$INSTALLED_AT",
+  "mode": "$(if [[ -n "$ROOT" ]]; then echo staging; else echo live; fi)",
+  "package": {
+    "file": $(json_str "$PKG"),
+    "format": "$PKG_FORMAT",
+    "name": $(json_str "$PKG_NAME"),
+    "version": $(json_str "$PKG_VERSION"),
+    "kernel_release": $(json_str "$KERNEL_RELEASE"),
+    "sha256": "${LISTED[$PKG]}"
+  },
+  "remove_command": $(json_list "  " "${remove[@]}"),
+  "package_preinstalled": $PKG_PREINSTALLED,
+  "kvm_conf": {
+    "path": "/etc/modprobe.d/kvm.conf",
+    "sha256": "$KVM_SHA",
+    "backup": $REC_BACKUP,
+    "created": $REC_CREATED
+  },
+  "dependencies_command": $deps_cmd,
+  "dependencies_installed": $(json_list "  " "${DEPS_INSTALLED[@]}"),
+  "steps": [$steps
+  ],
+  "complete": $complete
+}
+JSON
+    mv -f "$tmp" "$file"
+}
+
+# Marks STEP with STATE (and a NOTE) and writes the record (not in a dry run).
+step_state() {
+    STEP_STATE[$1]=$2
+    [[ -z "${3:-}" ]] || STEP_NOTE[$1]=$3
+    [[ $DRY_RUN -eq 1 ]] || write_record
+}
+
+# Stops a live install at STEP: the record says what was done.
+step_failed() { # step_failed STEP WHAT FINISH [NOTE]
+    local step=$1 what=$2 finish=$3 done="nothing"
+    step_state "$step" failed "${4:-}"
+    [[ ${#DONE[@]} -eq 0 ]] || done=$(printf '%s, ' "${DONE[@]}")
+    {
+        printf "%s: error: install stopped at step \`%s\`: %s\n" "$PROG" "$step" "$what"
+        printf '  done before it: %s\n' "${done%, }"
+        printf '  the record of what was done: %s\n' "$ROOT/$RECORD_REL"
+        printf '  to finish: %s\n' "$finish"
+        printf '  to undo what was done: snp-build uninstall --yes\n'
+    } >&2
+    exit "$E_INCOMPLETE"
+}
+
+# Whether dpkg has PACKAGE installed and configured.
+deb_installed() {
+    [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null || true)" == "ii"* ]]
+}
+
+# Step a: the dependency packages, as an admin installs them.
+install_dependencies() {
+    local p absent=() have
+    [[ $DEPS_RUN -eq 1 ]] || return 0
+    if [[ $DRY_RUN -eq 1 ]]; then
+        run "${DEPS_UPDATE[@]}"
+        run "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}"
+        return 0
+    fi
+    step_state dependencies running
+    if [[ $DISTRO == debian ]]; then
+        for p in "${DEP_PKGS[@]}"; do deb_installed "$p" || absent+=("$p"); done
+    fi
+    # A failed refresh (offline, a mirror down) is not yet a failure: the
+    # lists already there may do.
+    run "${DEPS_UPDATE[@]}" || say "warning: '$(quote_cmd "${DEPS_UPDATE[@]}")' failed; installing from the package lists already on this system"
+    local rc=0
+    run "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}" || rc=$?
+    for p in "${absent[@]}"; do
+        deb_installed "$p" || continue
+        for have in "${DEPS_INSTALLED[@]}"; do [[ "$have" == "$p" ]] && continue 2; done
+        DEPS_INSTALLED+=("$p")
+    done
+    if [[ $rc -ne 0 ]]; then
+        step_failed dependencies \
+            "'$(quote_cmd "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")' failed (exit $rc): the packages providing ${MISSING_LIBS[*]} could not be installed (is the package mirror reachable?)" \
+            "once '$(quote_cmd "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")' works, run: $RELEASE_DIR/install.sh --yes"
+    fi
+    step_state dependencies "done"
+    DONE+=("dependencies (${DEP_PKGS[*]})")
+}
+
+# Step b: the kernel package.
+install_kernel_package() {
+    local pkg out rc=0 state hook note
+    pkg=$(private_copy "$PKG")
+    if [[ -n "$ROOT" ]]; then
+        say "staging install: unpacking without maintainer scripts into $ROOT"
+        if [[ $PKG_FORMAT == deb ]]; then
+            STEP_CMD[kernel-package]=$(quote_cmd dpkg-deb -x "$pkg" "$ROOT")
+        else
+            STEP_CMD[kernel-package]="rpm2cpio $(shell_quote "$pkg") | cpio -idm"
+        fi
+        step_state kernel-package running
+        if [[ $PKG_FORMAT == deb ]]; then
+            run dpkg-deb -x "$pkg" "$ROOT"
+        elif [[ $DRY_RUN -eq 1 ]]; then
+            say "[dry-run] would run: rpm2cpio $(shell_quote "$pkg") | (cd $(shell_quote "$ROOT") && cpio -idm --quiet)"
+        else
+            say "running: rpm2cpio $(shell_quote "$pkg") | (cd $(shell_quote "$ROOT") && cpio -idm --quiet)"
+            rpm2cpio "$pkg" | (cd "$ROOT" && cpio -idm --quiet)
+        fi
+        step_state kernel-package "done"
+        DONE+=("$PKG_NAME")
+        return 0
+    fi
+    local cmd=(dpkg -i "$pkg")
+    [[ $PKG_FORMAT == deb ]] || cmd=(dnf install -y "$pkg")
+    STEP_CMD[kernel-package]=$(quote_cmd "${cmd[@]}")
+    if [[ $DRY_RUN -eq 1 ]]; then
+        run "${cmd[@]}"
+        return 0
+    fi
+    step_state kernel-package running
+    out="$PRIVATE/package-output"
+    say "running: $(quote_cmd "${cmd[@]}")"
+    "${cmd[@]}" 2>&1 | tee "$out" >&2 || rc=${PIPESTATUS[0]}
+    if [[ $rc -eq 0 ]]; then
+        step_state kernel-package "done"
+        DONE+=("$PKG_NAME")
+        return 0
+    fi
+    state=""
+    [[ $PKG_FORMAT != deb ]] || state=$(dpkg-query -W -f='${db:Status-Abbrev}' "$PKG_NAME" 2>/dev/null || true)
+    if [[ "$state" == ?F* ]]; then
+        hook=$(sed -n 's/^run-parts: \(.*\) exited with .*/\1/p' "$out" | head -n 1)
+        note="$PKG_NAME is unpacked but not configured (dpkg status ${state:0:2})${hook:+: the kernel hook $hook failed}"
+        step_failed kernel-package "'${STEP_CMD[kernel-package]}' failed (exit $rc): $note" \
+            "fix what ${hook:-the failed maintainer script} needs, then run: dpkg --configure -a (and then $RELEASE_DIR/install.sh --yes for kvm.conf)" \
+            "$note"
+    fi
+    step_failed kernel-package "'${STEP_CMD[kernel-package]}' failed (exit $rc)" \
+        "fix the cause printed above, then run: $RELEASE_DIR/install.sh --yes"
+}
+
+# Step c: kvm.conf, keeping a different existing file as a backup.
 install_kvm_conf() {
-    local src dir="$ROOT/etc/modprobe.d" dest base backup n=0
+    local src dir="$ROOT/etc/modprobe.d" dest
     src=$(private_copy "$KVM_CONF_NAME")
     dest="$dir/kvm.conf"
-    if [[ -e "$dest" ]] && cmp -s "$src" "$dest"; then
+    if [[ $KVM_ACTION == unchanged ]]; then
         say "$dest is already up to date: left alone"
         return 0
     fi
-    if [[ -e "$dest" ]]; then
-        base="$dest.bak-$(date -u +%Y%m%dT%H%M%SZ)"
-        backup=$base
-        while [[ -e "$backup" ]]; do # two runs within one second
-            n=$((n + 1))
-            backup="$base-$n"
-        done
-        if [[ $DRY_RUN -eq 1 ]]; then
-            say "[dry-run] would keep the existing, different $dest as $backup"
-        else
-            say "keeping the existing, different $dest as $backup"
-            cp -p "$dest" "$backup"
-        fi
-    fi
     if [[ $DRY_RUN -eq 1 ]]; then
+        [[ $KVM_ACTION != replace ]] || say "[dry-run] would keep the existing, different $dest as $KVM_BACKUP"
         say "[dry-run] would copy $src to $dest"
         return 0
     fi
+    step_state kvm-conf running
+    if [[ $KVM_ACTION == replace ]]; then
+        say "keeping the existing, different $dest as $KVM_BACKUP"
+        cp -p "$dest" "$KVM_BACKUP" ||
+            step_failed kvm-conf "could not copy $dest to $KVM_BACKUP" "fix the cause, then run: $RELEASE_DIR/install.sh --yes"
+    fi
     say "copying $src to $dest"
-    mkdir -p "$dir"
-    cp "$src" "$dest.tmp.$$"
-    chmod 0644 "$dest.tmp.$$"
-    mv -f "$dest.tmp.$$" "$dest"
+    { mkdir -p "$dir" && cp "$src" "$dest.tmp.$$" && chmod 0644 "$dest.tmp.$$" && mv -f "$dest.tmp.$$" "$dest"; } ||
+        step_failed kvm-conf "could not write $dest" "fix the cause, then run: $RELEASE_DIR/install.sh --yes"
+    step_state kvm-conf "done"
+    DONE+=("kvm.conf")
+}
+
+# The boot checks of src/host/boot.rs: prints one line per missing thing
+# (what, and the command that makes it); nothing when the host can boot it.
+boot_problems() {
+    local kr=$KERNEL_RELEASE config="/boot/config-$KERNEL_RELEASE" f entry="" dir
+    if [[ ! -f "$config" ]] || grep -qx 'CONFIG_BLK_DEV_INITRD=y' "$config"; then
+        if [[ ! -f "/boot/initrd.img-$kr" && ! -f "/boot/initramfs-$kr.img" ]]; then
+            if [[ $DISTRO == rpm ]]; then
+                echo "initramfs for $kr: no /boot/initramfs-$kr.img; run: dracut --kver $kr"
+            elif [[ -e /usr/sbin/update-initramfs ]]; then
+                echo "initramfs for $kr: no /boot/initrd.img-$kr; run: update-initramfs -c -k $kr"
+            else
+                echo "initramfs for $kr: no /boot/initrd.img-$kr; no initramfs generator is installed; run: apt-get install --no-install-recommends initramfs-tools && update-initramfs -c -k $kr"
+            fi
+        fi
+    fi
+    for f in /boot/grub/grub.cfg /boot/grub2/grub.cfg; do
+        [[ -f "$f" ]] && grep -qF "vmlinuz-$kr" "$f" && entry=$f
+    done
+    for dir in /boot/loader/entries /efi/loader/entries /boot/efi/loader/entries; do
+        [[ -z "$entry" && -d "$dir" ]] || continue
+        for f in "$dir"/*; do
+            [[ -f "$f" ]] || continue
+            if [[ "${f##*/}" == *"$kr"* ]] || grep -qF "$kr" "$f"; then entry=$f; fi
+        done
+    done
+    if [[ -z "$entry" ]]; then
+        if [[ $DISTRO == rpm ]]; then
+            echo "boot loader entry for $kr: none; run: kernel-install add $kr /boot/vmlinuz-$kr (or grub2-mkconfig -o /boot/grub2/grub.cfg)"
+        elif [[ -f /boot/grub/grub.cfg ]]; then
+            echo "boot loader entry for $kr: /boot/grub/grub.cfg does not name vmlinuz-$kr; run: update-grub"
+        else
+            echo "boot loader entry for $kr: no grub.cfg and no loader entries; install a boot loader (apt-get install grub-efi-amd64, or grub-pc), then run: update-grub"
+        fi
+    fi
 }
 
 final_message() {
+    local problems="" line
     echo
     if [[ $DRY_RUN -eq 1 ]]; then
         say "dry run: nothing was changed. After a real install:"
     elif [[ -n "$ROOT" ]]; then
         say "staged into $ROOT. No maintainer scripts ran: the target still has to build the initramfs and boot loader entry for $KERNEL_RELEASE."
     else
+        write_record true
+        say "recorded what was done in /$RECORD_REL"
         say "done."
+        problems=$(boot_problems)
     fi
-    cat <<EOF
+    if [[ -n "$problems" ]]; then
+        say "warning: the SNP host kernel $KERNEL_RELEASE is installed, but this host cannot boot it yet:"
+        while IFS= read -r line; do say "warning:   $line"; done <<<"$problems"
+        say "warning: then run 'snp-build doctor --host --release DIR' to check again"
+        return 0
+    fi
+    [[ $DRY_RUN -eq 1 || -z "$ROOT" ]] || write_record true
+    cat <<EOT
   Reboot into the SNP host kernel $KERNEL_RELEASE (choose it in the GRUB menu
   if it is not the default), then check that SEV-SNP is enabled:
     cat /sys/module/kvm_amd/parameters/sev_snp    # should print Y
     snp-build doctor --host
-EOF
+EOT
 }
 
 main() {
@@ -557,12 +943,34 @@ main() {
     verify_checksums
     verify_signature
     detect_distro
+    if [[ $DISTRO == debian ]]; then
+        DEPS_UPDATE=(apt-get update)
+        DEPS_INSTALL=(apt-get install -y --no-install-recommends)
+    else
+        DEPS_UPDATE=(dnf makecache)
+        DEPS_INSTALL=(dnf install -y --setopt=install_weak_deps=False)
+    fi
     find_kernel_package
+    package_identity
+    plan_dependencies
     check_tools
+    plan_kvm_conf
+    read_previous_record
+    confirm
     make_private
     make_root
+    INSTALLED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    STEP_STATE=([dependencies]=skipped [kernel-package]=planned [kvm-conf]=skipped)
+    [[ $DEPS_RUN -eq 0 ]] || STEP_STATE[dependencies]=planned
+    [[ $DEPS_RUN -eq 0 ]] || STEP_CMD[dependencies]=$(quote_cmd "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")
+    [[ $KVM_ACTION == unchanged ]] || STEP_STATE[kvm-conf]=planned
+    if [[ $DRY_RUN -eq 0 ]]; then
+        write_record
+        say "recording each step in $ROOT/$RECORD_REL"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    install_dependencies
     install_kernel_package
-    install_qemu_dependencies
     install_kvm_conf
     final_message
 }

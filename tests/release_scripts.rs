@@ -507,7 +507,7 @@ fn install_stops_before_changing_anything_when_a_file_is_tampered_or_missing() {
 
     for args in [vec!["--root", &r.root_str()], vec!["--dry-run"]] {
         let out = r.install(&args);
-        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", describe(&out));
+        assert_eq!(out.status.code(), Some(8), "{args:?}: {}", describe(&out));
         let stderr = text(&out.stderr);
         assert!(stderr.contains("usr/local/share/qemu/OVMF.fd"), "{stderr}");
         assert!(stderr.contains("nothing was changed"), "{stderr}");
@@ -518,7 +518,7 @@ fn install_stops_before_changing_anything_when_a_file_is_tampered_or_missing() {
     // A listed file that is gone is named too.
     fs::remove_file(r.dir().join("source-config")).unwrap();
     let out = r.install(&["--root", &r.root_str()]);
-    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("source-config"), "{stderr}");
     assert!(snapshot(&r.root()).is_empty(), "something was installed");
@@ -534,7 +534,7 @@ fn install_stops_before_changing_anything_when_a_file_is_tampered_or_missing() {
         .collect();
     fs::write(&sums, kept).unwrap();
     let out = r.install(&["--root", &r.root_str()]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
     assert!(
         text(&out.stderr).contains("not listed in SHA256SUMS"),
         "{}",
@@ -544,9 +544,9 @@ fn install_stops_before_changing_anything_when_a_file_is_tampered_or_missing() {
 }
 
 /// One table of tampered releases, run against both installers: each is
-/// refused before anything changes, by `snp-build install` (exit 1) and by
-/// the release's `install.sh` (exit 3 when SHA256SUMS does not hold, 1 when
-/// a file is not listed).
+/// refused before anything changes, with the same exit code (8: the release
+/// failed verification) by `snp-build install` and by the release's
+/// `install.sh`.
 #[test]
 fn both_installers_refuse_the_same_tampered_releases() {
     type Tamper = fn(&Release);
@@ -565,7 +565,7 @@ fn both_installers_refuse_the_same_tampered_releases() {
         (
             "an extra file SHA256SUMS does not list",
             |r| write(&r.dir().join("extra.sh"), "#!/bin/sh\necho surprise\n"),
-            1,
+            8,
         ),
         (
             "a ../ entry in SHA256SUMS",
@@ -573,7 +573,7 @@ fn both_installers_refuse_the_same_tampered_releases() {
                 let p = outside(r, "outside", "outside the release\n");
                 append_sum(r, format!("{}  ../outside\n", sha256_hex(&p)));
             },
-            3,
+            8,
         ),
         (
             "an absolute entry in SHA256SUMS",
@@ -581,7 +581,7 @@ fn both_installers_refuse_the_same_tampered_releases() {
                 let p = outside(r, "abs", "absolute\n");
                 append_sum(r, format!("{}  {}\n", sha256_hex(&p), p.display()));
             },
-            3,
+            8,
         ),
         (
             "a symlinked kvm.conf whose target matches its line",
@@ -592,7 +592,7 @@ fn both_installers_refuse_the_same_tampered_releases() {
                 std::os::unix::fs::symlink(&target, &conf).unwrap();
                 r.write_sums();
             },
-            3,
+            8,
         ),
         (
             "a symlinked directory",
@@ -602,7 +602,7 @@ fn both_installers_refuse_the_same_tampered_releases() {
                 fs::rename(&qemu, &moved).unwrap();
                 std::os::unix::fs::symlink(&moved, &qemu).unwrap();
             },
-            3,
+            8,
         ),
         (
             "a modified file",
@@ -612,17 +612,17 @@ fn both_installers_refuse_the_same_tampered_releases() {
                     "[qemu]\nurl = \"elsewhere\"\n",
                 )
             },
-            3,
+            8,
         ),
         (
             "a listed file that is gone",
             |r| fs::remove_file(r.dir().join("kernel-config.guest")).unwrap(),
-            3,
+            8,
         ),
         (
             "a line that is not a checksum line",
             |r| append_sum(r, "not a checksum\n".into()),
-            3,
+            8,
         ),
         (
             "a file listed twice",
@@ -631,7 +631,7 @@ fn both_installers_refuse_the_same_tampered_releases() {
                 let first = sums.lines().next().unwrap().to_string();
                 append_sum(r, format!("{first}\n"));
             },
-            3,
+            8,
         ),
     ];
     for (what, tamper, script_code) in cases {
@@ -645,7 +645,7 @@ fn both_installers_refuse_the_same_tampered_releases() {
             .unwrap();
         assert_eq!(
             by_binary.status.code(),
-            Some(1),
+            Some(*script_code),
             "snp-build install, {what}: {}",
             describe(&by_binary)
         );
@@ -793,14 +793,17 @@ fn install_installs_distro_qemu_packages_only_when_libraries_are_missing() {
     let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
     assert!(stdout.contains("libsnpfake.so"), "{stdout}");
     assert!(
-        stdout.contains("on the target system run: apt-get install -y qemu-system-x86"),
+        stdout.contains(
+            "on the target system run: apt-get install -y --no-install-recommends qemu-system-x86"
+        ),
         "{stdout}"
     );
     // Without --root the dry run names the install it would do.
     if fs::read_to_string("/etc/os-release").is_ok_and(|s| s.contains("ID=debian")) {
         let stdout = r.install_ok(&["--dry-run"]);
         assert!(
-            stdout.contains("would run: apt-get install -y qemu-system-x86"),
+            stdout
+                .contains("would run: apt-get install -y --no-install-recommends qemu-system-x86"),
             "{stdout}"
         );
     }
@@ -834,7 +837,7 @@ fn install_usage_errors_and_help() {
     let file = r.tmp.path().join("a-file");
     write(&file, "not a directory\n");
     let out = r.install(&["--root", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(
         text(&out.stderr).contains("not a directory"),
         "{}",

@@ -330,7 +330,7 @@ fn each_forgery_is_refused_with_nothing_written() {
                 k.public().as_os_str(),
             ],
         );
-        assert_eq!(r.code, 3, "{what}: install.sh: {}{}", r.stdout, r.stderr);
+        assert_eq!(r.code, 8, "{what}: install.sh: {}{}", r.stdout, r.stderr);
         assert!(
             !root.exists(),
             "{what}: install.sh wrote {}",
@@ -366,7 +366,7 @@ fn each_forgery_is_refused_with_nothing_written() {
     assert!(r.stderr.contains("unsigned"), "{}", r.stderr);
     assert!(!root.join("etc/modprobe.d").exists());
     let r = install_sh(&release, &[os("--root"), root.as_os_str()]);
-    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 8, "{}{}", r.stdout, r.stderr);
 }
 
 /// The SBOM and the provenance describe exactly what SHA256SUMS lists;

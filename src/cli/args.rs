@@ -244,8 +244,9 @@ pub enum Command {
         #[arg(long)]
         no_password: bool,
     },
-    /// Undo `install`: put back the kvm.conf backup, print the package
-    /// removal command, remove the install record
+    /// Undo `install` (or install.sh) as its record says: put back
+    /// kvm.conf, remove the kernel package and the dependency packages it
+    /// added, remove the install record
     Uninstall {
         /// The root the release was installed into (as install's --root)
         #[arg(long, value_name = "DIR")]
@@ -253,6 +254,9 @@ pub enum Command {
         /// Print every action instead of doing it; change nothing
         #[arg(long)]
         dry_run: bool,
+        /// Do not ask for confirmation (needed without a terminal)
+        #[arg(short, long)]
+        yes: bool,
     },
     /// Convert AMDSEV's bash stable-commits into stable-commits.toml
     ImportLegacy {

@@ -9,6 +9,8 @@ use crate::config::ConfigError;
 use crate::error::{NotImplemented, UsageError};
 use crate::exec::Interrupted;
 use crate::host::doctor::PreflightFailed;
+use crate::host::install::StepFailed;
+use crate::host::verify::{ChecksumMismatch, DocumentMismatch, SignatureRefused};
 use crate::source::lock::LockMismatch;
 use crate::source::tree::LocalChanges;
 use crate::workdir::WorkDirInUse;
@@ -21,6 +23,12 @@ pub const PREFLIGHT: i32 = 4;
 pub const LOCK_MISMATCH: i32 = 5;
 pub const WORK_DIR_IN_USE: i32 = 6;
 pub const LOCAL_CHANGES: i32 = 7;
+/// `install`, `install.sh` and `verify`: the release's checksums,
+/// signature, SBOM or provenance do not hold; nothing was changed.
+pub const NOT_VERIFIED: i32 = 8;
+/// `install` and `install.sh`: a step failed after the system was
+/// changed; the install record says what was done.
+pub const INSTALL_INCOMPLETE: i32 = 9;
 pub const INTERRUPTED: i32 = 130;
 
 /// The exit code for an error chain.
@@ -50,6 +58,15 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         }
         if cause.is::<PreflightFailed>() {
             return PREFLIGHT;
+        }
+        if cause.is::<ChecksumMismatch>()
+            || cause.is::<SignatureRefused>()
+            || cause.is::<DocumentMismatch>()
+        {
+            return NOT_VERIFIED;
+        }
+        if cause.is::<StepFailed>() {
+            return INSTALL_INCOMPLETE;
         }
     }
     FAILED

@@ -207,6 +207,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 dry_run,
                 root: root.as_deref(),
                 yes,
+                interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
                 ask: &ask,
                 trusted_keys: &trusted_key,
             },
@@ -242,10 +243,12 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 "encrypted": !no_password,
             }))
         }
-        Some(Command::Uninstall { root, dry_run }) => render::fields(
+        Some(Command::Uninstall { root, dry_run, yes }) => render::fields(
             &crate::host::install::uninstall(&crate::host::install::UninstallRequest {
                 root: root.as_deref(),
                 dry_run,
+                yes,
+                ask: &ask,
             })?,
         ),
         Some(Command::Clean { all, broken }) => render::fields(&commands::clean::command(

@@ -10,6 +10,7 @@
 //! - Nothing here knows the pipeline's components: checks take plain lists
 //!   of what each stage needs.
 
+pub mod boot;
 pub mod doctor;
 pub mod install;
 pub mod preflight;

@@ -56,6 +56,21 @@ pub const MANIFEST_SCHEMA: u32 = 1;
 pub const STAGE: &str = "release";
 
 const INSTALL_SH: &[u8] = include_bytes!("../../templates/install.sh");
+
+/// The release's `install.sh`: the template with snp-build's soname to
+/// Debian package table filled in, so both installers install the same
+/// packages for the libraries QEMU lacks.
+fn install_sh() -> Vec<u8> {
+    let template = String::from_utf8_lossy(INSTALL_SH);
+    let marker = "declare -A SONAME_PACKAGES=() # @soname-packages@";
+    let table: String = crate::host::install::debian_soname_packages()
+        .iter()
+        .map(|(soname, package)| format!("    [{soname}]={package}\n"))
+        .collect();
+    template
+        .replace(marker, &format!("declare -A SONAME_PACKAGES=(\n{table})"))
+        .into_bytes()
+}
 const LAUNCH_QEMU_SH: &[u8] = include_bytes!("../../templates/launch-qemu.sh");
 const KVM_CONF: &[u8] = include_bytes!("../../templates/kvm.conf");
 const LIBVIRT_SNP_XML: &[u8] = include_bytes!("../../templates/libvirt-snp.xml");
@@ -245,7 +260,7 @@ impl Release<'_> {
         if let Ok(lock) = std::fs::read(self.lock_path) {
             entries.push(bytes_entry("stable-commits.lock", &lock, false));
         }
-        entries.push(bytes_entry("install.sh", INSTALL_SH, true));
+        entries.push(bytes_entry("install.sh", &install_sh(), true));
         entries.push(bytes_entry("launch-qemu.sh", LAUNCH_QEMU_SH, true));
         entries.push(bytes_entry("kvm.conf", KVM_CONF, false));
         entries.push(bytes_entry("libvirt-snp.xml", LIBVIRT_SNP_XML, false));

@@ -34,7 +34,11 @@ pub fn run() -> Result<()> {
         .with_context(|| format!("reading {}", bin.display()))?
         .len();
     println!("binary:  {}", bin.display());
-    println!("size:    {} bytes ({:.1} MiB)", size, size as f64 / 1048576.0);
+    println!(
+        "size:    {} bytes ({:.1} MiB)",
+        size,
+        size as f64 / 1048576.0
+    );
     println!("needs:   {}", needed.join(", "));
     let extra: Vec<&String> = needed
         .iter()

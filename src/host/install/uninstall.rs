@@ -1,0 +1,256 @@
+//! `snp-build uninstall`: undoes what the install record says was done,
+//! newest first, and asks first on a live system as `install` does.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use super::package::HostPackage;
+use super::record::{KvmRecord, Record, StepName, read_record};
+use super::target::{Target, check_privileges};
+use super::{InstallMode, KvmConfOutcome, PackageFormat, RECORD_REL, UninstallRequest};
+use crate::exec::Cmd;
+use crate::hash::sha256_hex;
+
+/// `snp-build uninstall`.
+pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
+    let target = Target::new(req.root)?;
+    check_privileges(&target, req.dry_run, "uninstall")?;
+    let record_path = target.path(RECORD_REL);
+    let Some(record) = read_record(&record_path)? else {
+        bail!(
+            "nothing to uninstall: {} does not exist (snp-build install and install.sh write it)",
+            record_path.display()
+        );
+    };
+    let touched = record.touched();
+    let did = |step| record.steps.is_empty() || touched.contains(&step);
+    let live = target.is_live() && record.mode == InstallMode::Live;
+    let remove_package = live && did(StepName::KernelPackage) && !record.package_preinstalled;
+    let remove_deps = live
+        && record.package.format == PackageFormat::Deb
+        && !record.dependencies_installed.is_empty();
+    if target.is_live() && !req.dry_run && !req.yes {
+        let mut what = vec![];
+        if did(StepName::KvmConf) {
+            what.push("restore kvm.conf".to_string());
+        }
+        if remove_package {
+            what.push(format!("remove {}", record.package.name));
+        }
+        if remove_deps {
+            what.push(format!(
+                "remove {}",
+                record.dependencies_installed.join(", ")
+            ));
+        }
+        what.push("remove the install record".into());
+        if !(req.ask)(&format!(
+            "Uninstall {}: {}?",
+            record.release,
+            what.join(", ")
+        ))? {
+            bail!("not confirmed: nothing was changed");
+        }
+    }
+    let kvm_action = if did(StepName::KvmConf) {
+        undo_kvm_conf(&target, &record.kvm_conf, req.dry_run)?
+    } else {
+        "left"
+    };
+    let mut kept = false;
+    let package_action = if remove_package {
+        let removed = remove_kernel_package(&record, req.dry_run)?;
+        kept = removed == "kept";
+        removed
+    } else {
+        explain_package(&target, &record);
+        "left"
+    };
+    let mut dependencies_removed = Vec::new();
+    if remove_deps {
+        dependencies_removed = remove_dependencies(&record.dependencies_installed, req.dry_run);
+    }
+    if req.dry_run {
+        tracing::info!("[dry-run] would remove {}", record_path.display());
+        tracing::info!("dry run: nothing was changed");
+    } else if kept {
+        tracing::warn!(
+            "kept {} so that `snp-build uninstall` can finish later",
+            record_path.display()
+        );
+    } else {
+        std::fs::remove_file(&record_path)
+            .with_context(|| format!("removing {}", record_path.display()))?;
+        tracing::info!("removed {}", record_path.display());
+    }
+    Ok(Uninstalled {
+        root: target.root().to_path_buf(),
+        mode: target.mode(),
+        dry_run: req.dry_run,
+        kvm_conf: KvmConfOutcome {
+            path: target.path(&record.kvm_conf.path),
+            action: kvm_action,
+            backup: record.kvm_conf.backup.as_ref().map(|b| target.path(b)),
+        },
+        package_action,
+        dependencies_removed,
+        release: record.release,
+        record: record_path,
+        package: record.package,
+        remove_command: record.remove_command,
+    })
+}
+
+/// What `uninstall` did (its JSON document).
+#[derive(Debug, Serialize)]
+pub struct Uninstalled {
+    root: PathBuf,
+    mode: InstallMode,
+    dry_run: bool,
+    release: String,
+    record: PathBuf,
+    kvm_conf: KvmConfOutcome,
+    package: HostPackage,
+    /// `removed`, `left` (there before, staging, or never installed),
+    /// `kept` (the running kernel) or `absent` (already gone).
+    package_action: &'static str,
+    /// Dependency packages this install added and uninstall removed.
+    dependencies_removed: Vec<String>,
+    remove_command: Vec<String>,
+}
+
+/// Why the package stays (staging, or installed before snp-build).
+fn explain_package(target: &Target, record: &Record) {
+    let remove = record.remove_command.join(" ");
+    if record.mode == InstallMode::Staging {
+        tracing::info!(
+            "{} was unpacked into {} without the package manager: delete its files from there; on a system where it is installed, remove it with: {remove}",
+            record.package.name,
+            target.root().display()
+        );
+    } else if record.package_preinstalled {
+        tracing::info!(
+            "{} was installed before snp-build installed this release: left alone (to remove it: {remove})",
+            record.package.name
+        );
+    }
+}
+
+/// Removes the kernel package this install put on the live system;
+/// never the kernel that is running.
+fn remove_kernel_package(record: &Record, dry_run: bool) -> anyhow::Result<&'static str> {
+    let package = &record.package;
+    let remove = record.remove_command.join(" ");
+    if package.installed_state().is_none() {
+        tracing::info!(
+            "{} is not installed (any more): nothing to remove",
+            package.name
+        );
+        return Ok("absent");
+    }
+    let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    if running.trim() == package.kernel_release {
+        tracing::warn!(
+            "{} is the running kernel ({}): not removed; boot another kernel, then run: snp-build uninstall --yes",
+            package.name,
+            package.kernel_release
+        );
+        return Ok("kept");
+    }
+    if dry_run {
+        tracing::info!("[dry-run] would run: {remove}");
+        return Ok("removed");
+    }
+    tracing::info!("running: {remove}");
+    let cmd = Cmd::new(&record.remove_command[0], Path::new("/"))
+        .args(&record.remove_command[1..])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    crate::exec::run_to_stderr(&cmd).with_context(|| {
+        format!(
+            "removing {} (the install record is kept: fix the cause, then run snp-build uninstall --yes again)",
+            package.name
+        )
+    })?;
+    Ok("removed")
+}
+
+/// Removes the dependency packages the install added, with `dpkg
+/// --purge`, which refuses when another package has come to depend on
+/// them: then they stay, with a warning. Returns what was removed.
+fn remove_dependencies(packages: &[String], dry_run: bool) -> Vec<String> {
+    let cmd = Cmd::new("dpkg", Path::new("/"))
+        .arg("--purge")
+        .args(packages);
+    if dry_run {
+        tracing::info!("[dry-run] would run: {}", cmd.display());
+        return packages.to_vec();
+    }
+    tracing::info!("running: {}", cmd.display());
+    match crate::exec::run_to_stderr(&cmd) {
+        Ok(()) => packages.to_vec(),
+        Err(e) => {
+            tracing::warn!("{e:#}: the dependency packages stay (something else needs them now)");
+            Vec::new()
+        }
+    }
+}
+
+/// Restores the backup, or removes the kvm.conf an install created; leaves
+/// a file edited since the install alone. Returns what it did.
+fn undo_kvm_conf(target: &Target, kvm: &KvmRecord, dry_run: bool) -> anyhow::Result<&'static str> {
+    let dest = target.path(&kvm.path);
+    let would = if dry_run { "[dry-run] would " } else { "" };
+    let current = match std::fs::read(&dest) {
+        Ok(bytes) => Some(sha256_hex(&bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dest.display())),
+    };
+    if current.as_ref().is_some_and(|sha| *sha != kvm.sha256) {
+        tracing::warn!(
+            "{} was changed since the install: left alone{}",
+            dest.display(),
+            kvm.backup
+                .as_ref()
+                .map(|b| format!(
+                    " (the earlier file is still in {})",
+                    target.path(b).display()
+                ))
+                .unwrap_or_default()
+        );
+        return Ok("left");
+    }
+    if let Some(backup) = &kvm.backup {
+        let backup = target.path(backup);
+        if !backup.is_file() {
+            tracing::warn!(
+                "the backup {} is gone: {} left alone",
+                backup.display(),
+                dest.display()
+            );
+            return Ok("left");
+        }
+        tracing::info!("{would}put back {} as {}", backup.display(), dest.display());
+        if !dry_run {
+            std::fs::rename(&backup, &dest)
+                .with_context(|| format!("moving {} to {}", backup.display(), dest.display()))?;
+        }
+        return Ok("restored");
+    }
+    if kvm.created && current.is_some() {
+        tracing::info!(
+            "{would}remove {} (there was none before the install)",
+            dest.display()
+        );
+        if !dry_run {
+            std::fs::remove_file(&dest).with_context(|| format!("removing {}", dest.display()))?;
+        }
+        return Ok("removed");
+    }
+    tracing::info!(
+        "{} was there before the install: left alone",
+        dest.display()
+    );
+    Ok("left")
+}
