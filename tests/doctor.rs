@@ -62,6 +62,12 @@ fn narrow_path(dir: &Path, programs: &[&str]) -> PathBuf {
     bin
 }
 
+fn write_file(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
 fn script(path: &Path, body: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -274,9 +280,15 @@ const NO_AMD: Sysroot = Sysroot {
 };
 
 fn host(tree: &Sysroot, extra: &[&str]) -> Run {
+    host_with(tree, extra, |_| {})
+}
+
+/// `host`, with more files written into the sysroot by `add`.
+fn host_with(tree: &Sysroot, extra: &[&str], add: impl Fn(&Path)) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     tree.write(&root);
+    add(&root);
     let root = root.display().to_string();
     let mut args = vec!["doctor", "--host", "--sysroot", &root];
     args.extend(extra);
@@ -403,4 +415,88 @@ fn host_check_takes_no_components() {
     let r = snp(dir.path(), None, &["doctor", "--host", "qemu"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("takes no components"), "{}", r.stderr);
+}
+
+/// `doctor --host --release DIR` checks that the release's host kernel can
+/// boot: installed, its initramfs there, a boot loader entry naming it;
+/// each missing thing with the command that makes it.
+#[test]
+fn host_release_kernel_must_be_bootable() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("snp-release-2025-01-01");
+    script(
+        &release.join("usr/local/bin/qemu-system-x86_64"),
+        "echo 'QEMU emulator version 9.1.0 (v9.1.0-snp)'",
+    );
+    let fd = release.join("usr/local/share/qemu/OVMF.fd");
+    std::fs::create_dir_all(fd.parent().unwrap()).unwrap();
+    std::fs::write(&fd, "firmware").unwrap();
+    let kr = "6.11.0-snp-host-9f8e7d6";
+    std::fs::write(
+        release.join("manifest.json"),
+        format!(r#"{{"kernels": {{"host": {{"release": "{kr}"}}}}}}"#),
+    )
+    .unwrap();
+    let rel = release.display().to_string();
+
+    // Not installed: install it.
+    let r = host(&SNP_READY, &["--release", &rel]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let row = r.row(&format!("SNP host kernel {kr}"));
+    assert!(
+        row.contains("missing") && row.contains("no /boot/vmlinuz-"),
+        "{row}"
+    );
+    assert!(r.stderr.contains("snp-build install"), "{}", r.stderr);
+
+    // Installed without initramfs or boot entry: both named, with fixes.
+    let r = host_with(&SNP_READY, &["--release", &rel], |root| {
+        write_file(root, &format!("boot/vmlinuz-{kr}"), "kernel");
+        write_file(
+            root,
+            &format!("boot/config-{kr}"),
+            "CONFIG_BLK_DEV_INITRD=y\n",
+        );
+        write_file(root, "etc/os-release", "ID=debian\n");
+        write_file(
+            root,
+            "boot/grub/grub.cfg",
+            "menuentry 'Debian' { linux /boot/vmlinuz-6.1.0-26-amd64 }\n",
+        );
+    });
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.row(&format!("initramfs for {kr}")).contains("missing"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("update-initramfs -c -k {kr}")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.row(&format!("boot loader entry for {kr}"))
+            .contains("missing"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("update-grub"), "{}", r.stderr);
+
+    // Both there: ready.
+    let r = host_with(&SNP_READY, &["--release", &rel], |root| {
+        write_file(root, &format!("boot/vmlinuz-{kr}"), "kernel");
+        write_file(
+            root,
+            &format!("boot/config-{kr}"),
+            "CONFIG_BLK_DEV_INITRD=y\n",
+        );
+        write_file(root, &format!("boot/initrd.img-{kr}"), "initrd");
+        write_file(
+            root,
+            "boot/grub/grub.cfg",
+            &format!("linux /boot/vmlinuz-{kr} root=UUID=1\n"),
+        );
+    });
+    assert_eq!(r.code, 0, "{}", r.stderr);
 }

@@ -46,6 +46,18 @@ impl PackageFormat {
     }
 }
 
+/// A release's `manifest.json` `kernels.host` `image` (its path in the
+/// release) and `release` (`uname -r` once booted), when it has them.
+pub fn release_host_kernel(dir: &Path) -> (Option<String>, Option<String>) {
+    let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let host = &manifest["kernels"]["host"];
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    (text(&host["image"]), text(&host["release"]))
+}
+
 /// `/etc/os-release` as key -> value (quotes removed).
 pub fn os_release(path: &Path) -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -21,7 +21,10 @@
 //!   qemu/OVMF.fd` (what SNP guests boot with `-bios`) must exist. Its edk2
 //!   version is read from any `edk2-stableYYYYMM` in `DIR/manifest.json`;
 //!   without one the line says it could not be verified (`unverified`,
-//!   which does not block).
+//!   which does not block). When the manifest names the host kernel
+//!   release (`kernels.host.release`), the host must be running it, or
+//!   have `/boot/vmlinuz-<kr>` with its initramfs and a boot loader entry
+//!   (the checks of [`super::boot`], the same `install` runs).
 //! - Every line says what it read, and, when it is wrong, what to do (the
 //!   BIOS setting, kvm.conf and reloading kvm_amd, booting the SNP host
 //!   kernel). Ready means no line blocks; otherwise the error is
@@ -137,6 +140,40 @@ pub fn command(sysroot: Option<&Path>, release: Option<&Path>) -> anyhow::Result
     Ok(report)
 }
 
+/// Whether the host can boot the release's SNP host kernel: already
+/// running it, or installed with its initramfs and a boot loader entry
+/// ([`super::boot`]). Nothing when the manifest names no host kernel.
+fn boot_checks(root: &Root, release: &Path) -> Vec<Check> {
+    let (_, Some(kr)) = super::release_host_kernel(release) else {
+        return Vec::new();
+    };
+    let name = format!("SNP host kernel {kr}");
+    let running = root.read("/proc/sys/kernel/osrelease").unwrap_or_default();
+    if running.trim() == kr {
+        return vec![Check::new(name, Status::Ok, "running")];
+    }
+    let image = format!("/boot/vmlinuz-{kr}");
+    if !root.path(&image).is_file() {
+        return vec![
+            Check::new(name, Status::Missing, format!("no {image}"))
+                .needed("installed, with its initramfs and a boot loader entry")
+                .help(format!(
+                    "install it: snp-build install {} (then reboot into it)",
+                    release.display()
+                )),
+        ];
+    }
+    let os = super::os_release(&root.path(super::OS_RELEASE));
+    let format = if super::is_debian_like(&os) {
+        super::PackageFormat::Deb
+    } else {
+        super::PackageFormat::Rpm
+    };
+    let mut checks = vec![Check::new(name, Status::Ok, image)];
+    checks.extend(super::boot::check(&root.dir, &kr, format));
+    checks
+}
+
 /// Every host check (see the module doc).
 pub fn check_host(root: &Root, release: Option<&Path>) -> HostReport {
     let cpuinfo = root.read("/proc/cpuinfo").unwrap_or_default();
@@ -151,6 +188,7 @@ pub fn check_host(root: &Root, release: Option<&Path>) -> HostReport {
     if let Some(dir) = release {
         checks.push(qemu_check(dir));
         checks.push(ovmf_check(dir));
+        checks.extend(boot_checks(root, dir));
     }
     HostReport {
         ready: !checks.iter().any(|c| c.status.blocks()),

@@ -25,11 +25,17 @@ pub const ALLOWED: &[&str] = &[
     "libgcc_s.so.1",
 ];
 
+/// The oldest glibc among the hosts the binary must start on: Ubuntu
+/// 22.04's 2.35 (Debian 12 has 2.36, Ubuntu 24.04 2.39, Fedora 39+ 2.38+).
+pub const OLDEST_GLIBC: (u32, u32) = (2, 35);
+
 /// Builds the release binary, checks its dynamic dependencies against
-/// [`ALLOWED`] and prints its path, size and `NEEDED` list.
+/// [`ALLOWED`] and the glibc symbol versions it needs against
+/// [`OLDEST_GLIBC`], and prints its path, size and `NEEDED` list.
 pub fn run() -> Result<()> {
     let bin = crate::report::release_binary()?;
     let needed = needed_libraries(&bin)?;
+    let glibc = newest_glibc(&bin)?;
     let size = std::fs::metadata(&bin)
         .with_context(|| format!("reading {}", bin.display()))?
         .len();
@@ -56,8 +62,53 @@ pub fn run() -> Result<()> {
             ALLOWED.join(", ")
         );
     }
-    println!("ok:      only libc-family libraries (see xtask/src/dist.rs)");
+    println!("glibc:   needs {}.{} or later", glibc.0, glibc.1);
+    if glibc > OLDEST_GLIBC {
+        bail!(
+            "{} needs glibc {}.{}, newer than the oldest supported host's {}.{} (Ubuntu 22.04): build on an older distribution",
+            bin.display(),
+            glibc.0,
+            glibc.1,
+            OLDEST_GLIBC.0,
+            OLDEST_GLIBC.1
+        );
+    }
+    println!(
+        "ok:      only libc-family libraries, glibc <= {}.{} (see xtask/src/dist.rs)",
+        OLDEST_GLIBC.0, OLDEST_GLIBC.1
+    );
     Ok(())
+}
+
+/// The newest `GLIBC_x.y` symbol version the binary imports (`readelf
+/// --dyn-syms`): the oldest glibc it starts with.
+pub fn newest_glibc(bin: &Path) -> Result<(u32, u32)> {
+    let out = Command::new("readelf")
+        .args(["--dyn-syms", "--wide"])
+        .arg(bin)
+        .output()
+        .context("running readelf (Debian: binutils)")?;
+    if !out.status.success() {
+        bail!("readelf --dyn-syms {} failed", bin.display());
+    }
+    Ok(parse_glibc(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn parse_glibc(text: &str) -> (u32, u32) {
+    text.split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let version: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = version.split('.');
+            let major = parts.next()?.parse().ok()?;
+            let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+            Some((major, minor))
+        })
+        .max()
+        .unwrap_or((0, 0))
 }
 
 /// The `NEEDED` entries of an ELF file's dynamic section (`readelf -d`),
@@ -96,5 +147,11 @@ mod tests {
     fn needed_entries_are_read_from_readelf_output() {
         let text = " 0x0000000000000001 (NEEDED)             Shared library: [libssl.so.3]\n 0x0000000000000001 (NEEDED)             Shared library: [libc.so.6]\n 0x000000000000000c (INIT)               0x5000\n";
         assert_eq!(super::parse_needed(text), ["libssl.so.3", "libc.so.6"]);
+    }
+
+    #[test]
+    fn the_newest_glibc_version_is_found() {
+        let text = "  1: 0 0 FUNC GLOBAL DEFAULT UND memcpy@GLIBC_2.14 (2)\n  2: 0 0 FUNC GLOBAL DEFAULT UND statx@GLIBC_2.28 (3)\n  3: 0 0 FUNC GLOBAL DEFAULT UND __libc_start_main@GLIBC_2.34 (4)\n  4: 0 0 FUNC GLOBAL DEFAULT UND x@GLIBC_2.2.5 (5)\n";
+        assert_eq!(super::parse_glibc(text), (2, 34));
     }
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::target::Target;
 use crate::exec::Cmd;
@@ -87,19 +86,6 @@ pub(super) fn target_format(target: &Target) -> (PackageFormat, PathBuf) {
     (format, path)
 }
 
-/// The manifest's `kernels.host` `image` and `release`, when it has them.
-pub(super) fn manifest_host(dir: &Path) -> (Option<String>, Option<String>) {
-    let manifest: Value = std::fs::read(dir.join("manifest.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let host = &manifest["kernels"]["host"];
-    let text = |v: &Value| v.as_str().map(str::to_string);
-    (text(&host["image"]), text(&host["release"]))
-}
-
-/// Chooses the one host kernel image package of `format` among the listed
-/// (verified) files.
 pub(super) fn choose_package(
     dir: &Path,
     sums: &BTreeMap<String, String>,
@@ -115,7 +101,7 @@ pub(super) fn choose_package(
         .copied()
         .filter(|p| kernel_image_package(&[PathBuf::from(p)], format).is_some())
         .collect();
-    let (manifest_image, manifest_release) = manifest_host(dir);
+    let (manifest_image, manifest_release) = crate::host::release_host_kernel(dir);
     let file = match images.as_slice() {
         [one] => (*one).clone(),
         [] if host.is_empty() => bail!(
