@@ -173,7 +173,45 @@ fn remove_kernel_package(record: &Record, dry_run: bool) -> anyhow::Result<&'sta
             package.name
         )
     })?;
+    remove_depmod_files(Path::new("/lib/modules").join(&package.kernel_release));
     Ok("removed")
+}
+
+/// Upstream `bindeb-pkg` packages (unlike Debian's own) leave behind the
+/// `modules.*` indexes that depmod wrote at install (initramfs-tools runs
+/// it): no package owns them. Once the package is gone they are removed,
+/// and the directory if nothing else is in it; anything else there (a
+/// DKMS module, say) stays, and is named.
+fn remove_depmod_files(dir: PathBuf) {
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut others = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && name.starts_with("modules.") {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!("removing {}: {e}", entry.path().display());
+            }
+        } else {
+            others.push(name);
+        }
+    }
+    if others.is_empty() {
+        if std::fs::remove_dir(&dir).is_ok() {
+            tracing::info!(
+                "removed {} (depmod's indexes, which no package owns)",
+                dir.display()
+            );
+        }
+    } else {
+        tracing::warn!(
+            "{} still holds files no snp-build install put there ({}): left alone",
+            dir.display(),
+            others.join(", ")
+        );
+    }
 }
 
 /// Removes the dependency packages the install added, with `dpkg
