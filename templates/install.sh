@@ -633,7 +633,10 @@ confirm() {
     fi
     if [[ $DEPS_RUN -eq 1 ]]; then
         "${DEPS_UPDATE[@]}" || say "warning: '$(quote_cmd "${DEPS_UPDATE[@]}")' failed"
-        local no=--assume-no
+        # apt's --print-uris installs nothing (its --assume-no would install
+        # without asking when no package beyond those named is needed);
+        # dnf always asks, so --assumeno stops it.
+        local no=--print-uris
         [[ $DISTRO == debian ]] || no=--assumeno
         "${DEPS_INSTALL[@]/#-y/$no}" "${DEP_PKGS[@]}" 2>/dev/null |
             grep -E 'Need to get|After this operation|newly installed|Total download size|Installed size' || true

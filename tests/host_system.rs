@@ -273,7 +273,7 @@ impl System {
         let root = self.root.to_str().unwrap();
         let bin = env!("CARGO_BIN_EXE_snp-build");
         let script = format!(
-            "set -e; for d in proc sys dev; do mount --bind /$d '{root}'/$d; done; \
+            "set -e; for d in proc sys dev; do mount --rbind /$d '{root}'/$d; done; \
              mount --bind '{bin}' '{root}'/usr/local/bin/snp-build; \
              exec chroot '{root}' \"$@\""
         );
@@ -295,6 +295,36 @@ impl System {
             .output()
             .unwrap();
         Run::from(out)
+    }
+
+    /// Runs `cmd` on a terminal (`script` gives it a pty) and types `input`.
+    fn run_tty(&self, cmd: &str, input: &str) -> Run {
+        let root = self.root.to_str().unwrap();
+        let bin = env!("CARGO_BIN_EXE_snp-build");
+        let script = format!(
+            "set -e; for d in proc sys dev; do mount --rbind /$d '{root}'/$d; done; \
+             mount --bind '{bin}' '{root}'/usr/local/bin/snp-build; \
+             exec chroot '{root}' script -qec \"$1\" /dev/null"
+        );
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--fork", "sh", "-c", &script, "sh", cmd])
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("LC_ALL", "C")
+            .env("TERM", "dumb")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        Run::from(child.wait_with_output().unwrap())
     }
 
     fn install(&self, installer: Installer, net: Net) -> Run {
@@ -738,6 +768,25 @@ fn the_installers_share_one_table_of_exit_codes() {
             return;
         };
         let dir = format!("/root/{NAME}");
+        // On a terminal both ask, after showing what the dependencies
+        // would download, and "n" changes nothing (1).
+        let install = match installer {
+            Installer::Binary => format!("snp-build install {dir}"),
+            Installer::Script => format!("{dir}/install.sh"),
+        };
+        let r = sys.run_tty(&install, "n\n");
+        let out = all_output(&r);
+        assert_eq!(r.code, 1, "{installer:?} on a terminal: {out}");
+        assert!(out.contains("Need to get"), "{installer:?}: {out}");
+        assert!(
+            out.contains("[y/N]") && out.contains("not confirmed"),
+            "{out}"
+        );
+        assert!(
+            sys.record().is_none(),
+            "{installer:?}: a refused install wrote a record"
+        );
+        assert_eq!(sys.dpkg_state("libpixman-1-0"), "", "{installer:?}");
         for (what, args, net, prepare, code) in cases {
             prepare(&sys);
             let mut cmd: Vec<String> = match installer {
@@ -758,6 +807,19 @@ fn the_installers_share_one_table_of_exit_codes() {
                 );
             }
         }
+        let record = std::fs::read(sys.path("/var/lib/snp-build/installed.json")).unwrap();
+        let r = sys.run_tty("snp-build uninstall", "n\n");
+        assert_eq!(r.code, 1, "uninstall on a terminal: {}", all_output(&r));
+        assert!(all_output(&r).contains("Uninstall"), "{}", all_output(&r));
+        assert_eq!(
+            std::fs::read(sys.path("/var/lib/snp-build/installed.json")).unwrap(),
+            record,
+            "a refused uninstall changed the record"
+        );
+        // Without a terminal, uninstall needs --yes (2).
+        let r = sys.run(Net::On, &["snp-build", "uninstall"]);
+        assert_eq!(r.code, 2, "{}", all_output(&r));
+
         // uninstall: the work is undone (0), then there is nothing to undo (1).
         let r = sys.uninstall();
         assert_eq!(r.code, 0, "{installer:?}: {}", all_output(&r));

@@ -106,22 +106,24 @@ impl Dependencies {
     }
 
     /// The command that shows what the install would download and use,
-    /// without installing (`--assume-no`).
+    /// installing nothing: apt's `--print-uris` (its `--assume-no` is not
+    /// enough: apt asks only when it adds packages beyond those named, and
+    /// otherwise installs), dnf's `--assumeno` (dnf always asks).
     pub(super) fn size_command(&self, format: PackageFormat) -> Vec<String> {
-        let mut words = self.command.clone();
-        match format {
-            PackageFormat::Rpm => {
-                if let Some(y) = words.iter().position(|w| w == "-y") {
-                    words[y] = "--assumeno".into();
+        let instead = match format {
+            PackageFormat::Rpm => "--assumeno",
+            _ => "--print-uris",
+        };
+        self.command
+            .iter()
+            .map(|w| {
+                if w == "-y" {
+                    instead.to_string()
+                } else {
+                    w.clone()
                 }
-            }
-            _ => {
-                if let Some(y) = words.iter().position(|w| w == "-y") {
-                    words[y] = "--assume-no".into();
-                }
-            }
-        }
-        words
+            })
+            .collect()
     }
 }
 
