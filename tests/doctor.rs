@@ -450,7 +450,8 @@ fn host_release_kernel_must_be_bootable() {
     assert!(r.stderr.contains("snp-build install"), "{}", r.stderr);
 
     // Installed without initramfs or boot entry: both named, with fixes.
-    let r = host_with(&SNP_READY, &["--release", &rel], |root| {
+    // The kernel package's files, as dpkg -i leaves them.
+    let installed = |root: &Path| {
         write_file(root, &format!("boot/vmlinuz-{kr}"), "kernel");
         write_file(
             root,
@@ -458,6 +459,9 @@ fn host_release_kernel_must_be_bootable() {
             "CONFIG_BLK_DEV_INITRD=y\n",
         );
         write_file(root, "etc/os-release", "ID=debian\n");
+    };
+    let r = host_with(&SNP_READY, &["--release", &rel], |root| {
+        installed(root);
         write_file(
             root,
             "boot/grub/grub.cfg",
@@ -485,12 +489,7 @@ fn host_release_kernel_must_be_bootable() {
 
     // Both there: ready.
     let r = host_with(&SNP_READY, &["--release", &rel], |root| {
-        write_file(root, &format!("boot/vmlinuz-{kr}"), "kernel");
-        write_file(
-            root,
-            &format!("boot/config-{kr}"),
-            "CONFIG_BLK_DEV_INITRD=y\n",
-        );
+        installed(root);
         write_file(root, &format!("boot/initrd.img-{kr}"), "initrd");
         write_file(
             root,
