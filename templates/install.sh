@@ -95,6 +95,9 @@ PKG_FORMAT=""    # "deb" or "rpm"
 PKG=""           # the host kernel image package (path relative to RELEASE_DIR)
 PKG_NAME=""      # its package name
 PKG_VERSION=""
+PKG_ID=""        # what dpkg (name) or rpm (name-version.arch) calls it
+PKG_COPY=""      # the verified private copy of the package
+KVM_COPY=""      # the verified private copy of kvm.conf
 TRUSTED_KEYS=()  # --trusted-key files
 declare -A LISTED=() # SHA256SUMS: relative path -> sha256 (after verification)
 PRIVATE=""       # private copies of what gets installed
@@ -112,6 +115,12 @@ KVM_SHA=""
 REC_BACKUP=null  # JSON: the backup path as seen on the target, or null
 REC_CREATED=false
 DEPS_INSTALLED=()
+EARLIER=()       # kernel packages earlier installs put here (record's earlier_packages)
+KVM_EARLIER_SHA=""       # the kvm.conf an earlier install wrote (its step done)
+KVM_EARLIER_BACKUP=null  # and what that install recorded of the original
+KVM_EARLIER_CREATED=false
+AGAIN=""         # the command that finishes the install
+UNDO=""          # the command that undoes it
 declare -A STEP_STATE=() STEP_NOTE=() STEP_CMD=()
 DONE=()          # what was done, for a failure's message
 
@@ -218,15 +227,17 @@ make_root() {
 # release whose SHA256SUMS it signed goes on.
 verify_signature() {
     local keys=("${TRUSTED_KEYS[@]}") key dir="$ROOT/etc/snp-build/trusted-keys"
-    local sig="$RELEASE_DIR/$SIG_NAME"
+    local sig="$PRIVATE/$SIG_NAME"
+    # The same order as snp-build: --trusted-key, else config.toml's list
+    # (which this script cannot read, so it refuses), else the directory.
+    if [[ ${#keys[@]} -eq 0 && -f "$ROOT/etc/snp-build/config.toml" ]] &&
+        grep -q '^[[:space:]]*trusted-keys' "$ROOT/etc/snp-build/config.toml"; then
+        die 1 "the host's trusted keys are listed in $ROOT/etc/snp-build/config.toml, which install.sh cannot read: pass them with --trusted-key PUB, or use 'snp-build install'; nothing was changed"
+    fi
     if [[ ${#keys[@]} -eq 0 && -d "$dir" ]]; then
         shopt -s nullglob
         keys=("$dir"/*.pub)
         shopt -u nullglob
-    fi
-    if [[ ${#keys[@]} -eq 0 && -f "$ROOT/etc/snp-build/config.toml" ]] &&
-        grep -q '^[[:space:]]*trusted-keys' "$ROOT/etc/snp-build/config.toml"; then
-        die 1 "the host's trusted keys are listed in $ROOT/etc/snp-build/config.toml, which install.sh cannot read: pass them with --trusted-key PUB, or use 'snp-build install'; nothing was changed"
     fi
     if [[ ${#keys[@]} -eq 0 ]]; then
         if [[ -f "$sig" ]]; then
@@ -241,10 +252,10 @@ verify_signature() {
     done
     command -v minisign >/dev/null 2>&1 ||
         die 1 "cannot verify the signature: minisign is not installed (Debian: apt-get install minisign); nothing was changed"
-    [[ -f "$sig" && ! -L "$sig" ]] ||
+    [[ -f "$sig" ]] ||
         die "$E_NOT_VERIFIED" "the release is unsigned (no $SIG_NAME) but a signature by a trusted key is required (${keys[*]}); nothing was changed"
     for key in "${keys[@]}"; do
-        if minisign -Vm "$RELEASE_DIR/SHA256SUMS" -x "$sig" -p "$key" -q >/dev/null 2>&1; then
+        if minisign -Vm "$PRIVATE/SHA256SUMS" -x "$sig" -p "$key" -q >/dev/null 2>&1; then
             say "signature verified: SHA256SUMS is signed by $key"
             return 0
         fi
@@ -262,6 +273,15 @@ verify_checksums() {
     local sums="$RELEASE_DIR/SHA256SUMS" line hash name path rel actual
     local bad=() unlisted=()
     [[ -f "$sums" && ! -L "$sums" ]] || die "$E_NOT_VERIFIED" "$sums is missing: cannot verify the release; nothing was changed"
+    # SHA256SUMS and its signature are read once, into private copies: the
+    # signature is checked on the very list the hashes come from.
+    cp -- "$sums" "$PRIVATE/SHA256SUMS" || die 1 "cannot copy $sums"
+    if [[ -L "$RELEASE_DIR/$SIG_NAME" ]]; then
+        bad+=("$SIG_NAME: a symbolic link")
+    elif [[ -f "$RELEASE_DIR/$SIG_NAME" ]]; then
+        cp -- "$RELEASE_DIR/$SIG_NAME" "$PRIVATE/$SIG_NAME" || die 1 "cannot copy $SIG_NAME"
+    fi
+    sums="$PRIVATE/SHA256SUMS"
     while IFS= read -r line || [[ -n "$line" ]]; do
         [[ -n "${line//[[:space:]]/}" ]] || continue
         if [[ ! "$line" =~ ^([0-9a-fA-F]{64})\ [\ *](.+)$ ]]; then
@@ -291,9 +311,7 @@ verify_checksums() {
     done
     while IFS= read -r -d '' path; do
         rel=${path#"$RELEASE_DIR"/}
-        if [[ "$rel" == "$SIG_NAME" && -L "$path" ]]; then
-            bad+=("$rel: a symbolic link")
-        elif [[ "$rel" != SHA256SUMS && "$rel" != "$SIG_NAME" && -z "${LISTED[$rel]+x}" ]]; then
+        if [[ "$rel" != SHA256SUMS && "$rel" != "$SIG_NAME" && -z "${LISTED[$rel]+x}" ]]; then
             unlisted+=("$rel")
         fi
     done < <(find "$RELEASE_DIR" -mindepth 1 ! -type d -print0)
@@ -310,31 +328,31 @@ verify_checksums() {
 }
 
 
-# Copies the release file NAME into a private directory and checks the copy
-# against SHA256SUMS again; prints the copy's path. What is installed is
-# this copy, so a file swapped in the release after verification is never
-# installed.
-private_copy() {
+# Copies the release file NAME into the private directory, checks the
+# copy against SHA256SUMS again and sets VAR to its path (in a dry run, to
+# the release's file). What is installed is this copy, so a file swapped
+# in the release after verification is never installed. Run in the main
+# shell before the first change, so its refusals stop everything.
+private_copy() { # private_copy NAME VAR
     local name=$1 copy actual
-    if [[ $DRY_RUN -eq 1 ]]; then # nothing is installed: name the release's file
-        printf '%s\n' "$RELEASE_DIR/$name"
+    if [[ $DRY_RUN -eq 1 ]]; then
+        printf -v "$2" '%s' "$RELEASE_DIR/$name"
         return 0
     fi
     copy="$PRIVATE/${name##*/}"
-    cp -- "$RELEASE_DIR/$name" "$copy"
+    cp -- "$RELEASE_DIR/$name" "$copy" || die 1 "cannot copy $RELEASE_DIR/$name to $copy; nothing was changed"
     actual=$(sha256sum -- "$copy")
     [[ "${actual%% *}" == "${LISTED[$name]:-}" ]] ||
-        die "$E_NOT_VERIFIED" "$name changed after it was verified; nothing more was changed"
-    printf '%s\n' "$copy"
+        die "$E_NOT_VERIFIED" "$name changed after it was verified; nothing was changed"
+    printf -v "$2" '%s' "$copy"
 }
 
-# The private directory (mode 0700, removed on exit), made in the main
-# shell: private_copy runs in command substitutions.
+# The private directory (mode 0700, removed on exit): the copies of
+# SHA256SUMS, its signature and what gets installed.
 make_private() {
     PRIVATE=$(mktemp -d "${TMPDIR:-/tmp}/snp-install.XXXXXX")
     trap 'rm -rf -- "$PRIVATE"' EXIT
 }
-
 
 # True when NAME is a relative path whose every component is a plain name.
 safe_relative() {
@@ -360,16 +378,10 @@ symlink_on_the_way() {
     return 1
 }
 
-# True when PATH (relative to the release root) is listed in SHA256SUMS.
+# True when PATH (relative to the release root) is listed in SHA256SUMS
+# (as verified).
 listed_in_sums() {
-    local want=$1 hash name
-    while read -r hash name; do
-        [[ -n "$hash" ]] || continue
-        name=${name#\*}
-        name=${name#./}
-        [[ "$name" == "$want" ]] && return 0
-    done <"$RELEASE_DIR/SHA256SUMS"
-    return 1
+    [[ -n "${LISTED[$1]+x}" ]]
 }
 
 # Prints the value of KEY in an os-release FILE (without quotes).
@@ -488,9 +500,28 @@ package_identity() {
     else
         base=${base%.rpm}
         PKG_NAME=kernel
+        PKG_ID=$base # name-version.arch, as rpm knows an installed kernel
         base=${base%.*} # arch
         PKG_VERSION=${base#kernel-}
     fi
+    [[ $PKG_FORMAT == rpm ]] || PKG_ID=$PKG_NAME
+}
+
+# What dpkg or rpm says about package ID on this system: its state and
+# version ("ii 6.1.0-1"), or nothing when it is not installed.
+package_state() {
+    local id=$1 out
+    if [[ $PKG_FORMAT == deb ]]; then
+        command -v dpkg-query >/dev/null 2>&1 || return 0
+        out=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$id" 2>/dev/null) || return 0
+    else
+        command -v rpm >/dev/null 2>&1 || return 0
+        out=$(rpm -q --qf 'ii %{VERSION}-%{RELEASE}' "$id" 2>/dev/null) || return 0
+    fi
+    case "$out" in
+        u* | p*) ;; # known to dpkg, not installed
+        *) printf '%s\n' "$out" ;;
+    esac
 }
 
 # Step 5: the packages that provide the libraries the release's QEMU lacks.
@@ -563,13 +594,21 @@ check_tools() {
 
 # What happens to kvm.conf, decided before any change.
 plan_kvm_conf() {
-    local dest="$ROOT/etc/modprobe.d/kvm.conf" base n=0
-    KVM_SHA=$(sha256sum -- "$RELEASE_DIR/$KVM_CONF_NAME")
+    local dest="$ROOT/etc/modprobe.d/kvm.conf" base n=0 now
+    KVM_SHA=$(sha256sum -- "$KVM_COPY")
     KVM_SHA=${KVM_SHA%% *}
+    if [[ -e "$dest" ]]; then
+        now=$(sha256sum -- "$dest")
+        now=${now%% *}
+    fi
     if [[ ! -e "$dest" ]]; then
         KVM_ACTION=create
-    elif cmp -s "$RELEASE_DIR/$KVM_CONF_NAME" "$dest"; then
+    elif [[ "$now" == "$KVM_SHA" ]]; then
         KVM_ACTION=unchanged
+    elif [[ -n "$KVM_EARLIER_SHA" && "$now" == "$KVM_EARLIER_SHA" ]]; then
+        # The file an earlier install wrote: rewritten without a backup;
+        # that install's backup (the admin's original) stays the one.
+        KVM_ACTION=update
     else
         KVM_ACTION=replace
         base="$dest.bak-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -579,13 +618,25 @@ plan_kvm_conf() {
             KVM_BACKUP="$base-$n"
         done
     fi
+    case $KVM_ACTION in
+        create) REC_CREATED=true ;;
+        replace) REC_BACKUP=$(json_str "${KVM_BACKUP#"$ROOT"}") ;;
+        update | unchanged)
+            if [[ -n "$KVM_EARLIER_SHA" ]]; then
+                REC_BACKUP=$KVM_EARLIER_BACKUP
+                REC_CREATED=$KVM_EARLIER_CREATED
+            fi
+            ;;
+    esac
+    return 0
 }
 
 # A string field of the earlier record (one "key": "value" per line, as
-# both installers write it); empty when absent or null.
+# both installers write it; the keys are unique); empty when absent or null.
 record_field() {
     local key=$1 file="$ROOT/$RECORD_REL"
-    sed -n "s/^ *\"$key\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p" "$file" | head -n 1
+    sed -n "s/^ *\"$key\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p" "$file" | head -n 1 |
+        sed 's/\\"/"/g; s/\\\\/\\/g'
 }
 
 # A boolean field of the earlier record.
@@ -594,33 +645,74 @@ record_bool() {
     sed -n "s/^ *\"$key\": \\(true\\|false\\),\\{0,1\\}\$/\\1/p" "$file" | head -n 1
 }
 
-# The earlier record of this package, if any: what it says was there
-# before the first install carries over (the kvm.conf backup, whether the
-# package and the dependencies were already installed).
+# The strings of a list field of the earlier record, one per line.
+record_list() {
+    local key=$1 file="$ROOT/$RECORD_REL"
+    sed -n "/\"$key\": \\[\$/,/\\]/s/^ *\"\\(.*\\)\",\\{0,1\\}\$/\\1/p" "$file"
+}
+
+# The state of STEP in the earlier record; empty in a schema-1 record
+# (written only after a complete install).
+record_step_state() {
+    local step=$1 file="$ROOT/$RECORD_REL"
+    sed -n "/\"step\": \"$step\"/{n;s/^ *\"state\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p}" "$file" | head -n 1
+}
+
+# What the earlier record says carries over, read before any change (an
+# unreadable record is refused, never replaced): whether this package was
+# there before any snp-build install, the kernel packages earlier installs
+# put here, the dependencies they added, and, when its kvm.conf step was
+# done, that file's hash and the admin's original it kept.
 read_previous_record() {
-    local file="$ROOT/$RECORD_REL" abbrev line
-    if [[ -f "$file" && "$(record_field name)" == "$PKG_NAME" ]]; then
-        PKG_PREINSTALLED=$(record_bool package_preinstalled)
-        PKG_PREINSTALLED=${PKG_PREINSTALLED:-false}
-    elif [[ -z "$ROOT" && $PKG_FORMAT == deb ]] && command -v dpkg-query >/dev/null 2>&1; then
-        abbrev=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$PKG_NAME" 2>/dev/null || true)
-        [[ "$abbrev" == "ii $PKG_VERSION" ]] && PKG_PREINSTALLED=true
-    fi
+    local file="$ROOT/$RECORD_REL" prev_id="" prev_state prev_pre prev_mode prev_kvm
+    local mode=live id st have
+    [[ -z "$ROOT" ]] || mode=staging
     if [[ -f "$file" ]]; then
-        if [[ $KVM_ACTION == unchanged ]]; then
-            line=$(record_field backup)
-            [[ -z "$line" ]] || REC_BACKUP=$(json_str "$line")
-            REC_CREATED=$(record_bool created)
-            REC_CREATED=${REC_CREATED:-false}
+        grep -q '^ *"schema_version": [0-9]' "$file" ||
+            die 2 "$file is not an snp-build install record: move it aside (it records what an earlier install did; 'snp-build uninstall' reads it), then install again"
+        if [[ $PKG_FORMAT == deb ]]; then
+            prev_id=$(record_field name)
+        else
+            prev_id=$(record_field file)
+            prev_id=${prev_id##*/}
+            prev_id=${prev_id%.rpm}
         fi
-        while IFS= read -r line; do
-            DEPS_INSTALLED+=("$line")
-        done < <(sed -n '/"dependencies_installed": \[$/,/\]/s/^ *"\(.*\)",\{0,1\}$/\1/p' "$file")
+        prev_state=$(record_step_state kernel-package)
+        prev_pre=$(record_bool package_preinstalled)
+        prev_mode=$(record_field mode)
+        [[ "$prev_id" != "$PKG_ID" ]] || PKG_PREINSTALLED=${prev_pre:-false}
+        while IFS= read -r id; do
+            [[ -z "$id" ]] || EARLIER+=("$id")
+        done < <(record_list earlier_packages)
+        if [[ -n "$prev_id" && "$prev_id" != "$PKG_ID" && ${prev_pre:-false} == false && "$prev_mode" == "$mode" ]]; then
+            case "$prev_state" in
+                "" | done | failed | running) EARLIER+=("$prev_id") ;;
+            esac
+        fi
+        while IFS= read -r id; do
+            [[ -z "$id" ]] || DEPS_INSTALLED+=("$id")
+        done < <(record_list dependencies_installed)
+        prev_kvm=$(record_step_state kvm-conf)
+        if [[ -z "$prev_kvm" || "$prev_kvm" == "done" ]]; then
+            KVM_EARLIER_SHA=$(sed -n '/"kvm_conf": {/,/}/s/^ *"sha256": "\(.*\)",\{0,1\}$/\1/p' "$file" | head -n 1)
+            id=$(record_field backup)
+            [[ -z "$id" ]] || KVM_EARLIER_BACKUP=$(json_str "$id")
+            KVM_EARLIER_CREATED=$(record_bool created)
+            KVM_EARLIER_CREATED=${KVM_EARLIER_CREATED:-false}
+        fi
     fi
-    case $KVM_ACTION in
-        create) REC_CREATED=true ;;
-        replace) REC_BACKUP=$(json_str "${KVM_BACKUP#"$ROOT"}") ;;
-    esac
+    if [[ -z "$ROOT" && "$prev_id" != "$PKG_ID" ]]; then
+        st=$(package_state "$PKG_ID")
+        [[ "$st" != ?i" $PKG_VERSION" ]] || PKG_PREINSTALLED=true
+    fi
+    # Each earlier package once, and never this one.
+    local kept=()
+    for id in "${EARLIER[@]}"; do
+        [[ "$id" != "$PKG_ID" ]] || continue
+        for have in "${kept[@]}"; do [[ "$have" != "$id" ]] || continue 2; done
+        kept+=("$id")
+    done
+    EARLIER=("${kept[@]}")
     return 0
 }
 
@@ -686,14 +778,24 @@ json_or_null() {
 # written atomically.
 write_record() {
     local complete=${1:-false} file="$ROOT/$RECORD_REL" tmp step first=1 deps_cmd=null
-    local -a remove
-    local steps=""
+    local steps="" release path pkg name version kr remove deps earlier mode=live
+    [[ -z "$ROOT" ]] || mode=staging
+    # Every value first, in the main shell: a refusal in json_str stops the
+    # script here instead of leaving a half-written record.
+    release=$(json_str "${RELEASE_DIR##*/}")
+    path=$(json_str "$RELEASE_DIR")
+    pkg=$(json_str "$PKG")
+    name=$(json_str "$PKG_NAME")
+    version=$(json_str "$PKG_VERSION")
+    kr=$(json_str "$KERNEL_RELEASE")
     if [[ $PKG_FORMAT == deb ]]; then
-        remove=(dpkg --purge "$PKG_NAME")
+        remove=$(json_list "  " dpkg --purge "$PKG_ID")
     else
-        remove=(dnf remove -y "$(basename "$PKG" .rpm)")
+        remove=$(json_list "  " dnf remove -y "$PKG_ID")
     fi
     [[ $DEPS_RUN -eq 0 ]] || deps_cmd=$(json_list "  " "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")
+    deps=$(json_list "  " "${DEPS_INSTALLED[@]}")
+    earlier=$(json_list "  " "${EARLIER[@]}")
     for step in dependencies kernel-package kvm-conf; do
         [[ $first -eq 1 ]] || steps+=","
         first=0
@@ -707,19 +809,19 @@ write_record() {
     cat >"$tmp" <<JSON
 {
   "schema_version": 2,
-  "release": $(json_str "${RELEASE_DIR##*/}"),
-  "release_path": $(json_str "$RELEASE_DIR"),
+  "release": $release,
+  "release_path": $path,
   "installed_at": "$INSTALLED_AT",
-  "mode": "$(if [[ -n "$ROOT" ]]; then echo staging; else echo live; fi)",
+  "mode": "$mode",
   "package": {
-    "file": $(json_str "$PKG"),
+    "file": $pkg,
     "format": "$PKG_FORMAT",
-    "name": $(json_str "$PKG_NAME"),
-    "version": $(json_str "$PKG_VERSION"),
-    "kernel_release": $(json_str "$KERNEL_RELEASE"),
+    "name": $name,
+    "version": $version,
+    "kernel_release": $kr,
     "sha256": "${LISTED[$PKG]}"
   },
-  "remove_command": $(json_list "  " "${remove[@]}"),
+  "remove_command": $remove,
   "package_preinstalled": $PKG_PREINSTALLED,
   "kvm_conf": {
     "path": "/etc/modprobe.d/kvm.conf",
@@ -728,7 +830,8 @@ write_record() {
     "created": $REC_CREATED
   },
   "dependencies_command": $deps_cmd,
-  "dependencies_installed": $(json_list "  " "${DEPS_INSTALLED[@]}"),
+  "dependencies_installed": $deps,
+  "earlier_packages": $earlier,
   "steps": [$steps
   ],
   "complete": $complete
@@ -737,14 +840,21 @@ JSON
     mv -f "$tmp" "$file"
 }
 
-# Marks STEP with STATE (and a NOTE) and writes the record (not in a dry run).
+# Marks STEP with STATE (and a NOTE) and writes the record (not in a dry
+# run). A record that cannot be written after a change stops the install
+# as a failed step would (exit 9).
 step_state() {
     STEP_STATE[$1]=$2
     [[ -z "${3:-}" ]] || STEP_NOTE[$1]=$3
-    [[ $DRY_RUN -eq 1 ]] || write_record
+    [[ $DRY_RUN -eq 1 ]] && return 0
+    if ! (write_record); then
+        printf "%s: error: install stopped at step \`%s\`: the install record %s could not be written\n" "$PROG" "$1" "$ROOT/$RECORD_REL" >&2
+        printf '  to undo what was done: %s\n' "$UNDO" >&2
+        exit "$E_INCOMPLETE"
+    fi
 }
 
-# Stops a live install at STEP: the record says what was done.
+# Stops an install at STEP: the record says what was done.
 step_failed() { # step_failed STEP WHAT FINISH [NOTE]
     local step=$1 what=$2 finish=$3 done="nothing"
     step_state "$step" failed "${4:-}"
@@ -754,14 +864,14 @@ step_failed() { # step_failed STEP WHAT FINISH [NOTE]
         printf '  done before it: %s\n' "${done%, }"
         printf '  the record of what was done: %s\n' "$ROOT/$RECORD_REL"
         printf '  to finish: %s\n' "$finish"
-        printf '  to undo what was done: snp-build uninstall --yes\n'
+        printf '  to undo what was done: %s\n' "$UNDO"
     } >&2
     exit "$E_INCOMPLETE"
 }
 
-# Whether dpkg has PACKAGE installed and configured.
+# Whether dpkg has PACKAGE installed and configured (ii, or hi when held).
 deb_installed() {
-    [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null || true)" == "ii"* ]]
+    [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null || true)" == ?i* ]]
 }
 
 # Step a: the dependency packages, as an admin installs them.
@@ -790,47 +900,54 @@ install_dependencies() {
     if [[ $rc -ne 0 ]]; then
         step_failed dependencies \
             "'$(quote_cmd "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")' failed (exit $rc): the packages providing ${MISSING_LIBS[*]} could not be installed (is the package mirror reachable?)" \
-            "once '$(quote_cmd "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")' works, run: $RELEASE_DIR/install.sh --yes"
+            "once '$(quote_cmd "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")' works, run: $AGAIN"
     fi
     step_state dependencies "done"
     DONE+=("dependencies (${DEP_PKGS[*]})")
 }
 
-# Step b: the kernel package.
+# The command that puts the package on the target, as a shell line.
+package_command() {
+    if [[ -n "$ROOT" && $PKG_FORMAT == deb ]]; then
+        quote_cmd dpkg-deb -x "$PKG_COPY" "$ROOT"
+    elif [[ -n "$ROOT" ]]; then
+        printf 'rpm2cpio %s | (cd %s && cpio -idm --quiet)\n' "$(shell_quote "$PKG_COPY")" "$(shell_quote "$ROOT")"
+    elif [[ $PKG_FORMAT == deb ]]; then
+        quote_cmd dpkg -i "$PKG_COPY"
+    else
+        quote_cmd dnf install -y "$PKG_COPY"
+    fi
+}
+
+# Step b: the kernel package (the private copy verified before any change).
 install_kernel_package() {
-    local pkg out rc=0 state hook note
-    pkg=$(private_copy "$PKG")
+    local out rc=0 state hook note
+    if [[ $DRY_RUN -eq 1 ]]; then
+        [[ -z "$ROOT" ]] || say "staging install: would unpack without maintainer scripts into $ROOT"
+        say "[dry-run] would run: ${STEP_CMD[kernel-package]}"
+        return 0
+    fi
+    step_state kernel-package running
+    say "running: ${STEP_CMD[kernel-package]}"
     if [[ -n "$ROOT" ]]; then
         say "staging install: unpacking without maintainer scripts into $ROOT"
         if [[ $PKG_FORMAT == deb ]]; then
-            STEP_CMD[kernel-package]=$(quote_cmd dpkg-deb -x "$pkg" "$ROOT")
+            dpkg-deb -x "$PKG_COPY" "$ROOT" || rc=$?
         else
-            STEP_CMD[kernel-package]="rpm2cpio $(shell_quote "$pkg") | cpio -idm"
+            rpm2cpio "$PKG_COPY" | (cd "$ROOT" && cpio -idm --quiet) || rc=$?
         fi
-        step_state kernel-package running
-        if [[ $PKG_FORMAT == deb ]]; then
-            run dpkg-deb -x "$pkg" "$ROOT"
-        elif [[ $DRY_RUN -eq 1 ]]; then
-            say "[dry-run] would run: rpm2cpio $(shell_quote "$pkg") | (cd $(shell_quote "$ROOT") && cpio -idm --quiet)"
-        else
-            say "running: rpm2cpio $(shell_quote "$pkg") | (cd $(shell_quote "$ROOT") && cpio -idm --quiet)"
-            rpm2cpio "$pkg" | (cd "$ROOT" && cpio -idm --quiet)
-        fi
+        [[ $rc -eq 0 ]] || step_failed kernel-package "'${STEP_CMD[kernel-package]}' failed (exit $rc)" \
+            "fix the cause printed above, then run: $AGAIN"
         step_state kernel-package "done"
         DONE+=("$PKG_NAME")
         return 0
     fi
-    local cmd=(dpkg -i "$pkg")
-    [[ $PKG_FORMAT == deb ]] || cmd=(dnf install -y "$pkg")
-    STEP_CMD[kernel-package]=$(quote_cmd "${cmd[@]}")
-    if [[ $DRY_RUN -eq 1 ]]; then
-        run "${cmd[@]}"
-        return 0
-    fi
-    step_state kernel-package running
     out="$PRIVATE/package-output"
-    say "running: $(quote_cmd "${cmd[@]}")"
-    "${cmd[@]}" 2>&1 | tee "$out" >&2 || rc=${PIPESTATUS[0]}
+    if [[ $PKG_FORMAT == deb ]]; then
+        dpkg -i "$PKG_COPY" 2>&1 | tee "$out" >&2 || rc=${PIPESTATUS[0]}
+    else
+        dnf install -y "$PKG_COPY" 2>&1 | tee "$out" >&2 || rc=${PIPESTATUS[0]}
+    fi
     if [[ $rc -eq 0 ]]; then
         step_state kernel-package "done"
         DONE+=("$PKG_NAME")
@@ -842,17 +959,16 @@ install_kernel_package() {
         hook=$(sed -n 's/^run-parts: \(.*\) exited with .*/\1/p' "$out" | head -n 1)
         note="$PKG_NAME is unpacked but not configured (dpkg status ${state:0:2})${hook:+: the kernel hook $hook failed}"
         step_failed kernel-package "'${STEP_CMD[kernel-package]}' failed (exit $rc): $note" \
-            "fix what ${hook:-the failed maintainer script} needs, then run: dpkg --configure -a (and then $RELEASE_DIR/install.sh --yes for kvm.conf)" \
+            "fix what ${hook:-the failed maintainer script} needs, then run: dpkg --configure -a (and then $AGAIN for kvm.conf)" \
             "$note"
     fi
     step_failed kernel-package "'${STEP_CMD[kernel-package]}' failed (exit $rc)" \
-        "fix the cause printed above, then run: $RELEASE_DIR/install.sh --yes"
+        "fix the cause printed above, then run: $AGAIN"
 }
 
 # Step c: kvm.conf, keeping a different existing file as a backup.
 install_kvm_conf() {
-    local src dir="$ROOT/etc/modprobe.d" dest
-    src=$(private_copy "$KVM_CONF_NAME")
+    local dir="$ROOT/etc/modprobe.d" dest
     dest="$dir/kvm.conf"
     if [[ $KVM_ACTION == unchanged ]]; then
         say "$dest is already up to date: left alone"
@@ -860,26 +976,45 @@ install_kvm_conf() {
     fi
     if [[ $DRY_RUN -eq 1 ]]; then
         [[ $KVM_ACTION != replace ]] || say "[dry-run] would keep the existing, different $dest as $KVM_BACKUP"
-        say "[dry-run] would copy $src to $dest"
+        say "[dry-run] would copy $KVM_COPY to $dest"
         return 0
     fi
     step_state kvm-conf running
     if [[ $KVM_ACTION == replace ]]; then
         say "keeping the existing, different $dest as $KVM_BACKUP"
         cp -p "$dest" "$KVM_BACKUP" ||
-            step_failed kvm-conf "could not copy $dest to $KVM_BACKUP" "fix the cause, then run: $RELEASE_DIR/install.sh --yes"
+            step_failed kvm-conf "could not copy $dest to $KVM_BACKUP" "fix the cause, then run: $AGAIN"
+    elif [[ $KVM_ACTION == update ]]; then
+        say "rewriting $dest (an earlier snp-build install wrote it; its backup of the original stays)"
     fi
-    say "copying $src to $dest"
-    { mkdir -p "$dir" && cp "$src" "$dest.tmp.$$" && chmod 0644 "$dest.tmp.$$" && mv -f "$dest.tmp.$$" "$dest"; } ||
-        step_failed kvm-conf "could not write $dest" "fix the cause, then run: $RELEASE_DIR/install.sh --yes"
+    say "copying $KVM_COPY to $dest"
+    { mkdir -p "$dir" && cp "$KVM_COPY" "$dest.tmp.$$" && chmod 0644 "$dest.tmp.$$" && mv -f "$dest.tmp.$$" "$dest"; } ||
+        step_failed kvm-conf "could not write $dest" "fix the cause, then run: $AGAIN"
     step_state kvm-conf "done"
     DONE+=("kvm.conf")
+}
+
+# True when FILE names IMAGE (vmlinuz-<kr>) as a whole word:
+# vmlinuz-6.1.0-snp is not named by vmlinuz-6.1.0-snp-old.
+names_image() { # names_image FILE IMAGE
+    local text=$2 rest line
+    while IFS= read -r line; do
+        rest=$line
+        while [[ "$rest" == *"$text"* ]]; do
+            local before=${rest%%"$text"*}
+            rest=${rest#*"$text"}
+            if [[ ! "${before: -1}" =~ [A-Za-z0-9._+~-] && ! "${rest:0:1}" =~ [A-Za-z0-9._+~-] ]]; then
+                return 0
+            fi
+        done
+    done <"$1"
+    return 1
 }
 
 # The boot checks of src/host/boot.rs: prints one line per missing thing
 # (what, and the command that makes it); nothing when the host can boot it.
 boot_problems() {
-    local kr=$KERNEL_RELEASE config="/boot/config-$KERNEL_RELEASE" f entry="" dir
+    local kr=$KERNEL_RELEASE config="/boot/config-$KERNEL_RELEASE" f entry="" dir stem
     if [[ ! -f "$config" ]] || grep -qx 'CONFIG_BLK_DEV_INITRD=y' "$config"; then
         if [[ ! -f "/boot/initrd.img-$kr" && ! -f "/boot/initramfs-$kr.img" ]]; then
             if [[ $DISTRO == rpm ]]; then
@@ -892,13 +1027,18 @@ boot_problems() {
         fi
     fi
     for f in /boot/grub/grub.cfg /boot/grub2/grub.cfg; do
-        [[ -f "$f" ]] && grep -qF "vmlinuz-$kr" "$f" && entry=$f
+        [[ -f "$f" ]] && names_image "$f" "vmlinuz-$kr" && entry=$f
     done
     for dir in /boot/loader/entries /efi/loader/entries /boot/efi/loader/entries; do
         [[ -z "$entry" && -d "$dir" ]] || continue
         for f in "$dir"/*; do
             [[ -f "$f" ]] || continue
-            if [[ "${f##*/}" == *"$kr"* ]] || grep -qF "$kr" "$f"; then entry=$f; fi
+            stem=${f##*/}
+            stem=${stem%.conf}
+            if [[ "$stem" == "$kr" || "$stem" == *"-$kr" ]] || grep -qxE "version[[:space:]]+$(printf '%s' "$kr" | sed 's/[][\.*^$+?(){}|/]/\\&/g')[[:space:]]*" "$f" ||
+                names_image "$f" "vmlinuz-$kr"; then
+                entry=$f
+            fi
         done
     done
     if [[ -z "$entry" ]]; then
@@ -918,6 +1058,7 @@ final_message() {
     if [[ $DRY_RUN -eq 1 ]]; then
         say "dry run: nothing was changed. After a real install:"
     elif [[ -n "$ROOT" ]]; then
+        write_record true
         say "staged into $ROOT. No maintainer scripts ran: the target still has to build the initramfs and boot loader entry for $KERNEL_RELEASE."
     else
         write_record true
@@ -931,7 +1072,6 @@ final_message() {
         say "warning: then run 'snp-build doctor --host --release DIR' to check again"
         return 0
     fi
-    [[ $DRY_RUN -eq 1 || -z "$ROOT" ]] || write_record true
     cat <<EOT
   Reboot into the SNP host kernel $KERNEL_RELEASE (choose it in the GRUB menu
   if it is not the default), then check that SEV-SNP is enabled:
@@ -943,6 +1083,7 @@ EOT
 main() {
     parse_args "$@"
     check_root
+    make_private
     verify_checksums
     verify_signature
     detect_distro
@@ -957,16 +1098,30 @@ main() {
     package_identity
     plan_dependencies
     check_tools
-    plan_kvm_conf
+    private_copy "$PKG" PKG_COPY
+    private_copy "$KVM_CONF_NAME" KVM_COPY
     read_previous_record
+    plan_kvm_conf
+    if [[ -n "$ROOT" ]]; then
+        AGAIN="$RELEASE_DIR/install.sh --yes --root $(shell_quote "$ROOT")"
+        UNDO="snp-build uninstall --root $(shell_quote "$ROOT") --yes"
+    else
+        AGAIN="$RELEASE_DIR/install.sh --yes"
+        UNDO="snp-build uninstall --yes"
+    fi
     confirm
-    make_private
     make_root
     INSTALLED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     STEP_STATE=([dependencies]=skipped [kernel-package]=planned [kvm-conf]=skipped)
+    STEP_CMD[kernel-package]=$(package_command)
     [[ $DEPS_RUN -eq 0 ]] || STEP_STATE[dependencies]=planned
     [[ $DEPS_RUN -eq 0 ]] || STEP_CMD[dependencies]=$(quote_cmd "${DEPS_INSTALL[@]}" "${DEP_PKGS[@]}")
     [[ $KVM_ACTION == unchanged ]] || STEP_STATE[kvm-conf]=planned
+    if [[ $KVM_ACTION == unchanged && -n "$KVM_EARLIER_SHA" ]]; then
+        # Ours already, from an earlier install: still ours to undo.
+        STEP_STATE[kvm-conf]="done"
+        STEP_NOTE[kvm-conf]="written by an earlier install"
+    fi
     if [[ $DRY_RUN -eq 0 ]]; then
         write_record
         say "recording each step in $ROOT/$RECORD_REL"

@@ -184,10 +184,38 @@ fn release() -> &'static Path {
         .1
 }
 
+/// A second release whose host kernel has another release string (as the
+/// next night's build would), installed over the first.
+fn newer_release() -> &'static Path {
+    static BUILT: OnceLock<(Scratch, PathBuf)> = OnceLock::new();
+    &BUILT
+        .get_or_init(|| {
+            let s = Scratch::new(shared_fixtures());
+            s.edit_pins(
+                "tools = [\"gcc\", \"make\"]\n",
+                "tools = [\"gcc\", \"make\"]\nconfigure-args = [\"--extra-ldflags=-Wl,--no-as-needed -l:libpixman-1.so.0\"]\n",
+            );
+            s.edit_pins(
+                "[kernel]\n",
+                "[kernel]\nset-str = { LOCALVERSION = \"-snp2-{kernel}-{sha}\" }\n",
+            );
+            s.run_ok(&["--package", "--date", NEWER_DATE, "--output", "out", "-j2"]);
+            let dir = s.path().join("out").join(format!("snp-release-{NEWER_DATE}"));
+            (s, dir)
+        })
+        .1
+}
+
+const NEWER_DATE: &str = "2026-11-23";
+
 /// The kernel release of the fixture host kernel.
 fn kernel_release() -> String {
+    kernel_release_of(release())
+}
+
+fn kernel_release_of(release: &Path) -> String {
     let manifest: Value =
-        serde_json::from_slice(&std::fs::read(release().join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
     manifest["kernels"]["host"]["release"]
         .as_str()
         .unwrap()
@@ -315,11 +343,24 @@ impl System {
     }
 
     fn install(&self, installer: Installer, net: Net) -> Run {
-        let dir = format!("/root/{NAME}");
+        self.install_from(installer, net, NAME)
+    }
+
+    /// Installs the release `/root/NAME` (copied in with [`Self::add`]).
+    fn install_from(&self, installer: Installer, net: Net, name: &str) -> Run {
+        let dir = format!("/root/{name}");
         match installer {
             Installer::Binary => self.run(net, &["snp-build", "install", "--yes", &dir, "--json"]),
             Installer::Script => self.run(net, &[&format!("{dir}/install.sh"), "--yes"]),
         }
+    }
+
+    /// Copies another release into /root.
+    fn add(&self, release: &Path) {
+        sh(Command::new("cp")
+            .arg("-a")
+            .arg(release)
+            .arg(self.path("/root")));
     }
 
     fn uninstall(&self) -> Run {
@@ -370,16 +411,22 @@ impl System {
 
     /// After `uninstall`: what the system was before the install.
     fn assert_as_before(&self, what: &str) {
-        let kr = kernel_release();
-        assert_eq!(
-            self.dpkg_state(&format!("linux-image-{kr}")),
-            "",
-            "{what}: kernel package left"
-        );
+        self.assert_kernel_gone(&kernel_release(), what);
         assert_eq!(
             self.dpkg_state("libpixman-1-0"),
             "",
             "{what}: dependency left"
+        );
+        assert_eq!(self.kvm_conf(), ORIGINAL_KVM_CONF, "{what}: kvm.conf");
+        assert!(self.backups().is_empty(), "{what}: {:?}", self.backups());
+        assert!(self.record().is_none(), "{what}: the record is left");
+    }
+
+    fn assert_kernel_gone(&self, kr: &str, what: &str) {
+        assert_eq!(
+            self.dpkg_state(&format!("linux-image-{kr}")),
+            "",
+            "{what}: kernel package left"
         );
         assert!(
             !self.path(&format!("/boot/vmlinuz-{kr}")).exists(),
@@ -390,9 +437,6 @@ impl System {
             !self.path(&format!("/boot/initrd.img-{kr}")).exists(),
             "{what}"
         );
-        assert_eq!(self.kvm_conf(), ORIGINAL_KVM_CONF, "{what}: kvm.conf");
-        assert!(self.backups().is_empty(), "{what}: {:?}", self.backups());
-        assert!(self.record().is_none(), "{what}: the record is left");
     }
 }
 
@@ -815,5 +859,56 @@ fn the_installers_share_one_table_of_exit_codes() {
         let r = sys.uninstall();
         assert_eq!(r.code, 1, "{installer:?}: {}", all_output(&r));
         assert!(r.stderr.contains("nothing to uninstall"), "{}", r.stderr);
+    }
+}
+
+/// The same release installed twice, then the next release over it, each
+/// by the other installer: the record keeps what the first install found
+/// (the admin's kvm.conf, the packages that were not there), so one
+/// `uninstall` removes both kernels and the dependency and puts the
+/// original kvm.conf back.
+#[test]
+fn repeat_and_newer_installs_are_undone_by_one_uninstall() {
+    for installer in BOTH {
+        let Some(sys) = System::new(Base::Minbase) else {
+            return;
+        };
+        let other = match installer {
+            Installer::Binary => Installer::Script,
+            Installer::Script => Installer::Binary,
+        };
+        let (kr, newer) = (kernel_release(), kernel_release_of(newer_release()));
+        assert_ne!(kr, newer);
+        sys.add(newer_release());
+        let newer_name = format!("snp-release-{NEWER_DATE}");
+        for (by, name) in [
+            (installer, NAME),
+            (other, NAME),
+            (installer, newer_name.as_str()),
+        ] {
+            let r = sys.install_from(by, Net::On, name);
+            assert_eq!(r.code, 0, "{by:?} installing {name}: {}", all_output(&r));
+        }
+        assert_eq!(sys.dpkg_state(&format!("linux-image-{kr}")), "ii");
+        assert_eq!(sys.dpkg_state(&format!("linux-image-{newer}")), "ii");
+        assert_eq!(sys.backups().len(), 1, "{:?}", sys.backups());
+        let record = sys.record().unwrap();
+        assert_eq!(
+            record["earlier_packages"],
+            serde_json::json!([format!("linux-image-{kr}")]),
+            "{record}"
+        );
+        assert_eq!(record["package_preinstalled"], false, "{record}");
+        assert!(!record["kvm_conf"]["backup"].is_null(), "{record}");
+        assert_eq!(record["steps"][2]["state"], "done", "{record}");
+        assert_eq!(
+            record["dependencies_installed"],
+            serde_json::json!(["libpixman-1-0"])
+        );
+
+        let r = sys.uninstall();
+        assert_eq!(r.code, 0, "{}", all_output(&r));
+        sys.assert_kernel_gone(&newer, &format!("{installer:?}: the newer kernel"));
+        sys.assert_as_before(&format!("{installer:?}, {other:?}, {installer:?}"));
     }
 }

@@ -620,3 +620,49 @@ fn a_qemu_lacking_libraries_gets_the_distro_command_printed_in_a_staging_install
     );
     assert!(record(&root)["dependencies_command"].is_null());
 }
+
+/// A staging install whose package cannot be unpacked stops at that step
+/// (exit 9) in both installers, and the advice names `--root`: following
+/// it never touches the live system.
+#[test]
+fn a_failed_staging_step_is_exit_9_and_the_advice_keeps_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = copy_of_release(tmp.path());
+    let image = files_under(&copy)
+        .into_iter()
+        .find(|f| f.starts_with("linux/host/linux-image-") && !f.contains("-dbg"))
+        .unwrap();
+    let garbage = tmp.path().join("garbage.deb");
+    std::fs::write(&garbage, "not a Debian package\n").unwrap();
+    replace_and_resum(&copy, &image, &garbage);
+
+    let root = tmp.path().join("root");
+    let r = snp(Path::new("."), &["install", "--root", s(&root), s(&copy)]);
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("install stopped at step `kernel-package`"),
+        "{}",
+        r.stderr
+    );
+    let undo = format!("snp-build uninstall --root {} --yes", root.display());
+    assert!(r.stderr.contains(&undo), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("--root {}", root.display())));
+    assert_eq!(record(&root)["steps"][1]["state"], "failed");
+
+    let root = tmp.path().join("root-sh");
+    let out = Command::new(copy.join("install.sh"))
+        .args(["--root", s(&root)])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    assert!(
+        stderr.contains("install stopped at step `kernel-package`"),
+        "{stderr}"
+    );
+    let undo = format!("snp-build uninstall --root {} --yes", root.display());
+    assert!(stderr.contains(&undo), "{stderr}");
+    assert_eq!(record(&root)["steps"][1]["state"], "failed");
+}

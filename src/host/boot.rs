@@ -73,7 +73,7 @@ fn loader_check(root: &Path, kr: &str, format: PackageFormat) -> Check {
     let image = format!("vmlinuz-{kr}");
     let grub_cfgs = ["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"];
     for cfg in grub_cfgs {
-        if std::fs::read_to_string(under(root, cfg)).is_ok_and(|t| t.contains(&image)) {
+        if std::fs::read_to_string(under(root, cfg)).is_ok_and(|t| names(&t, &image)) {
             return Check::new(name, Status::Ok, cfg);
         }
     }
@@ -86,17 +86,15 @@ fn loader_check(root: &Path, kr: &str, format: PackageFormat) -> Check {
             continue;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
-            let named = path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().contains(kr));
-            let names_kr = std::fs::read_to_string(&path).is_ok_and(|t| t.contains(kr));
-            if named || names_kr {
-                return Check::new(
-                    name,
-                    Status::Ok,
-                    format!("{dir}/{}", entry.file_name().to_string_lossy()),
-                );
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let stem = file.strip_suffix(".conf").unwrap_or(&file);
+            let named = stem == kr || stem.ends_with(&format!("-{kr}"));
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let version = text
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["version", kr]);
+            if named || version || names(&text, &image) {
+                return Check::new(name, Status::Ok, format!("{dir}/{file}"));
             }
         }
     }
@@ -120,6 +118,17 @@ fn loader_check(root: &Path, kr: &str, format: PackageFormat) -> Check {
     .help(help)
 }
 
+/// Whether `text` names `image` as a whole word: `vmlinuz-6.1.0-snp` is
+/// not named by `vmlinuz-6.1.0-snp-old`.
+fn names(text: &str, image: &str) -> bool {
+    let release_char = |c: char| c.is_ascii_alphanumeric() || "._+~-".contains(c);
+    text.match_indices(image).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + image.len()..].chars().next();
+        !before.is_some_and(release_char) && !after.is_some_and(release_char)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +137,35 @@ mod tests {
         let p = under(root, abs);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn an_entry_must_name_this_very_release() {
+        assert!(names(
+            "linux /boot/vmlinuz-6.1.0-snp root=x",
+            "vmlinuz-6.1.0-snp"
+        ));
+        assert!(!names(
+            "linux /boot/vmlinuz-6.1.0-snp-old root=x",
+            "vmlinuz-6.1.0-snp"
+        ));
+        assert!(!names(
+            "linux /boot/vmlinuz-6.1.0-snp+ root=x",
+            "vmlinuz-6.1.0-snp"
+        ));
+        let root = tempfile::tempdir().unwrap();
+        write(
+            root.path(),
+            "/boot/config-6.1.0-snp",
+            "# CONFIG_BLK_DEV_INITRD is not set\n",
+        );
+        write(
+            root.path(),
+            "/boot/loader/entries/x-6.1.0-snp-old.conf",
+            "version 6.1.0-snp-old\n",
+        );
+        let checks = check(root.path(), "6.1.0-snp", PackageFormat::Rpm);
+        assert_eq!(checks[1].status, Status::Missing, "{checks:?}");
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub(super) enum KvmAction {
     Create,
     /// A different file there: back it up, then write ours.
     Replace { backup: PathBuf },
+    /// The file an earlier snp-build install wrote (its hash is in the
+    /// record): rewritten without a backup, and the earlier install's
+    /// backup (the admin's original) stays the one `uninstall` restores.
+    Update,
     /// Already ours, byte for byte.
     Unchanged,
 }
@@ -24,18 +28,25 @@ impl KvmAction {
         match self {
             KvmAction::Create => "created",
             KvmAction::Replace { .. } => "replaced",
+            KvmAction::Update => "updated",
             KvmAction::Unchanged => "unchanged",
         }
     }
 }
 
+/// What to do with `dest`; `earlier` is the SHA-256 of the kvm.conf an
+/// earlier install wrote there (from its record), if any.
 pub(super) fn plan_kvm_conf(
     dest: &Path,
     ours: &[u8],
+    earlier: Option<&str>,
     now: std::time::SystemTime,
 ) -> anyhow::Result<KvmAction> {
     match std::fs::read(dest) {
         Ok(existing) if existing == ours => Ok(KvmAction::Unchanged),
+        Ok(existing) if Some(crate::hash::sha256_hex(&existing).as_str()) == earlier => {
+            Ok(KvmAction::Update)
+        }
         Ok(_) => Ok(KvmAction::Replace {
             backup: backup_path(dest, now),
         }),
@@ -66,7 +77,7 @@ pub(super) fn apply_kvm_conf(dest: &Path, ours: &[u8], action: &KvmAction) -> an
                 format!("backing up {} to {}", dest.display(), backup.display())
             })?;
         }
-        KvmAction::Create => {}
+        KvmAction::Create | KvmAction::Update => {}
     }
     write_atomic(dest, ours)?;
     std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644))
@@ -98,17 +109,23 @@ mod tests {
         let dest = dir.path().join("kvm.conf");
         let now = SystemTime::now();
         assert_eq!(
-            plan_kvm_conf(&dest, b"a\n", now).unwrap(),
+            plan_kvm_conf(&dest, b"a\n", None, now).unwrap(),
             KvmAction::Create
         );
         std::fs::write(&dest, "a\n").unwrap();
         assert_eq!(
-            plan_kvm_conf(&dest, b"a\n", now).unwrap(),
+            plan_kvm_conf(&dest, b"a\n", None, now).unwrap(),
             KvmAction::Unchanged
         );
         assert!(matches!(
-            plan_kvm_conf(&dest, b"b\n", now).unwrap(),
+            plan_kvm_conf(&dest, b"b\n", None, now).unwrap(),
             KvmAction::Replace { .. }
         ));
+        // The file an earlier install wrote is updated without a backup.
+        let earlier = crate::hash::sha256_hex(b"a\n");
+        assert_eq!(
+            plan_kvm_conf(&dest, b"b\n", Some(&earlier), now).unwrap(),
+            KvmAction::Update
+        );
     }
 }

@@ -198,7 +198,7 @@ pub struct NotRoot {
 /// the system may be changed, and the record says exactly how.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "install stopped at step `{}`: {what}\n  done before it: {}\n  the record of what was done: {}\n  to finish: {finish}\n  to undo what was done: snp-build uninstall --yes",
+    "install stopped at step `{}`: {what}\n  done before it: {}\n  the record of what was done: {}\n  to finish: {finish}\n  to undo what was done: {undo}",
     step.word(),
     if done.is_empty() { "nothing".to_string() } else { done.join(", ") },
     record.display()
@@ -209,6 +209,7 @@ pub struct StepFailed {
     pub done: Vec<String>,
     pub record: PathBuf,
     pub finish: String,
+    pub undo: String,
 }
 
 // ---------------------------------------------------------------------------
@@ -224,9 +225,38 @@ struct Plan {
     kvm_src: Vec<u8>,
     kvm_dest: PathBuf,
     kvm_action: KvmAction,
+    /// The record an earlier install left on the target.
+    previous: Option<Record>,
 }
 
 impl Plan {
+    /// The earlier record, when its kvm.conf step was done: the file there
+    /// may be that install's, and its backup the admin's original.
+    fn earlier_kvm(&self) -> Option<&Record> {
+        self.previous.as_ref().filter(|p| p.done(StepName::KvmConf))
+    }
+
+    /// `snp-build install [--root DIR] --yes RELEASE`: what finishes it.
+    fn again(&self, release: &Path) -> String {
+        format!(
+            "snp-build install{} --yes {}",
+            self.root_flag(),
+            release.display()
+        )
+    }
+
+    /// `snp-build uninstall [--root DIR] --yes`: what undoes it.
+    fn undo(&self) -> String {
+        format!("snp-build uninstall{} --yes", self.root_flag())
+    }
+
+    fn root_flag(&self) -> String {
+        match &self.target {
+            Target::Live => String::new(),
+            Target::Staging(root) => format!(" --root {}", root.display()),
+        }
+    }
+
     /// The tools the steps that will run need.
     fn tools(&self) -> Vec<String> {
         let mut tools = self.package_step.tools();
@@ -311,7 +341,27 @@ fn make_plan(
     let kvm_src = std::fs::read(opened.dir.join("kvm.conf"))
         .with_context(|| format!("reading kvm.conf from {}", opened.given.display()))?;
     let kvm_dest = target.path(KVM_CONF_REL);
-    let kvm_action = plan_kvm_conf(&kvm_dest, &kvm_src, std::time::SystemTime::now())?;
+    // An earlier install's record is read now, before anything changes: one
+    // that cannot be read is refused, never replaced (it may be the only
+    // note of what that install did).
+    let record_path = target.path(RECORD_REL);
+    let previous = read_record(&record_path).map_err(|e| {
+        UsageError::new(format!("{e:#}"))
+            .help(format!(
+                "move {} aside (it records what an earlier install did; `snp-build uninstall` reads it), then install again",
+                record_path.display()
+            ))
+    })?;
+    let earlier_kvm = previous
+        .as_ref()
+        .filter(|p| p.done(StepName::KvmConf))
+        .map(|p| p.kvm_conf.sha256.as_str());
+    let kvm_action = plan_kvm_conf(
+        &kvm_dest,
+        &kvm_src,
+        earlier_kvm,
+        std::time::SystemTime::now(),
+    )?;
     Ok(Plan {
         target: target.clone(),
         format,
@@ -321,6 +371,7 @@ fn make_plan(
         kvm_src,
         kvm_dest,
         kvm_action,
+        previous,
     })
 }
 
@@ -355,6 +406,9 @@ fn describe_plan(plan: &Plan, dry_run: bool) {
     match &plan.kvm_action {
         KvmAction::Unchanged => tracing::info!("{dest} is already up to date: left alone"),
         KvmAction::Create => tracing::info!("{will} write {dest}"),
+        KvmAction::Update => tracing::info!(
+            "{will} rewrite {dest} (an earlier snp-build install wrote it; its backup of the original stays)"
+        ),
         KvmAction::Replace { backup } => tracing::info!(
             "{will} keep the existing, different {dest} as {}, then write {dest}",
             backup.display()
@@ -410,8 +464,10 @@ fn check_tools(tools: &[String]) -> anyhow::Result<()> {
 
 /// The record as it stands before the first change: every step planned
 /// (or skipped), what an earlier install recorded carried over.
-fn first_record(plan: &Plan, opened: &Opened, previous: Option<&Record>) -> Record {
-    let same_package = previous.filter(|p| p.package.name == plan.package.name);
+fn first_record(plan: &Plan, opened: &Opened) -> Record {
+    let previous = plan.previous.as_ref();
+    let ours = plan.package.id();
+    let same_package = previous.filter(|p| p.package.id() == ours);
     let package_preinstalled = match same_package {
         Some(p) => p.package_preinstalled,
         None => {
@@ -419,9 +475,21 @@ fn first_record(plan: &Plan, opened: &Opened, previous: Option<&Record>) -> Reco
                 && plan
                     .package
                     .installed_state()
-                    .is_some_and(|s| s.version == plan.package.version)
+                    .is_some_and(|s| s.is_installed() && s.version == plan.package.version)
         }
     };
+    // Kernel packages earlier installs put here stay uninstall's to remove.
+    let mut earlier_packages: Vec<String> = previous
+        .map(|p| p.earlier_packages.clone())
+        .unwrap_or_default();
+    if let Some(p) = previous.filter(|p| p.package.id() != ours) {
+        let touched = p.steps.is_empty() || p.touched().contains(&StepName::KernelPackage);
+        if touched && !p.package_preinstalled && p.mode == plan.target.mode() {
+            earlier_packages.push(p.package.id());
+        }
+    }
+    earlier_packages.retain(|id| *id != ours);
+    earlier_packages.dedup();
     let step = |step, run: bool, command: Option<String>| StepRecord {
         step,
         state: if run {
@@ -432,6 +500,16 @@ fn first_record(plan: &Plan, opened: &Opened, previous: Option<&Record>) -> Reco
         command,
         note: None,
     };
+    let mut kvm_step = step(
+        StepName::KvmConf,
+        plan.kvm_action != KvmAction::Unchanged,
+        None,
+    );
+    if plan.kvm_action == KvmAction::Unchanged && plan.earlier_kvm().is_some() {
+        // Ours already, from an earlier install: still ours to undo.
+        kvm_step.state = StepState::Done;
+        kvm_step.note = Some("written by an earlier install".into());
+    }
     Record {
         schema_version: RECORD_SCHEMA,
         release: opened.name.clone(),
@@ -440,14 +518,18 @@ fn first_record(plan: &Plan, opened: &Opened, previous: Option<&Record>) -> Reco
         mode: plan.target.mode(),
         remove_command: plan.package.remove_command(),
         package_preinstalled,
-        kvm_conf: kvm_record(&plan.kvm_action, sha256_hex(&plan.kvm_src), previous, |p| {
-            plan.on_target(p)
-        }),
+        kvm_conf: kvm_record(
+            &plan.kvm_action,
+            sha256_hex(&plan.kvm_src),
+            plan.earlier_kvm(),
+            |p| plan.on_target(p),
+        ),
         package: plan.package.clone(),
         dependencies_command: plan.deps.run.then(|| plan.deps.command.clone()),
         dependencies_installed: previous
             .map(|p| p.dependencies_installed.clone())
             .unwrap_or_default(),
+        earlier_packages,
         steps: vec![
             step(
                 StepName::Dependencies,
@@ -459,11 +541,7 @@ fn first_record(plan: &Plan, opened: &Opened, previous: Option<&Record>) -> Reco
                 true,
                 Some(plan.package_step.display()),
             ),
-            step(
-                StepName::KvmConf,
-                plan.kvm_action != KvmAction::Unchanged,
-                None,
-            ),
+            kvm_step,
         ],
         complete: false,
     }
@@ -477,17 +555,14 @@ fn execute(plan: &Plan, opened: &Opened) -> anyhow::Result<(PathBuf, Vec<Check>)
             .with_context(|| format!("creating --root {}", root.display()))?;
     }
     let record_path = plan.target.path(RECORD_REL);
-    let previous = read_record(&record_path).unwrap_or_else(|e| {
-        tracing::warn!("{e:#}; replacing it");
-        None
-    });
-    let record = first_record(plan, opened, previous.as_ref());
+    let record = first_record(plan, opened);
     record.write(&record_path)?;
     tracing::info!("recording each step in {}", record_path.display());
     let mut run = Steps {
         record,
         path: &record_path,
-        release: &opened.given,
+        again: plan.again(&opened.given),
+        undo: plan.undo(),
         done: Vec::new(),
     };
     if plan.deps.run {
@@ -501,10 +576,7 @@ fn execute(plan: &Plan, opened: &Opened) -> anyhow::Result<(PathBuf, Vec<Check>)
                 StepName::KvmConf,
                 format!("{e:#}"),
                 None,
-                format!(
-                    "fix the cause, then run: snp-build install --yes {}",
-                    opened.given.display()
-                ),
+                format!("fix the cause, then run: {}", run.again),
             ));
         }
         run.finish(StepName::KvmConf, "kvm.conf")?;
@@ -515,7 +587,7 @@ fn execute(plan: &Plan, opened: &Opened) -> anyhow::Result<(PathBuf, Vec<Check>)
         Vec::new()
     };
     run.record.complete = true;
-    run.record.write(&record_path)?;
+    run.write()?;
     tracing::info!("recorded what was done in {}", record_path.display());
     Ok((record_path, boot))
 }
@@ -524,7 +596,9 @@ fn execute(plan: &Plan, opened: &Opened) -> anyhow::Result<(PathBuf, Vec<Check>)
 struct Steps<'a> {
     record: Record,
     path: &'a Path,
-    release: &'a Path,
+    /// The command that finishes the install, and the one that undoes it.
+    again: String,
+    undo: String,
     /// What was done so far, for a failure's message.
     done: Vec<String>,
 }
@@ -532,13 +606,35 @@ struct Steps<'a> {
 impl Steps<'_> {
     fn start(&mut self, step: StepName) -> anyhow::Result<()> {
         self.record.set(step, StepState::Running, None);
-        self.record.write(self.path)
+        self.write()
     }
 
     fn finish(&mut self, step: StepName, what: &str) -> anyhow::Result<()> {
         self.record.set(step, StepState::Done, None);
         self.done.push(what.to_string());
-        self.record.write(self.path)
+        self.write()
+    }
+
+    /// Writes the record; failing to, after the system may have changed,
+    /// stops the install as a failed step would (exit 9).
+    fn write(&self) -> anyhow::Result<()> {
+        self.record.write(self.path).map_err(|e| {
+            self.stop(
+                self.current(),
+                format!("{e:#}: the record may no longer say what was done"),
+                format!("fix the cause, then run: {}", self.again),
+            )
+        })
+    }
+
+    /// The step under way (the last one that is not planned or skipped).
+    fn current(&self) -> StepName {
+        self.record
+            .steps
+            .iter()
+            .rev()
+            .find(|s| !matches!(s.state, StepState::Planned | StepState::Skipped))
+            .map_or(StepName::Dependencies, |s| s.step)
     }
 
     /// Marks the step failed (the record written, or a warning when even
@@ -554,12 +650,17 @@ impl Steps<'_> {
         if let Err(e) = self.record.write(self.path) {
             tracing::warn!("{e:#}");
         }
+        self.stop(step, what, finish)
+    }
+
+    fn stop(&self, step: StepName, what: String, finish: String) -> anyhow::Error {
         StepFailed {
             step,
             what,
             done: self.done.clone(),
             record: self.path.to_path_buf(),
             finish,
+            undo: self.undo.clone(),
         }
         .into()
     }
@@ -589,7 +690,11 @@ fn install_dependencies(plan: &Plan, run: &mut Steps) -> anyhow::Result<()> {
         }
     }
     if let Err(e) = result {
-        let release = run.release.display().to_string();
+        let finish = format!(
+            "once `{}` works, run: {}",
+            plan.deps.command.join(" "),
+            run.again
+        );
         return Err(run.fail(
             StepName::Dependencies,
             format!(
@@ -597,10 +702,7 @@ fn install_dependencies(plan: &Plan, run: &mut Steps) -> anyhow::Result<()> {
                 plan.deps.missing.join(", ")
             ),
             None,
-            format!(
-                "once `{}` works, run: snp-build install --yes {release}",
-                plan.deps.command.join(" ")
-            ),
+            finish,
         ));
     }
     let what = format!("dependencies ({})", plan.deps.packages.join(", "));
@@ -615,7 +717,7 @@ fn deb_installed(package: &str) -> bool {
 /// Step 2: the kernel package.
 fn install_package(plan: &Plan, run: &mut Steps) -> anyhow::Result<()> {
     run.start(StepName::KernelPackage)?;
-    let release = run.release.display().to_string();
+    let again = run.again.clone();
     let failed = match plan.package_step.run() {
         Ok(Ok(())) => return run.finish(StepName::KernelPackage, &plan.package.name),
         Ok(Err(teed)) => teed,
@@ -624,7 +726,7 @@ fn install_package(plan: &Plan, run: &mut Steps) -> anyhow::Result<()> {
                 StepName::KernelPackage,
                 format!("{e:#}"),
                 None,
-                format!("fix the cause, then run: snp-build install --yes {release}"),
+                format!("fix the cause, then run: {again}"),
             ));
         }
     };
@@ -649,7 +751,7 @@ fn install_package(plan: &Plan, run: &mut Steps) -> anyhow::Result<()> {
             format!("`{command}` failed ({}): {note}", failed.status),
             Some(note.clone()),
             format!(
-                "fix what {} needs, then run: dpkg --configure -a (and then snp-build install --yes {release} for kvm.conf)",
+                "fix what {} needs, then run: dpkg --configure -a (and then {again} for kvm.conf)",
                 hook.as_deref().unwrap_or("the failed maintainer script")
             ),
         ));
@@ -658,7 +760,7 @@ fn install_package(plan: &Plan, run: &mut Steps) -> anyhow::Result<()> {
         StepName::KernelPackage,
         format!("`{command}` failed ({})", failed.status),
         None,
-        format!("fix the cause dpkg printed above, then run: snp-build install --yes {release}"),
+        format!("fix the cause printed above, then run: {again}"),
     ))
 }
 

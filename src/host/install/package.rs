@@ -28,39 +28,52 @@ pub struct HostPackage {
 
 impl HostPackage {
     /// The command that removes it again (run by `uninstall` when this
-    /// install put it there): `dpkg --purge`, which refuses rather than
-    /// take other packages with it, or `dnf remove -y NEVRA`.
+    /// install put it there).
     pub fn remove_command(&self) -> Vec<String> {
-        match self.format {
-            PackageFormat::Rpm => {
-                vec!["dnf".into(), "remove".into(), "-y".into(), self.nevra()]
-            }
-            _ => vec!["dpkg".into(), "--purge".into(), self.name.clone()],
-        }
+        remove_command(self.format, &self.id())
     }
 
-    /// `name-version.arch` as rpm names an installed package.
-    fn nevra(&self) -> String {
-        self.file_name().trim_end_matches(".rpm").to_string()
+    /// What `dpkg` or `rpm` calls this package on an installed system: its
+    /// name (deb), or `name-version.arch` (rpm, where every kernel is
+    /// called `kernel`).
+    pub fn id(&self) -> String {
+        match self.format {
+            PackageFormat::Rpm => self.file_name().trim_end_matches(".rpm").to_string(),
+            _ => self.name.clone(),
+        }
     }
 
     /// What the package manager says about this package on the live
     /// system: `None` when it is not installed (or cannot be asked).
     pub(super) fn installed_state(&self) -> Option<PackageState> {
-        match self.format {
-            PackageFormat::Rpm => {
-                let cmd = Cmd::new("rpm", Path::new("/"))
-                    .args(["-q", "--qf", "ii %{VERSION}-%{RELEASE}"])
-                    .arg(self.nevra());
-                let out = crate::exec::capture(&cmd).ok().filter(|o| o.success)?;
-                PackageState::parse(&out.stdout)
-            }
-            _ => deb_state(&self.name),
-        }
+        package_state(self.format, &self.id())
     }
 
     fn file_name(&self) -> &str {
         self.file.rsplit('/').next().unwrap_or(&self.file)
+    }
+}
+
+/// The state of package `id` ([`HostPackage::id`]) on the live system.
+pub(super) fn package_state(format: PackageFormat, id: &str) -> Option<PackageState> {
+    match format {
+        PackageFormat::Rpm => {
+            let cmd = Cmd::new("rpm", Path::new("/"))
+                .args(["-q", "--qf", "ii %{VERSION}-%{RELEASE}"])
+                .arg(id);
+            let out = crate::exec::capture(&cmd).ok().filter(|o| o.success)?;
+            PackageState::parse(&out.stdout)
+        }
+        _ => deb_state(id),
+    }
+}
+
+/// The command that removes package `id`: `dpkg --purge`, which refuses
+/// rather than take other packages with it, or `dnf remove -y`.
+pub(super) fn remove_command(format: PackageFormat, id: &str) -> Vec<String> {
+    match format {
+        PackageFormat::Rpm => vec!["dnf".into(), "remove".into(), "-y".into(), id.into()],
+        _ => vec!["dpkg".into(), "--purge".into(), id.into()],
     }
 }
 
@@ -264,9 +277,10 @@ impl PackageState {
         Some(PackageState { abbrev, version })
     }
 
-    /// Installed and configured.
+    /// Installed and configured (`ii`, or `hi` when held); not `rc`
+    /// (removed, its configuration kept) nor half-installed.
     pub(super) fn is_installed(&self) -> bool {
-        self.abbrev == "ii"
+        self.abbrev.chars().nth(1) == Some('i')
     }
 
     /// `iF`: unpacked, but its postinst failed.

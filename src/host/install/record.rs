@@ -59,6 +59,9 @@ pub enum StepState {
     Failed,
     /// Nothing to do (no library missing, kvm.conf already ours).
     Skipped,
+    /// Done, then undone by an `uninstall` that could not finish (the
+    /// running kernel kept, a removal that failed).
+    Undone,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +103,11 @@ pub struct Record {
     /// which refuses when something else has come to need them.
     #[serde(default)]
     pub dependencies_installed: Vec<String>,
+    /// Kernel packages earlier snp-build installs put on this system (and
+    /// that were not there before them): `uninstall` removes them too.
+    /// Package names (deb) or `name-version.arch` (rpm).
+    #[serde(default)]
+    pub earlier_packages: Vec<String>,
     /// Every step, in order, with its state. Empty in records of schema 1,
     /// which were written only after a complete install.
     #[serde(default)]
@@ -146,6 +154,11 @@ impl Record {
         }
     }
 
+    /// Whether `step` was done (a schema-1 record did every step).
+    pub fn done(&self, step: StepName) -> bool {
+        self.state(step) == StepState::Done
+    }
+
     /// The steps that changed the system (done, failed or interrupted).
     pub fn touched(&self) -> Vec<StepName> {
         self.steps
@@ -187,19 +200,21 @@ pub fn read_record(path: &Path) -> anyhow::Result<Option<Record>> {
     }
 }
 
-/// The kvm.conf part of the record: an unchanged file keeps what an
-/// earlier install recorded about it.
+/// The kvm.conf part of the record. A file an earlier install wrote
+/// (unchanged, or updated) keeps what that install recorded about the
+/// admin's original: `earlier` is the previous record when its kvm.conf
+/// step was done.
 pub(super) fn kvm_record(
     action: &KvmAction,
     sha256: String,
-    previous: Option<&Record>,
+    earlier: Option<&Record>,
     on_target: impl Fn(&Path) -> PathBuf,
 ) -> KvmRecord {
     let path = on_target(Path::new(super::KVM_CONF_REL));
     let (backup, created) = match action {
         KvmAction::Create => (None, true),
         KvmAction::Replace { backup } => (Some(on_target(backup)), false),
-        KvmAction::Unchanged => previous
+        KvmAction::Update | KvmAction::Unchanged => earlier
             .filter(|p| p.kvm_conf.path == path)
             .map_or((None, false), |p| {
                 (p.kvm_conf.backup.clone(), p.kvm_conf.created)

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::package::HostPackage;
-use super::record::{KvmRecord, Record, StepName, read_record};
+use super::package::{HostPackage, package_state, remove_command};
+use super::record::{KvmRecord, Record, StepName, StepState, read_record};
 use super::target::{Target, check_privileges};
 use super::{InstallMode, KvmConfOutcome, PackageFormat, RECORD_REL, UninstallRequest};
 use crate::exec::Cmd;
@@ -18,7 +18,7 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
     let target = Target::new(req.root)?;
     check_privileges(&target, req.dry_run, "uninstall")?;
     let record_path = target.path(RECORD_REL);
-    let Some(record) = read_record(&record_path)? else {
+    let Some(mut record) = read_record(&record_path)? else {
         bail!(
             "nothing to uninstall: {} does not exist (snp-build install and install.sh write it)",
             record_path.display()
@@ -31,6 +31,11 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
     let remove_deps = live
         && record.package.format == PackageFormat::Deb
         && !record.dependencies_installed.is_empty();
+    let earlier = if live {
+        record.earlier_packages.clone()
+    } else {
+        Vec::new()
+    };
     if target.is_live() && !req.dry_run && !req.yes {
         let mut what = vec![];
         if did(StepName::KvmConf) {
@@ -38,6 +43,9 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
         }
         if remove_package {
             what.push(format!("remove {}", record.package.name));
+        }
+        for id in &earlier {
+            what.push(format!("remove {id} (an earlier install's)"));
         }
         if remove_deps {
             what.push(format!(
@@ -54,33 +62,57 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
             bail!("not confirmed: nothing was changed");
         }
     }
+    // Newest first. After each undo the record is rewritten when it has to
+    // stay, so it never claims what is no longer so.
     let kvm_action = if did(StepName::KvmConf) {
-        undo_kvm_conf(&target, &record.kvm_conf, req.dry_run)?
+        let action = undo_kvm_conf(&target, &record.kvm_conf, req.dry_run)?;
+        record.set(StepName::KvmConf, StepState::Undone, None);
+        action
     } else {
         "left"
     };
-    let mut kept = false;
+    let keep_record = |record: &Record| -> anyhow::Result<()> {
+        if !req.dry_run {
+            record.write(&record_path)?;
+        }
+        Ok(())
+    };
     let package_action = if remove_package {
-        let removed = remove_kernel_package(&record, req.dry_run)?;
-        kept = removed == "kept";
-        removed
+        match remove_kernel_package(&record, req.dry_run) {
+            Ok(action) => action,
+            Err(e) => {
+                keep_record(&record)?;
+                return Err(e);
+            }
+        }
     } else {
         explain_package(&target, &record);
         "left"
     };
+    if package_action == "kept" {
+        // The running kernel stays, and with it what the release's QEMU
+        // needs: the record keeps both for a later uninstall.
+        keep_record(&record)?;
+        tracing::warn!(
+            "kept {} so that `snp-build uninstall` can finish after a reboot into another kernel",
+            record_path.display()
+        );
+    } else {
+        if remove_package || package_action == "absent" {
+            record.set(StepName::KernelPackage, StepState::Undone, None);
+        }
+        for id in &earlier {
+            remove_earlier_package(record.package.format, id, req.dry_run);
+        }
+    }
     let mut dependencies_removed = Vec::new();
-    if remove_deps {
+    if remove_deps && package_action != "kept" {
         dependencies_removed = remove_dependencies(&record.dependencies_installed, req.dry_run);
     }
     if req.dry_run {
         tracing::info!("[dry-run] would remove {}", record_path.display());
         tracing::info!("dry run: nothing was changed");
-    } else if kept {
-        tracing::warn!(
-            "kept {} so that `snp-build uninstall` can finish later",
-            record_path.display()
-        );
-    } else {
+    } else if package_action != "kept" {
         std::fs::remove_file(&record_path)
             .with_context(|| format!("removing {}", record_path.display()))?;
         tracing::info!("removed {}", record_path.display());
@@ -143,12 +175,23 @@ fn explain_package(target: &Target, record: &Record) {
 fn remove_kernel_package(record: &Record, dry_run: bool) -> anyhow::Result<&'static str> {
     let package = &record.package;
     let remove = record.remove_command.join(" ");
-    if package.installed_state().is_none() {
+    let Some(state) = package.installed_state() else {
         tracing::info!(
             "{} is not installed (any more): nothing to remove",
             package.name
         );
         return Ok("absent");
+    };
+    if state.version != package.version {
+        // A failed `dpkg -i` of this version can leave another in place:
+        // that one is not ours to remove.
+        tracing::warn!(
+            "{} {} is installed, not the {} this install put there: left alone",
+            package.name,
+            state.version,
+            package.version
+        );
+        return Ok("left");
     }
     let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     if running.trim() == package.kernel_release {
@@ -214,24 +257,54 @@ fn remove_depmod_files(dir: PathBuf) {
     }
 }
 
-/// Removes the dependency packages the install added, with `dpkg
-/// --purge`, which refuses when another package has come to depend on
-/// them: then they stay, with a warning. Returns what was removed.
+/// Removes the dependency packages the install added, one at a time with
+/// `dpkg --purge`, which refuses when another package has come to depend
+/// on one: that one stays, with a warning. Returns what was removed.
 fn remove_dependencies(packages: &[String], dry_run: bool) -> Vec<String> {
-    let cmd = Cmd::new("dpkg", Path::new("/"))
-        .arg("--purge")
-        .args(packages);
-    if dry_run {
-        tracing::info!("[dry-run] would run: {}", cmd.display());
-        return packages.to_vec();
-    }
-    tracing::info!("running: {}", cmd.display());
-    match crate::exec::run_to_stderr(&cmd) {
-        Ok(()) => packages.to_vec(),
-        Err(e) => {
-            tracing::warn!("{e:#}: the dependency packages stay (something else needs them now)");
-            Vec::new()
+    let mut removed = Vec::new();
+    for package in packages {
+        let cmd = Cmd::new("dpkg", Path::new("/")).arg("--purge").arg(package);
+        if dry_run {
+            tracing::info!("[dry-run] would run: {}", cmd.display());
+            removed.push(package.clone());
+            continue;
         }
+        tracing::info!("running: {}", cmd.display());
+        match crate::exec::run_to_stderr(&cmd) {
+            Ok(()) => removed.push(package.clone()),
+            Err(e) => tracing::warn!("{e:#}: {package} stays (something else needs it now)"),
+        }
+    }
+    removed
+}
+
+/// Removes a kernel package an earlier install put here, when it is still
+/// installed and not the running kernel; a failure is a warning (it is
+/// not this release's).
+fn remove_earlier_package(format: PackageFormat, id: &str, dry_run: bool) {
+    if package_state(format, id).is_none() {
+        return;
+    }
+    let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let running = running.trim();
+    if !running.is_empty() && id.ends_with(running) {
+        tracing::warn!("{id} is the running kernel: left alone");
+        return;
+    }
+    let words = remove_command(format, id);
+    let cmd = Cmd::new(&words[0], Path::new("/"))
+        .args(&words[1..])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    if dry_run {
+        tracing::info!(
+            "[dry-run] would run: {} (an earlier install's)",
+            cmd.display()
+        );
+        return;
+    }
+    tracing::info!("running: {} (an earlier install's kernel)", cmd.display());
+    if let Err(e) = crate::exec::run_to_stderr(&cmd) {
+        tracing::warn!("{e:#}: {id} stays");
     }
 }
 
