@@ -1072,8 +1072,12 @@ final_message() {
         say "warning: then run 'snp-build doctor --host --release DIR' to check again"
         return 0
     fi
+    # A staging root has no initramfs or boot entry yet: rebooting is for
+    # the target, once it has both.
+    local reboot="Reboot into"
+    [[ -z "$ROOT" ]] || reboot="On the target, once it has both: reboot into"
     cat <<EOT
-  Reboot into the SNP host kernel $KERNEL_RELEASE (choose it in the GRUB menu
+  $reboot the SNP host kernel $KERNEL_RELEASE (choose it in the GRUB menu
   if it is not the default), then check that SEV-SNP is enabled:
     cat /sys/module/kvm_amd/parameters/sev_snp    # should print Y
     snp-build doctor --host

@@ -782,9 +782,15 @@ fn next_steps_lines(plan: &Plan, boot: &[Check]) -> Vec<String> {
         lines.push("then run `snp-build doctor --host --release DIR` to check again".into());
         return lines;
     }
+    // A staging root has no initramfs or boot entry yet: rebooting is
+    // for the target, once it has both.
+    let reboot = match plan.target {
+        Target::Live => "Reboot into",
+        Target::Staging(_) => "On the target, once it has both: reboot into",
+    };
     vec![
         format!(
-            "Reboot into the SNP host kernel {kr} (choose it in the GRUB menu if it is not the default), then check that SEV-SNP is enabled:"
+            "{reboot} the SNP host kernel {kr} (choose it in the GRUB menu if it is not the default), then check that SEV-SNP is enabled:"
         ),
         "  cat /sys/module/kvm_amd/parameters/sev_snp    # should print Y".into(),
         "  snp-build doctor --host".into(),
