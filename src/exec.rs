@@ -388,6 +388,13 @@ impl<'a> StageRun<'a> {
         tracing::debug!(stage = %self.stage, "{line}");
     }
 
+    /// The stage enters `phase` (configure, compile, package): noted in
+    /// its log, and on `--timings`' time axis.
+    pub fn phase(&self, phase: &str) {
+        self.note(&format!("phase: {phase}"));
+        crate::timings::phase(&self.stage, phase);
+    }
+
     /// Runs `cmd` to completion, its output into the log.
     pub fn run(&self, cmd: &Cmd) -> anyhow::Result<()> {
         self.exec(cmd, false).map(|_| ())

@@ -17,5 +17,6 @@ pub mod release;
 pub mod signing;
 pub mod source;
 pub mod stage;
+pub mod timings;
 pub mod tools;
 pub mod workdir;

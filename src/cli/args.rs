@@ -120,6 +120,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub keep_going: bool,
 
+    /// Write logs/timings.html and logs/timings.json: each stage's phases
+    /// on a time axis, the compile jobs running and the CPU use over time
+    #[arg(long)]
+    pub timings: bool,
+
     /// Run these stages even if up to date (all without a list):
     /// --force or --force=qemu,kernel-host
     #[arg(long, value_name = "STAGES", num_args = 0..=1, require_equals = true, value_delimiter = ',', default_missing_value = "")]
@@ -398,6 +403,7 @@ impl BuildArgs {
             output: self.output.clone(),
             date: self.date.clone(),
             dry_run: self.dry_run,
+            timings: self.timings,
             no_preflight: self.no_preflight,
             sign: self.sign.clone(),
         }

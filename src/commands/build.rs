@@ -7,6 +7,7 @@
 //! lock says will run (none on a no-op run, so no subprocess at all), and
 //! only then anything that fetches or builds.
 
+use crate::stage::Stack;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -38,6 +39,8 @@ pub struct BuildRequest {
     pub no_preflight: bool,
     /// `--sign PATH`: the secret key that signs the release.
     pub sign: Option<PathBuf>,
+    /// `--timings`: write `logs/timings.html` and `logs/timings.json`.
+    pub timings: bool,
 }
 
 /// What a build did (its JSON document), or what a dry run would do.
@@ -88,6 +91,7 @@ pub fn build(
     globals: &Globals,
     req: &BuildRequest,
 ) -> anyhow::Result<BuildResult> {
+    crate::timings::start();
     let selection = Selection::parse(&req.fetch.components, registry)?;
     let stack = super::load(registry, globals.config.as_deref())?;
     let components = stack.request(&selection, req.package)?;
@@ -123,6 +127,31 @@ pub fn build(
     }
     let _signals = crate::exec::Registry::global();
     let _lock = env.work.lock()?;
+    // --timings: the stages' phases are always recorded (a few mutex
+    // calls); the sampler and the files only on request.
+    let sampler = req.timings.then(crate::timings::Sampler::start);
+    let result = build_locked(&stack, &env, &components, target, req, policy);
+    if let Some(sampler) = sampler {
+        let mut order: Vec<&str> = components.iter().map(|c| c.spec().name).collect();
+        order.push(crate::release::STAGE);
+        let report = crate::timings::report(&order, env.jobs, env.serial, sampler.stop());
+        match crate::timings::write(&report, &env.work.logs()) {
+            Ok(html) => tracing::info!("timings: {}", html.display()),
+            Err(e) => tracing::warn!("writing the timings: {e:#}"),
+        }
+    }
+    result
+}
+
+/// The build once the work dir is ours: preflight, fetch, stages, release.
+fn build_locked(
+    stack: &Stack,
+    env: &BuildEnv,
+    components: &[&dyn Component],
+    target: Option<ReleaseTarget>,
+    req: &BuildRequest,
+    policy: DirtyPolicy,
+) -> anyhow::Result<BuildResult> {
     // Preflight, before anything is fetched: the tools of the stages the
     // lock says will run (none on a no-op run, so no checks at all).
     let mut checked: Vec<&str> = Vec::new();
@@ -131,15 +160,15 @@ pub fn build(
             &Lock::path_for(&stack.file.origin, &env.work),
             &stack.names(),
         )?;
-        let will_run: Vec<&dyn Component> = super::plan::plan(&env, &lock, &components)?
+        let will_run: Vec<&dyn Component> = super::plan::plan(env, &lock, components)?
             .iter()
             .filter(|p| p.action == Action::Run)
             .filter_map(|p| stack.get(&p.stage))
             .collect();
-        check_host(&env, &will_run)?;
+        check_host(env, &will_run)?;
         checked = will_run.iter().map(|c| c.spec().name).collect();
     }
-    let (lock, mut synced) = sync(&stack, &env.work, &components, Mode::UseLock, &req.fetch)?;
+    let (lock, mut synced) = sync(stack, &env.work, components, Mode::UseLock, &req.fetch)?;
     // Build only what was pinned: every tree is compared with its commit.
     for s in &mut synced {
         check_clean(s, &env.work, policy)?;
@@ -151,7 +180,7 @@ pub fn build(
         .iter()
         .zip(&synced)
         .map(|(c, s)| {
-            let inputs = c.fingerprint(&env, &SourceFacts::from(s), &mut tools);
+            let inputs = c.fingerprint(env, &SourceFacts::from(s), &mut tools);
             let name = c.spec().name;
             let decision = c.decide(&env.work, &inputs, env.force.forces(name));
             Work {
@@ -171,9 +200,9 @@ pub fn build(
         .map(|w| w.component)
         .collect();
     if !req.no_preflight {
-        check_host(&env, &unchecked)?;
+        check_host(env, &unchecked)?;
     }
-    let outcomes = crate::stage::run::run_all(&env, &work)?;
+    let outcomes = crate::stage::run::run_all(env, &work)?;
     let failed: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| o.status == Status::Failed)
@@ -184,7 +213,7 @@ pub fn build(
             .map(|o| o.error.clone().unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n");
-        let summary = summary(&env, lock.path, synced, outcomes, None);
+        let summary = summary(env, lock.path, synced, outcomes, None);
         return Err(BuildFailed { text, summary }.into());
     }
     let ran = outcomes.iter().filter(|o| o.status == Status::Ok).count();
@@ -195,10 +224,11 @@ pub fn build(
     );
     let Some(target) = target else {
         return Ok(BuildResult::Built(summary(
-            &env, lock.path, synced, outcomes, None,
+            env, lock.path, synced, outcomes, None,
         )));
     };
-    let release = release_of(&stack, &env, &synced, &outcomes, &lock.path, &target)?;
+    crate::timings::phase(crate::release::STAGE, "release");
+    let release = release_of(stack, env, &synced, &outcomes, &lock.path, &target)?;
     // One snp-build at a time writes a release name (from any work dir).
     let _release_lock = release.lock()?;
     let decision = release.decide()?;
@@ -224,6 +254,10 @@ pub fn build(
             measure::MEASUREMENTS_FILE
         );
     }
+    crate::timings::finished(
+        crate::release::STAGE,
+        if decision.run { "ok" } else { "skipped" },
+    );
     let outcome = ReleaseOutcome {
         status: if decision.run {
             Status::Ok
@@ -239,7 +273,7 @@ pub fn build(
     };
     let lock_path = lock.path.clone();
     Ok(BuildResult::Built(summary(
-        &env,
+        env,
         lock_path,
         synced,
         outcomes,

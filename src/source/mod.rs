@@ -280,7 +280,10 @@ pub fn sync(
             }
         };
         let previous = lock.previous(source.name).map(|e| e.sha.clone());
-        let synced = sync_one(source, series, work, locked.as_ref(), opts)?;
+        crate::timings::phase(source.name, "fetch");
+        let synced = sync_one(source, series, work, locked.as_ref(), opts);
+        crate::timings::pause(source.name);
+        let synced = synced?;
         lock.set(
             source.name,
             Entry::new(source, synced.sha.clone(), synced.submodules.clone()),

@@ -327,6 +327,8 @@ impl Stage for Ovmf {
             }
         }
 
+        // BaseTools (edk2's host tools) and edksetup: edk2's configure.
+        run.phase("configure");
         run.run(&jobs.make(tree).arg("-C").arg("BaseTools"))?;
 
         let toolchain = match &knobs.toolchain {
@@ -366,7 +368,9 @@ impl Stage for Ovmf {
             "-b".into(),
             knobs.build_target.clone(),
         ]);
+        run.phase("compile");
         run.run(&cmd)?;
+        run.phase("package");
 
         let fv = tree
             .join(output_directory(&dsc_text, &dsc)?)

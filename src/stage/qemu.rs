@@ -185,6 +185,7 @@ impl Stage for Qemu {
         // its command changed (or --clean): a new SHA or patch then rebuilds
         // incrementally, and QEMU's own Makefile reruns configure when the
         // configure script itself changed.
+        run.phase("configure");
         let marker = job.dir.product(CONFIGURED_WITH);
         let configured = format!("{}\n{:?}\n", configure.display(), configure.env);
         let previous = std::fs::read_to_string(&marker).unwrap_or_default();
@@ -200,7 +201,9 @@ impl Stage for Qemu {
             jobserver: false,
             fixed: jobs.fixed,
         };
+        run.phase("compile");
         run.run(&fixed.make(tree))?;
+        run.phase("package");
         // Installed through DESTDIR, then copied into the prefix: the stage
         // knows exactly which files are its outputs.
         let destdir = job.dir.product(DESTDIR);

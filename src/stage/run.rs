@@ -64,6 +64,9 @@ pub struct Outcome {
     pub duration_s: f64,
     /// How long it waited for a job slot before that.
     pub wait_s: f64,
+    /// Its phases (fetch, configure, compile, package) on the build's
+    /// clock, as `--timings` draws them.
+    pub phases: Vec<crate::timings::Phase>,
     pub log: PathBuf,
     /// Its typed outputs (built now, or recorded by its stamp).
     pub outputs: Option<Built>,
@@ -84,6 +87,7 @@ pub fn recorded_outcomes(env: &BuildEnv, components: &[&dyn Component]) -> Vec<O
                 reasons: vec![Reason::UpToDate],
                 duration_s: 0.0,
                 wait_s: 0.0,
+                phases: Vec::new(),
                 log: env.work.log(name),
                 outputs: Some(c.recorded(&env.work)?),
                 error: None,
@@ -104,6 +108,10 @@ pub fn run_all(env: &BuildEnv, work: &[Work<'_>]) -> anyhow::Result<Vec<Outcome>
             continue;
         }
         let name = w.component.spec().name;
+        crate::timings::skipped(
+            name,
+            w.decision.reasons.iter().map(ToString::to_string).collect(),
+        );
         Progress::new(name).finish(format!(
             "skipped: {}",
             w.decision
@@ -119,6 +127,7 @@ pub fn run_all(env: &BuildEnv, work: &[Work<'_>]) -> anyhow::Result<Vec<Outcome>
             reasons: w.decision.reasons.clone(),
             duration_s: 0.0,
             wait_s: 0.0,
+            phases: crate::timings::phases(name),
             log: env.work.log(name),
             outputs: w.component.recorded(&env.work),
             error: None,
@@ -154,6 +163,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         let mut started = queued;
         let progress = Progress::new(name);
         let log = env.work.log(name);
+        crate::timings::queued(name);
         // The stage's token: make's implicit slot.
         let mut extra = Vec::new();
         let token = client
@@ -163,6 +173,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
             Err(e) => Err(e),
             Ok(_token) => {
                 started = Instant::now();
+                crate::timings::started(name);
                 let jobs = match &client {
                     Some(c) => {
                         // Non-jobserver tools: what is free now, up to the share.
@@ -195,6 +206,14 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         if wait_s >= 0.1 {
             tracing::debug!(stage = name, "waited {wait_s:.1}s for a job slot");
         }
+        crate::timings::finished(
+            name,
+            match &result {
+                Ok(_) => "ok",
+                Err(e) if e.is::<Cancelled>() || e.is::<Interrupted>() => "cancelled",
+                Err(_) => "failed",
+            },
+        );
         let outcome = match result {
             Ok(outputs) => {
                 progress.finish(format!("done in {duration_s:.1}s"));
@@ -204,6 +223,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                     reasons: w.decision.reasons.clone(),
                     duration_s,
                     wait_s,
+                    phases: crate::timings::phases(name),
                     log,
                     outputs: Some(outputs),
                     error: None,
@@ -229,6 +249,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                     reasons: w.decision.reasons.clone(),
                     duration_s,
                     wait_s,
+                    phases: crate::timings::phases(name),
                     log,
                     outputs: None,
                     error: Some(format!("{e:#}")),

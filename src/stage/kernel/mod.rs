@@ -293,6 +293,7 @@ impl Stage for KernelStage {
 
     fn build(&self, job: &Job<'_>) -> anyhow::Result<Outputs> {
         let (env, run, jobs) = (job.env, job.run, job.jobs);
+        run.phase("configure");
         let s = job.source;
         let kernel = self.kernel;
         let tree = &s.tree;
@@ -393,7 +394,9 @@ impl Stage for KernelStage {
             .with_context(|| format!("keeping the final config as {}", kept_config.display()))?;
 
         // 5. Build, 6. package.
+        run.phase("compile");
         run.run(&make(env, w, tree, jobs))?;
+        run.phase("package");
         let release = run
             .capture(&make(env, w, tree, jobs).args(["-s", "kernelrelease"]))?
             .trim()
