@@ -86,6 +86,18 @@ pub struct Stamp<S> {
     pub inputs: Fingerprint,
     pub outputs: Vec<OutputFile>,
     pub summary: S,
+    /// How long the stage ran (from its job slot to its stamp), for the
+    /// next build's scheduling: longest first. Not an input.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+}
+
+/// The running time a stage's stamp recorded, if any (whatever its
+/// summary's type).
+pub fn recorded_duration(path: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let stamp: serde_json::Value = serde_json::from_str(&text).ok()?;
+    stamp["duration_s"].as_f64()
 }
 
 /// Why a stage runs, or why it does not.
@@ -287,6 +299,7 @@ mod tests {
             inputs,
             outputs,
             summary: (),
+            duration_s: None,
         }
     }
 

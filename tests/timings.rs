@@ -114,3 +114,50 @@ fn timings_render_a_row_for_every_stage_in_a_real_browser() {
     }
     assert!(dom.contains("skipped: up to date"), "{dom}");
 }
+
+/// The start order of a `-j1` build (one stage at a time through the
+/// jobserver), read from `--timings`.
+fn start_order(s: &Scratch) -> Vec<String> {
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(s.work().join("logs/timings.json")).unwrap())
+            .unwrap();
+    let mut started: Vec<(f64, String)> = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|st| Some((st["start_s"].as_f64()?, st["stage"].as_str()?.to_string())))
+        .filter(|(_, name)| name != "release")
+        .collect();
+    started.sort_by(|a, b| a.0.total_cmp(&b.0));
+    started.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Longest first (issue 14, item 2): stages take their job slot in the
+/// order of the durations their last stamps recorded, not build order.
+#[test]
+fn the_longest_stage_takes_the_first_job_slot() {
+    let s = Scratch::new(shared_fixtures());
+    // Cold: no stamp yet, the components' estimates (QEMU's is the
+    // longest, as on real trees).
+    s.run_ok(&["-j1", "--timings"]);
+    assert_eq!(start_order(&s)[0], "qemu");
+    // The stamps now hold how long each stage really ran.
+    let mut recorded: Vec<(f64, String)> = ["qemu", "ovmf", "kernel-guest", "kernel-host"]
+        .iter()
+        .map(|name| {
+            let stamp: Value = serde_json::from_slice(
+                &std::fs::read(s.work().join(format!("state/{name}.json"))).unwrap(),
+            )
+            .unwrap();
+            (stamp["duration_s"].as_f64().unwrap(), name.to_string())
+        })
+        .collect();
+    recorded.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let longest_first: Vec<String> = recorded.into_iter().map(|(_, n)| n).collect();
+    assert_ne!(
+        longest_first[0], "qemu",
+        "the fixture QEMU is the quickest stage"
+    );
+    s.run_ok(&["-j1", "--timings", "--force"]);
+    assert_eq!(start_order(&s), longest_first);
+}

@@ -475,6 +475,7 @@ impl Release<'_> {
                 .collect::<Vec<_>>(),
             )?,
             summary: &summary,
+            duration_s: None,
         };
         fingerprint::write_stamp(&self.work.stamp(STAGE), &stamp)?;
         progress.finish(format!(

@@ -216,6 +216,12 @@ pub trait Stage: Send + Sync + 'static {
     }
     /// Rough disk use in GiB (tree, objects, build output).
     fn disk_estimate_gib(&self) -> u64;
+    /// Rough running time in seconds on a 2-core machine, for scheduling
+    /// the longest stage first before any build has recorded one (its
+    /// stamp's `duration_s` wins). Only the order between stages matters.
+    fn time_estimate_s(&self) -> f64 {
+        60.0
+    }
     /// Refuses a request this host cannot satisfy, before any work.
     fn check_request(&self) -> anyhow::Result<()> {
         Ok(())
@@ -281,6 +287,7 @@ pub trait Component: Send + Sync {
     fn tools(&self, format: PackageFormat) -> Vec<Requirement>;
     fn checks(&self) -> Vec<Check>;
     fn disk_estimate_gib(&self) -> u64;
+    fn time_estimate_s(&self) -> f64;
     fn check_request(&self) -> anyhow::Result<()>;
     /// Its fingerprint, flat (`name` -> text), with its tools' versions.
     fn fingerprint(
@@ -325,6 +332,10 @@ impl<S: Stage> Component for S {
 
     fn disk_estimate_gib(&self) -> u64 {
         Stage::disk_estimate_gib(self)
+    }
+
+    fn time_estimate_s(&self) -> f64 {
+        Stage::time_estimate_s(self)
     }
 
     fn check_request(&self) -> anyhow::Result<()> {

@@ -274,6 +274,11 @@ impl Stage for Ovmf {
         3
     }
 
+    /// Debian's edk2 (OvmfPkgX64): 256 s cold in `cargo xtask e2e-real`.
+    fn time_estimate_s(&self) -> f64 {
+        250.0
+    }
+
     fn inputs(&self, common: Common, env: &BuildEnv, facts: &SourceFacts) -> Inputs {
         let k = &self.knobs;
         Inputs {

@@ -152,6 +152,12 @@ impl Stage for Qemu {
         3
     }
 
+    /// Debian's QEMU 7.2 took 401 s cold in `cargo xtask e2e-real` (2
+    /// cores): the longest stage on real trees.
+    fn time_estimate_s(&self) -> f64 {
+        400.0
+    }
+
     fn inputs(&self, common: Common, env: &BuildEnv, _facts: &SourceFacts) -> Inputs {
         Inputs {
             common,

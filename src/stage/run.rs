@@ -6,8 +6,14 @@
 //! jobserver's tokens), so at most N stages run at once and the compile
 //! jobs of all makes together never exceed N. Tools that are not jobserver
 //! clients (QEMU's ninja before 1.13, edk2's `build -n`) take what tokens
-//! are free when they start, up to their fair share, and get that count as
-//! their own `-j`/`-n`. `--serial` runs one stage at a time, `-jN` each.
+//! are free when they start, up to their fair share of the stages not yet
+//! finished, and get that count as their own `-j`/`-n`. `--serial` runs one
+//! stage at a time, `-jN` each, in build order.
+//!
+//! **Longest first.** Stages queue for their job slot in order of how long
+//! they are expected to run: the `duration_s` their last stamp recorded,
+//! else their component's estimate ([`Component::time_estimate_s`]). The
+//! critical path starts first; the rest fill the budget behind it.
 //!
 //! Guarantees:
 //! - A stage's stamp is removed when it starts and written (atomically)
@@ -153,8 +159,20 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
     } else {
         Some(jobserver::Client::new(env.jobs).context("creating the make jobserver")?)
     };
-    let share = (env.jobs / work.len().max(1)).max(1);
     let outcomes = Mutex::new(Vec::new());
+    // Longest first: the queue for job slots, in expected-duration order.
+    let order = longest_first(env, work);
+    tracing::debug!(
+        "start order (longest expected first): {}",
+        order
+            .iter()
+            .map(|(name, secs)| format!("{name} ~{secs:.0}s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let queue = SlotQueue::new(order.iter().map(|(n, _)| *n).collect());
+    // Stages not finished yet: a non-jobserver tool's share of the budget.
+    let unfinished = std::sync::atomic::AtomicUsize::new(work.len());
 
     let run_one = |w: &Work<'_>| {
         let name = w.component.spec().name;
@@ -166,9 +184,12 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         crate::timings::queued(name);
         // The stage's token: make's implicit slot.
         let mut extra = Vec::new();
-        let token = client
-            .as_ref()
-            .map(|c| c.acquire().context("acquiring a job token"));
+        let token = client.as_ref().map(|c| {
+            queue.wait_turn(name);
+            let token = c.acquire().context("acquiring a job token");
+            queue.done(name);
+            token
+        });
         let result = match token.transpose() {
             Err(e) => Err(e),
             Ok(_token) => {
@@ -176,7 +197,10 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                 crate::timings::started(name);
                 let jobs = match &client {
                     Some(c) => {
-                        // Non-jobserver tools: what is free now, up to the share.
+                        // Non-jobserver tools: what is free now, up to the
+                        // share of the stages still to finish.
+                        let left = unfinished.load(std::sync::atomic::Ordering::SeqCst);
+                        let share = (env.jobs / left.max(1)).max(1);
                         while 1 + extra.len() < share {
                             match c.try_acquire() {
                                 Ok(Some(t)) => extra.push(t),
@@ -197,10 +221,11 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                 keep_previous_log(&log);
                 StageRun::new(name, log.clone(), &progress, client.as_ref(), &registry)
                     .map(|run| run.with_env(reproducible_env(&w.synced)))
-                    .and_then(|run| run_stage(env, w, &run, jobs))
+                    .and_then(|run| run_stage(env, w, &run, jobs, started))
             }
         };
         drop(extra);
+        unfinished.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         let duration_s = started.elapsed().as_secs_f64();
         let wait_s = started.duration_since(queued).as_secs_f64();
         if wait_s >= 0.1 {
@@ -260,6 +285,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
     };
 
     if env.serial {
+        // Serial: build.sh's order (the total is the same in any order).
         for w in work {
             if registry.is_cancelled() {
                 break;
@@ -285,6 +311,7 @@ fn run_stage(
     w: &Work<'_>,
     run: &StageRun<'_>,
     jobs: Jobs,
+    started: Instant,
 ) -> anyhow::Result<Built> {
     let spec = w.component.spec();
     let s = &w.synced;
@@ -320,9 +347,59 @@ fn run_stage(
         inputs: w.inputs.clone(),
         outputs: fingerprint::record_outputs(&outputs)?,
         summary: &built,
+        duration_s: Some(started.elapsed().as_secs_f64()),
     };
     fingerprint::write_stamp(&stamp_path, &stamp)?;
     Ok(built)
+}
+
+/// The stages in the order they queue for a job slot: longest expected
+/// first (the last stamp's `duration_s`, else the component's estimate);
+/// ties keep build order.
+fn longest_first<'a>(env: &BuildEnv, work: &[&Work<'a>]) -> Vec<(&'static str, f64)> {
+    let mut order: Vec<(&'static str, f64)> = work
+        .iter()
+        .map(|w| {
+            let name = w.component.spec().name;
+            let expected = fingerprint::recorded_duration(&env.work.stamp(name))
+                .unwrap_or_else(|| w.component.time_estimate_s());
+            (name, expected)
+        })
+        .collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1));
+    order
+}
+
+/// The order in which stages may ask the jobserver for their slot: a
+/// stage waits until every stage ahead of it in the queue has its slot, so
+/// tokens go to the longest stages first whatever order threads run in.
+struct SlotQueue {
+    waiting: Mutex<Vec<&'static str>>,
+    turn: std::sync::Condvar,
+}
+
+impl SlotQueue {
+    fn new(order: Vec<&'static str>) -> SlotQueue {
+        SlotQueue {
+            waiting: Mutex::new(order),
+            turn: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Blocks until `stage` is first in line.
+    fn wait_turn(&self, stage: &str) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        while waiting.first().is_some_and(|first| *first != stage) {
+            waiting = self.turn.wait(waiting).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// `stage` has its slot (or gave up): the next one's turn.
+    fn done(&self, stage: &str) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.retain(|s| *s != stage);
+        self.turn.notify_all();
+    }
 }
 
 /// The previous run's log of a stage becomes `<stage>.log.1` (one kept),

@@ -269,6 +269,17 @@ impl Stage for KernelStage {
         vec![check.needed(needed)]
     }
 
+    /// Debian's Linux at defconfig plus the SNP fragments: 226 s (host)
+    /// and 285 s (guest) cold in `cargo xtask e2e-real`; a distribution's
+    /// full config is many times that.
+    fn time_estimate_s(&self) -> f64 {
+        match self.knobs.base_config.base {
+            BaseConfig::Running | BaseConfig::File(_) => 1800.0,
+            BaseConfig::Defconfig => 250.0,
+            BaseConfig::Tinyconfig => 120.0,
+        }
+    }
+
     fn disk_estimate_gib(&self) -> u64 {
         match self.knobs.base_config.base {
             BaseConfig::Running | BaseConfig::File(_) => 25,
