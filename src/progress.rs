@@ -7,12 +7,48 @@
 //!   never tear each other.
 //! - Without a terminal nothing here draws: each step is an `info` event
 //!   (`<stage>: <message>`) and transient detail is left to the logs.
+//! - **How far a stage is**: ninja's `[N/M]` in its output (QEMU), else
+//!   the time since it started over the duration its last build recorded
+//!   (make-based stages; at most 99% until it ends). On a terminal the
+//!   line becomes a bar with a percentage and an ETA; without one, a plain
+//!   `<stage>: NN% (about Ns left)` line at most every
+//!   [`plain_every`] (30 s; `SNP_BUILD_PROGRESS_EVERY` seconds).
 
 /// Progress of one long step (a fetch, a stage). On a terminal: an
 /// indicatif line on stderr. Otherwise: plain lines, no escape codes.
 pub struct Progress {
     label: String,
     bar: Option<indicatif::ProgressBar>,
+    /// When the step started running (reset by [`Progress::expect`]).
+    started: std::sync::Mutex<std::time::Instant>,
+    /// How long the last build of this stage ran, if it recorded it.
+    expected: std::sync::Mutex<Option<f64>>,
+    /// When the last plain percentage line was printed (no terminal).
+    last_plain: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The bar shows a fraction (its style switched from the spinner).
+    measured: std::sync::atomic::AtomicBool,
+}
+
+/// How often a plain percentage line may be printed per stage without a
+/// terminal: 30 s, or `SNP_BUILD_PROGRESS_EVERY` seconds.
+pub fn plain_every() -> std::time::Duration {
+    std::env::var("SNP_BUILD_PROGRESS_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map_or(
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs_f64,
+        )
+}
+
+/// ninja's `[N/M]` at the start of a line, as a fraction.
+fn ninja_fraction(line: &str) -> Option<f64> {
+    let rest = line.trim_start().strip_prefix('[')?;
+    let (n, rest) = rest.split_once('/')?;
+    let (m, _) = rest.split_once(']')?;
+    let (n, m): (f64, f64) = (n.trim().parse().ok()?, m.trim().parse().ok()?);
+    (m > 0.0 && n <= m).then_some(n / m)
 }
 
 /// One MultiProgress for the process: stages draw side by side.
@@ -45,7 +81,75 @@ impl Progress {
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar
         });
-        Progress { label, bar }
+        Progress {
+            label,
+            bar,
+            started: std::sync::Mutex::new(std::time::Instant::now()),
+            expected: std::sync::Mutex::new(None),
+            last_plain: std::sync::Mutex::new(None),
+            measured: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The stage starts running now, and its last build ran `secs`: how
+    /// far it is follows the clock.
+    pub fn expect(&self, secs: Option<f64>) {
+        if let Ok(mut e) = self.expected.lock() {
+            *e = secs.filter(|s| *s > 0.0);
+        }
+        if let Ok(mut started) = self.started.lock() {
+            *started = std::time::Instant::now();
+        }
+    }
+
+    fn elapsed(&self) -> std::time::Duration {
+        self.started.lock().map(|s| s.elapsed()).unwrap_or_default()
+    }
+
+    /// How far along the stage is, judging by `line` (ninja's `[N/M]`) or
+    /// the clock against the expected duration.
+    fn fraction(&self, line: &str) -> Option<f64> {
+        ninja_fraction(line).or_else(|| {
+            let expected = (*self.expected.lock().ok()?)?;
+            Some((self.elapsed().as_secs_f64() / expected).min(0.99))
+        })
+    }
+
+    /// Shows the fraction: a bar with percentage and ETA on a terminal, a
+    /// plain line at most every [`plain_every`] otherwise.
+    fn show_fraction(&self, fraction: f64) {
+        use std::sync::atomic::Ordering;
+        match &self.bar {
+            Some(bar) => {
+                if !self.measured.swap(true, Ordering::Relaxed) {
+                    bar.set_length(1000);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{spinner} {prefix:.bold} [{elapsed}] {bar:20} {percent:>3}% ETA {eta} {wide_msg}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                }
+                bar.set_position((fraction * 1000.0) as u64);
+            }
+            None => {
+                let Ok(mut last) = self.last_plain.lock() else {
+                    return;
+                };
+                let since = last.map_or_else(|| self.elapsed(), |t| t.elapsed());
+                if since < plain_every() || fraction <= 0.0 {
+                    return;
+                }
+                *last = Some(std::time::Instant::now());
+                let elapsed = self.elapsed().as_secs_f64();
+                let left = elapsed * (1.0 - fraction) / fraction;
+                tracing::info!(
+                    stage = %self.label,
+                    "{:.0}% (about {left:.0}s left)",
+                    fraction * 100.0
+                );
+            }
+        }
     }
 
     /// A new phase of the step.
@@ -59,8 +163,12 @@ impl Progress {
     /// The latest detail (a command, a log line): shown on a terminal
     /// only; without one, the log file has it.
     pub fn status(&self, message: impl AsRef<str>) {
+        let message = message.as_ref();
         if let Some(bar) = &self.bar {
-            bar.set_message(message.as_ref().to_string());
+            bar.set_message(message.to_string());
+        }
+        if let Some(fraction) = self.fraction(message) {
+            self.show_fraction(fraction);
         }
     }
 
@@ -111,5 +219,18 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ninja_steps_are_fractions() {
+        assert_eq!(
+            super::ninja_fraction("[10/40] Compiling C object x.o"),
+            Some(0.25)
+        );
+        assert_eq!(super::ninja_fraction("  CC      kernel/fork.o"), None);
+        assert_eq!(super::ninja_fraction("[x/40] no"), None);
     }
 }

@@ -180,6 +180,9 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         // Reset once the stage has its slot: waiting is not running.
         let mut started = queued;
         let progress = Progress::new(name);
+        // Read before the stage removes its stamp: how far it is follows
+        // the clock against this once it runs.
+        let expected = fingerprint::recorded_duration(&env.work.stamp(name));
         let log = env.work.log(name);
         crate::timings::queued(name);
         // The stage's token: make's implicit slot.
@@ -195,6 +198,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
             Ok(_token) => {
                 started = Instant::now();
                 crate::timings::started(name);
+                progress.expect(expected);
                 let jobs = match &client {
                     Some(c) => {
                         // Non-jobserver tools: what is free now, up to the

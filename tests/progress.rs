@@ -1,0 +1,73 @@
+//! How far a stage is (issue 14, item 4): ninja's `[N/M]` for QEMU (the
+//! fixture QEMU prints it as QEMU's ninja does), the recorded duration for
+//! make-based stages; a bar with a percentage and an ETA on a terminal,
+//! plain percentage lines without one.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+#[test]
+fn without_a_terminal_percentages_are_plain_lines() {
+    let s = Scratch::new(shared_fixtures());
+    // Every line may print (the default is at most one per 30 s per stage,
+    // longer than a fixture stage runs).
+    let every = std::ffi::OsString::from("0");
+    let r = s.run_env(&[("SNP_BUILD_PROGRESS_EVERY", every.as_os_str())], &["-j2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("qemu: ") && l.contains("% (about")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains('\x1b'),
+        "escape codes without a terminal"
+    );
+    // The kernels have no [N/M]: once a build recorded their duration,
+    // the clock says how far they are.
+    let r = s.run_env(
+        &[("SNP_BUILD_PROGRESS_EVERY", every.as_os_str())],
+        &["-j2", "--force=kernel-host"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.starts_with("kernel-host: ") && l.contains("% (about")),
+        "{}",
+        r.stderr
+    );
+    // By default (30 s) a fixture build prints none.
+    let r = s.run(&["-j2", "--force"]);
+    assert!(!r.stderr.contains("% (about"), "{}", r.stderr);
+}
+
+#[test]
+fn on_a_terminal_qemu_shows_a_percentage_and_an_eta() {
+    let s = Scratch::new(shared_fixtures());
+    let bin = assert_cmd::cargo::cargo_bin("snp-build");
+    // `script` runs it on a pseudo-terminal (stderr is a terminal there).
+    let cmd = format!(
+        "{} --config stable-commits.toml --work-dir build -j2 qemu",
+        bin.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(s.path())
+        .env("TERM", "xterm")
+        .env("COLUMNS", "160")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let bar = text
+        .split(['\r', '\n', '\x1b'])
+        .find(|piece| piece.contains("qemu") && piece.contains("% ETA"));
+    assert!(bar.is_some(), "no percentage bar for qemu:\n{text:?}");
+}
