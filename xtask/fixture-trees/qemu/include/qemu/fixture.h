@@ -10,4 +10,14 @@ unsigned long x86_cpu_realize(unsigned long x);
 unsigned long qemu_osdep_init(unsigned long x);
 unsigned long qemu_strtosz(unsigned long x);
 int qemu_main(int argc, char **argv);
+
+/* A little real work per generated file (generated/gen_NNN.c, bench
+ * fixtures), so that compiling is not free. */
+static inline unsigned long fixture_mix(unsigned long x, unsigned long k)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdUL + k;
+	x ^= x >> 33;
+	return x;
+}
 #endif
