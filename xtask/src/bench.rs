@@ -258,6 +258,22 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
         "the serial build failed: {}",
         ser.stdout
     );
+    // Issue 14 item 5: QEMU is the longest stage, as on real trees.
+    let serial_times = report::stage_times(&ser.json()?);
+    let qemu = serial_times
+        .iter()
+        .find(|(stage, _, _)| stage == "qemu")
+        .map_or(0.0, |(_, _, d)| *d);
+    notes.push(format!(
+        "In the `--serial` cold build QEMU ran {:.1} s, {:.0}% of its wall time ({}).",
+        qemu,
+        100.0 * qemu / ser.wall.as_secs_f64(),
+        serial_times
+            .iter()
+            .map(|(s, _, d)| format!("{s} {d:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     rows.push([
         format!("Cold build `-j{JOBS}` vs `-j{JOBS} --serial`"),
         format!("{} vs {}", secs(par.wall), secs(ser.wall)),
