@@ -134,6 +134,14 @@ fn is_backup_name(name: &str) -> bool {
 }
 
 /// A private copy of the deb release, to tamper with.
+/// The host kernel image package of a release (never the -dbg one).
+fn host_image(release: &Path) -> String {
+    files_under(release)
+        .into_iter()
+        .find(|f| f.starts_with("linux/host/linux-image-") && !f.contains("-dbg"))
+        .unwrap()
+}
+
 fn copy_of_release(dir: &Path) -> PathBuf {
     let copy = dir.join(NAME);
     let st = Command::new("cp")
@@ -305,10 +313,7 @@ fn uninstall_removes_the_kvm_conf_it_created_but_never_one_edited_since() {
 fn a_tampered_release_is_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let copy = copy_of_release(tmp.path());
-    let image = files_under(&copy)
-        .into_iter()
-        .find(|f| f.starts_with("linux/host/linux-image-") && !f.contains("-dbg"))
-        .unwrap();
+    let image = host_image(&copy);
     let mut bytes = std::fs::read(copy.join(&image)).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
@@ -628,10 +633,7 @@ fn a_qemu_lacking_libraries_gets_the_distro_command_printed_in_a_staging_install
 fn a_failed_staging_step_is_exit_9_and_the_advice_keeps_the_root() {
     let tmp = tempfile::tempdir().unwrap();
     let copy = copy_of_release(tmp.path());
-    let image = files_under(&copy)
-        .into_iter()
-        .find(|f| f.starts_with("linux/host/linux-image-") && !f.contains("-dbg"))
-        .unwrap();
+    let image = host_image(&copy);
     let garbage = tmp.path().join("garbage.deb");
     std::fs::write(&garbage, "not a Debian package\n").unwrap();
     replace_and_resum(&copy, &image, &garbage);
