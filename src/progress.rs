@@ -27,6 +27,9 @@ pub struct Progress {
     last_plain: std::sync::Mutex<Option<std::time::Instant>>,
     /// The bar shows a fraction (its style switched from the spinner).
     measured: std::sync::atomic::AtomicBool,
+    /// The first and latest ninja `[N/M]` seen: (when, fraction). Once
+    /// ninja counts, the clock no longer says how far the stage is.
+    ninja: std::sync::Mutex<Option<(std::time::Instant, f64, f64)>>,
 }
 
 /// How often a plain percentage line may be printed per stage without a
@@ -42,13 +45,14 @@ pub fn plain_every() -> std::time::Duration {
         )
 }
 
-/// ninja's `[N/M]` at the start of a line, as a fraction.
+/// ninja's `[N/M]` at the start of a line, as a fraction (a one-step
+/// count, such as `ninja install`'s `[0/1]`, says nothing).
 fn ninja_fraction(line: &str) -> Option<f64> {
     let rest = line.trim_start().strip_prefix('[')?;
     let (n, rest) = rest.split_once('/')?;
     let (m, _) = rest.split_once(']')?;
-    let (n, m): (f64, f64) = (n.trim().parse().ok()?, m.trim().parse().ok()?);
-    (m > 0.0 && n <= m).then_some(n / m)
+    let (n, m): (u64, u64) = (n.trim().parse().ok()?, m.trim().parse().ok()?);
+    (m > 1 && n <= m).then(|| n as f64 / m as f64)
 }
 
 /// One MultiProgress for the process: stages draw side by side.
@@ -88,6 +92,7 @@ impl Progress {
             expected: std::sync::Mutex::new(None),
             last_plain: std::sync::Mutex::new(None),
             measured: std::sync::atomic::AtomicBool::new(false),
+            ninja: std::sync::Mutex::new(None),
         }
     }
 
@@ -106,18 +111,33 @@ impl Progress {
         self.started.lock().map(|s| s.elapsed()).unwrap_or_default()
     }
 
-    /// How far along the stage is, judging by `line` (ninja's `[N/M]`) or
-    /// the clock against the expected duration.
-    fn fraction(&self, line: &str) -> Option<f64> {
-        ninja_fraction(line).or_else(|| {
-            let expected = (*self.expected.lock().ok()?)?;
-            Some((self.elapsed().as_secs_f64() / expected).min(0.99))
-        })
+    /// How far along the stage is, and the seconds left if that can be
+    /// told: ninja's `[N/M]` once it counts (never backwards; the time
+    /// left from its pace since its first count), else the clock against
+    /// the expected duration (at most 99%, and then no time left).
+    fn fraction(&self, line: &str) -> Option<(f64, Option<f64>)> {
+        let mut ninja = self.ninja.lock().ok()?;
+        if let Some(f) = ninja_fraction(line) {
+            let now = std::time::Instant::now();
+            match *ninja {
+                None => *ninja = Some((now, f, f)),
+                Some((t0, f0, last)) if f >= last => *ninja = Some((t0, f0, f)),
+                Some(_) => return None,
+            }
+        }
+        if let Some((t0, f0, f)) = *ninja {
+            let left = (f > f0).then(|| t0.elapsed().as_secs_f64() * (1.0 - f) / (f - f0));
+            return Some((f, left));
+        }
+        let expected = (*self.expected.lock().ok()?)?;
+        let elapsed = self.elapsed().as_secs_f64();
+        let f = (elapsed / expected).min(0.99);
+        Some((f, (f < 0.99).then_some(expected - elapsed)))
     }
 
     /// Shows the fraction: a bar with percentage and ETA on a terminal, a
     /// plain line at most every [`plain_every`] otherwise.
-    fn show_fraction(&self, fraction: f64) {
+    fn show_fraction(&self, fraction: f64, left: Option<f64>) {
         use std::sync::atomic::Ordering;
         match &self.bar {
             Some(bar) => {
@@ -137,17 +157,18 @@ impl Progress {
                     return;
                 };
                 let since = last.map_or_else(|| self.elapsed(), |t| t.elapsed());
-                if since < plain_every() || fraction <= 0.0 {
+                if since < plain_every() {
                     return;
                 }
                 *last = Some(std::time::Instant::now());
-                let elapsed = self.elapsed().as_secs_f64();
-                let left = elapsed * (1.0 - fraction) / fraction;
-                tracing::info!(
-                    stage = %self.label,
-                    "{:.0}% (about {left:.0}s left)",
-                    fraction * 100.0
-                );
+                match left {
+                    Some(left) => tracing::info!(
+                        stage = %self.label,
+                        "{:.0}% (about {left:.0}s left)",
+                        fraction * 100.0
+                    ),
+                    None => tracing::info!(stage = %self.label, "{:.0}%", fraction * 100.0),
+                }
             }
         }
     }
@@ -167,8 +188,8 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_message(message.to_string());
         }
-        if let Some(fraction) = self.fraction(message) {
-            self.show_fraction(fraction);
+        if let Some((fraction, left)) = self.fraction(message) {
+            self.show_fraction(fraction, left);
         }
     }
 
@@ -179,6 +200,15 @@ impl Progress {
                 "receiving objects {received}/{total}, {}",
                 human_bytes(bytes as u64)
             ));
+        }
+    }
+
+    /// The step failed or was stopped; `message` stays on screen (a bar
+    /// is left where it was, never drawn full).
+    pub fn fail(&self, message: impl AsRef<str>) {
+        match &self.bar {
+            Some(bar) => bar.abandon_with_message(message.as_ref().to_string()),
+            None => tracing::info!(stage = %self.label, "{}", message.as_ref()),
         }
     }
 
@@ -232,5 +262,7 @@ mod tests {
         );
         assert_eq!(super::ninja_fraction("  CC      kernel/fork.o"), None);
         assert_eq!(super::ninja_fraction("[x/40] no"), None);
+        assert_eq!(super::ninja_fraction("[0/1] Installing files."), None);
+        assert_eq!(super::ninja_fraction("[-1/5] no"), None);
     }
 }

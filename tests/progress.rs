@@ -66,8 +66,35 @@ fn on_a_terminal_qemu_shows_a_percentage_and_an_eta() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    let bar = text
-        .split(['\r', '\n', '\x1b'])
-        .find(|piece| piece.contains("qemu") && piece.contains("% ETA"));
+    // The label is drawn bold: drop the escape sequences, then look at
+    // each line as drawn.
+    let plain = strip_escapes(&text);
+    let bar = plain
+        .split(['\r', '\n'])
+        .find(|line| line.contains("qemu") && line.contains("% ETA"));
     assert!(bar.is_some(), "no percentage bar for qemu:\n{text:?}");
+}
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`, and the
+/// two-byte ones).
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
 }

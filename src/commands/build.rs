@@ -254,6 +254,12 @@ fn build_locked(
             measure::MEASUREMENTS_FILE
         );
     }
+    if !decision.run {
+        crate::timings::skipped(
+            crate::release::STAGE,
+            decision.reasons.iter().map(ToString::to_string).collect(),
+        );
+    }
     crate::timings::finished(
         crate::release::STAGE,
         if decision.run { "ok" } else { "skipped" },

@@ -188,13 +188,14 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         // The stage's token: make's implicit slot.
         let mut extra = Vec::new();
         let token = client.as_ref().map(|c| {
-            queue.wait_turn(name);
-            let token = c.acquire().context("acquiring a job token");
-            queue.done(name);
-            token
+            let _turn = queue.wait_turn(name);
+            c.acquire().context("acquiring a job token")
         });
         let result = match token.transpose() {
             Err(e) => Err(e),
+            // Stopped while it waited: nothing of it is touched (its
+            // stamp and its last log stay).
+            Ok(_token) if registry.is_cancelled() => Err(Cancelled.into()),
             Ok(_token) => {
                 started = Instant::now();
                 crate::timings::started(name);
@@ -225,7 +226,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                 keep_previous_log(&log);
                 StageRun::new(name, log.clone(), &progress, client.as_ref(), &registry)
                     .map(|run| run.with_env(reproducible_env(&w.synced)))
-                    .and_then(|run| run_stage(env, w, &run, jobs, started))
+                    .and_then(|run| run_stage(env, w, &run, jobs, started, expected))
             }
         };
         drop(extra);
@@ -260,7 +261,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
             }
             Err(e) => {
                 let cancelled = e.is::<Cancelled>() || e.is::<Interrupted>();
-                progress.finish(if cancelled {
+                progress.fail(if cancelled {
                     "stopped".to_string()
                 } else {
                     format!("FAILED after {duration_s:.1}s")
@@ -316,6 +317,7 @@ fn run_stage(
     run: &StageRun<'_>,
     jobs: Jobs,
     started: Instant,
+    previous_duration: Option<f64>,
 ) -> anyhow::Result<Built> {
     let spec = w.component.spec();
     let s = &w.synced;
@@ -351,7 +353,10 @@ fn run_stage(
         inputs: w.inputs.clone(),
         outputs: fingerprint::record_outputs(&outputs)?,
         summary: &built,
-        duration_s: Some(started.elapsed().as_secs_f64()),
+        duration_s: Some(kept_duration(
+            started.elapsed().as_secs_f64(),
+            previous_duration,
+        )),
     };
     fingerprint::write_stamp(&stamp_path, &stamp)?;
     Ok(built)
@@ -390,12 +395,15 @@ impl SlotQueue {
         }
     }
 
-    /// Blocks until `stage` is first in line.
-    fn wait_turn(&self, stage: &str) {
+    /// Blocks until `stage` is first in line; the turn passes on when the
+    /// returned guard drops (after the slot is taken, or on any error or
+    /// panic, so no stage behind it waits forever).
+    fn wait_turn<'q>(&'q self, stage: &'q str) -> Turn<'q> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         while waiting.first().is_some_and(|first| *first != stage) {
             waiting = self.turn.wait(waiting).unwrap_or_else(|e| e.into_inner());
         }
+        Turn { queue: self, stage }
     }
 
     /// `stage` has its slot (or gave up): the next one's turn.
@@ -403,6 +411,29 @@ impl SlotQueue {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         waiting.retain(|s| *s != stage);
         self.turn.notify_all();
+    }
+}
+
+/// A stage's turn at the slot queue, passed on when dropped.
+struct Turn<'q> {
+    queue: &'q SlotQueue,
+    stage: &'q str,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.queue.done(self.stage);
+    }
+}
+
+/// The running time a stamp keeps for the next build's order and
+/// progress: this run's, unless it was under a quarter of the last one
+/// (a forced run with nothing to do, an incremental one), which says
+/// nothing about a real build of the stage.
+fn kept_duration(this_run: f64, previous: Option<f64>) -> f64 {
+    match previous {
+        Some(previous) if this_run < previous / 4.0 => previous,
+        _ => this_run,
     }
 }
 
@@ -433,4 +464,17 @@ fn reproducible_env(s: &Synced) -> BTreeMap<String, std::ffi::OsString> {
         ("KBUILD_BUILD_USER".to_string(), "snp-build".into()),
         ("KBUILD_BUILD_HOST".to_string(), "snp-build".into()),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept_duration;
+
+    #[test]
+    fn a_run_with_nothing_to_do_keeps_the_real_duration() {
+        assert_eq!(kept_duration(0.02, Some(40.0)), 40.0);
+        assert_eq!(kept_duration(30.0, Some(40.0)), 30.0);
+        assert_eq!(kept_duration(50.0, Some(40.0)), 50.0);
+        assert_eq!(kept_duration(5.0, None), 5.0);
+    }
 }
