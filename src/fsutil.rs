@@ -32,6 +32,14 @@ pub fn utc_stamp(time: SystemTime) -> String {
         .to_string()
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC, whole seconds).
+pub fn utc_rfc3339(time: SystemTime) -> String {
+    jiff::Timestamp::try_from(time)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 /// Today's date in UTC, `YYYY-MM-DD`.
 pub fn utc_today() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%d").to_string()

@@ -38,10 +38,8 @@ pub struct BuildFacts<'a> {
 impl BuildFacts<'_> {
     /// The release's time, RFC 3339 in UTC.
     pub fn timestamp_rfc3339(&self) -> String {
-        jiff::Timestamp::from_second(self.epoch as i64)
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string()
+        let epoch = std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.epoch);
+        crate::fsutil::utc_rfc3339(epoch)
     }
 }
 

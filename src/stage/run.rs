@@ -160,8 +160,17 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         Some(jobserver::Client::new(env.jobs).context("creating the make jobserver")?)
     };
     let outcomes = Mutex::new(Vec::new());
+    // Each stamp's recorded running time, read once (before any stage
+    // removes its stamp): the queue's order and the progress both use it.
+    let recorded: BTreeMap<&str, f64> = work
+        .iter()
+        .filter_map(|w| {
+            let name = w.component.spec().name;
+            Some((name, fingerprint::recorded_duration(&env.work.stamp(name))?))
+        })
+        .collect();
     // Longest first: the queue for job slots, in expected-duration order.
-    let order = longest_first(env, work);
+    let order = longest_first(work, &recorded);
     tracing::debug!(
         "start order (longest expected first): {}",
         order
@@ -180,9 +189,8 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         // Reset once the stage has its slot: waiting is not running.
         let mut started = queued;
         let progress = Progress::new(name);
-        // Read before the stage removes its stamp: how far it is follows
-        // the clock against this once it runs.
-        let expected = fingerprint::recorded_duration(&env.work.stamp(name));
+        // How far it is follows the clock against this once it runs.
+        let expected = recorded.get(name).copied();
         let log = env.work.log(name);
         crate::timings::queued(name);
         // The stage's token: make's implicit slot.
@@ -365,12 +373,14 @@ fn run_stage(
 /// The stages in the order they queue for a job slot: longest expected
 /// first (the last stamp's `duration_s`, else the component's estimate);
 /// ties keep build order.
-fn longest_first<'a>(env: &BuildEnv, work: &[&Work<'a>]) -> Vec<(&'static str, f64)> {
+fn longest_first(work: &[&Work<'_>], recorded: &BTreeMap<&str, f64>) -> Vec<(&'static str, f64)> {
     let mut order: Vec<(&'static str, f64)> = work
         .iter()
         .map(|w| {
             let name = w.component.spec().name;
-            let expected = fingerprint::recorded_duration(&env.work.stamp(name))
+            let expected = recorded
+                .get(name)
+                .copied()
                 .unwrap_or_else(|| w.component.time_estimate_s());
             (name, expected)
         })

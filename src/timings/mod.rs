@@ -91,9 +91,7 @@ fn recorder() -> &'static Mutex<Recorder> {
     RECORDER.get_or_init(|| {
         Mutex::new(Recorder {
             epoch: Instant::now(),
-            started_at: jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string(),
+            started_at: crate::fsutil::utc_rfc3339(std::time::SystemTime::now()),
             stages: BTreeMap::new(),
             order: Vec::new(),
         })

@@ -169,7 +169,8 @@ fn commands(format: PackageFormat, packages: &[String]) -> (Vec<String>, Vec<Str
     (update, install)
 }
 
-/// A command from an argument vector; apt and dpkg never stop to ask.
+/// A command from an argument vector (installs and removals alike); apt
+/// and dpkg never stop to ask.
 pub(super) fn command(words: &[String]) -> Cmd {
     Cmd::new(&words[0], Path::new("/"))
         .args(&words[1..])

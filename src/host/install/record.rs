@@ -184,10 +184,7 @@ impl Record {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC, whole seconds).
 pub fn iso_time(now: std::time::SystemTime) -> String {
-    jiff::Timestamp::try_from(now)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    crate::fsutil::utc_rfc3339(now)
 }
 
 pub fn read_record(path: &Path) -> anyhow::Result<Option<Record>> {
