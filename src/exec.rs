@@ -118,8 +118,27 @@ pub struct Cmd {
     pub args: Vec<OsString>,
     pub dir: PathBuf,
     pub env: BTreeMap<String, OsString>,
-    /// Give it the shared make jobserver (for make and its children).
-    pub jobserver: bool,
+    /// How it shares the build's job budget.
+    pub budget: Budget,
+}
+
+/// How a stage's command shares the build's job budget (`-j N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Budget {
+    /// Its own `-j`/`-n`, or none: serial builds, and commands that
+    /// compile nothing in parallel.
+    #[default]
+    Own,
+    /// make and its children: the jobserver's file descriptors.
+    Jobserver,
+    /// A tool that is no jobserver client (edk2's `build -n`, QEMU's ninja
+    /// before 1.13) runs at the build's full width, and each of its
+    /// compiles takes a token first, in the stage's `gcc` wrapper (which
+    /// finds the tokens at `SNP_BUILD_JOB_TOKENS`). The stage's own slot
+    /// is lent to those compiles while the command runs, so compiles of
+    /// all stages together never exceed the budget and none waits while a
+    /// token is free.
+    Tokens,
 }
 
 impl Cmd {
@@ -129,7 +148,7 @@ impl Cmd {
             args: Vec::new(),
             dir: dir.to_path_buf(),
             env: BTreeMap::new(),
-            jobserver: false,
+            budget: Budget::Own,
         }
     }
 
@@ -156,8 +175,8 @@ impl Cmd {
         self
     }
 
-    pub fn jobserver(mut self) -> Cmd {
-        self.jobserver = true;
+    pub fn budget(mut self, budget: Budget) -> Cmd {
+        self.budget = budget;
         self
     }
 
@@ -305,6 +324,33 @@ pub fn pipe_to_stderr(producer: &Cmd, consumer: &Cmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The variable that tells a stage's `gcc` wrapper where the job tokens
+/// are (set only on [`Budget::Tokens`] commands).
+pub const TOKENS_VAR: &str = "SNP_BUILD_JOB_TOKENS";
+
+/// The jobserver's pipe as a path another process can open:
+/// `/proc/<our pid>/fd/<read end>`. Opening a pipe there gives the same
+/// pipe, as a FIFO would (Linux), so a wrapper run by a tool that closes
+/// inherited descriptors (edk2's Python) still reaches the tokens. The
+/// crate tells its descriptors only through a child's `MAKEFLAGS`, which
+/// is read back from a command it configured (never run).
+pub fn token_path(client: &jobserver::Client) -> Option<OsString> {
+    let mut probe = std::process::Command::new("true");
+    client.configure_make(&mut probe);
+    let flags = probe
+        .get_envs()
+        .find(|(k, _)| *k == "MAKEFLAGS")
+        .and_then(|(_, v)| v)?
+        .to_str()?
+        .to_string();
+    let auth = flags
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--jobserver-auth="))?;
+    let read = auth.split(',').next()?.parse::<u32>().ok()?;
+    let path = format!("/proc/{}/fd/{read}", std::process::id());
+    Path::new(&path).exists().then(|| path.into())
+}
+
 /// The environment every command starts from.
 fn base_env() -> BTreeMap<String, OsString> {
     let mut env = BTreeMap::new();
@@ -337,6 +383,12 @@ pub struct StageRun<'a> {
     started: Instant,
     pub progress: &'a Progress,
     jobserver: Option<&'a jobserver::Client>,
+    /// The jobserver's tokens as a path a child can open (see
+    /// [`token_path`]), for [`Budget::Tokens`] commands.
+    tokens: Option<OsString>,
+    /// The stage's job slot (one token), lent to the compiles of a
+    /// [`Budget::Tokens`] command while it runs.
+    slot: Mutex<Option<jobserver::Acquired>>,
     registry: &'a Registry,
     /// Variables every command of the stage gets (e.g. reproducibility).
     stage_env: BTreeMap<String, OsString>,
@@ -362,9 +414,17 @@ impl<'a> StageRun<'a> {
             started: Instant::now(),
             progress,
             jobserver,
+            tokens: jobserver.and_then(token_path),
+            slot: Mutex::new(None),
             registry,
             stage_env: BTreeMap::new(),
         })
+    }
+
+    /// The stage holds `slot`, its job slot, while it runs.
+    pub fn with_slot(self, slot: Option<jobserver::Acquired>) -> Self {
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = slot;
+        self
     }
 
     /// Gives every later command of this stage `vars` (logged once here).
@@ -427,7 +487,35 @@ impl<'a> StageRun<'a> {
         env.extend(self.stage_env.clone());
         env.extend(cmd.env.clone());
         tracing::trace!(stage = %self.stage, "  environment: {env:?}");
-        let jobserver = self.jobserver.filter(|_| cmd.jobserver).cloned();
+        let jobserver = self
+            .jobserver
+            .filter(|_| cmd.budget == Budget::Jobserver)
+            .cloned();
+        // A tool that takes no jobserver: its compiles take the tokens,
+        // this stage's slot included (given back when it ends).
+        let lend = cmd.budget == Budget::Tokens && self.tokens.is_some();
+        if let (true, Some(tokens)) = (lend, &self.tokens) {
+            env.insert(TOKENS_VAR.into(), tokens.clone());
+            drop(self.slot.lock().unwrap_or_else(|e| e.into_inner()).take());
+        }
+        let result = self.spawn_and_wait(cmd, env, jobserver, keep);
+        if lend && let Some(client) = self.jobserver {
+            // Its slot back before the stage's next command.
+            let slot = client
+                .acquire()
+                .context("taking the stage's job slot back")?;
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
+        }
+        result
+    }
+
+    fn spawn_and_wait(
+        &self,
+        cmd: &Cmd,
+        env: BTreeMap<String, OsString>,
+        jobserver: Option<jobserver::Client>,
+        keep: bool,
+    ) -> anyhow::Result<String> {
         let expr = duct::cmd(&cmd.program, &cmd.args)
             .dir(&cmd.dir)
             .full_env(&env)

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 
 use crate::config::{ConfigError, Document, Source, SourceSpec};
-use crate::exec::{Cmd, StageRun};
+use crate::exec::{Budget, Cmd, StageRun};
 use crate::fingerprint::{self, Decision, Fingerprint, Stamp};
 use crate::host::PackageFormat;
 use crate::host::doctor::Check;
@@ -163,11 +163,13 @@ impl Serialize for ToolInputs {
 /// How a stage may use the job budget.
 #[derive(Debug, Clone, Copy)]
 pub struct Jobs {
-    /// make gets the shared jobserver (parallel mode).
+    /// Parallel mode: make gets the shared jobserver, and a tool that is
+    /// no jobserver client has each compile take a token from it.
     pub jobserver: bool,
-    /// For tools that are not jobserver clients, and for every make in
-    /// serial mode: the `-j`/`-n` to pass.
-    pub fixed: usize,
+    /// The `-j`/`-n` to give a tool that is no jobserver client (and every
+    /// make in serial mode): the build's `-j`. In parallel mode the tokens
+    /// bound what really runs, so it may use every free core.
+    pub width: usize,
 }
 
 impl Jobs {
@@ -175,9 +177,21 @@ impl Jobs {
     pub fn make(&self, dir: &Path) -> Cmd {
         let cmd = Cmd::new("make", dir);
         if self.jobserver {
-            cmd.jobserver()
+            cmd.budget(Budget::Jobserver)
         } else {
-            cmd.arg(format!("-j{}", self.fixed))
+            cmd.arg(format!("-j{}", self.width))
+        }
+    }
+
+    /// `cmd`, a tool that is no jobserver client given `-j`/`-n`
+    /// [`Jobs::width`], under the budget: in parallel mode its compiles
+    /// take job tokens (through the stage's `gcc` wrapper, which must be
+    /// first on its `PATH`).
+    pub fn non_client(&self, cmd: Cmd) -> Cmd {
+        if self.jobserver {
+            cmd.budget(Budget::Tokens)
+        } else {
+            cmd
         }
     }
 }

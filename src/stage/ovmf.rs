@@ -6,7 +6,8 @@
 //! edksetup.sh must be sourced by bash: that is done by a fixed script
 //! (below) that takes the tree and `build`'s arguments as positional
 //! parameters, so no configuration value is ever parsed by a shell.
-//! `build -n` is not a jobserver client: it gets the stage's fixed share.
+//! `build -n` is not a jobserver client: it gets the build's `-j` as `-n`,
+//! and each compile takes a job token in the `gcc` wrapper.
 //!
 //! No build path reaches the firmware. edk2 records two: every `__FILE__`
 //! of its `ASSERT`s and `DEBUG`s (it compiles by absolute path), and each
@@ -23,7 +24,7 @@
 //! | `arch`, `build-target` | `build -a`, `-b` |
 //! | `toolchain` | `build -t`; `auto`: GCC5, or GCC4x with gcc 4 (as build.sh) |
 //! | `defines`, `build-args` | `-D` defines and extra `build` arguments |
-//! | `jobs` | `build -n`; 0: the stage's share of the budget |
+//! | `jobs` | `build -n`; 0: the build's `-j` (each compile still takes a job token) |
 //! | `outputs` | files copied from the platform's FV directory |
 //! | `tools` | the host tools it needs |
 //!
@@ -348,7 +349,7 @@ impl Stage for Ovmf {
                 tag
             }
         };
-        let n = knobs.jobs.map(|j| j as usize).unwrap_or(jobs.fixed);
+        let n = knobs.jobs.map(|j| j as usize).unwrap_or(jobs.width);
         let wrappers = Wrappers::install(&job.dir, tree, &[("GenFw", GENFW_WRAPPER)])
             .context("ovmf: writing the build wrappers")?;
         let mut cmd = wrappers
@@ -374,7 +375,7 @@ impl Stage for Ovmf {
             knobs.build_target.clone(),
         ]);
         run.phase("compile");
-        run.run(&cmd)?;
+        run.run(&jobs.non_client(cmd))?;
         run.phase("package");
 
         let fv = tree

@@ -4,7 +4,8 @@
 //! installed `qemu-system-x86_64 --version` runs.
 //!
 //! QEMU's make drives ninja, which (before 1.13) ignores make's
-//! jobserver: the stage passes its fixed share as `-jN`.
+//! jobserver: the stage passes the build's `-jN`, and its `gcc` wrapper
+//! (first on `PATH`, `CC=gcc`) makes each compile take a job token.
 //!
 //! | `[qemu]` knob | meaning |
 //! |---|---|
@@ -23,7 +24,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::component::{BuildEnv, Common, Entry, Job, Jobs, PREFIX, SourceFacts, Spec, Stage};
+use super::component::{BuildEnv, Common, Entry, Job, PREFIX, SourceFacts, Spec, Stage};
+use super::wrappers::Wrappers;
 use crate::config::{ConfigError, Document, Source};
 use crate::exec::Cmd;
 use crate::hash::digest;
@@ -183,10 +185,19 @@ impl Stage for Qemu {
                 super::wrappers::prefix_map(tree)
             ))
             .args(&knobs.configure_args);
-        if let Some(launcher) = &env.launcher {
-            // QEMU's configure reads $CC and splits it into meson's compiler list.
-            configure = configure.env("CC", format!("{launcher} gcc"));
-        }
+        // QEMU's configure reads $CC and splits it into meson's compiler
+        // list. `gcc` (not QEMU's default `cc`) is found on PATH at each
+        // compile, where the stage's wrapper is: it takes a job token
+        // before compiling (see `Jobs::non_client`).
+        configure = configure.env(
+            "CC",
+            match &env.launcher {
+                Some(launcher) => format!("{launcher} gcc"),
+                None => "gcc".to_string(),
+            },
+        );
+        let wrappers =
+            Wrappers::install(&job.dir, tree, &[]).context("qemu: writing the build wrappers")?;
         // QEMU's configure starts a fresh build directory, so it runs only when
         // its command changed (or --clean): a new SHA or patch then rebuilds
         // incrementally, and QEMU's own Makefile reruns configure when the
@@ -197,18 +208,18 @@ impl Stage for Qemu {
         let previous = std::fs::read_to_string(&marker).unwrap_or_default();
         if env.clean || previous != configured || !tree.join("build/config-host.mak").exists() {
             let _ = std::fs::remove_file(&marker);
-            run.run(&configure)?;
+            // The wrappers' PATH is not part of the marker: a caller's
+            // different PATH must not cost a full rebuild.
+            run.run(&wrappers.apply(configure))?;
             crate::fsutil::write_atomic(&marker, configured.as_bytes())?;
         } else {
             run.note("configure: same command as the last build, not rerun (incremental build)");
         }
-        // Not a jobserver client: always an explicit -j.
-        let fixed = Jobs {
-            jobserver: false,
-            fixed: jobs.fixed,
-        };
+        // ninja (before 1.13) is no jobserver client: make -jN passes the
+        // build's -j on to it, and each compile takes a job token.
         run.phase("compile");
-        run.run(&fixed.make(tree))?;
+        let make = Cmd::new("make", tree).arg(format!("-j{}", jobs.width));
+        run.run(&jobs.non_client(wrappers.apply(make)))?;
         run.phase("package");
         // Installed through DESTDIR, then copied into the prefix: the stage
         // knows exactly which files are its outputs.
@@ -266,7 +277,11 @@ impl Stage for Qemu {
     }
 
     fn products(&self, dir: &StageDir) -> Vec<PathBuf> {
-        vec![dir.product(CONFIGURED_WITH), dir.product(DESTDIR)]
+        vec![
+            dir.product(CONFIGURED_WITH),
+            dir.product(DESTDIR),
+            dir.product(super::wrappers::DIR),
+        ]
     }
 }
 

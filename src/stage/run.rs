@@ -5,10 +5,13 @@
 //! (that is make's implicit slot, which every make has besides the
 //! jobserver's tokens), so at most N stages run at once and the compile
 //! jobs of all makes together never exceed N. Tools that are not jobserver
-//! clients (QEMU's ninja before 1.13, edk2's `build -n`) take what tokens
-//! are free when they start, up to their fair share of the stages not yet
-//! finished, and get that count as their own `-j`/`-n`. `--serial` runs one
-//! stage at a time, `-jN` each, in build order.
+//! clients (QEMU's ninja before 1.13, edk2's `build -n`) get `-jN`/`-nN`,
+//! and each of their compiles takes a token first, in the stage's `gcc`
+//! wrapper; the stage's own slot is lent to them meanwhile
+//! ([`crate::exec::Budget::Tokens`]). So every stage can use every free
+//! core, and a core freed by one stage goes to whichever compile of any
+//! stage asks next: no fixed share outlives the stages it was split with.
+//! `--serial` runs one stage at a time, `-jN` each, in build order.
 //!
 //! **Longest first.** Stages queue for their job slot in order of how long
 //! they are expected to run: the `duration_s` their last stamp recorded,
@@ -180,8 +183,6 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
             .join(", ")
     );
     let queue = SlotQueue::new(order.iter().map(|(n, _)| *n).collect());
-    // Stages not finished yet: a non-jobserver tool's share of the budget.
-    let unfinished = std::sync::atomic::AtomicUsize::new(work.len());
 
     let run_one = |w: &Work<'_>| {
         let name = w.component.spec().name;
@@ -194,7 +195,6 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         let log = env.work.log(name);
         crate::timings::queued(name);
         // The stage's token: make's implicit slot.
-        let mut extra = Vec::new();
         let token = client.as_ref().map(|c| {
             let _turn = queue.wait_turn(name);
             c.acquire().context("acquiring a job token")
@@ -203,42 +203,24 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
             Err(e) => Err(e),
             // Stopped while it waited: nothing of it is touched (its
             // stamp and its last log stay).
-            Ok(_token) if registry.is_cancelled() => Err(Cancelled.into()),
-            Ok(_token) => {
+            Ok(_) if registry.is_cancelled() => Err(Cancelled.into()),
+            Ok(slot) => {
                 started = Instant::now();
                 crate::timings::started(name);
                 progress.expect(expected);
-                let jobs = match &client {
-                    Some(c) => {
-                        // Non-jobserver tools: what is free now, up to the
-                        // share of the stages still to finish.
-                        let left = unfinished.load(std::sync::atomic::Ordering::SeqCst);
-                        let share = (env.jobs / left.max(1)).max(1);
-                        while 1 + extra.len() < share {
-                            match c.try_acquire() {
-                                Ok(Some(t)) => extra.push(t),
-                                _ => break,
-                            }
-                        }
-                        Jobs {
-                            jobserver: true,
-                            fixed: 1 + extra.len(),
-                        }
-                    }
-                    None => Jobs {
-                        jobserver: false,
-                        fixed: env.jobs,
-                    },
+                // Tools that are no jobserver client run at the full
+                // width: their compiles take tokens (exec::Budget::Tokens).
+                let jobs = Jobs {
+                    jobserver: client.is_some(),
+                    width: env.jobs,
                 };
                 progress.step(format!("started ({})", log.display()));
                 keep_previous_log(&log);
                 StageRun::new(name, log.clone(), &progress, client.as_ref(), &registry)
-                    .map(|run| run.with_env(reproducible_env(&w.synced)))
+                    .map(|run| run.with_slot(slot).with_env(reproducible_env(&w.synced)))
                     .and_then(|run| run_stage(env, w, &run, jobs, started, expected))
             }
         };
-        drop(extra);
-        unfinished.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         let duration_s = started.elapsed().as_secs_f64();
         let wait_s = started.duration_since(queued).as_secs_f64();
         if wait_s >= 0.1 {
@@ -342,7 +324,7 @@ fn run_stage(
         if jobs.jobserver {
             format!("jobserver of {}", env.jobs)
         } else {
-            format!("-j{}", jobs.fixed)
+            format!("-j{}", jobs.width)
         }
     ));
     let built = w.component.build(&Job {

@@ -9,7 +9,9 @@
 //! first on its commands' `PATH`:
 //!
 //! - `gcc`: the real gcc (an absolute path, so it never finds itself) with
-//!   `-ffile-prefix-map=<tree>=.`. Every compile goes through it, host
+//!   `-ffile-prefix-map=<tree>=.`. Under a tool that is no jobserver client
+//!   (`SNP_BUILD_JOB_TOKENS` set, see `exec::Budget::Tokens`) it first
+//!   takes a token of the build's job budget, and gives it back after. Every compile goes through it, host
 //!   tools (objtool, edk2's BaseTools) included, and gcc passes the map on
 //!   to the assembler. Being a flag of the compiler and not of the build
 //!   system, it never lands in a command line the build records (kbuild's
@@ -35,6 +37,16 @@ pub const DIR: &str = "wrappers";
 
 const GCC: &str = r#"#!/bin/sh
 # snp-build: gcc with the tree's path mapped to `.` in __FILE__ and debug info.
+if [ -n "${SNP_BUILD_JOB_TOKENS-}" ]; then
+  # Run by a tool that is no jobserver client: one job token per compile,
+  # given back when it ends, whatever its status.
+  exec 9<>"$SNP_BUILD_JOB_TOKENS" || exit 1
+  token=$(dd bs=1 count=1 <&9 2>/dev/null)
+  "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@" 9>&-
+  status=$?
+  printf '%s' "$token" >&9
+  exit $status
+fi
 exec "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@"
 "#;
 
