@@ -534,3 +534,46 @@ fn stage_times_count_from_the_job_slot_and_the_previous_log_is_kept() {
         assert_eq!(kept, before, "{log}.1 is the previous run's log");
     }
 }
+
+/// Every file under `dir`, relative, sorted.
+fn tree_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn qemu_builds_only_what_make_install_installs_and_installs_the_same_files() {
+    let s = Scratch::new(shared_fixtures());
+    s.run_ok(&["-j2", "qemu"]);
+    let build = s.tree("qemu").join("build");
+    // The emulator is built; the qtest programs (QEMU's default target
+    // builds them) are not.
+    assert!(build.join("qemu-system-x86_64").is_file());
+    assert!(!build.join("tests/qtest/test-000").exists());
+    let log = std::fs::read_to_string(s.work().join("logs/qemu.log")).unwrap();
+    assert!(
+        log.contains("building the 1 installed targets only")
+            && log.contains("meson install --no-rebuild --destdir"),
+        "{log}"
+    );
+    // build.sh's `make && make install` of the same tree installs the same
+    // files (and builds the qtests too).
+    let by_make = s.path().join("by-make");
+    let out = std::process::Command::new("make")
+        .current_dir(s.tree("qemu"))
+        .args(["-j2", "install"])
+        .arg(format!("DESTDIR={}", by_make.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(build.join("tests/qtest/test-000").is_file());
+    let staged = tree_files(&s.work().join("qemu/destdir"));
+    assert_eq!(staged, tree_files(&by_make));
+    assert!(staged.contains(&"usr/local/bin/qemu-system-x86_64".to_string()));
+}

@@ -1,7 +1,16 @@
 //! QEMU: `configure --target-list=... --prefix=/usr/local` plus the pin
-//! file's extra arguments, `make`, `make install DESTDIR=<staging>`, the
-//! staged `usr/local/` copied into `--install`, then a check that the
-//! installed `qemu-system-x86_64 --version` runs.
+//! file's extra arguments, `make` of the targets `make install` installs,
+//! meson's install into a staging `DESTDIR`, the staged `usr/local/`
+//! copied into `--install`, then a check that the installed
+//! `qemu-system-x86_64 --version` runs.
+//!
+//! Only shipped work: QEMU's default target also compiles and links the
+//! qtest and unit-test programs (on Debian's QEMU 7.2, 978 of its 2,561
+//! ninja steps), which no release ships. Meson lists the installed targets
+//! in `build/meson-info/intro-targets.json`; the stage makes just those and
+//! then runs what QEMU's `make install` runs after its default target
+//! (`meson install --no-rebuild`), so the installed tree is the same. A
+//! tree without that file (QEMU before 5.2) gets `make` and `make install`.
 //!
 //! QEMU's make drives ninja, which (before 1.13) ignores make's
 //! jobserver: the stage passes the build's `-jN`, and its `gcc` wrapper
@@ -215,10 +224,24 @@ impl Stage for Qemu {
         } else {
             run.note("configure: same command as the last build, not rerun (incremental build)");
         }
+        // Only what `make install` installs: QEMU's default target also
+        // compiles and links the qtest programs, which no release ships.
+        let build = tree.join("build");
+        let shipped = shipped_targets(&build)?;
+        match &shipped {
+            Some(targets) => run.note(&format!(
+                "building the {} installed targets only (meson-info/intro-targets.json): {}",
+                targets.len(),
+                targets.join(" ")
+            )),
+            None => run.note("no meson-info/intro-targets.json: building QEMU's default target"),
+        }
         // ninja (before 1.13) is no jobserver client: make -jN passes the
         // build's -j on to it, and each compile takes a job token.
         run.phase("compile");
-        let make = Cmd::new("make", tree).arg(format!("-j{}", jobs.width));
+        let make = Cmd::new("make", tree)
+            .arg(format!("-j{}", jobs.width))
+            .args(shipped.iter().flatten());
         run.run(&jobs.non_client(wrappers.apply(make)))?;
         run.phase("package");
         // Installed through DESTDIR, then copied into the prefix: the stage
@@ -228,11 +251,18 @@ impl Stage for Qemu {
             std::fs::remove_dir_all(&destdir)
                 .with_context(|| format!("removing {}", destdir.display()))?;
         }
-        run.run(
-            &Cmd::new("make", tree)
+        let install = match shipped {
+            // What QEMU's `make install` runs once its default target is
+            // built (build.ninja's meson-internal__install), without
+            // building that target.
+            Some(_) => Cmd::new(configured_meson(&build), &build)
+                .args(["install", "--no-rebuild", "--destdir"])
+                .arg(&destdir),
+            None => Cmd::new("make", tree)
                 .arg("install")
                 .arg(format!("DESTDIR={}", destdir.display())),
-        )?;
+        };
+        run.run(&install)?;
         let staged = destdir.join(PREFIX.trim_start_matches('/'));
         let mut installed = Vec::new();
         copy_tree(&staged, &env.install, &mut installed).with_context(|| {
@@ -283,6 +313,53 @@ impl Stage for Qemu {
             dir.product(super::wrappers::DIR),
         ]
     }
+}
+
+/// The ninja targets `make install` installs (meson's installed build
+/// targets, as paths under `build`), or `None` when the tree has no meson
+/// introspection (a QEMU before 5.2) or it names another build directory
+/// (a moved work dir): then the whole default target is built.
+fn shipped_targets(build: &Path) -> anyhow::Result<Option<Vec<String>>> {
+    #[derive(Deserialize)]
+    struct Target {
+        filename: Vec<PathBuf>,
+        #[serde(default)]
+        installed: bool,
+    }
+    let path = build.join("meson-info/intro-targets.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let targets: Vec<Target> =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    let roots = [build.to_path_buf(), std::fs::canonicalize(build)?];
+    let mut shipped = Vec::new();
+    for file in targets
+        .iter()
+        .filter(|t| t.installed)
+        .flat_map(|t| &t.filename)
+    {
+        match roots.iter().find_map(|r| file.strip_prefix(r).ok()) {
+            Some(rel) => shipped.push(rel.to_string_lossy().into_owned()),
+            None => return Ok(None),
+        }
+    }
+    shipped.sort();
+    shipped.dedup();
+    Ok((!shipped.is_empty()).then_some(shipped))
+}
+
+/// The meson QEMU's configure chose (`MESON=` in config-host.mak: the
+/// system's, or QEMU 8.2's own in `build/pyvenv`), else `meson`.
+fn configured_meson(build: &Path) -> PathBuf {
+    std::fs::read_to_string(build.join("config-host.mak"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MESON=").map(|m| PathBuf::from(m.trim())))
+        })
+        .filter(|m| !m.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("meson"))
 }
 
 /// Copies every file under `from` to the same place under `to`.
