@@ -24,6 +24,7 @@
 //!   broken tree with (possibly) uncommitted work is moved aside, never
 //!   deleted; a failed fetch leaves existing trees untouched.
 
+mod checkout;
 pub mod lock;
 pub mod patch;
 pub mod remote;

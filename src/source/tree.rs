@@ -195,8 +195,15 @@ pub fn create(
     let repo = Repository::open(&tmp)?;
     set_remote(&repo, url)?;
     repo.set_head_detached(commit)?;
-    repo.checkout_head(Some(CheckoutBuilder::new().force()))
+    // Every core writes files (libgit2's own checkout is one thread),
+    // unless a checkout filter could apply: then libgit2 does it.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let written = super::checkout::fresh(&repo, commit, threads)
         .with_context(|| format!("checking out {commit} in {}", tmp.display()))?;
+    if !written {
+        repo.checkout_head(Some(CheckoutBuilder::new().force()))
+            .with_context(|| format!("checking out {commit} in {}", tmp.display()))?;
+    }
     drop(repo);
     std::fs::rename(&tmp, path)
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;

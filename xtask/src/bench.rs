@@ -20,13 +20,12 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::fixtures::{self, Size};
-use crate::report::{self, Run, mib, secs};
+use crate::report::{self, Run, secs};
 
 const JOBS: &str = "2";
 const NOOP_RUNS: usize = 5;
@@ -303,14 +302,18 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
         ),
     ]);
 
-    // Kernel source disk use.
-    eprintln!("bench: kernel source disk use (git daemon on loopback)");
-    let (ours, theirs) = kernel_disk(bin, &fx, dir)?;
-    rows.push([
-        "Kernel sources on disk: store + both trees vs `git clone` + `cp -r`".into(),
-        format!("{} vs {}", mib(ours), mib(theirs)),
-        format!("{:.0}% of build.sh's", 100.0 * ours as f64 / theirs as f64),
-    ]);
+    // Fetching the kernels, and their disk use, against build.sh's way.
+    eprintln!("bench: kernel fetch race (git daemon on loopback)");
+    let race = crate::fetch::kernel_race(
+        bin,
+        &fs::read_to_string(&fx.pin_file)?,
+        &fixtures::file_url(&fx.linux),
+        &fx.dir,
+        "linux.git",
+        ("snp-host-latest", "snp-guest-latest"),
+        &dir.join("fetch"),
+    )?;
+    rows.extend(race.rows());
 
     // Peak RSS.
     let cold_own = cold.own_hwm_kib.max(par.own_hwm_kib).max(ser.own_hwm_kib);
@@ -382,98 +385,4 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
         let _ = writeln!(s, "{n}\n");
     }
     Ok(s)
-}
-
-/// `du` of snp-build's kernel sources (store + both trees) after a
-/// shallow fetch over `git://`, and of build.sh's `git clone` + `cp -r`.
-fn kernel_disk(bin: &Path, fx: &fixtures::Fixtures, dir: &Path) -> Result<(u64, u64)> {
-    let mut daemon = Daemon::start(&fx.dir)?;
-    let result = (|| {
-        let url = format!("git://127.0.0.1:{}/linux.git", daemon.port);
-        let pins_text =
-            fs::read_to_string(&fx.pin_file)?.replace(&fixtures::file_url(&fx.linux), &url);
-        let root = dir.join("disk");
-        fs::create_dir_all(&root)?;
-        let pins = root.join("stable-commits.toml");
-        fs::write(&pins, pins_text)?;
-        let b = Build {
-            bin,
-            pins,
-            root: root.clone(),
-        };
-        report::run_ok(&mut b.command(&["fetch", "kernel"]))?;
-        let work = root.join("work");
-        let ours = report::disk_usage_all(&[
-            work.join("git/linux.git"),
-            work.join("kernel-host/src"),
-            work.join("kernel-guest/src"),
-        ])?;
-        // build.sh: clone the whole repository (all branches), check out
-        // one kernel, copy the tree for the other, check that one out.
-        let guest = root.join("buildsh/linux/guest");
-        let host = root.join("buildsh/linux/host");
-        fs::create_dir_all(guest.parent().context("no parent")?)?;
-        report::run_ok(Command::new("git").args(["clone", "-q", &url]).arg(&guest))?;
-        report::run_ok(
-            Command::new("git")
-                .args(["checkout", "-q", "origin/snp-guest-latest"])
-                .current_dir(&guest),
-        )?;
-        report::run_ok(Command::new("cp").arg("-r").arg(&guest).arg(&host))?;
-        report::run_ok(
-            Command::new("git")
-                .args(["checkout", "-q", "origin/snp-host-latest"])
-                .current_dir(&host),
-        )?;
-        let theirs = report::disk_usage_all(&[guest, host])?;
-        Ok((ours, theirs))
-    })();
-    daemon.stop();
-    result
-}
-
-/// `git daemon` on a free loopback port, run directly (not through the
-/// `git` wrapper) so stopping it leaves no orphan.
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> Result<Daemon> {
-        let exec_path = report::run_ok(Command::new("git").arg("--exec-path"))?;
-        let program = Path::new(exec_path.trim()).join("git-daemon");
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(&program)
-            .arg("--export-all")
-            .arg("--reuseaddr")
-            .arg(format!("--base-path={}", base.display()))
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        let mut daemon = Daemon { child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(daemon);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        daemon.stop();
-        anyhow::bail!("git daemon did not start listening on port {port}")
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -300,6 +300,11 @@ fn make_linux(work: &Path, bare: &Path, size: Size) -> Result<()> {
         size.filler_files(),
         size.filler_functions(),
     )?;
+    // A symlink, as real kernels have (scripts/dtc/include-prefixes/*):
+    // checkouts must recreate it as a link.
+    let link = work.join("scripts/include-prefixes/x86");
+    fs::create_dir_all(link.parent().unwrap())?;
+    std::os::unix::fs::symlink("../../arch/x86", &link)?;
     let blob = work.join("firmware/amd/fixture-psp.bin");
     fs::create_dir_all(blob.parent().unwrap())?;
     let log = work.join("Documentation/fixture-history.rst");

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod dist;
+pub mod fetch;
 pub mod fixtures;
 pub mod real;
 pub mod report;

@@ -1,0 +1,221 @@
+//! A commit's files written into a new, empty tree with every core.
+//!
+//! libgit2's checkout is one thread that, for each of a kernel tree's
+//! ~80,000 files, also looks up `.gitattributes` filters and re-stats the
+//! tree: on Debian's kernel it was slower than `git clone` + `cp -r` of the
+//! same repository (ARCHITECTURE.md, BENCHMARKS.md). Into an empty
+//! directory none of that is needed: each file is its blob's bytes, so the
+//! files are inflated and written by one thread per core, and the index is
+//! written from what was written (each file's stat data and known blob
+//! id), as `git checkout` records it, so no later status check hashes the
+//! tree.
+//!
+//! Used only where it gives exactly what libgit2 would: no checkout
+//! filter can apply (no `text`/`eol`/`crlf`/`filter`/`ident`/
+//! `working-tree-encoding` attribute in any `.gitattributes`, and no
+//! `core.autocrlf`, `core.eol` or `core.attributesFile` in the config).
+//! Otherwise [`fresh`] returns `false` and the caller uses libgit2.
+
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::Context;
+use git2::{IndexEntry, IndexTime, ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
+
+const GITLINK: i32 = 0o160000;
+const SYMLINK: i32 = 0o120000;
+const EXECUTABLE: i32 = 0o100755;
+const REGULAR: i32 = 0o100644;
+
+/// One path of the commit: its blob (or submodule commit) and git mode.
+struct Entry {
+    path: Vec<u8>,
+    id: Oid,
+    mode: i32,
+}
+
+/// Writes `commit`'s files into `repo`'s empty work tree and its index.
+/// `Ok(false)`: a checkout filter could apply, nothing was written.
+pub fn fresh(repo: &Repository, commit: Oid, threads: usize) -> anyhow::Result<bool> {
+    let workdir = repo
+        .workdir()
+        .context("the tree has no work directory")?
+        .to_path_buf();
+    let tree = repo.find_commit(commit)?.tree()?;
+    let mut entries = Vec::new();
+    let mut attributes = Vec::new();
+    tree.walk(TreeWalkMode::PreOrder, |root, e| {
+        let mut path = root.as_bytes().to_vec();
+        path.extend_from_slice(e.name_bytes());
+        match e.kind() {
+            Some(ObjectType::Blob) | Some(ObjectType::Commit) => {
+                if e.name_bytes() == b".gitattributes" {
+                    attributes.push(e.id());
+                }
+                entries.push(Entry {
+                    path,
+                    id: e.id(),
+                    mode: e.filemode(),
+                });
+            }
+            _ => {}
+        }
+        TreeWalkResult::Ok
+    })?;
+    if filters_may_apply(repo, &attributes)? {
+        return Ok(false);
+    }
+    // Directories first (one thread: a few thousand mkdir), then the files.
+    let mut dirs: Vec<&Path> = entries
+        .iter()
+        .filter_map(|e| bytes_path(&e.path).parent())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        let dir = workdir.join(d);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let threads = threads.clamp(1, 64);
+    let git_dir = repo.path().to_path_buf();
+    let written: Vec<anyhow::Result<Vec<(usize, std::fs::Metadata)>>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (entries, workdir, git_dir) = (&entries, &workdir, &git_dir);
+                    // Interleaved, so big and small files spread evenly.
+                    scope.spawn(move || {
+                        // A handle per thread: git2's Repository is not Sync.
+                        let repo = Repository::open(git_dir)?;
+                        let mut done = Vec::new();
+                        for (i, e) in entries.iter().enumerate().skip(t).step_by(threads) {
+                            let file = workdir.join(bytes_path(&e.path));
+                            write_entry(&repo, e, &file)
+                                .with_context(|| format!("writing {}", file.display()))?;
+                            let meta = std::fs::symlink_metadata(&file)
+                                .with_context(|| format!("reading {}", file.display()))?;
+                            done.push((i, meta));
+                        }
+                        Ok(done)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a checkout thread panicked")))
+                })
+                .collect()
+        });
+    let mut stats: Vec<Option<std::fs::Metadata>> = vec![None; entries.len()];
+    for part in written {
+        for (i, meta) in part? {
+            stats[i] = Some(meta);
+        }
+    }
+    // The index in its order (bytewise by path), so each add appends.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|a, b| entries[*a].path.cmp(&entries[*b].path));
+    let mut index = repo.index()?;
+    index.clear()?;
+    for i in order {
+        let e = &entries[i];
+        let meta = stats[i].as_ref().context("a file was not written")?;
+        index.add(&index_entry(e, meta))?;
+    }
+    index.write().context("writing the tree's index")?;
+    Ok(true)
+}
+
+/// Whether libgit2's checkout could write something other than the blob's
+/// bytes: line-ending, `ident` or filter attributes, or config that
+/// converts line endings or names an attributes file of its own.
+fn filters_may_apply(repo: &Repository, attributes: &[Oid]) -> anyhow::Result<bool> {
+    let config = repo.config()?;
+    if config.get_bool("core.autocrlf").unwrap_or(false)
+        || config
+            .get_string("core.autocrlf")
+            .is_ok_and(|v| v == "input")
+        || config.get_string("core.eol").is_ok()
+        || config.get_path("core.attributesfile").is_ok()
+    {
+        return Ok(true);
+    }
+    for id in attributes {
+        let blob = repo.find_blob(*id)?;
+        let text = String::from_utf8_lossy(blob.content());
+        let filtering = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .flat_map(|l| l.split_whitespace().skip(1))
+            .map(|attr| attr.trim_start_matches(['-', '!']))
+            .map(|attr| attr.split('=').next().unwrap_or(""))
+            .any(|name| {
+                matches!(
+                    name,
+                    "text" | "eol" | "crlf" | "filter" | "ident" | "working-tree-encoding"
+                )
+            });
+        if filtering {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Writes one entry as libgit2's checkout would: a file (mode 0666 or
+/// 0777 less the umask), a symlink to the blob's text, or an empty
+/// directory for a submodule.
+fn write_entry(repo: &Repository, e: &Entry, file: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    match e.mode {
+        GITLINK => std::fs::create_dir_all(file)?,
+        SYMLINK => {
+            let blob = repo.find_blob(e.id)?;
+            std::os::unix::fs::symlink(bytes_path(blob.content()), file)?;
+        }
+        mode => {
+            let blob = repo.find_blob(e.id)?;
+            let perm = if mode == EXECUTABLE { 0o777 } else { 0o666 };
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(perm)
+                .open(file)?;
+            f.write_all(blob.content())?;
+        }
+    }
+    Ok(())
+}
+
+/// The index entry git records for a file it just wrote.
+fn index_entry(e: &Entry, meta: &std::fs::Metadata) -> IndexEntry {
+    let mode = match e.mode {
+        GITLINK | SYMLINK | EXECUTABLE => e.mode as u32,
+        _ => REGULAR as u32,
+    };
+    IndexEntry {
+        ctime: IndexTime::new(meta.ctime() as i32, meta.ctime_nsec() as u32),
+        mtime: IndexTime::new(meta.mtime() as i32, meta.mtime_nsec() as u32),
+        dev: meta.dev() as u32,
+        ino: meta.ino() as u32,
+        mode,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        file_size: if e.mode == GITLINK {
+            0
+        } else {
+            meta.size() as u32
+        },
+        id: e.id,
+        flags: e.path.len().min(0xfff) as u16,
+        flags_extended: 0,
+        path: e.path.clone(),
+    }
+}
+
+fn bytes_path(b: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(b))
+}
