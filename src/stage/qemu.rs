@@ -194,19 +194,14 @@ impl Stage for Qemu {
                 super::wrappers::prefix_map(tree)
             ))
             .args(&knobs.configure_args);
-        // QEMU's configure reads $CC and splits it into meson's compiler
-        // list. `gcc` (not QEMU's default `cc`) is found on PATH at each
-        // compile, where the stage's wrapper is: it takes a job token
-        // before compiling (see `Jobs::non_client`).
-        configure = configure.env(
-            "CC",
-            match &env.launcher {
-                Some(launcher) => format!("{launcher} gcc"),
-                None => "gcc".to_string(),
-            },
-        );
-        let wrappers =
-            Wrappers::install(&job.dir, tree, &[]).context("qemu: writing the build wrappers")?;
+        // QEMU's configure reads $CC into meson's compiler list. `gcc` (not
+        // QEMU's default `cc`) is found on PATH at each compile, where the
+        // stage's wrapper is: it takes a job token, then runs the compiler
+        // launcher, if any, and gcc (see `Jobs::non_client`).
+        configure = configure.env("CC", "gcc");
+        let wrappers = Wrappers::install(&job.dir, tree, &[])
+            .context("qemu: writing the build wrappers")?
+            .launcher(env.launcher.as_deref());
         // QEMU's configure starts a fresh build directory, so it runs only when
         // its command changed (or --clean): a new SHA or patch then rebuilds
         // incrementally, and QEMU's own Makefile reruns configure when the

@@ -11,7 +11,9 @@
 //! - `gcc`: the real gcc (an absolute path, so it never finds itself) with
 //!   `-ffile-prefix-map=<tree>=.`. Under a tool that is no jobserver client
 //!   (`SNP_BUILD_JOB_TOKENS` set, see `exec::Budget::Tokens`) it first
-//!   takes a token of the build's job budget, and gives it back after. Every compile goes through it, host
+//!   takes a token of the build's job budget, and gives it back after;
+//!   a compiler launcher given to it (`SNP_BUILD_LAUNCHER`) runs inside
+//!   that token. Every compile goes through it, host
 //!   tools (objtool, edk2's BaseTools) included, and gcc passes the map on
 //!   to the assembler. Being a flag of the compiler and not of the build
 //!   system, it never lands in a command line the build records (kbuild's
@@ -42,12 +44,12 @@ if [ -n "${SNP_BUILD_JOB_TOKENS-}" ]; then
   # given back when it ends, whatever its status.
   exec 9<>"$SNP_BUILD_JOB_TOKENS" || exit 1
   token=$(dd bs=1 count=1 <&9 2>/dev/null)
-  "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@" 9>&-
+  ${SNP_BUILD_LAUNCHER:+"$SNP_BUILD_LAUNCHER"} "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@" 9>&-
   status=$?
   printf '%s' "$token" >&9
   exit $status
 fi
-exec "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@"
+exec ${SNP_BUILD_LAUNCHER:+"$SNP_BUILD_LAUNCHER"} "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@"
 "#;
 
 const DATE: &str = r#"#!/bin/sh
@@ -107,6 +109,17 @@ impl Wrappers {
             ],
             dir,
         })
+    }
+
+    /// The compiler launcher (ccache, distcc) run by the `gcc` wrapper,
+    /// for a stage whose build tool is no jobserver client: there it must
+    /// start only once the compile has its job token. (A make-driven stage
+    /// passes `CC="<launcher> gcc"` instead: make's token covers both.)
+    pub fn launcher(mut self, launcher: Option<&str>) -> Self {
+        if let Some(l) = launcher {
+            self.vars.push(("SNP_BUILD_LAUNCHER", l.into()));
+        }
+        self
     }
 
     /// `cmd` with the wrappers first on its `PATH`.
