@@ -500,13 +500,27 @@ impl<'a> StageRun<'a> {
         }
         let result = self.spawn_and_wait(cmd, env, jobserver, keep);
         if lend && let Some(client) = self.jobserver {
-            // Its slot back before the stage's next command.
-            let slot = client
-                .acquire()
-                .context("taking the stage's job slot back")?;
-            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
+            self.take_slot_back(client)?;
         }
         result
+    }
+
+    /// The stage's slot back before its next command. Not when the build
+    /// is stopping: compiles killed by the stop may have taken their tokens
+    /// with them, and the stage runs nothing more. Waits without blocking
+    /// in a read, so a stop is seen.
+    fn take_slot_back(&self, client: &jobserver::Client) -> anyhow::Result<()> {
+        while !self.registry.is_cancelled() {
+            if client.available().unwrap_or(1) > 0 {
+                let slot = client
+                    .acquire()
+                    .context("taking the stage's job slot back")?;
+                *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     fn spawn_and_wait(

@@ -323,6 +323,38 @@ fn sigint_stops_every_child_and_the_next_run_continues() {
     assert_eq!(stage(&doc, "kernel-host")["status"], "ok");
 }
 
+#[test]
+fn ctrl_c_during_a_non_client_tools_compiles_stops_without_hanging() {
+    // QEMU's make -> ninja is no jobserver client: its compiles hold job
+    // tokens (taken in the gcc wrapper, the stage's slot lent to them).
+    // Stopped, they give them back, and the stage does not wait for its
+    // slot again.
+    let s = Scratch::new(shared_fixtures());
+    let (launcher, log) = recorder(s.path(), "sleep 2");
+    let text = s.set_launcher(&launcher);
+    let mut child = s.spawn(&["-j2", "qemu"]);
+    wait_until(60, "a QEMU compile to start", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("start")
+    });
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut status = None;
+    wait_until(30, "snp-build to exit after Ctrl-C", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(130));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = processes_mentioning(&s.path().display().to_string());
+    assert!(left.is_empty(), "children survived: {left:?}");
+    std::fs::write(s.pins(), text).unwrap();
+    let doc = s.run_ok(&["-j2", "qemu"]);
+    assert_eq!(stage(&doc, "qemu")["status"], "ok");
+}
+
 /// The pin file with `extra` appended to the default `disable` list and
 /// `allow` as allow-dropped.
 fn with_disabled(s: &Scratch, extra: &[&str], allow: &[&str]) {

@@ -44,6 +44,8 @@ if [ -n "${SNP_BUILD_JOB_TOKENS-}" ]; then
   # given back when it ends, whatever its status.
   exec 9<>"$SNP_BUILD_JOB_TOKENS" || exit 1
   token=$(dd bs=1 count=1 <&9 2>/dev/null)
+  # A stopped build (SIGTERM to the stage) still gets the token back.
+  trap 'printf "%s" "$token" >&9; exit 143' TERM INT HUP
   ${SNP_BUILD_LAUNCHER:+"$SNP_BUILD_LAUNCHER"} "$SNP_BUILD_GCC" "$SNP_BUILD_PREFIX_MAP" "$@" 9>&-
   status=$?
   printf '%s' "$token" >&9
