@@ -174,8 +174,8 @@ fn release() -> &'static Path {
         .get_or_init(|| {
             let s = Scratch::new(shared_fixtures());
             s.edit_pins(
-                "tools = [\"gcc\", \"make\"]\n",
-                "tools = [\"gcc\", \"make\"]\nconfigure-args = [\"--extra-ldflags=-Wl,--no-as-needed -l:libpixman-1.so.0\"]\n",
+                "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\n",
+                "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\nconfigure-args = [\"--extra-ldflags=-Wl,--no-as-needed -l:libpixman-1.so.0\"]\n",
             );
             s.run_ok(&["--package", "--date", DATE, "--output", "out", "-j2"]);
             let dir = s.path().join("out").join(NAME);
@@ -192,8 +192,8 @@ fn newer_release() -> &'static Path {
         .get_or_init(|| {
             let s = Scratch::new(shared_fixtures());
             s.edit_pins(
-                "tools = [\"gcc\", \"make\"]\n",
-                "tools = [\"gcc\", \"make\"]\nconfigure-args = [\"--extra-ldflags=-Wl,--no-as-needed -l:libpixman-1.so.0\"]\n",
+                "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\n",
+                "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\nconfigure-args = [\"--extra-ldflags=-Wl,--no-as-needed -l:libpixman-1.so.0\"]\n",
             );
             s.edit_pins(
                 "[kernel]\n",
