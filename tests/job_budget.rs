@@ -103,9 +103,27 @@ fn non_client_tools_use_the_full_width_and_all_compiles_stay_within_the_budget()
     );
     let env = [("PATH", std::ffi::OsStr::new(&path))];
 
-    // Every stage at once under -j2.
-    let r = s.run_env(&env, &["-j2", "--json"]);
+    // Every stage under -j2.
+    let r = s.run_env(&env, &["-j2", "--json", "--timings"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // At most two stages ran at once: a stage that lends its slot to its
+    // compiles does not lend it to a stage waiting to start.
+    let timings: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.work().join("logs/timings.json")).unwrap())
+            .unwrap();
+    let spans: Vec<Compile> = timings["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["stage"] != "release")
+        .map(|st| Compile {
+            start: (st["start_s"].as_f64().unwrap() * 1e9) as u128,
+            end: (st["end_s"].as_f64().unwrap() * 1e9) as u128,
+            dir: st["stage"].as_str().unwrap().to_string(),
+        })
+        .collect();
+    assert_eq!(spans.len(), 4);
+    assert!(peak(spans.iter()) <= 2, "more than 2 stages ran at once");
     let all = compiles(&log);
     for stage in ["qemu", "ovmf", "kernel-guest", "kernel-host"] {
         let n = all

@@ -182,7 +182,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let queue = SlotQueue::new(order.iter().map(|(n, _)| *n).collect());
+    let queue = SlotQueue::new(order.iter().map(|(n, _)| *n).collect(), env.jobs);
 
     let run_one = |w: &Work<'_>| {
         let name = w.component.spec().name;
@@ -194,9 +194,12 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
         let expected = recorded.get(name).copied();
         let log = env.work.log(name);
         crate::timings::queued(name);
-        // The stage's token: make's implicit slot.
+        // The stage's token: make's implicit slot. It counts as running
+        // until this closure ends.
+        let mut _running = None;
         let token = client.as_ref().map(|c| {
-            let _turn = queue.wait_turn(name);
+            let (_turn, running) = queue.wait_turn(name);
+            _running = Some(running);
             c.acquire().context("acquiring a job token")
         });
         let result = match token.transpose() {
@@ -374,34 +377,59 @@ fn longest_first(work: &[&Work<'_>], recorded: &BTreeMap<&str, f64>) -> Vec<(&'s
 /// The order in which stages may ask the jobserver for their slot: a
 /// stage waits until every stage ahead of it in the queue has its slot, so
 /// tokens go to the longest stages first whatever order threads run in.
+/// And at most `limit` (the `-j`) stages run at once: a stage that lends
+/// its slot to its compiles (`exec::Budget::Tokens`) lends it to them, not
+/// to a stage waiting to start, which would hold it (make's implicit
+/// slot) for its whole run and starve the longest stage's compiles.
 struct SlotQueue {
-    waiting: Mutex<Vec<&'static str>>,
+    state: Mutex<QueueState>,
+    limit: usize,
     turn: std::sync::Condvar,
 }
 
+struct QueueState {
+    waiting: Vec<&'static str>,
+    running: usize,
+}
+
 impl SlotQueue {
-    fn new(order: Vec<&'static str>) -> SlotQueue {
+    fn new(order: Vec<&'static str>, limit: usize) -> SlotQueue {
         SlotQueue {
-            waiting: Mutex::new(order),
+            state: Mutex::new(QueueState {
+                waiting: order,
+                running: 0,
+            }),
+            limit: limit.max(1),
             turn: std::sync::Condvar::new(),
         }
     }
 
-    /// Blocks until `stage` is first in line; the turn passes on when the
-    /// returned guard drops (after the slot is taken, or on any error or
-    /// panic, so no stage behind it waits forever).
-    fn wait_turn<'q>(&'q self, stage: &'q str) -> Turn<'q> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        while waiting.first().is_some_and(|first| *first != stage) {
-            waiting = self.turn.wait(waiting).unwrap_or_else(|e| e.into_inner());
+    /// Blocks until `stage` is first in line and fewer than `limit` stages
+    /// run. The turn passes on when the returned [`Turn`] drops (after the
+    /// slot is taken, or on any error or panic, so no stage behind it waits
+    /// forever); the stage counts as running until its [`Running`] drops.
+    fn wait_turn<'q>(&'q self, stage: &'q str) -> (Turn<'q>, Running<'q>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.waiting.first().is_some_and(|first| *first != stage)
+            || state.running >= self.limit
+        {
+            state = self.turn.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        Turn { queue: self, stage }
+        state.running += 1;
+        (Turn { queue: self, stage }, Running { queue: self })
     }
 
     /// `stage` has its slot (or gave up): the next one's turn.
     fn done(&self, stage: &str) {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.retain(|s| *s != stage);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.waiting.retain(|s| *s != stage);
+        self.turn.notify_all();
+    }
+
+    /// A stage ended: one more may start.
+    fn ended(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.running -= 1;
         self.turn.notify_all();
     }
 }
@@ -415,6 +443,17 @@ struct Turn<'q> {
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         self.queue.done(self.stage);
+    }
+}
+
+/// A running stage, counted until dropped.
+struct Running<'q> {
+    queue: &'q SlotQueue,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.queue.ended();
     }
 }
 
@@ -460,7 +499,33 @@ fn reproducible_env(s: &Synced) -> BTreeMap<String, std::ffi::OsString> {
 
 #[cfg(test)]
 mod tests {
-    use super::kept_duration;
+    use super::{SlotQueue, kept_duration};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn stages_start_in_queue_order_and_at_most_limit_run_at_once() {
+        let queue = SlotQueue::new(vec!["a", "b", "c", "d"], 2);
+        let started = Mutex::new(Vec::new());
+        let (now, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            for name in ["d", "c", "b", "a"] {
+                let (queue, started, now, peak) = (&queue, &started, &now, &peak);
+                scope.spawn(move || {
+                    let (turn, running) = queue.wait_turn(name);
+                    started.lock().unwrap().push(name);
+                    drop(turn);
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    drop(running);
+                });
+            }
+        });
+        assert_eq!(*started.lock().unwrap(), ["a", "b", "c", "d"]);
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn a_run_with_nothing_to_do_keeps_the_real_duration() {
