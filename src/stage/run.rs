@@ -8,7 +8,8 @@
 //! clients (QEMU's ninja before 1.13, edk2's `build -n`) get `-jN`/`-nN`,
 //! and each of their compiles takes a token first, in the stage's `gcc`
 //! wrapper; the stage's own slot is lent to them meanwhile
-//! ([`crate::exec::Budget::Tokens`]). So every stage can use every free
+//! ([`crate::exec::Budget::Tokens`]), never to a stage waiting to start
+//! (at most N stages run at once). So every stage can use every free
 //! core, and a core freed by one stage goes to whichever compile of any
 //! stage asks next: no fixed share outlives the stages it was split with.
 //! `--serial` runs one stage at a time, `-jN` each, in build order.
