@@ -239,6 +239,7 @@ pub fn sync(
     lock: &mut Lock,
     opts: Options,
 ) -> anyhow::Result<Vec<Synced>> {
+    limit_pack_windows();
     // Every series is read and checked before anything is fetched.
     let series = sources
         .iter()
@@ -296,6 +297,28 @@ pub fn sync(
         });
     }
     Ok(done)
+}
+
+/// How much of a pack libgit2 keeps mapped. By default it maps packs in
+/// 1 GiB windows and keeps up to 8 GiB mapped, so indexing a kernel's pack
+/// (~240 MiB) and checking out two trees from it kept the whole pack
+/// resident: 355 MiB at peak against `git clone --depth 1`'s 283 MiB on
+/// Debian's kernel. 32 MiB windows under a 96 MiB limit let it unmap what
+/// it no longer reads: 199 MiB, in the same time (side by side, three
+/// runs each). Process-wide settings, set once before any fetch.
+fn limit_pack_windows() {
+    const WINDOW: usize = 32 << 20;
+    const MAPPED: usize = 96 << 20;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: libgit2's global options, written once, from the thread
+        // that syncs the sources, while no other thread uses libgit2 (the
+        // stages start after the sync).
+        unsafe {
+            let _ = git2::opts::set_mwindow_size(WINDOW);
+            let _ = git2::opts::set_mwindow_mapped_limit(MAPPED);
+        }
+    });
 }
 
 fn sync_one(
