@@ -414,7 +414,17 @@ impl<'a> StageRun<'a> {
             started: Instant::now(),
             progress,
             jobserver,
-            tokens: jobserver.and_then(token_path),
+            tokens: jobserver.and_then(|client| {
+                let path = token_path(client);
+                if path.is_none() {
+                    // /proc hidden (hidepid) or the crate's MAKEFLAGS changed:
+                    // tools that are no jobserver client then run ungated.
+                    tracing::warn!(
+                        "{stage}: cannot reach the job tokens through /proc; QEMU's ninja and edk2's build -n run at -j without the shared budget"
+                    );
+                }
+                path
+            }),
             slot: Mutex::new(None),
             registry,
             stage_env: BTreeMap::new(),
@@ -500,25 +510,42 @@ impl<'a> StageRun<'a> {
         }
         let result = self.spawn_and_wait(cmd, env, jobserver, keep);
         if lend && let Some(client) = self.jobserver {
-            self.take_slot_back(client)?;
+            let back = self.take_slot_back(client);
+            // The command's own failure is the one to report.
+            if result.is_ok() {
+                back?;
+            }
         }
         result
     }
 
-    /// The stage's slot back before its next command. Not when the build
-    /// is stopping: compiles killed by the stop may have taken their tokens
-    /// with them, and the stage runs nothing more. Waits without blocking
-    /// in a read, so a stop is seen.
+    /// The stage's slot back before its next command, waiting in line with
+    /// every other reader of the jobserver (a blocking read, on the crate's
+    /// helper thread). Not when the build is stopping: compiles killed by
+    /// the stop may have taken their tokens with them, and the stage runs
+    /// nothing more; dropping the helper ends its wait.
     fn take_slot_back(&self, client: &jobserver::Client) -> anyhow::Result<()> {
+        if self.registry.is_cancelled() {
+            return Ok(());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let helper = client
+            .clone()
+            .into_helper_thread(move |token| {
+                let _ = tx.send(token);
+            })
+            .context("waiting for the stage's job slot")?;
+        helper.request_token();
         while !self.registry.is_cancelled() {
-            if client.available().unwrap_or(1) > 0 {
-                let slot = client
-                    .acquire()
-                    .context("taking the stage's job slot back")?;
-                *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
-                break;
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(token) => {
+                    let slot = token.context("taking the stage's job slot back")?;
+                    *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
+                    break;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         Ok(())
     }

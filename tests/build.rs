@@ -609,3 +609,47 @@ fn qemu_builds_only_what_make_install_installs_and_installs_the_same_files() {
     assert_eq!(staged, tree_files(&by_make));
     assert!(staged.contains(&"usr/local/bin/qemu-system-x86_64".to_string()));
 }
+
+#[test]
+fn a_new_qemu_commit_that_adds_an_installed_program_installs_it_without_reconfiguring() {
+    // meson's list of installed targets is regenerated before it is read:
+    // the incremental build (configure not rerun) must see the new one.
+    let root = tempfile::tempdir().unwrap();
+    let fx = own_fixtures(root.path());
+    let s = Scratch::new(&fx);
+    s.run_ok(&["-j2", "qemu"]);
+    let bare = fx.join("qemu.git");
+    let meson = String::from_utf8(
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&bare)
+            .args(["show", "snp-latest:meson.build"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    upstream_commit(
+        &bare,
+        "snp-latest",
+        "meson.build",
+        &format!(
+            "{meson}\nexecutable('qemu-img', files('tests/qtest/libqtest.c'),\n           include_directories: inc, install: true)\n"
+        ),
+        None,
+    );
+    s.run_ok(&["update", "qemu"]);
+    s.run_ok(&["-j2", "qemu"]);
+    let log = std::fs::read_to_string(s.work().join("logs/qemu.log")).unwrap();
+    assert!(
+        log.contains("configure: same command as the last build, not rerun"),
+        "{log}"
+    );
+    assert!(log.contains("installed targets only"), "{log}");
+    assert!(
+        s.work()
+            .join("qemu/destdir/usr/local/bin/qemu-img")
+            .is_file(),
+        "{log}"
+    );
+}

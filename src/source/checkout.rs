@@ -10,8 +10,10 @@
 //!
 //! Used only where it gives exactly what libgit2 would: no checkout
 //! filter can apply (no `text`/`eol`/`crlf`/`filter`/`ident`/
-//! `working-tree-encoding` attribute in any `.gitattributes`, and no
-//! `core.autocrlf`, `core.eol` or `core.attributesFile` in the config).
+//! `working-tree-encoding` attribute in any `.gitattributes`, no
+//! `/etc/gitattributes` or `~/.config/git/attributes`, and no
+//! `core.autocrlf`, `core.eol` or `core.attributesFile` in the config), and
+//! every path is one libgit2 would write (no `..` or `.git` component).
 //! Otherwise [`fresh`] returns `false` and the caller uses libgit2.
 
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -60,7 +62,7 @@ pub fn fresh(repo: &Repository, commit: Oid, threads: usize) -> anyhow::Result<b
         }
         TreeWalkResult::Ok
     })?;
-    if filters_may_apply(repo, &attributes)? {
+    if filters_may_apply(repo, &attributes)? || entries.iter().any(|e| !safe_path(&e.path)) {
         return Ok(false);
     }
     // Directories first (one thread: a few thousand mkdir), then the files.
@@ -140,6 +142,17 @@ fn filters_may_apply(repo: &Repository, attributes: &[Oid]) -> anyhow::Result<bo
     {
         return Ok(true);
     }
+    // Attribute files libgit2 reads without any config naming them.
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")));
+    let global = [
+        Some(std::path::PathBuf::from("/etc/gitattributes")),
+        xdg.map(|d| d.join("git/attributes")),
+    ];
+    if global.iter().flatten().any(|p| p.exists()) {
+        return Ok(true);
+    }
     for id in attributes {
         let blob = repo.find_blob(*id)?;
         let text = String::from_utf8_lossy(blob.content());
@@ -162,8 +175,17 @@ fn filters_may_apply(repo: &Repository, attributes: &[Oid]) -> anyhow::Result<bo
     Ok(false)
 }
 
-/// Writes one entry as libgit2's checkout would: a file (mode 0666 or
-/// 0777 less the umask), a symlink to the blob's text, or an empty
+/// Whether libgit2's checkout would write `path` too: no empty, `.` or
+/// `..` component and no `.git` (any case) component. Anything else is
+/// left to libgit2, which refuses it.
+fn safe_path(path: &[u8]) -> bool {
+    path.split(|b| *b == b'/').all(|part| {
+        !part.is_empty() && part != b"." && part != b".." && !part.eq_ignore_ascii_case(b".git")
+    })
+}
+
+/// Writes one entry as libgit2's checkout would: a file (mode 0644 or
+/// 0755 less the umask), a symlink to the blob's text, or an empty
 /// directory for a submodule.
 fn write_entry(repo: &Repository, e: &Entry, file: &Path) -> anyhow::Result<()> {
     use std::io::Write;
@@ -175,7 +197,7 @@ fn write_entry(repo: &Repository, e: &Entry, file: &Path) -> anyhow::Result<()> 
         }
         mode => {
             let blob = repo.find_blob(e.id)?;
-            let perm = if mode == EXECUTABLE { 0o777 } else { 0o666 };
+            let perm = if mode == EXECUTABLE { 0o755 } else { 0o644 };
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -216,4 +238,20 @@ fn index_entry(e: &Entry, meta: &std::fs::Metadata) -> IndexEntry {
 fn bytes_path(b: &[u8]) -> &Path {
     use std::os::unix::ffi::OsStrExt;
     Path::new(std::ffi::OsStr::from_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_path;
+
+    #[test]
+    fn paths_libgit2_refuses_are_left_to_it() {
+        assert!(safe_path(b"arch/x86/Makefile"));
+        assert!(safe_path(b".gitignore"));
+        assert!(!safe_path(b"../escape"));
+        assert!(!safe_path(b"a/./b"));
+        assert!(!safe_path(b".git/hooks/post-checkout"));
+        assert!(!safe_path(b"sub/.GIT/config"));
+        assert!(!safe_path(b"a//b"));
+    }
 }

@@ -222,6 +222,19 @@ impl Stage for Qemu {
         // Only what `make install` installs: QEMU's default target also
         // compiles and links the qtest programs, which no release ships.
         let build = tree.join("build");
+        // meson's introspection describes the tree configure last saw: a new
+        // SHA may add or drop installed targets, so ninja regenerates it
+        // (meson's own rule, a no-op when no meson.build changed) first.
+        if build.join("build.ninja").exists() {
+            run.run(
+                &wrappers.apply(
+                    configured_command(&build, "NINJA", "ninja")
+                        .arg("-C")
+                        .arg(&build)
+                        .arg("build.ninja"),
+                ),
+            )?;
+        }
         let shipped = shipped_targets(&build)?;
         match &shipped {
             Some(targets) => run.note(&format!(
@@ -250,7 +263,7 @@ impl Stage for Qemu {
             // What QEMU's `make install` runs once its default target is
             // built (build.ninja's meson-internal__install), without
             // building that target.
-            Some(_) => Cmd::new(configured_meson(&build), &build)
+            Some(_) => configured_command(&build, "MESON", "meson")
                 .args(["install", "--no-rebuild", "--destdir"])
                 .arg(&destdir),
             None => Cmd::new("make", tree)
@@ -344,17 +357,21 @@ fn shipped_targets(build: &Path) -> anyhow::Result<Option<Vec<String>>> {
     Ok((!shipped.is_empty()).then_some(shipped))
 }
 
-/// The meson QEMU's configure chose (`MESON=` in config-host.mak: the
-/// system's, or QEMU 8.2's own in `build/pyvenv`), else `meson`.
-fn configured_meson(build: &Path) -> PathBuf {
-    std::fs::read_to_string(build.join("config-host.mak"))
+/// A tool QEMU's configure chose, as `config-host.mak` names it (`MESON=`:
+/// the system's meson, QEMU 8.2's own in `build/pyvenv`, or before 8.1 a
+/// command line such as `python3 -B .../meson.py`; `NINJA=`), split into
+/// words; else `fallback` from PATH. Run in `build`.
+fn configured_command(build: &Path, var: &str, fallback: &str) -> Cmd {
+    let prefix = format!("{var}=");
+    let words = std::fs::read_to_string(build.join("config-host.mak"))
         .ok()
         .and_then(|text| {
             text.lines()
-                .find_map(|l| l.strip_prefix("MESON=").map(|m| PathBuf::from(m.trim())))
+                .find_map(|l| l.strip_prefix(prefix.as_str()).and_then(shlex::split))
         })
-        .filter(|m| !m.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("meson"))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| vec![fallback.to_string()]);
+    Cmd::new(&words[0], build).args(&words[1..])
 }
 
 /// Copies every file under `from` to the same place under `to`.

@@ -534,9 +534,6 @@ fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// `<dir>/gen_NNN.c`: filler sources that give a build its size (compile
-/// time grows with the number of functions); `include` brings
-/// `fixture_mix`. The kernel's are `drivers/fixture/`, QEMU's `generated/`.
 /// `'gen_000.c', 'gen_001.c', ...`: the first `n` filler files, as a
 /// meson list's items.
 fn quoted_list(prefix: &str, n: usize) -> String {
@@ -546,6 +543,9 @@ fn quoted_list(prefix: &str, n: usize) -> String {
         .join(", ")
 }
 
+/// `<dir>/gen_NNN.c`: filler sources that give a build its size (compile
+/// time grows with the number of functions); `include` brings
+/// `fixture_mix`. The kernel's are `drivers/fixture/`, QEMU's `generated/`.
 fn write_fillers(
     dir: &Path,
     shown: &str,
