@@ -619,16 +619,7 @@ fn a_new_qemu_commit_that_adds_an_installed_program_installs_it_without_reconfig
     let s = Scratch::new(&fx);
     s.run_ok(&["-j2", "qemu"]);
     let bare = fx.join("qemu.git");
-    let meson = String::from_utf8(
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(&bare)
-            .args(["show", "snp-latest:meson.build"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let meson = git(&bare, &["show", "snp-latest:meson.build"]);
     upstream_commit(
         &bare,
         "snp-latest",
