@@ -14,6 +14,7 @@
 //! | `patches`: the series' content hash | yes | yes | yes |
 //! | `tool:<name>`: the version of each tool in the stage's tool list (a program's version line, a library's pkg-config version, python3's for Python modules) | yes | yes | yes |
 //! | `snp-build`: this program's version | yes | yes | yes |
+//! | `os`: the build box's os-release `ID` and `VERSION_ID` and architecture (its compilers and libraries come with it) | yes | yes | yes |
 //! | `submodules`: their resolved SHAs | | | yes |
 //! | `dirty`: the SHA-256 of the tree's diff from its pin, for a tree built with --allow-dirty (absent for a clean tree) | yes | yes | yes |
 //! | `base-config`: the base (a make target, or a file and its SHA-256), then each fragment and its SHA-256 | yes | | |
@@ -22,14 +23,24 @@
 //! | `compiler-launcher` | yes | yes | |
 //! | `target-list`, `configure-args` | | yes | |
 //! | `platform`, `arch`, `build-target`, `toolchain`, `defines`, `build-args`, `outputs` | | | yes |
-//! | `install`: the install prefix | | yes | yes |
+//! | `install`: where the files land on this box (the install dir; what they are does not depend on it: they are configured for the release's `/usr/local`) | | yes | yes |
 //!
 //! (A unit test in `stage::registry` holds this table against the inputs
 //! each component really records.)
 //!
-//! Not inputs: the job count and `--serial` (they change how fast, not
-//! what), the work dir path, timestamps. A test changes each input in turn
-//! and checks that exactly the stages using it run again.
+//! Not inputs, so a fingerprint means the same on every machine and the
+//! shared cache (`[cache]`) can key stage outputs by it:
+//! - the job count and `--serial` (they change how fast, not what);
+//! - the work dir and every other absolute path of the box, the user and
+//!   the hostname: none reaches an output (the `gcc` wrapper maps the
+//!   paths away; `tests/reproducible.rs` builds as another user), so
+//!   keying on them would only stop boxes sharing;
+//! - a kernel base config file's path (its SHA-256 is the input);
+//! - the cache settings, the signing key: machine policy;
+//! - timestamps.
+//!
+//! A test changes each input in turn and checks that exactly the stages
+//! using it run again.
 //!
 //! A stage also runs when its stamp is missing (never built, or its last
 //! run failed: that is resume), when `--force` names it, or when an output
@@ -70,6 +81,20 @@ pub fn flatten(inputs: &impl Serialize) -> Fingerprint {
         .collect()
 }
 
+/// Inputs that say where a stage's files land on this box, not what they
+/// are: part of the local decision (files somewhere else must be made
+/// again), left out of the key the shared cache tags outputs by ([`shared`]).
+pub const LOCAL_ONLY: &[&str] = &["install"];
+
+/// The inputs that mean the same on every machine: the shared cache's key.
+pub fn shared(inputs: &Fingerprint) -> Fingerprint {
+    inputs
+        .iter()
+        .filter(|(k, _)| !LOCAL_ONLY.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// A recorded output file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputFile {
@@ -90,6 +115,25 @@ pub struct Stamp<S> {
     /// next build's scheduling: longest first. Not an input.
     #[serde(default)]
     pub duration_s: Option<f64>,
+    /// What the release says of the stage's source that only its tree
+    /// could tell: so a release can be made from this stamp (and from
+    /// outputs pulled from a shared cache) with no tree on the box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRecord>,
+}
+
+/// The facts a release reads from a source tree, recorded when the stage
+/// ran (see [`Stamp::source`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// Committer time of the pinned commit (Unix seconds).
+    pub commit_time: i64,
+    /// HEAD of the tree with its patches applied, when it carries some.
+    pub patched_head: Option<String>,
+    /// Submodule path -> URL (credentials redacted).
+    pub submodule_urls: BTreeMap<String, String>,
+    /// The SPDX licence the tree declares, if it does.
+    pub license: Option<String>,
 }
 
 /// The running time a stage's stamp recorded, if any (whatever its
@@ -113,6 +157,16 @@ pub enum Reason {
     OutputGone(PathBuf),
     OutputModified(PathBuf),
     UpToDate,
+    /// Pulled from the shared cache instead of built.
+    Pulled {
+        from: String,
+        tag: String,
+        bytes: u64,
+    },
+    /// The plan: the shared cache has it.
+    InCache {
+        at: String,
+    },
     /// The release: a stage whose outputs it packages runs.
     PackagedStageRuns,
     /// The release: the build stops before it (a stage's tree differs).
@@ -141,6 +195,12 @@ impl fmt::Display for Reason {
             Reason::OutputGone(p) => write!(f, "output {} is gone", p.display()),
             Reason::OutputModified(p) => write!(f, "output {} was modified", p.display()),
             Reason::UpToDate => f.write_str("up to date"),
+            Reason::Pulled { from, tag, bytes } => write!(
+                f,
+                "pulled from {from} ({}, tag {tag})",
+                crate::progress::human_bytes(*bytes)
+            ),
+            Reason::InCache { at } => write!(f, "in the shared cache: {at}"),
             Reason::PackagedStageRuns => f.write_str("a stage it packages runs"),
             Reason::BuildStops => f.write_str("the build stops before it"),
             Reason::TreeDiffers { files, then } => {
@@ -259,7 +319,7 @@ fn output_problem(out: &OutputFile) -> Option<Reason> {
     (!same).then(|| Reason::OutputModified(out.path.clone()))
 }
 
-fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
+pub fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -300,6 +360,7 @@ mod tests {
             outputs,
             summary: (),
             duration_s: None,
+            source: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! The pipeline is pins -> sources -> patches -> stages -> release; see
 //! ARCHITECTURE.md for where each part lives and the invariants it keeps.
 
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -142,9 +142,34 @@ pub struct BuildArgs {
     #[arg(long, value_name = "deb|rpm")]
     pub package_format: Option<PackageFormatArg>,
 
+    /// Share stage outputs through this OCI registry,
+    /// oci://HOST[:PORT]/NAMESPACE (overrides `[cache] remote`)
+    #[arg(long, global = true, value_name = "URL")]
+    pub cache_remote: Option<String>,
+
+    /// Use no shared cache, whatever the config says
+    #[arg(long, global = true, conflicts_with = "cache_remote")]
+    pub no_cache_remote: bool,
+
+    /// Fail when the shared cache cannot be used, instead of warning and
+    /// building locally
+    #[arg(long, global = true)]
+    pub cache_remote_required: bool,
+
     /// Components to build (see below)
     #[arg(value_name = "COMPONENT")]
     pub components: Vec<String>,
+}
+
+impl BuildArgs {
+    /// The cache flags, as a plain request.
+    pub fn cache(&self) -> crate::config::cache::CacheRequest {
+        crate::config::cache::CacheRequest {
+            remote: self.cache_remote.clone(),
+            off: self.no_cache_remote,
+            required: self.cache_remote_required,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -391,6 +416,7 @@ impl BuildArgs {
                 serial: self.serial,
                 keep_going: self.keep_going,
                 package_format: self.package_format.map(PackageFormat::from),
+                cache: self.cache(),
             },
             fetch: FetchRequest {
                 update: false,

@@ -155,6 +155,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                     env: commands::EnvRequest {
                         force,
                         package_format: cli.build.package_format.map(Into::into),
+                        cache: cli.build.cache(),
                         ..Default::default()
                     },
                     package,

@@ -16,11 +16,12 @@ use super::fetch::{FetchRequest, sync};
 use super::package::release_of;
 use super::plan::{Action, Planned};
 use super::{EnvRequest, Globals, ReleaseTarget};
-use crate::fingerprint::Reason;
+use crate::fingerprint::{Decision, Reason};
 use crate::host::preflight::preflight;
 use crate::source::Synced;
 use crate::source::lock::Lock;
 use crate::source::{DirtyPolicy, Mode, check_clean};
+use crate::stage::share::Share;
 use crate::stage::{BuildEnv, Component, Outcome, Registry, Selection, SourceFacts, Status, Work};
 use crate::tools::versions::ToolVersions;
 
@@ -152,15 +153,31 @@ fn build_locked(
     req: &BuildRequest,
     policy: DirtyPolicy,
 ) -> anyhow::Result<BuildResult> {
+    // The stages that need no fetch: up to date without a tree, or
+    // pulled from the shared cache (before the preflight: a pulled stage
+    // needs no tools beyond its fingerprint's).
+    let share = Share::open(env)?;
+    let lock_path = Lock::path_for(&stack.file.origin, &env.work);
+    let mut tools = ToolVersions::load(&env.work);
+    let settling = super::settle::settle(
+        env,
+        &Lock::load(&lock_path, &stack.names())?,
+        components,
+        share.as_ref(),
+        &mut tools,
+    )?;
+    let to_fetch: Vec<&dyn Component> = components
+        .iter()
+        .zip(&settling.settled)
+        .filter(|(_, s)| s.is_none())
+        .map(|(c, _)| *c)
+        .collect();
     // Preflight, before anything is fetched: the tools of the stages the
     // lock says will run (none on a no-op run, so no checks at all).
     let mut checked: Vec<&str> = Vec::new();
     if !req.no_preflight {
-        let lock = Lock::load(
-            &Lock::path_for(&stack.file.origin, &env.work),
-            &stack.names(),
-        )?;
-        let will_run: Vec<&dyn Component> = super::plan::plan(env, &lock, components)?
+        let lock = Lock::load(&lock_path, &stack.names())?;
+        let will_run: Vec<&dyn Component> = super::plan::plan(env, &lock, &to_fetch, None)?
             .iter()
             .filter(|p| p.action == Action::Run)
             .filter_map(|p| stack.get(&p.stage))
@@ -168,29 +185,56 @@ fn build_locked(
         check_host(env, &will_run)?;
         checked = will_run.iter().map(|c| c.spec().name).collect();
     }
-    let (lock, mut synced) = sync(stack, &env.work, components, Mode::UseLock, &req.fetch)?;
-    // Build only what was pinned: every tree is compared with its commit.
-    for s in &mut synced {
-        check_clean(s, &env.work, policy)?;
-    }
-
-    // Decide from the SHAs actually resolved, with the plan's functions.
-    let mut tools = ToolVersions::load(&env.work);
-    let work: Vec<Work<'_>> = components
-        .iter()
-        .zip(&synced)
-        .map(|(c, s)| {
-            let inputs = c.fingerprint(env, &SourceFacts::from(s), &mut tools);
-            let name = c.spec().name;
-            let decision = c.decide(&env.work, &inputs, env.force.forces(name));
-            Work {
+    let (lock, fetched) = sync(stack, &env.work, &to_fetch, Mode::UseLock, &req.fetch)?;
+    let mut fetched = fetched.into_iter();
+    let mut synced = Vec::new();
+    let mut work: Vec<Work<'_>> = Vec::new();
+    for (c, settled) in components.iter().zip(settling.settled) {
+        if let Some(s) = settled {
+            synced.push(s.synced.clone());
+            work.push(Work {
                 component: *c,
-                synced: s.clone(),
-                inputs,
-                decision,
+                synced: s.synced,
+                inputs: s.inputs,
+                decision: s.decision,
+            });
+            continue;
+        }
+        let mut s = fetched
+            .next()
+            .expect("one synced source per fetched component");
+        // Build only what was pinned: every tree is compared with its commit.
+        check_clean(&mut s, &env.work, policy)?;
+        // Decide from the SHAs actually resolved, with the plan's functions.
+        let inputs = c.fingerprint(env, &SourceFacts::from(&s), &mut tools);
+        let name = c.spec().name;
+        let forced = env.force.forces(name);
+        let mut decision = c.decide(&env.work, &inputs, forced);
+        // A pin the lock did not cover is known now: the cache may have it
+        // (unless settling already asked for this very tag).
+        if decision.run && !forced {
+            if let Some(pulled) = share
+                .as_ref()
+                .filter(|sh| !settling.asked.contains(&sh.location(name, &inputs)))
+                .filter(|_| s.dirty.is_none())
+                .map(|sh| sh.pull(env, *c, &inputs))
+                .transpose()?
+                .flatten()
+            {
+                decision = Decision {
+                    run: false,
+                    reasons: vec![pulled.reason],
+                };
             }
-        })
-        .collect();
+        }
+        synced.push(s.clone());
+        work.push(Work {
+            component: *c,
+            synced: s,
+            inputs,
+            decision,
+        });
+    }
     tools.save()?;
     // A stage the lock did not predict (e.g. a pin it did not cover) is
     // checked now, still before any build command.
@@ -203,6 +247,15 @@ fn build_locked(
         check_host(env, &unchecked)?;
     }
     let outcomes = crate::stage::run::run_all(env, &work)?;
+    // What was built here goes to the shared cache (read-write), whether
+    // or not another stage failed.
+    if let Some(share) = share.as_ref().filter(|s| s.pushes()) {
+        for (o, w) in outcomes.iter().zip(&work) {
+            if o.status == Status::Ok && w.synced.dirty.is_none() {
+                share.push(env, w.component)?;
+            }
+        }
+    }
     let failed: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| o.status == Status::Failed)
@@ -216,10 +269,16 @@ fn build_locked(
         let summary = summary(env, lock.path, synced, outcomes, None);
         return Err(BuildFailed { text, summary }.into());
     }
-    let ran = outcomes.iter().filter(|o| o.status == Status::Ok).count();
+    let count = |status| outcomes.iter().filter(|o| o.status == status).count();
+    let (ran, pulled) = (count(Status::Ok), count(Status::Pulled));
     tracing::info!(
-        "{ran} stage(s) built, {} up to date; logs in {}",
-        outcomes.len() - ran,
+        "{ran} stage(s) built, {}{} up to date; logs in {}",
+        if pulled > 0 {
+            format!("{pulled} pulled, ")
+        } else {
+            String::new()
+        },
+        outcomes.len() - ran - pulled,
         env.work.logs().display()
     );
     let Some(target) = target else {

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod package;
 pub mod pins;
 pub mod plan;
+pub mod settle;
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,8 @@ pub struct EnvRequest {
     pub serial: bool,
     pub keep_going: bool,
     pub package_format: Option<PackageFormat>,
+    /// `--cache-remote`, `--no-cache-remote`, `--cache-remote-required`.
+    pub cache: crate::config::cache::CacheRequest,
 }
 
 /// The largest job budget: make's jobserver keeps one byte per token in a
@@ -98,7 +101,24 @@ pub fn build_env(globals: &Globals, stack: &Stack, req: &EnvRequest) -> anyhow::
         launcher: stack.build.compiler_launcher.clone(),
         force,
         clean: req.clean,
+        cache: cache_policy(stack, &req.cache)?,
     })
+}
+
+/// The cache policy: the machine files, then the pin file's `[cache]`,
+/// then the command line (see `config::cache`).
+fn cache_policy(
+    stack: &Stack,
+    req: &crate::config::cache::CacheRequest,
+) -> anyhow::Result<Option<crate::config::cache::CachePolicy>> {
+    use crate::config::cache;
+    let mut layers = Vec::new();
+    for file in cache::machine_files() {
+        let table = cache::read_machine_file(&file)?;
+        layers.push((file.display().to_string(), table));
+    }
+    layers.push((stack.file.origin.display_name(), stack.build.cache.clone()));
+    Ok(cache::settle(&layers, req)?)
 }
 
 /// Where a release goes: `--output` (made absolute) and `--date` (checked;

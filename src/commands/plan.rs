@@ -18,6 +18,7 @@ use crate::fingerprint::{Decision, Reason};
 use crate::source::lock::Lock;
 use crate::source::{DirtyPolicy, patch};
 use crate::stage::run::recorded_outcomes;
+use crate::stage::share::Share;
 use crate::stage::{BuildEnv, Component, Registry, Selection, SourceFacts, Stack};
 use crate::tools::versions::ToolVersions;
 
@@ -26,6 +27,8 @@ use crate::tools::versions::ToolVersions;
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Run,
+    /// Pulled from the shared cache instead of built.
+    Pull,
     Skip,
     /// A build would stop here (exit 7): its tree differs from its pin.
     Stop,
@@ -35,6 +38,7 @@ impl Action {
     pub fn word(self) -> &'static str {
         match self {
             Action::Run => "run",
+            Action::Pull => "pull",
             Action::Skip => "skip",
             Action::Stop => "stop",
         }
@@ -74,11 +78,14 @@ pub fn facts_from_lock(source: &Source, lock: &Lock) -> anyhow::Result<SourceFac
     })
 }
 
-/// The plan for `components`, from the lock.
+/// The plan for `components`, from the lock; with a shared cache, a stage
+/// that would run and that the cache has (whole manifest, this
+/// fingerprint) is a pull, named by its tag.
 pub fn plan(
     env: &BuildEnv,
     lock: &Lock,
     components: &[&dyn Component],
+    share: Option<&Share>,
 ) -> anyhow::Result<Vec<Planned>> {
     let mut tools = ToolVersions::load(&env.work);
     let mut out = Vec::new();
@@ -89,8 +96,18 @@ pub fn plan(
             .ok_or_else(|| anyhow::anyhow!("{name}: not pinned"))?;
         let facts = facts_from_lock(source, lock)?;
         let inputs = c.fingerprint(env, &facts, &mut tools);
-        let decision = c.decide(&env.work, &inputs, env.force.forces(name));
-        out.push(Planned::new(name, &decision));
+        let forced = env.force.forces(name);
+        let decision = c.decide(&env.work, &inputs, forced);
+        let mut planned = Planned::new(name, &decision);
+        if let Some(share) = share.filter(|_| decision.run && !forced)
+            && share.has(name, &inputs)?
+        {
+            planned.action = Action::Pull;
+            planned.reasons.push(Reason::InCache {
+                at: share.location(name, &inputs),
+            });
+        }
+        out.push(planned);
     }
     Ok(out)
 }
@@ -170,7 +187,8 @@ pub fn show(
         &Lock::path_for(&stack.file.origin, &env.work),
         &stack.names(),
     )?;
-    let mut planned = plan(env, &lock, components)?;
+    let share = Share::open(env)?;
+    let mut planned = plan(env, &lock, components, share.as_ref())?;
     for p in &mut planned {
         let files = crate::source::tree_changes(&env.work.stage(&p.stage).tree())?;
         if !files.is_empty() {
@@ -186,7 +204,10 @@ pub fn show(
             });
             return Ok(planned);
         }
-        let decision = if planned.iter().any(|p| p.action == Action::Run) {
+        let decision = if planned
+            .iter()
+            .any(|p| matches!(p.action, Action::Run | Action::Pull))
+        {
             Decision::run(vec![Reason::PackagedStageRuns])
         } else {
             // Every stage is up to date: judge from their stamps.

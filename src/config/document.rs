@@ -57,7 +57,14 @@ pub struct BuildKnobs {
     /// `[release] signing-key`, relative to the pin file's directory:
     /// machine policy, kept out of `source-config`.
     pub signing_key: Option<PathBuf>,
+    /// `[cache]`: machine policy too, kept out of `source-config` and of
+    /// every fingerprint (settled with the machine files in `commands`).
+    pub cache: super::cache::CacheTable,
 }
+
+/// Tables of machine policy (how this machine signs and shares), never
+/// part of what is built: cut from `source-config`.
+const MACHINE_POLICY: [&str; 2] = ["release", "cache"];
 
 /// The `[release]` table: how this machine signs releases.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -242,7 +249,9 @@ impl<'a> Document<'a> {
             ));
         }
         let release: ReleaseTable = self.knobs("release")?;
+        let cache: super::cache::CacheTable = self.knobs("cache")?;
         Ok(BuildKnobs {
+            cache,
             package_format: *self.knob(&t.package_format, "build.package-format")?,
             compiler_launcher: (!launcher.get_ref().is_empty()).then(|| launcher.get_ref().clone()),
             signing_key: release
@@ -292,25 +301,27 @@ impl<'a> Document<'a> {
                 }
             }
         }
-        // `[release]` is this machine's signing policy, not what is built:
-        // the lines of its keys are left out (a `[release]` header stays).
-        // Whole lines, as TOML has one key per line: a dotted
-        // `release.signing-key = ...`, an inline `release = { ... }`, a
-        // trailing comment and a CRLF leave nothing behind.
-        if let Some(DeValue::Table(release)) = lookup(&self.merged, "release").map(|v| v.get_ref())
-        {
-            let text = &self.file.text;
-            let lines: std::collections::BTreeSet<(usize, usize)> = release
-                .iter()
-                .map(|(key, value)| {
-                    let start = text[..key.span().start].rfind('\n').map_or(0, |i| i + 1);
-                    let end = text[value.span().end..]
-                        .find('\n')
-                        .map_or(text.len(), |i| value.span().end + i + 1);
-                    (start, end)
-                })
-                .collect();
-            spans.extend(lines.into_iter().map(|(a, b)| (a..b, String::new())));
+        // `[release]` (signing) and `[cache]` (sharing) are this machine's
+        // policy, not what is built: the lines of their keys are left out
+        // (the table headers stay). Whole lines, as TOML has one key per
+        // line: a dotted `release.signing-key = ...`, an inline
+        // `cache = { ... }`, a trailing comment and a CRLF leave nothing
+        // behind.
+        for policy in MACHINE_POLICY {
+            if let Some(DeValue::Table(table)) = lookup(&self.merged, policy).map(|v| v.get_ref()) {
+                let text = &self.file.text;
+                let lines: std::collections::BTreeSet<(usize, usize)> = table
+                    .iter()
+                    .map(|(key, value)| {
+                        let start = text[..key.span().start].rfind('\n').map_or(0, |i| i + 1);
+                        let end = text[value.span().end..]
+                            .find('\n')
+                            .map_or(text.len(), |i| value.span().end + i + 1);
+                        (start, end)
+                    })
+                    .collect();
+                spans.extend(lines.into_iter().map(|(a, b)| (a..b, String::new())));
+            }
         }
         let mut text = self.file.text.clone();
         spans.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
@@ -334,8 +345,9 @@ impl<'a> Document<'a> {
     /// Refuses top-level tables and keys the layout does not know.
     fn check_top_level(&self, user: &DeTable<'_>) -> Result<()> {
         let mut known: Vec<&str> = Vec::new();
-        for table in ["build", "release"]
+        for table in ["build"]
             .into_iter()
+            .chain(MACHINE_POLICY)
             .chain(self.layout.shared.iter().copied())
             .chain(self.layout.sources.iter().copied())
         {

@@ -17,6 +17,7 @@
 //!   converts AMDSEV's four fixed variables, which is that format's own
 //!   vocabulary).
 
+pub mod cache;
 pub mod document;
 pub mod error;
 pub mod file;

@@ -74,6 +74,21 @@ pub fn os_release(path: &Path) -> BTreeMap<String, String> {
 
 /// Debian-like when `ID` or any word of `ID_LIKE` is `debian` (build.sh
 /// compared `ID_LIKE == debian` and missed `ID_LIKE="ubuntu debian"`).
+/// The build box's OS as far as outputs can depend on it: os-release's
+/// `ID` and `VERSION_ID` and the architecture (`debian 12 x86_64`). Its
+/// compilers and libraries come with it, and its hostname, user and paths
+/// do not matter (they never reach an output).
+pub fn os_identity(os_release_path: &Path) -> String {
+    let os = os_release(os_release_path);
+    let field = |k: &str| os.get(k).cloned().unwrap_or_else(|| "unknown".to_string());
+    format!(
+        "{} {} {}",
+        field("ID"),
+        field("VERSION_ID"),
+        std::env::consts::ARCH
+    )
+}
+
 pub fn is_debian_like(os: &BTreeMap<String, String>) -> bool {
     let id = os.get("ID").map(String::as_str) == Some("debian");
     let like = os

@@ -45,10 +45,11 @@ impl BuildFacts<'_> {
 
 impl<'a> SourceFacts<'a> {
     pub fn of(synced: &'a Synced) -> SourceFacts<'a> {
+        let record = synced.record();
         SourceFacts {
             synced,
-            submodule_urls: crate::source::submodule::urls(&synced.tree),
-            license: crate::source::submodule::declared_license(&synced.tree),
+            submodule_urls: record.submodule_urls,
+            license: record.license,
         }
     }
 }

@@ -476,6 +476,7 @@ impl Release<'_> {
             )?,
             summary: &summary,
             duration_s: None,
+            source: None,
         };
         fingerprint::write_stamp(&self.work.stamp(STAGE), &stamp)?;
         progress.finish(format!(

@@ -40,6 +40,7 @@ use git2::{Oid, Repository};
 use serde::Serialize;
 
 use crate::config::{PinUrl, Rev, Source};
+use crate::fingerprint::SourceRecord;
 use crate::fsutil::utc_stamp;
 use crate::progress::{Progress, human_bytes};
 use crate::workdir::WorkDir;
@@ -75,12 +76,17 @@ pub enum SyncAction {
     Unchanged,
     /// A broken tree, cloned again (moved aside first if it held work).
     Recovered,
+    /// Not fetched: its stage's outputs stand without the tree (up to
+    /// date, or pulled from the shared cache), and the stamp recorded what
+    /// the release says of it.
+    Recorded,
 }
 
 impl std::fmt::Display for SyncAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             SyncAction::Cloned => "cloned",
+            SyncAction::Recorded => "recorded",
             SyncAction::CheckedOut => "checked-out",
             SyncAction::Unchanged => "unchanged",
             SyncAction::Recovered => "recovered",
@@ -209,6 +215,10 @@ pub struct Synced {
     /// timestamps default to the newest of these.
     pub commit_time: i64,
     pub patches: Vec<PatchFile>,
+    /// The tree's facts as a stamp recorded them, for a source that was
+    /// not fetched ([`SyncAction::Recorded`]).
+    #[serde(skip)]
+    pub recorded: Option<SourceRecord>,
 }
 
 /// A commit's short name: 12 hex digits, the kernel's own abbreviation
@@ -218,6 +228,52 @@ pub fn short_sha(sha: &str) -> &str {
 }
 
 impl Synced {
+    /// A source that is not fetched: its lock entry, its patch series
+    /// (read from the pin file's side, not the tree) and what a stamp
+    /// recorded of its tree. `tree` is where its tree would be.
+    pub fn from_record(
+        source: &Source,
+        entry: &Entry,
+        series: &Series,
+        record: SourceRecord,
+        tree: PathBuf,
+    ) -> Synced {
+        Synced {
+            source: source.name,
+            url: source.url.redacted(),
+            pin: source.rev.to_string(),
+            sha: entry.sha.clone(),
+            previous_sha: None,
+            submodules: entry.submodules.clone(),
+            received_objects: 0,
+            received_bytes: 0,
+            action: SyncAction::Recorded,
+            tree,
+            moved_aside: None,
+            saved_diff: None,
+            patched_head: record.patched_head.clone(),
+            series_hash: (!series.is_empty()).then(|| series.hash.clone()),
+            dirty: None,
+            commit_time: record.commit_time,
+            patches: series.files.clone(),
+            recorded: Some(record),
+        }
+    }
+
+    /// What a release says of the tree that only the tree can tell: as
+    /// recorded, or read from the tree now.
+    pub fn record(&self) -> SourceRecord {
+        if let Some(r) = &self.recorded {
+            return r.clone();
+        }
+        SourceRecord {
+            commit_time: self.commit_time,
+            patched_head: self.patched_head.clone(),
+            submodule_urls: submodule::urls(&self.tree),
+            license: submodule::declared_license(&self.tree),
+        }
+    }
+
     /// What was built, in short: [`short_sha`], with `-dirty` when the
     /// tree was built with local changes: a dirty build never names the
     /// pinned SHA alone (`source-commit.*`, the manifest's `short_sha`, the
@@ -473,6 +529,7 @@ fn sync_one(
         series_hash: (!series.is_empty()).then(|| series.hash.clone()),
         dirty: None,
         patches: series.files.clone(),
+        recorded: None,
     })
 }
 

@@ -107,6 +107,8 @@ pub struct BuildEnv {
     pub force: Force,
     /// `--clean`: kernels start from `make distclean`, QEMU from configure.
     pub clean: bool,
+    /// Where stage outputs are shared (machine policy: never an input).
+    pub cache: Option<crate::config::cache::CachePolicy>,
 }
 
 /// What a stage's fingerprint needs to know about its source.
@@ -145,6 +147,8 @@ pub struct Common {
     /// This program's version.
     #[serde(rename = "snp-build")]
     pub snp_build: &'static str,
+    /// The build box's OS and architecture (`debian 12 x86_64`).
+    pub os: String,
     /// The local changes built with `--allow-dirty` (absent when clean).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dirty: Option<String>,
@@ -376,6 +380,7 @@ impl<S: Stage> Component for S {
             patches,
             tools: ToolInputs(tools),
             snp_build: env!("CARGO_PKG_VERSION"),
+            os: crate::host::os_identity(Path::new(crate::host::OS_RELEASE)),
             dirty: facts
                 .dirty
                 .as_ref()

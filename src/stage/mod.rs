@@ -23,6 +23,7 @@ pub mod ovmf;
 pub mod qemu;
 pub mod registry;
 pub mod run;
+pub mod share;
 pub mod wrappers;
 
 pub use component::{BuildEnv, Component, Entry, Force, SourceFacts, Spec, Stage};

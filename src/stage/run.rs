@@ -57,6 +57,8 @@ pub enum Status {
     Ok,
     /// Up to date: its recorded outputs stand.
     Skipped,
+    /// Pulled from the shared cache instead of built.
+    Pulled,
     Failed,
     /// Stopped because another stage failed, or by Ctrl-C.
     Cancelled,
@@ -122,18 +124,30 @@ pub fn run_all(env: &BuildEnv, work: &[Work<'_>]) -> anyhow::Result<Vec<Outcome>
             name,
             w.decision.reasons.iter().map(ToString::to_string).collect(),
         );
-        Progress::new(name).finish(format!(
-            "skipped: {}",
-            w.decision
-                .reasons
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
+        let pulled = w
+            .decision
+            .reasons
+            .iter()
+            .any(|r| matches!(r, Reason::Pulled { .. }));
+        // A pull said its own line when it finished.
+        if !pulled {
+            Progress::new(name).finish(format!(
+                "skipped: {}",
+                w.decision
+                    .reasons
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
         outcomes.push(Outcome {
             stage: name,
-            status: Status::Skipped,
+            status: if pulled {
+                Status::Pulled
+            } else {
+                Status::Skipped
+            },
             reasons: w.decision.reasons.clone(),
             duration_s: 0.0,
             wait_s: 0.0,
@@ -351,6 +365,7 @@ fn run_stage(
             started.elapsed().as_secs_f64(),
             previous_duration,
         )),
+        source: Some(s.record()),
     };
     fingerprint::write_stamp(&stamp_path, &stamp)?;
     Ok(built)

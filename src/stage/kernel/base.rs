@@ -281,9 +281,14 @@ impl BaseSpec {
         let short = |text: &str| sha256_hex(text.as_bytes())[..16].to_string();
         let mut parts = vec![match base_config_source(&self.base, running_release) {
             BaseSource::MakeTarget(t) => t.to_string(),
+            // The file's name and content, not where this box keeps it: a
+            // fingerprint means the same on every machine.
             BaseSource::File(p) => format!(
                 "{} ({})",
-                p.display(),
+                p.file_name().map_or_else(
+                    || p.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                ),
                 std::fs::read(&p)
                     .map(|b| sha256_hex(&b)[..16].to_string())
                     .unwrap_or_else(|_| "missing".into())

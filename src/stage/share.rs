@@ -1,0 +1,377 @@
+//! A stage's outputs shared through the cache registry: pulled instead of
+//! built when its fingerprint's tag is there, pushed after it was built
+//! (read-write mode).
+//!
+//! What is shared is exactly what the stage's stamp records: its typed
+//! outputs, every output file (each under the work dir) and the facts of
+//! its source tree that the release reads. So a box that pulls every stage
+//! needs no tree, and assembles the release the pushing box assembled.
+//!
+//! Refusals: a pulled artifact that fails any check (`cache::artifact`'s,
+//! a blob's digest or size, outputs that do not read as this stage's) is
+//! a warning naming the tag, and the stage is built here (and, read-write,
+//! pushed over the bad tag). A registry that cannot be reached or refuses
+//! us is a warning too, unless `--cache-remote-required`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::Value;
+
+use super::component::{BuildEnv, Built, Component};
+use crate::cache::artifact::{self, Record, RecordFile};
+use crate::cache::oci::{Found, Registry};
+use crate::config::cache::{CacheMode, CachePolicy};
+use crate::fingerprint::{self, Fingerprint, OutputFile, Reason, SourceRecord, Stamp};
+use crate::progress::{Progress, human_bytes};
+
+/// A build's shared cache.
+pub struct Share {
+    registry: Registry,
+    policy: CachePolicy,
+    /// Set at the first registry problem: the rest of the run asks no
+    /// more (a dead registry costs one timeout, not one per stage).
+    down: std::sync::atomic::AtomicBool,
+}
+
+/// What a pull brought.
+pub struct Pulled {
+    pub built: Built,
+    pub source: Option<SourceRecord>,
+    pub reason: Reason,
+}
+
+/// A problem with the registry itself (not with one artifact): fatal only
+/// under `--cache-remote-required`.
+#[derive(Debug, thiserror::Error)]
+#[error("the cache remote {remote}: {message}")]
+pub struct Unavailable {
+    pub remote: String,
+    pub message: String,
+}
+
+impl Share {
+    /// The build's cache, if it has a remote.
+    pub fn open(env: &BuildEnv) -> anyhow::Result<Option<Share>> {
+        let Some(policy) = env.cache.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(Share {
+            registry: Registry::new(&policy)?,
+            policy,
+            down: Default::default(),
+        }))
+    }
+
+    pub fn pushes(&self) -> bool {
+        self.policy.mode == CacheMode::ReadWrite
+    }
+
+    /// `oci://HOST/NAMESPACE/STAGE:TAG`, as messages name it.
+    pub fn location(&self, stage: &str, inputs: &Fingerprint) -> String {
+        format!("{}/{stage}:{}", self.policy.remote, tag(inputs))
+    }
+
+    /// A registry problem: an error under `--cache-remote-required`, else
+    /// a warning (and the caller builds).
+    fn unavailable(&self, stage: &str, e: anyhow::Error) -> anyhow::Result<()> {
+        let err = Unavailable {
+            remote: self.policy.remote.to_string(),
+            message: format!("{e:#}"),
+        };
+        if self.policy.required {
+            return Err(
+                anyhow::Error::new(err).context(format!("{stage}: --cache-remote-required"))
+            );
+        }
+        self.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!("{stage}: {err}; building here (the cache is not asked again this run)");
+        Ok(())
+    }
+
+    fn is_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the registry has the stage built from `inputs` (the plan:
+    /// reads the manifest, pulls nothing). A registry problem reads as no.
+    pub fn has(&self, stage: &str, inputs: &Fingerprint) -> anyhow::Result<bool> {
+        if self.is_down() {
+            return Ok(false);
+        }
+        let reference = self.registry.reference(stage, &tag(inputs));
+        match self.registry.manifest(&reference) {
+            Ok(Found::Manifest(bytes)) => {
+                Ok(artifact::check_manifest(&bytes, stage, &fingerprint::shared(inputs)).is_ok())
+            }
+            Ok(Found::Missing) => Ok(false),
+            Err(e) => self.unavailable(stage, e).map(|()| false),
+        }
+    }
+
+    /// The stage built from `inputs`, pulled into the work dir with its
+    /// stamp written, if the registry has it whole. `None`: build it here.
+    pub fn pull(
+        &self,
+        env: &BuildEnv,
+        c: &dyn Component,
+        inputs: &Fingerprint,
+    ) -> anyhow::Result<Option<Pulled>> {
+        if self.is_down() {
+            return Ok(None);
+        }
+        let name = c.spec().name;
+        let location = self.location(name, inputs);
+        let reference = self.registry.reference(name, &tag(inputs));
+        let manifest = match self.registry.manifest(&reference) {
+            Ok(Found::Manifest(bytes)) => bytes,
+            Ok(Found::Missing) => {
+                tracing::info!("{name}: not in the cache ({location}); building here");
+                return Ok(None);
+            }
+            Err(e) => return self.unavailable(name, e).map(|()| None),
+        };
+        let progress = Progress::new(name);
+        progress.step(format!("pulling {location}"));
+        match self.fetch(env, c, inputs, &reference, &manifest) {
+            Ok((built, record, bytes)) => {
+                let reason = Reason::Pulled {
+                    from: self.policy.remote.to_string(),
+                    tag: tag(inputs),
+                    bytes,
+                };
+                progress.finish(format!(
+                    "pulled from {} ({})",
+                    self.policy.remote,
+                    human_bytes(bytes)
+                ));
+                Ok(Some(Pulled {
+                    built,
+                    source: record.source,
+                    reason,
+                }))
+            }
+            Err(e) => {
+                // Nothing half-pulled may stand as built.
+                fingerprint::remove_stamp(&env.work.stamp(name))?;
+                progress.warn(format!("refused {location}: {e:#}; building here"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Pulls and checks everything, then puts the files in place and
+    /// writes the stamp.
+    fn fetch(
+        &self,
+        env: &BuildEnv,
+        c: &dyn Component,
+        inputs: &Fingerprint,
+        reference: &oci_client::Reference,
+        manifest: &[u8],
+    ) -> anyhow::Result<(Built, Record, u64)> {
+        let name = c.spec().name;
+        let roots = roots(env)?;
+        let (m, record_layer) =
+            artifact::check_manifest(manifest, name, &fingerprint::shared(inputs))?;
+        let record_bytes = self.registry.blob(reference, &record_layer)?;
+        let record: Record = serde_json::from_slice(&record_bytes)
+            .map_err(|e| anyhow!("its record does not parse: {e}"))?;
+        let layers = artifact::check_layers(&m, &record, name)?;
+        // Into a scratch dir first: no output is touched until every blob
+        // has arrived whole.
+        let scratch = env
+            .work
+            .root()
+            .join("state")
+            .join(format!("pull-{name}.tmp"));
+        remove_dir(&scratch)?;
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("creating {}", scratch.display()))?;
+        let mut bytes = record_bytes.len() as u64;
+        for (i, (layer, _)) in layers.iter().enumerate() {
+            self.registry
+                .blob_to_file(reference, layer, &scratch.join(i.to_string()))?;
+            bytes += layer.size as u64;
+        }
+        let stamp_path = env.work.stamp(name);
+        fingerprint::remove_stamp(&stamp_path)?;
+        let mut outputs = Vec::new();
+        for (i, (_, f)) in layers.iter().enumerate() {
+            let to = roots
+                .absolute(&f.path)
+                .ok_or_else(|| anyhow!("no place for {}", f.path))?;
+            outputs.push(place(&scratch.join(i.to_string()), &to, f)?);
+        }
+        remove_dir(&scratch)?;
+        let mut summary = record.summary.clone();
+        roots.resolve(&mut summary);
+        fingerprint::write_stamp(
+            &stamp_path,
+            &Stamp {
+                inputs: inputs.clone(),
+                outputs,
+                summary,
+                duration_s: record.duration_s,
+                source: record.source.clone(),
+            },
+        )?;
+        let built = c
+            .recorded(&env.work)
+            .ok_or_else(|| anyhow!("its outputs do not read as {name}'s"))?;
+        Ok((built, record, bytes))
+    }
+
+    /// Pushes the stage whose stamp was just written (read-write mode):
+    /// the artifact is tagged by `inputs`, over any bad one.
+    pub fn push(&self, env: &BuildEnv, c: &dyn Component) -> anyhow::Result<()> {
+        let name = c.spec().name;
+        if self.is_down() {
+            tracing::warn!(
+                "{name}: not pushed: the cache remote was unavailable earlier in this run"
+            );
+            return Ok(());
+        }
+        let result = self.upload(env, name);
+        match result {
+            Ok((location, bytes)) => {
+                tracing::info!("{name}: pushed to {location} ({})", human_bytes(bytes));
+                Ok(())
+            }
+            Err(e) if e.is::<NotShareable>() => {
+                tracing::warn!("{name}: not pushed: {e:#}");
+                Ok(())
+            }
+            Err(e) => self.unavailable(name, e.context("pushing")),
+        }
+    }
+
+    fn upload(&self, env: &BuildEnv, name: &str) -> anyhow::Result<(String, u64)> {
+        let roots = roots(env)?;
+        let stamp: Stamp<Value> = fingerprint::read_stamp(&env.work.stamp(name))
+            .ok_or_else(|| NotShareable(format!("{name} has no stamp")))?;
+        let mut files = Vec::new();
+        for out in &stamp.outputs {
+            let rel = out
+                .path
+                .to_str()
+                .and_then(|p| roots.relative(p))
+                .ok_or_else(|| {
+                    NotShareable(format!(
+                        "its output {} is outside the work and install dirs",
+                        out.path.display()
+                    ))
+                })?;
+            let meta = std::fs::metadata(&out.path)
+                .with_context(|| format!("reading {}", out.path.display()))?;
+            files.push(RecordFile {
+                path: rel,
+                size: out.size,
+                sha256: out.sha256.clone(),
+                mode: meta.permissions().mode() & 0o7777,
+            });
+        }
+        let mut summary = stamp.summary.clone();
+        roots.tokenize(&mut summary);
+        let record = Record {
+            stage: name.to_string(),
+            summary,
+            files,
+            source: stamp.source.clone(),
+            duration_s: stamp.duration_s,
+        };
+        let record_bytes = serde_json::to_vec(&record).context("serializing the record")?;
+        let sha = stamp.inputs.get("sha").cloned().unwrap_or_default();
+        let manifest = artifact::manifest(
+            &record,
+            &record_bytes,
+            &sha,
+            &fingerprint::shared(&stamp.inputs),
+        );
+        let reference = self.registry.reference(name, &tag(&stamp.inputs));
+        let digest = |b: &[u8]| format!("sha256:{}", crate::hash::sha256_hex(b));
+        self.registry.push_blob(
+            &reference,
+            artifact::EMPTY.to_vec(),
+            &digest(artifact::EMPTY),
+        )?;
+        let mut bytes = record_bytes.len() as u64;
+        self.registry
+            .push_blob(&reference, record_bytes.clone(), &digest(&record_bytes))?;
+        for (f, out) in record.files.iter().zip(&stamp.outputs) {
+            let data = std::fs::read(&out.path)
+                .with_context(|| format!("reading {}", out.path.display()))?;
+            // What is pushed is what the stamp recorded, or nothing.
+            if crate::hash::sha256_hex(&data) != f.sha256 {
+                bail!(NotShareable(format!(
+                    "{} changed since the stage recorded it",
+                    out.path.display()
+                )));
+            }
+            bytes += data.len() as u64;
+            self.registry
+                .push_blob(&reference, data, &format!("sha256:{}", f.sha256))?;
+        }
+        self.registry.push_manifest(&reference, manifest)?;
+        Ok((self.location(name, &stamp.inputs), bytes))
+    }
+}
+
+/// An output that cannot be shared (not a registry problem).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotShareable(String);
+
+/// Moves a pulled, checked file to its output path with its mode, and
+/// records it as the stamp records outputs.
+fn place(from: &Path, to: &Path, f: &RecordFile) -> anyhow::Result<OutputFile> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::rename(from, to).with_context(|| format!("moving {} into place", to.display()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(f.mode & 0o7777))
+        .with_context(|| format!("setting the mode of {}", to.display()))?;
+    let meta = std::fs::metadata(to).with_context(|| format!("reading {}", to.display()))?;
+    Ok(OutputFile {
+        path: to.to_path_buf(),
+        size: meta.len(),
+        mtime_ns: fingerprint::mtime_ns(&meta),
+        // Checked against the layer's digest as it arrived.
+        sha256: f.sha256.clone(),
+    })
+}
+
+fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn path_text(p: &Path) -> anyhow::Result<String> {
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{} is not UTF-8", p.display()))
+}
+
+/// This box's work and install dirs.
+fn roots(env: &BuildEnv) -> anyhow::Result<artifact::Roots> {
+    Ok(artifact::Roots::new(
+        &path_text(env.work.root())?,
+        &path_text(&env.install)?,
+    ))
+}
+
+/// The tag of a stage built from `inputs`: its key is the inputs that
+/// mean the same on every machine.
+fn tag(inputs: &Fingerprint) -> String {
+    artifact::tag(&fingerprint::shared(inputs))
+}
+
+/// The recorded source facts of a stage's stamp, if it has them.
+pub fn recorded_source(env: &BuildEnv, stage: &str) -> Option<SourceRecord> {
+    fingerprint::read_stamp::<serde::de::IgnoredAny>(&env.work.stamp(stage))?.source
+}
