@@ -130,19 +130,21 @@ impl Registry {
         check_size(desc, len)
     }
 
-    /// Pushes `data` as the blob `digest`, unless the registry has it.
+    /// Pushes `data` as the blob `digest`, unless the registry has it (and
+    /// `again` is false).
     pub fn push_blob(
         &self,
         reference: &Reference,
         data: Vec<u8>,
         digest: &str,
+        again: bool,
     ) -> anyhow::Result<()> {
         self.runtime
             .block_on(async {
                 self.client
                     .auth(reference, &self.auth, RegistryOperation::Push)
                     .await?;
-                if self.client.blob_exists(reference, digest).await? {
+                if !again && self.client.blob_exists(reference, digest).await? {
                     return Ok(());
                 }
                 self.client
@@ -200,7 +202,7 @@ fn explain(e: OciDistributionError) -> anyhow::Error {
             }
             anyhow!(text)
         }
-        other => anyhow!(other),
+        other => anyhow!(other.to_string()),
     }
 }
 

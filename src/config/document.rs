@@ -302,8 +302,7 @@ impl<'a> Document<'a> {
             }
         }
         // `[release]` (signing) and `[cache]` (sharing) are this machine's
-        // policy, not what is built: the lines of their keys are left out
-        // (the table headers stay). Whole lines, as TOML has one key per
+        // policy, not what is built: the lines of their keys are left out. Whole lines, as TOML has one key per
         // line: a dotted `release.signing-key = ...`, an inline
         // `cache = { ... }`, a trailing comment and a CRLF leave nothing
         // behind.
@@ -322,6 +321,24 @@ impl<'a> Document<'a> {
                     .collect();
                 spans.extend(lines.into_iter().map(|(a, b)| (a..b, String::new())));
             }
+        }
+        // The headers go too (`[cache]`, `[release]`), with the blank
+        // lines before them, so a file with a policy table and one without
+        // carry the same `source-config`.
+        let text = &self.file.text;
+        let mut at = 0;
+        let mut blank_from = None;
+        for line in text.split_inclusive('\n') {
+            let bare = line.trim();
+            if MACHINE_POLICY.iter().any(|t| bare == format!("[{t}]")) {
+                spans.push((blank_from.unwrap_or(at)..at + line.len(), String::new()));
+            }
+            blank_from = match (bare.is_empty(), blank_from) {
+                (true, None) => Some(at),
+                (true, kept) => kept,
+                (false, _) => None,
+            };
+            at += line.len();
         }
         let mut text = self.file.text.clone();
         spans.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));

@@ -33,6 +33,9 @@ pub struct Share {
     /// Set at the first registry problem: the rest of the run asks no
     /// more (a dead registry costs one timeout, not one per stage).
     down: std::sync::atomic::AtomicBool,
+    /// Tags refused this run: their re-push uploads every blob again,
+    /// even one the registry says it has (it may be the damaged one).
+    refused: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// What a pull brought.
@@ -61,6 +64,7 @@ impl Share {
             registry: Registry::new(&policy)?,
             policy,
             down: Default::default(),
+            refused: Default::default(),
         }))
     }
 
@@ -156,6 +160,7 @@ impl Share {
                 // Nothing half-pulled may stand as built.
                 fingerprint::remove_stamp(&env.work.stamp(name))?;
                 progress.warn(format!("refused {location}: {e:#}; building here"));
+                self.refused.lock().unwrap().insert(tag(inputs));
                 Ok(None)
             }
         }
@@ -291,14 +296,20 @@ impl Share {
         );
         let reference = self.registry.reference(name, &tag(&stamp.inputs));
         let digest = |b: &[u8]| format!("sha256:{}", crate::hash::sha256_hex(b));
+        let again = self.refused.lock().unwrap().contains(&tag(&stamp.inputs));
         self.registry.push_blob(
             &reference,
             artifact::EMPTY.to_vec(),
             &digest(artifact::EMPTY),
+            again,
         )?;
         let mut bytes = record_bytes.len() as u64;
-        self.registry
-            .push_blob(&reference, record_bytes.clone(), &digest(&record_bytes))?;
+        self.registry.push_blob(
+            &reference,
+            record_bytes.clone(),
+            &digest(&record_bytes),
+            again,
+        )?;
         for (f, out) in record.files.iter().zip(&stamp.outputs) {
             let data = std::fs::read(&out.path)
                 .with_context(|| format!("reading {}", out.path.display()))?;
@@ -311,10 +322,34 @@ impl Share {
             }
             bytes += data.len() as u64;
             self.registry
-                .push_blob(&reference, data, &format!("sha256:{}", f.sha256))?;
+                .push_blob(&reference, data, &format!("sha256:{}", f.sha256), again)?;
         }
-        self.registry.push_manifest(&reference, manifest)?;
+        self.registry.push_manifest(&reference, manifest.clone())?;
+        if again {
+            self.still_damaged(name, &reference, &manifest);
+        }
         Ok((self.location(name, &stamp.inputs), bytes))
+    }
+}
+
+impl Share {
+    /// After re-pushing a refused tag: reads every blob back, and says so
+    /// if the registry still serves a damaged one. A registry keeps the
+    /// first copy of a blob it stores (distribution does not overwrite a
+    /// digest it has), so a blob damaged at rest outlives any push.
+    fn still_damaged(&self, name: &str, reference: &oci_client::Reference, manifest: &[u8]) {
+        let Ok(m) = serde_json::from_slice::<oci_client::manifest::OciImageManifest>(manifest)
+        else {
+            return;
+        };
+        for layer in &m.layers {
+            if let Err(e) = self.registry.blob(reference, layer) {
+                tracing::warn!(
+                    "{name}: the registry still serves a damaged blob {} after the push ({e:#}); it keeps the first copy of a blob, so an admin must delete it (DELETE /v2/<name>/blobs/<digest>, or the registry's garbage-collect) before a push can mend the tag",
+                    layer.digest
+                );
+            }
+        }
     }
 }
 

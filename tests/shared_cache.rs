@@ -1,0 +1,460 @@
+//! The shared stage cache (issue 17) against a real registry: Debian's
+//! `docker-registry` (CNCF distribution 2.8) on loopback, read back by a
+//! second client (`curl`, `skopeo`).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const ALL: [&str; 4] = ["qemu", "ovmf", "kernel-guest", "kernel-host"];
+const PASSWORD: &str = "s3cr3t-pw";
+
+/// Adds `[cache]` to the scratch's pin file.
+fn cache_in_pins(s: &Scratch, remote: &str, mode: &str) {
+    let mut text = std::fs::read_to_string(s.pins()).unwrap();
+    text.push_str(&format!(
+        "\n[cache]\nremote = \"{remote}\"\nmode = \"{mode}\"\ninsecure = true\n"
+    ));
+    std::fs::write(s.pins(), text).unwrap();
+}
+
+/// Runs snp-build with no machine config but the scratch's own
+/// (`<scratch>/xdg/snp-build/config.toml`, if written) and `env`.
+fn run(s: &Scratch, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let xdg = s.path().join("xdg");
+    let mut all: Vec<(&str, &std::ffi::OsStr)> = vec![("XDG_CONFIG_HOME", xdg.as_os_str())];
+    all.extend(env.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(*v))));
+    s.run_env(&all, args)
+}
+
+fn run_json(s: &Scratch, env: &[(&str, &str)], args: &[&str]) -> (Value, String) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let r = run(s, env, &all);
+    assert_eq!(r.code, 0, "snp-build {args:?} failed:\n{}", r.stderr);
+    (r.json(), r.stderr)
+}
+
+fn statuses(doc: &Value) -> Vec<(String, String)> {
+    doc["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn all(status: &str) -> Vec<(String, String)> {
+    ALL.iter()
+        .map(|s| (s.to_string(), status.to_string()))
+        .collect()
+}
+
+fn curl(url: &str) -> (bool, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-f",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+/// The one tag of `repo` and its manifest, read with curl.
+fn manifest(reg: &OciRegistry, repo: &str) -> (String, Value) {
+    let (ok, tags) = curl(&format!(
+        "http://127.0.0.1:{}/v2/{repo}/tags/list",
+        reg.port
+    ));
+    assert!(ok, "no tags for {repo}");
+    let tags: Value = serde_json::from_str(&tags).unwrap();
+    let tag = tags["tags"][0].as_str().unwrap().to_string();
+    let (ok, m) = curl(&format!(
+        "http://127.0.0.1:{}/v2/{repo}/manifests/{tag}",
+        reg.port
+    ));
+    assert!(ok);
+    (tag, serde_json::from_str(&m).unwrap())
+}
+
+/// Puts `manifest` as `repo:tag` with curl (a second client, as a
+/// careless or hostile one would).
+fn put_manifest(reg: &OciRegistry, repo: &str, tag: &str, manifest: &Value) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-f",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            &manifest.to_string(),
+            &format!("http://127.0.0.1:{}/v2/{repo}/manifests/{tag}", reg.port),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tarball_sha(doc: &Value) -> String {
+    doc["release"]["tarball_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_second_box_pulls_every_stage_fetches_no_tree_and_makes_the_same_tarball() {
+    let reg = OciRegistry::start(false);
+    let remote = reg.remote("team/snp");
+    // Box A: the nightly, its [cache] in the pin file, read-write.
+    let a = Scratch::new(shared_fixtures());
+    cache_in_pins(&a, &remote, "read-write");
+    let (doc_a, err_a) = run_json(&a, &[], PACKAGE);
+    assert_eq!(statuses(&doc_a), all("ok"));
+    assert_eq!(err_a.matches(": pushed to oci://").count(), 4, "{err_a}");
+
+    // A second client reads the artifact: the layout is standard OCI.
+    let (tag, m) = manifest(&reg, "team/snp/qemu");
+    assert!(tag.starts_with("fp-") && tag.len() == 67, "{tag}");
+    assert_eq!(m["artifactType"], "application/vnd.snp-build.stage.v1");
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(m["annotations"]["dev.snp-build.stage"], "qemu");
+    let fp: Value = serde_json::from_str(
+        m["annotations"]["dev.snp-build.fingerprint"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fp["sha"], m["annotations"]["dev.snp-build.source-sha"]);
+    assert!(
+        fp.get("install").is_none(),
+        "the install dir is no shared input"
+    );
+    assert!(fp["os"].as_str().unwrap().ends_with(std::env::consts::ARCH));
+    let titles: Vec<&str> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l["annotations"]["org.opencontainers.image.title"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(titles[0], "record.json");
+    assert!(
+        titles.contains(&"install/bin/qemu-system-x86_64"),
+        "{titles:?}"
+    );
+    let skopeo = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://127.0.0.1:{}/team/snp/qemu:{tag}", reg.port),
+        ])
+        .output()
+        .expect("skopeo: run .ci/install-deps");
+    assert!(
+        skopeo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&skopeo.stderr)
+    );
+    let raw: Value = serde_json::from_slice(&skopeo.stdout).unwrap();
+    assert_eq!(raw, m);
+
+    // Box B: another path, the same pins and lock, [cache] read-only in
+    // its machine config (not its pin file).
+    let b = Scratch::new(shared_fixtures());
+    std::fs::copy(
+        a.path().join("stable-commits.lock"),
+        b.path().join("stable-commits.lock"),
+    )
+    .unwrap();
+    let machine = b.path().join("xdg/snp-build");
+    std::fs::create_dir_all(&machine).unwrap();
+    std::fs::write(
+        machine.join("config.toml"),
+        format!("[cache]\nremote = \"{remote}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    let plan = run(&b, &[], &["plan", "--package", "--json"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let plan = plan.json();
+    for name in ALL {
+        let p = stage(&plan, name);
+        assert_eq!(p["action"], "pull", "{p}");
+        assert!(p["reasons"].to_string().contains(":fp-"), "{p}");
+    }
+    let (doc_b, err_b) = run_json(&b, &[], PACKAGE);
+    assert_eq!(statuses(&doc_b), all("pulled"), "{err_b}");
+    assert!(err_b.contains("pulled from oci://"), "{err_b}");
+    assert!(
+        !err_b.contains("pushed"),
+        "read-only never pushes:\n{err_b}"
+    );
+    for name in ALL {
+        assert!(!b.tree(name).exists(), "{name}'s tree was fetched");
+        assert!(
+            stage(&doc_b, name)["reasons"][0]
+                .to_string()
+                .contains("pulled from")
+        );
+    }
+    for s in doc_b["sources"].as_array().unwrap() {
+        assert_eq!(s["action"], "recorded", "{s}");
+    }
+    assert_eq!(tarball_sha(&doc_b), tarball_sha(&doc_a));
+    // Again on B: nothing runs, still no tree, the same release.
+    let (again, _) = run_json(&b, &[], PACKAGE);
+    assert_eq!(statuses(&again), all("skipped"));
+    assert!(!b.tree("qemu").exists());
+    assert_eq!(tarball_sha(&again), tarball_sha(&doc_a));
+}
+
+#[test]
+fn basic_auth_given_pushes_and_pulls_missing_warns_and_builds() {
+    let reg = OciRegistry::start(true);
+    let remote = reg.remote("snp");
+    let a = Scratch::new(shared_fixtures());
+    cache_in_pins(&a, &remote, "read-write");
+    let creds = [
+        ("SNP_BUILD_CACHE_USER", "user"),
+        ("SNP_BUILD_CACHE_PASSWORD", PASSWORD),
+    ];
+    let (doc, err) = run_json(&a, &creds, &["qemu", "-j2"]);
+    assert_eq!(stage(&doc, "qemu")["status"], "ok");
+    assert!(err.contains("qemu: pushed to"), "{err}");
+    assert!(!err.contains(PASSWORD) && !doc.to_string().contains(PASSWORD));
+
+    // No credentials: a warning that names the registry, and a build.
+    let b = Scratch::new(shared_fixtures());
+    cache_in_pins(&b, &remote, "read-only");
+    let (doc, err) = run_json(&b, &[], &["qemu", "-j2"]);
+    assert_eq!(stage(&doc, "qemu")["status"], "ok", "{err}");
+    assert!(err.contains("not authorized"), "{err}");
+    assert!(err.contains(&remote), "{err}");
+
+    // docker's config.json gives them.
+    let c = Scratch::new(shared_fixtures());
+    cache_in_pins(&c, &remote, "read-only");
+    let docker = c.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64_encode(format!("user:{PASSWORD}").as_bytes());
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            "{{\"auths\":{{\"127.0.0.1:{}\":{{\"auth\":\"{auth}\"}}}}}}",
+            reg.port
+        ),
+    )
+    .unwrap();
+    let (doc, err) = run_json(
+        &c,
+        &[("DOCKER_CONFIG", docker.to_str().unwrap())],
+        &["qemu"],
+    );
+    assert_eq!(stage(&doc, "qemu")["status"], "pulled", "{err}");
+    assert!(!err.contains(PASSWORD));
+}
+
+/// Standard base64, for docker's `auth` field.
+fn base64_encode(bytes: &[u8]) -> String {
+    let out = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_registry_that_is_down_warns_once_and_builds_unless_required() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let remote = format!("oci://127.0.0.1:{port}/snp");
+    let s = Scratch::new(shared_fixtures());
+    cache_in_pins(&s, &remote, "read-write");
+    let (doc, err) = run_json(&s, &[], &["-j2"]);
+    assert_eq!(statuses(&doc), all("ok"));
+    assert_eq!(err.matches("the cache remote oci://").count(), 1, "{err}");
+    assert!(err.contains("not asked again"), "{err}");
+    let r = run(&s, &[], &["--force", "--cache-remote-required", "qemu"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--cache-remote-required"), "{}", r.stderr);
+    assert!(r.stderr.contains(&remote), "{}", r.stderr);
+    // --no-cache-remote: not asked at all.
+    let r = run(&s, &[], &["--force=qemu", "--no-cache-remote", "qemu"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("cache remote"), "{}", r.stderr);
+}
+
+#[test]
+fn read_only_never_pushes() {
+    let reg = OciRegistry::start(false);
+    let s = Scratch::new(shared_fixtures());
+    cache_in_pins(&s, &reg.remote("snp"), "read-only");
+    let (doc, err) = run_json(&s, &[], &["qemu"]);
+    assert_eq!(stage(&doc, "qemu")["status"], "ok");
+    assert!(err.contains("not in the cache"), "{err}");
+    let (_, catalog) = curl(&format!("http://127.0.0.1:{}/v2/_catalog", reg.port));
+    assert_eq!(
+        serde_json::from_str::<Value>(&catalog).unwrap()["repositories"],
+        serde_json::json!([])
+    );
+}
+
+/// A registry with qemu pushed by a read-write box; its tag and manifest.
+fn pushed_qemu() -> (OciRegistry, String, Value) {
+    let reg = OciRegistry::start(false);
+    let a = Scratch::new(shared_fixtures());
+    cache_in_pins(&a, &reg.remote("snp"), "read-write");
+    run_json(&a, &[], &["qemu"]);
+    let (tag, m) = manifest(&reg, "snp/qemu");
+    (reg, tag, m)
+}
+
+/// The first file layer's digest.
+fn file_layer(m: &Value) -> String {
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["mediaType"] == "application/vnd.snp-build.file.v1")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A box pulling qemu from `reg` in `mode`: refused (a warning naming the
+/// tag and `why`), so built.
+fn refused_and_built(reg: &OciRegistry, tag: &str, mode: &str, why: &str) -> String {
+    let b = Scratch::new(shared_fixtures());
+    cache_in_pins(&b, &reg.remote("snp"), mode);
+    let (doc, err) = run_json(&b, &[], &["qemu"]);
+    assert_eq!(stage(&doc, "qemu")["status"], "ok", "{err}");
+    assert!(
+        err.contains(&format!("refused {}/qemu:{tag}", reg.remote("snp"))),
+        "{err}"
+    );
+    assert!(err.contains(why), "wanted {why:?}:\n{err}");
+    err
+}
+
+#[test]
+fn a_corrupted_blob_is_refused_and_built_and_the_push_says_it_persists() {
+    let (reg, tag, m) = pushed_qemu();
+    let blob = reg.blob_file(&file_layer(&m));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let err = refused_and_built(&reg, &tag, "read-write", "Invalid digest");
+    // Re-pushed; distribution keeps the first copy of a digest, and the
+    // push says so rather than claiming the tag mended.
+    assert!(err.contains("qemu: pushed to"), "{err}");
+    assert!(err.contains("still serves a damaged blob"), "{err}");
+}
+
+#[test]
+fn a_truncated_blob_is_refused_and_built() {
+    let (reg, tag, m) = pushed_qemu();
+    let blob = reg.blob_file(&file_layer(&m));
+    let bytes = std::fs::read(&blob).unwrap();
+    std::fs::write(&blob, &bytes[..bytes.len() / 2]).unwrap();
+    refused_and_built(&reg, &tag, "read-only", "Invalid digest");
+}
+
+#[test]
+fn a_manifest_missing_a_layer_is_refused_built_and_mended_in_read_write_mode() {
+    let (reg, tag, mut m) = pushed_qemu();
+    let gone = file_layer(&m);
+    m["layers"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|l| l["digest"] != gone.as_str());
+    put_manifest(&reg, "snp/qemu", &tag, &m);
+    let err = refused_and_built(&reg, &tag, "read-write", "missing the layer");
+    assert!(err.contains("qemu: pushed to"), "{err}");
+    // Mended: the next box pulls it.
+    let c = Scratch::new(shared_fixtures());
+    cache_in_pins(&c, &reg.remote("snp"), "read-only");
+    let (doc, err) = run_json(&c, &[], &["qemu"]);
+    assert_eq!(stage(&doc, "qemu")["status"], "pulled", "{err}");
+}
+
+#[test]
+fn an_artifact_whose_annotations_disagree_is_refused_and_built() {
+    let (reg, tag, mut m) = pushed_qemu();
+    let notes = &mut m["annotations"];
+    let mut fp: Value =
+        serde_json::from_str(notes["dev.snp-build.fingerprint"].as_str().unwrap()).unwrap();
+    fp["target-list"] = "i386-softmmu".into();
+    notes["dev.snp-build.fingerprint"] = fp.to_string().into();
+    put_manifest(&reg, "snp/qemu", &tag, &m);
+    refused_and_built(&reg, &tag, "read-only", "target-list changed");
+}
+
+#[test]
+fn cache_settings_stay_out_of_the_release() {
+    let s = Scratch::new(shared_fixtures());
+    cache_in_pins(&s, "oci://127.0.0.1:1/nowhere", "read-only");
+    let r = run(&s, &[], &["config"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let source_config = |dir: &Path| {
+        let doc = run_json(
+            &s,
+            &[],
+            &[
+                "--no-cache-remote",
+                "--package",
+                "--output",
+                dir.to_str().unwrap(),
+                "--date",
+                "2026-11-29",
+            ],
+        )
+        .0;
+        let release = doc["release"]["path"].as_str().unwrap().to_string();
+        std::fs::read_to_string(Path::new(&release).join("source-config")).unwrap()
+    };
+    let text = source_config(&s.path().join("out"));
+    assert!(
+        !text.contains("[cache]") && !text.contains("nowhere"),
+        "{text}"
+    );
+}
