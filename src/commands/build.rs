@@ -212,20 +212,19 @@ fn build_locked(
         let mut decision = c.decide(&env.work, &inputs, forced);
         // A pin the lock did not cover is known now: the cache may have it
         // (unless settling already asked for this very tag).
-        if decision.run && !forced {
-            if let Some(pulled) = share
-                .as_ref()
-                .filter(|sh| !settling.asked.contains(&sh.location(name, &inputs)))
-                .filter(|_| s.dirty.is_none())
-                .map(|sh| sh.pull(env, *c, &inputs))
-                .transpose()?
-                .flatten()
-            {
-                decision = Decision {
-                    run: false,
-                    reasons: vec![pulled.reason],
-                };
-            }
+        let ask = share
+            .as_ref()
+            .filter(|_| decision.run && !forced && s.dirty.is_none())
+            .filter(|sh| !settling.asked.contains(&sh.location(name, &inputs)));
+        if let Some(pulled) = ask
+            .map(|sh| sh.pull(env, *c, &inputs))
+            .transpose()?
+            .flatten()
+        {
+            decision = Decision {
+                run: false,
+                reasons: vec![pulled.reason],
+            };
         }
         synced.push(s.clone());
         work.push(Work {

@@ -55,7 +55,15 @@ pub fn doctor(
     let env = Env::system();
     let format = crate::host::package_format(stack.build.package_format, &env.os_release);
     let needs: Vec<_> = components.iter().map(|c| c.needs(format)).collect();
-    let report = check_build(&needs, format, Path::new(&globals.work_dir), &env);
+    let mut report = check_build(&needs, format, Path::new(&globals.work_dir), &env);
+    // The compiler launcher's servers, when it has some (distcc, icecc).
+    if let Some(launcher) = &stack.build.compiler_launcher {
+        let checks = crate::host::launcher::checks(launcher);
+        report.ready &= checks
+            .iter()
+            .all(|c| c.status == crate::host::doctor::Status::Ok);
+        report.checks.extend(checks);
+    }
     if !report.ready {
         return Err(PreflightFailed { report }.into());
     }

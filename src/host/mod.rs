@@ -13,6 +13,7 @@
 pub mod boot;
 pub mod doctor;
 pub mod install;
+pub mod launcher;
 pub mod preflight;
 pub mod snp;
 pub mod verify;

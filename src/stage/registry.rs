@@ -378,6 +378,7 @@ mod tests {
             launcher: None,
             force: Force::None,
             clean: false,
+            cache: None,
         };
         let facts = SourceFacts {
             sha: "0".repeat(40),
