@@ -11,4 +11,5 @@ pub mod dist;
 pub mod fetch;
 pub mod fixtures;
 pub mod real;
+pub mod registry;
 pub mod report;
