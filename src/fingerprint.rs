@@ -14,7 +14,7 @@
 //! | `patches`: the series' content hash | yes | yes | yes |
 //! | `tool:<name>`: the version of each tool in the stage's tool list (a program's version line, a library's pkg-config version, python3's for Python modules) | yes | yes | yes |
 //! | `snp-build`: this program's version | yes | yes | yes |
-//! | `os`: the build box's os-release `ID` and `VERSION_ID` and architecture (its compilers and libraries come with it) | yes | yes | yes |
+//! | `os`: the build box's os-release ID and VERSION_ID and architecture (its compilers and libraries come with it) | yes | yes | yes |
 //! | `submodules`: their resolved SHAs | | | yes |
 //! | `dirty`: the SHA-256 of the tree's diff from its pin, for a tree built with --allow-dirty (absent for a clean tree) | yes | yes | yes |
 //! | `base-config`: the base (a make target, or a file and its SHA-256), then each fragment and its SHA-256 | yes | | |
@@ -23,7 +23,7 @@
 //! | `compiler-launcher` | yes | yes | |
 //! | `target-list`, `configure-args` | | yes | |
 //! | `platform`, `arch`, `build-target`, `toolchain`, `defines`, `build-args`, `outputs` | | | yes |
-//! | `install`: where the files land on this box (the install dir; what they are does not depend on it: they are configured for the release's `/usr/local`) | | yes | yes |
+//! | `install`: where the files land on this box (the install dir; what they are does not depend on it: they are configured for the release's /usr/local; so it is left out of the shared cache's key, see LOCAL_ONLY below) | | yes | yes |
 //!
 //! (A unit test in `stage::registry` holds this table against the inputs
 //! each component really records.)

@@ -220,11 +220,11 @@ fn a_second_box_pulls_every_stage_fetches_no_tree_and_makes_the_same_tarball() {
     );
     for name in ALL {
         assert!(!b.tree(name).exists(), "{name}'s tree was fetched");
-        assert!(
-            stage(&doc_b, name)["reasons"][0]
-                .to_string()
-                .contains("pulled from")
-        );
+        let st = stage(&doc_b, name);
+        assert!(st["reasons"][0].to_string().contains("pulled from"));
+        assert_eq!(st["pulled"]["from"], remote.as_str());
+        assert!(st["pulled"]["tag"].as_str().unwrap().starts_with("fp-"));
+        assert!(st["pulled"]["bytes"].as_u64().unwrap() > 0);
     }
     for s in doc_b["sources"].as_array().unwrap() {
         assert_eq!(s["action"], "recorded", "{s}");

@@ -80,10 +80,24 @@ pub struct Outcome {
     /// clock, as `--timings` draws them.
     pub phases: Vec<crate::timings::Phase>,
     pub log: PathBuf,
+    /// Where its outputs came from when it was pulled (status `pulled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<PulledFrom>,
     /// Its typed outputs (built now, or recorded by its stamp).
     pub outputs: Option<Built>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A pull, in the `--json` summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct PulledFrom {
+    /// The cache remote (`oci://HOST/NAMESPACE`).
+    pub from: String,
+    /// The artifact's tag (`fp-<SHA-256 of the shared inputs>`).
+    pub tag: String,
+    /// Bytes pulled (the record and every file).
+    pub bytes: u64,
 }
 
 /// Outcomes as the stamps of `components` record them (for planning a
@@ -101,6 +115,7 @@ pub fn recorded_outcomes(env: &BuildEnv, components: &[&dyn Component]) -> Vec<O
                 wait_s: 0.0,
                 phases: Vec::new(),
                 log: env.work.log(name),
+                pulled: None,
                 outputs: Some(c.recorded(&env.work)?),
                 error: None,
             })
@@ -124,13 +139,16 @@ pub fn run_all(env: &BuildEnv, work: &[Work<'_>]) -> anyhow::Result<Vec<Outcome>
             name,
             w.decision.reasons.iter().map(ToString::to_string).collect(),
         );
-        let pulled = w
-            .decision
-            .reasons
-            .iter()
-            .any(|r| matches!(r, Reason::Pulled { .. }));
+        let pulled = w.decision.reasons.iter().find_map(|r| match r {
+            Reason::Pulled { from, tag, bytes } => Some(PulledFrom {
+                from: from.clone(),
+                tag: tag.clone(),
+                bytes: *bytes,
+            }),
+            _ => None,
+        });
         // A pull said its own line when it finished.
-        if !pulled {
+        if pulled.is_none() {
             Progress::new(name).finish(format!(
                 "skipped: {}",
                 w.decision
@@ -143,7 +161,7 @@ pub fn run_all(env: &BuildEnv, work: &[Work<'_>]) -> anyhow::Result<Vec<Outcome>
         }
         outcomes.push(Outcome {
             stage: name,
-            status: if pulled {
+            status: if pulled.is_some() {
                 Status::Pulled
             } else {
                 Status::Skipped
@@ -153,6 +171,7 @@ pub fn run_all(env: &BuildEnv, work: &[Work<'_>]) -> anyhow::Result<Vec<Outcome>
             wait_s: 0.0,
             phases: crate::timings::phases(name),
             log: env.work.log(name),
+            pulled,
             outputs: w.component.recorded(&env.work),
             error: None,
         });
@@ -263,6 +282,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                     wait_s,
                     phases: crate::timings::phases(name),
                     log,
+                    pulled: None,
                     outputs: Some(outputs),
                     error: None,
                 }
@@ -289,6 +309,7 @@ fn run_stages(env: &BuildEnv, work: &[&Work<'_>]) -> anyhow::Result<Vec<Outcome>
                     wait_s,
                     phases: crate::timings::phases(name),
                     log,
+                    pulled: None,
                     outputs: None,
                     error: Some(format!("{e:#}")),
                 }

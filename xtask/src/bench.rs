@@ -14,6 +14,7 @@
 //! | parallel vs serial | cold builds in two more fresh work dirs, `-j2` and `-j2 --serial` |
 //! | two builders | the tarballs of those two builds, compared byte for byte: the serial one ran in a longer directory (work dir, output, install prefix), with umask 077, `TZ=Asia/Tokyo` and `LANG=de_DE.UTF-8` |
 //! | kernel source disk | `snp-build fetch kernel` from a loopback `git daemon` (so shallow) vs build.sh's `git clone` + `cp -r` of the same repository: `du` of the store and both trees |
+//! | shared cache | box A (a fresh work dir) builds cold and pushes to a real `docker-registry` on loopback; box B (an empty work dir at another path, the same pin file and lock) pulls: B's wall time against A's, the bytes B pulled, the programs a box like B runs (`strace`, untimed; tool version queries listed apart) and the three tarballs compared (`share.rs`) |
 //! | peak RSS | the no-op run: `ru_maxrss` from `wait4` (it runs no child); the cold build: snp-build's own `VmHWM`, sampled every 20 ms, and the largest process of the whole tree (`wait4`, includes compilers) |
 
 use anyhow::{Context, Result, ensure};
@@ -301,6 +302,12 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
             &report::sha256_hex(&two)[..16]
         ),
     ]);
+
+    // A fleet: box A builds cold and pushes, box B pulls (issue 17).
+    let (share_rows, share_notes) =
+        crate::share::rows(bin, &fx.pin_file, &dir.join("share"), JOBS)?;
+    rows.extend(share_rows);
+    notes.extend(share_notes);
 
     // Fetching the kernels, and their disk use, against build.sh's way.
     eprintln!("bench: kernel fetch race (git daemon on loopback)");

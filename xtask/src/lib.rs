@@ -13,3 +13,4 @@ pub mod fixtures;
 pub mod real;
 pub mod registry;
 pub mod report;
+pub mod share;

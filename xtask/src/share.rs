@@ -1,0 +1,219 @@
+//! The bench's shared-cache row (issue 17): box A builds cold and pushes
+//! to a real registry on loopback; box B, an empty work dir at another
+//! path with the same pins (and lock), pulls. Measured side by side in one
+//! run: B's wall time as a fraction of A's, the bytes B pulled, the
+//! programs B ran (by `strace`, in a third, untimed box like B) and
+//! whether B's tarball is A's, byte for byte.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+
+use crate::registry::OciRegistry;
+use crate::report::{self, mib, secs};
+
+/// One box: its own dir (work, install, output) and machine config.
+struct Box_ {
+    root: PathBuf,
+}
+
+impl Box_ {
+    fn new(root: PathBuf, remote: &str, mode: &str) -> Result<Box_> {
+        let config = root.join("xdg/snp-build");
+        fs::create_dir_all(&config)?;
+        fs::create_dir_all(root.join("out"))?;
+        fs::write(
+            config.join("config.toml"),
+            format!("[cache]\nremote = \"{remote}\"\nmode = \"{mode}\"\ninsecure = true\n"),
+        )?;
+        Ok(Box_ { root })
+    }
+
+    fn command(&self, bin: &Path, pins: &Path, jobs: &str) -> Command {
+        let mut c = Command::new(bin);
+        c.arg("--config")
+            .arg(pins)
+            .arg("--work-dir")
+            .arg(self.root.join("work"))
+            .arg("--install")
+            .arg(self.root.join("usr/local"))
+            .args(["-j", jobs, "--package", "--json", "--date", "2024-01-01"])
+            .arg("--output")
+            .arg(self.root.join("out"))
+            .env("XDG_CONFIG_HOME", self.root.join("xdg"))
+            .current_dir(&self.root);
+        c
+    }
+
+    fn tarball(&self) -> Result<Vec<u8>> {
+        let path = self.root.join("out/snp-release-2024-01-01.tar.gz");
+        fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+fn statuses(json: &Value) -> Vec<String> {
+    json["stages"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s["stage"].as_str().unwrap_or("?"),
+                        s["status"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether an exec is a tool version query (`gcc --version`, `nasm -v`,
+/// `pkg-config --modversion X`, `perl -e 'print $^V'`, python3's module
+/// check): the fingerprint's, which the issue does not count.
+fn is_version_probe(argv: &str) -> bool {
+    [
+        "\"--version\"",
+        "\"-v\"",
+        "\"-V\"",
+        "\"--modversion\"",
+        "\"print $^V\"",
+        "import ",
+    ]
+    .iter()
+    .any(|p| argv.contains(p))
+}
+
+/// The rows and notes.
+pub fn rows(
+    bin: &Path,
+    pins: &Path,
+    dir: &Path,
+    jobs: &str,
+) -> Result<(Vec<[String; 3]>, Vec<String>)> {
+    let reg = OciRegistry::start(false);
+    let remote = reg.remote("bench/snp");
+    let a = Box_::new(dir.join("box-a"), &remote, "read-write")?;
+    eprintln!("bench: shared cache, box A (cold, pushes to {remote})");
+    let run_a = report::measure(&mut a.command(bin, pins, jobs), true)?;
+    ensure!(run_a.status.success(), "box A failed: {}", run_a.stdout);
+    let json_a = run_a.json()?;
+    let b = Box_::new(
+        dir.join("elsewhere/another/path/box-b"),
+        &remote,
+        "read-only",
+    )?;
+    eprintln!("bench: shared cache, box B (empty work dir elsewhere, pulls)");
+    let run_b = report::measure(&mut b.command(bin, pins, jobs), true)?;
+    ensure!(run_b.status.success(), "box B failed: {}", run_b.stdout);
+    let json_b = run_b.json()?;
+    let pulled: Vec<&Value> = json_b["stages"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["status"] == "pulled").collect())
+        .unwrap_or_default();
+    let bytes: u64 = pulled
+        .iter()
+        .filter_map(|s| s["pulled"]["bytes"].as_u64())
+        .sum();
+    let trees: Vec<String> = ["qemu", "ovmf", "kernel-guest", "kernel-host"]
+        .iter()
+        .filter(|s| b.root.join("work").join(s).join("src").exists())
+        .map(|s| s.to_string())
+        .collect();
+    // The programs a box like B runs, traced (untimed).
+    let traced = Box_::new(dir.join("elsewhere/box-b-traced"), &remote, "read-only")?;
+    let execs = count_execs(&traced.command(bin, pins, jobs), &dir.join("box-b.strace"))?;
+    let (probes, others): (Vec<String>, Vec<String>) =
+        execs.into_iter().partition(|e| is_version_probe(e));
+    let same = a.tarball()? == b.tarball()? && b.tarball()? == traced.tarball()?;
+    let fraction = run_b.wall.as_secs_f64() / run_a.wall.as_secs_f64();
+    let mut rows = vec![[
+        "Shared cache: box B (empty work dir at another path, same pins, warm registry) vs box A (cold, pushes)".to_string(),
+        format!("{} vs {} ({:.1}%)", secs(run_b.wall), secs(run_a.wall), 100.0 * fraction),
+        format!(
+            "target at most 5%: {}; B: {} of {} stages pulled, {} pulled, source trees fetched: {}",
+            if fraction <= 0.05 { "met" } else { "MISSED" },
+            pulled.len(),
+            json_b["stages"].as_array().map_or(0, Vec::len),
+            mib(bytes),
+            if trees.is_empty() { "none".to_string() } else { trees.join(", ") },
+        ),
+    ]];
+    rows.push([
+        "Shared cache: build subprocesses on box B".to_string(),
+        others.len().to_string(),
+        format!(
+            "target 0: {}; `strace -f -e trace=execve` on a third box like B saw {} tool version queries (not counted){}",
+            if others.is_empty() { "met" } else { "MISSED" },
+            probes.len(),
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(" and: {}", others.join("; "))
+            }
+        ),
+    ]);
+    rows.push([
+        "Shared cache: B's tarball against A's".to_string(),
+        if same {
+            "byte-identical".into()
+        } else {
+            "DIFFERENT".into()
+        },
+        format!(
+            "A built and pushed, B pulled (other work dir, install dir and output dir); SHA-256 {}",
+            &report::sha256_hex(&b.tarball()?)[..16]
+        ),
+    ]);
+    let notes = vec![format!(
+        "Shared cache: box A {}; box B {}.",
+        statuses(&json_a).join(", "),
+        statuses(&json_b).join(", ")
+    )];
+    Ok((rows, notes))
+}
+
+/// Every program a command runs (`execve` lines with their argv), by
+/// `strace -f`; the command itself first, left out.
+fn count_execs(cmd: &Command, trace: &Path) -> Result<Vec<String>> {
+    let mut traced = Command::new("strace");
+    traced
+        .args([
+            "-f",
+            "-qq",
+            "-s",
+            "256",
+            "-e",
+            "trace=execve",
+            "-e",
+            "signal=none",
+            "-o",
+        ])
+        .arg(trace)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(dir) = cmd.get_current_dir() {
+        traced.current_dir(dir);
+    }
+    let status = traced
+        .status()
+        .context("running strace (apt-get install strace)")?;
+    ensure!(status.success(), "the traced box failed ({status})");
+    let text = fs::read_to_string(trace)?;
+    Ok(text
+        .lines()
+        .filter(|l| l.contains("execve(") && l.trim_end().ends_with("= 0"))
+        .skip(1)
+        .map(|l| {
+            let start = l.find("execve(").map_or(0, |i| i + 7);
+            let end = l.find("], ").map_or(l.len(), |i| i + 1);
+            l[start..end.max(start)].to_string()
+        })
+        .collect())
+}
