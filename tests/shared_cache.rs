@@ -431,30 +431,174 @@ fn an_artifact_whose_annotations_disagree_is_refused_and_built() {
 
 #[test]
 fn cache_settings_stay_out_of_the_release() {
-    let s = Scratch::new(shared_fixtures());
-    cache_in_pins(&s, "oci://127.0.0.1:1/nowhere", "read-only");
-    let r = run(&s, &[], &["config"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let source_config = |dir: &Path| {
-        let doc = run_json(
-            &s,
+    // One pin file with a [cache] table (written as people write it), one
+    // without: the same source-config.
+    let with = Scratch::new(shared_fixtures());
+    let mut text = std::fs::read_to_string(with.pins()).unwrap();
+    text.push_str(
+        "\n[ cache ] # the team's registry\nremote = \"oci://127.0.0.1:1/nowhere\"\nmode = \"read-only\"\n",
+    );
+    std::fs::write(with.pins(), text).unwrap();
+    let without = Scratch::new(shared_fixtures());
+    let source_config = |s: &Scratch| {
+        let (doc, _) = run_json(
+            s,
             &[],
             &[
                 "--no-cache-remote",
                 "--package",
                 "--output",
-                dir.to_str().unwrap(),
+                "out",
                 "--date",
                 "2026-11-29",
             ],
-        )
-        .0;
+        );
         let release = doc["release"]["path"].as_str().unwrap().to_string();
-        std::fs::read_to_string(Path::new(&release).join("source-config")).unwrap()
+        (
+            std::fs::read_to_string(Path::new(&release).join("source-config")).unwrap(),
+            tarball_sha(&doc),
+        )
     };
-    let text = source_config(&s.path().join("out"));
+    let (a, tar_a) = source_config(&with);
+    let (b, tar_b) = source_config(&without);
+    assert!(!a.contains("cache") && !a.contains("nowhere"), "{a}");
+    assert_eq!(a, b);
+    assert_eq!(tar_a, tar_b);
+}
+
+/// Uploads `bytes` as a blob of `repo` with curl; its digest.
+fn push_blob(reg: &OciRegistry, repo: &str, bytes: &[u8]) -> String {
+    let digest = format!("sha256:{}", snp_build::hash::sha256_hex(bytes));
+    let out = Command::new("curl")
+        .args(["-s", "-i", "-X", "POST"])
+        .arg(format!(
+            "http://127.0.0.1:{}/v2/{repo}/blobs/uploads/",
+            reg.port
+        ))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout);
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .unwrap_or_else(|| panic!("no upload location:\n{head}"))
+        .trim()
+        .to_string();
+    let location = if location.starts_with('/') {
+        format!("http://127.0.0.1:{}{location}", reg.port)
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let body = std::env::temp_dir().join(format!("blob-{}", &digest[7..23]));
+    std::fs::write(&body, bytes).unwrap();
+    let put = Command::new("curl")
+        .args([
+            "-s",
+            "-f",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .arg(format!("{location}{sep}digest={digest}"))
+        .output()
+        .unwrap();
     assert!(
-        !text.contains("[cache]") && !text.contains("nowhere"),
-        "{text}"
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stdout)
     );
+    digest
+}
+
+#[test]
+fn a_record_that_would_write_over_the_users_files_is_refused_and_nothing_is_touched() {
+    let (reg, tag, mut m) = pushed_qemu();
+    let layers = m["layers"].as_array().unwrap().clone();
+    let record_layer = layers
+        .iter()
+        .find(|l| l["mediaType"] == "application/vnd.snp-build.stage.record.v1+json")
+        .unwrap();
+    let (ok, text) = curl(&format!(
+        "http://127.0.0.1:{}/v2/snp/qemu/blobs/{}",
+        reg.port,
+        record_layer["digest"].as_str().unwrap()
+    ));
+    assert!(ok);
+    let mut record: Value = serde_json::from_str(&text).unwrap();
+    // A file the user has (not an output), set-uid, reusing a pushed blob;
+    // and the QEMU binary dropped from the files (its summary still names
+    // it, so the release would read a file the pull never delivered).
+    let files = record["files"].as_array().unwrap().clone();
+    let binary = "install/bin/qemu-system-x86_64";
+    let mut evil = files.iter().find(|f| f["path"] != binary).unwrap().clone();
+    evil["path"] = "work/saved-diffs/precious.diff".into();
+    evil["mode"] = 0o4755.into();
+    let mut new_files: Vec<Value> = files.into_iter().filter(|f| f["path"] != binary).collect();
+    new_files.push(evil.clone());
+    record["files"] = Value::Array(new_files);
+    let bytes = serde_json::to_vec(&record).unwrap();
+    let digest = push_blob(&reg, "snp/qemu", &bytes);
+    let mut new_layers: Vec<Value> = layers
+        .into_iter()
+        .filter(|l| l["annotations"]["org.opencontainers.image.title"] != binary)
+        .map(|mut l| {
+            if l["mediaType"] == "application/vnd.snp-build.stage.record.v1+json" {
+                l["digest"] = digest.clone().into();
+                l["size"] = bytes.len().into();
+            }
+            l
+        })
+        .collect();
+    let mut evil_layer = new_layers
+        .iter()
+        .find(|l| l["digest"] == format!("sha256:{}", evil["sha256"].as_str().unwrap()).as_str())
+        .unwrap()
+        .clone();
+    evil_layer["annotations"]["org.opencontainers.image.title"] = evil["path"].clone();
+    new_layers.push(evil_layer);
+    m["layers"] = Value::Array(new_layers);
+    put_manifest(&reg, "snp/qemu", &tag, &m);
+
+    let b = Scratch::new(shared_fixtures());
+    cache_in_pins(&b, &reg.remote("snp"), "read-only");
+    let precious = b.work().join("saved-diffs/precious.diff");
+    std::fs::create_dir_all(precious.parent().unwrap()).unwrap();
+    std::fs::write(&precious, "my hand edit\n").unwrap();
+    let (doc, err) = run_json(&b, &[], &["qemu"]);
+    assert_eq!(stage(&doc, "qemu")["status"], "ok", "{err}");
+    assert!(
+        err.contains(&format!("refused {}/qemu:{tag}", reg.remote("snp"))),
+        "{err}"
+    );
+    assert!(err.contains("not the outputs it describes"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap(),
+        "my hand edit\n"
+    );
+}
+
+#[test]
+fn locked_is_checked_before_anything_is_pulled() {
+    let reg = OciRegistry::start(false);
+    let a = Scratch::new(shared_fixtures());
+    cache_in_pins(&a, &reg.remote("snp"), "read-write");
+    // A's own lock: qemu's entry only.
+    std::fs::remove_file(a.path().join("stable-commits.lock")).ok();
+    run_json(&a, &[], &["qemu"]);
+    let b = Scratch::new(shared_fixtures());
+    cache_in_pins(&b, &reg.remote("snp"), "read-only");
+    std::fs::copy(
+        a.path().join("stable-commits.lock"),
+        b.path().join("stable-commits.lock"),
+    )
+    .unwrap();
+    let r = run(&b, &[], &["--locked", "qemu", "ovmf"]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("ovmf"), "{}", r.stderr);
+    assert!(!r.stderr.contains("pulled"), "{}", r.stderr);
+    assert!(!b.path().join("usr/local/bin/qemu-system-x86_64").exists());
 }

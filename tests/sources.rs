@@ -763,3 +763,21 @@ fn first_submodule(doc: &serde_json::Value, name: &str) -> (String, String) {
     let (path, sha) = subs.iter().next().unwrap();
     (path.clone(), sha.as_str().unwrap().to_string())
 }
+
+/// A build (not only `fetch`) recovers a broken tree: the check before
+/// the fetch (which stages need no tree) leaves an unreadable tree to the
+/// fetch's recovery instead of failing on it.
+#[test]
+fn a_build_recovers_a_broken_tree() {
+    for corrupt in [truncate_head as fn(&Path), corrupt_index] {
+        let s = Scratch::new(shared_fixtures());
+        s.run_ok(&["fetch", "qemu"]);
+        let tree = s.tree("qemu");
+        let want = head(&tree);
+        corrupt(&tree);
+        let r = s.run(&["qemu", "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(stage(&r.json(), "qemu")["status"], "ok");
+        assert_eq!(head(&tree), want);
+    }
+}

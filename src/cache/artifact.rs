@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{anyhow, bail};
+use super::Damaged;
 use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,6 +39,9 @@ pub const SOURCE_SHA: &str = "dev.snp-build.source-sha";
 pub const VERSION: &str = "dev.snp-build.version";
 pub const INPUTS: &str = "dev.snp-build.fingerprint";
 const RECORD_TITLE: &str = "record.json";
+/// The largest record layer read (it is read into memory before anything
+/// else is checked; a real one is a few KiB).
+const MAX_RECORD: i64 = 16 << 20;
 
 /// The places a stage's outputs live on a box: its work dir and its
 /// install dir. Outputs are recorded with absolute paths, and a box
@@ -52,13 +55,14 @@ pub struct Roots {
 
 impl Roots {
     pub fn new(work: &str, install: &str) -> Roots {
+        // `/` stays `/` (trimmed, it would match every string).
+        let root = |p: &str| match p.trim_end_matches('/') {
+            "" => "/".to_string(),
+            t => t.to_string(),
+        };
         let mut roots = vec![
-            ("work", "@WORK_DIR@", work.trim_end_matches('/').to_string()),
-            (
-                "install",
-                "@INSTALL_DIR@",
-                install.trim_end_matches('/').to_string(),
-            ),
+            ("work", "@WORK_DIR@", root(work)),
+            ("install", "@INSTALL_DIR@", root(install)),
         ];
         // The deeper root first, so a root inside the other wins.
         roots.sort_by_key(|r| std::cmp::Reverse(r.2.len()));
@@ -68,7 +72,10 @@ impl Roots {
     /// `work/...` or `install/...` for a path under a root.
     pub fn relative(&self, path: &str) -> Option<String> {
         self.roots.iter().find_map(|(name, _, root)| {
-            let rest = path.strip_prefix(root.as_str())?.strip_prefix('/')?;
+            let rest = match root.as_str() {
+                "/" => path.strip_prefix('/')?,
+                r => path.strip_prefix(r)?.strip_prefix('/')?,
+            };
             Some(format!("{name}/{rest}"))
         })
     }
@@ -80,16 +87,19 @@ impl Roots {
         Some(std::path::Path::new(root).join(rest))
     }
 
-    /// Every path under a root in `value` made a token (for a record).
+    /// Every path under a root in `value` made a token (for a record). A
+    /// root that is `/` is left alone (every path is under it): a box
+    /// whose root is elsewhere then finds the summary's paths are not
+    /// where the files go, and refuses the artifact.
     pub fn tokenize(&self, value: &mut Value) {
-        for (_, token, root) in &self.roots {
+        for (_, token, root) in self.roots.iter().filter(|r| r.2 != "/") {
             relocate(value, root, token);
         }
     }
 
     /// Every token in `value` made this box's path (from a record).
     pub fn resolve(&self, value: &mut Value) {
-        for (_, token, root) in &self.roots {
+        for (_, token, root) in self.roots.iter().filter(|r| r.2 != "/") {
             relocate(value, token, root);
         }
     }
@@ -190,45 +200,56 @@ pub fn check_manifest(
     bytes: &[u8],
     stage: &str,
     inputs: &Fingerprint,
-) -> anyhow::Result<(OciImageManifest, OciDescriptor)> {
-    let m: OciImageManifest =
-        serde_json::from_slice(bytes).map_err(|e| anyhow!("the manifest does not parse: {e}"))?;
+) -> Result<(OciImageManifest, OciDescriptor), Damaged> {
+    let bail = |why: String| Err(Damaged(why));
+    let m: OciImageManifest = serde_json::from_slice(bytes)
+        .map_err(|e| Damaged(format!("the manifest does not parse: {e}")))?;
     if m.artifact_type.as_deref() != Some(ARTIFACT_TYPE) {
-        bail!(
+        return bail(format!(
             "its artifactType is {:?}, not {ARTIFACT_TYPE}",
             m.artifact_type
-        );
+        ));
     }
     let notes = m.annotations.clone().unwrap_or_default();
     if notes.get(STAGE).map(String::as_str) != Some(stage) {
-        bail!(
+        return bail(format!(
             "its annotations name stage {:?}, not {stage}",
             notes.get(STAGE)
-        );
+        ));
     }
-    let theirs: Fingerprint = notes
+    let Some(theirs) = notes
         .get(INPUTS)
-        .and_then(|t| serde_json::from_str(t).ok())
-        .ok_or_else(|| anyhow!("its annotations carry no fingerprint inputs"))?;
+        .and_then(|t| serde_json::from_str::<Fingerprint>(t).ok())
+    else {
+        return bail("its annotations carry no fingerprint inputs".into());
+    };
     if &theirs != inputs {
         let differ: Vec<String> = crate::fingerprint::changed_inputs(inputs, &theirs)
             .iter()
             .map(ToString::to_string)
             .collect();
-        bail!(
+        return bail(format!(
             "its annotations disagree with the wanted fingerprint ({})",
             differ.join("; ")
-        );
+        ));
     }
     if notes.get(SOURCE_SHA) != inputs.get("sha") {
-        bail!("its source SHA annotation disagrees with the wanted SHA");
+        return bail("its source SHA annotation disagrees with the wanted SHA".into());
     }
-    let record = m
+    let Some(record) = m
         .layers
         .iter()
         .find(|l| l.media_type == RECORD_TYPE)
         .cloned()
-        .ok_or_else(|| anyhow!("the manifest has no record layer ({RECORD_TYPE})"))?;
+    else {
+        return bail(format!("the manifest has no record layer ({RECORD_TYPE})"));
+    };
+    if record.size < 0 || record.size > MAX_RECORD {
+        return bail(format!(
+            "its record layer claims {} bytes (a record is at most {MAX_RECORD})",
+            record.size
+        ));
+    }
     Ok((m, record))
 }
 
@@ -238,9 +259,13 @@ pub fn check_layers<'m>(
     m: &'m OciImageManifest,
     record: &Record,
     stage: &str,
-) -> anyhow::Result<Vec<(&'m OciDescriptor, RecordFile)>> {
+) -> Result<Vec<(&'m OciDescriptor, RecordFile)>, Damaged> {
+    let bail = |why: String| Err(Damaged(why));
     if record.stage != stage {
-        bail!("its record is of stage {}, not {stage}", record.stage);
+        return bail(format!(
+            "its record is of stage {}, not {stage}",
+            record.stage
+        ));
     }
     let mut out = Vec::new();
     for f in &record.files {
@@ -250,10 +275,10 @@ pub fn check_layers<'m>(
                 .split('/')
                 .all(|c| !c.is_empty() && c != "." && c != "..");
         if !safe {
-            bail!(
+            return bail(format!(
                 "its record names a path outside the work and install dirs: {:?}",
                 f.path
-            );
+            ));
         }
         let digest = format!("sha256:{}", f.sha256);
         let layer = m
@@ -264,14 +289,12 @@ pub fn check_layers<'m>(
                     && l.digest == digest
                     && l.annotations.as_ref().and_then(|a| a.get(TITLE)) == Some(&f.path)
             })
-            .ok_or_else(|| anyhow!("the manifest is missing the layer of {}", f.path))?;
+            .ok_or_else(|| Damaged(format!("the manifest is missing the layer of {}", f.path)))?;
         if layer.size != f.size as i64 {
-            bail!(
+            return bail(format!(
                 "the layer of {} is {} bytes, its record says {}",
-                f.path,
-                layer.size,
-                f.size
-            );
+                f.path, layer.size, f.size
+            ));
         }
         out.push((layer, f.clone()));
     }
@@ -369,5 +392,11 @@ mod tests {
             b.absolute("install/bin/q").unwrap(),
             std::path::Path::new("/opt/i/bin/q")
         );
+        let slash = Roots::new("/w/build", "/");
+        assert_eq!(slash.relative("/bin/q").unwrap(), "install/bin/q");
+        assert_eq!(slash.relative("/w/build/x").unwrap(), "work/x");
+        let mut v = serde_json::json!({"a": "/bin/q", "b": ""});
+        slash.tokenize(&mut v);
+        assert_eq!(v, serde_json::json!({"a": "/bin/q", "b": ""}));
     }
 }

@@ -18,3 +18,16 @@
 
 pub mod artifact;
 pub mod oci;
+
+/// Something wrong with an artifact itself (a check it fails, a blob
+/// whose digest or size is wrong): refused, and the stage built here.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Damaged(pub String);
+
+/// The registry could not be used (unreachable, timed out, refused us):
+/// one warning and local builds, or an error under
+/// `--cache-remote-required`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);

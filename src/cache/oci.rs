@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor};
@@ -20,6 +20,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use tokio::io::AsyncWriteExt;
 
+use super::{Damaged, Unreachable};
 use crate::config::cache::CachePolicy;
 
 /// One registry, as the cache policy names it.
@@ -174,20 +175,33 @@ impl Registry {
 
 fn check_size(desc: &OciDescriptor, got: u64) -> anyhow::Result<()> {
     if desc.size < 0 || got != desc.size as u64 {
-        return Err(anyhow!(
+        return Err(Damaged(format!(
             "blob {} is {got} bytes, its descriptor says {} (truncated or damaged)",
-            desc.digest,
-            desc.size
-        ));
+            desc.digest, desc.size
+        ))
+        .into());
     }
     Ok(())
 }
 
 /// The registry's error, in words a user can act on (a request error's
-/// source chain says refused, timed out or TLS).
+/// source chain says refused, timed out or TLS): a blob whose digest is
+/// wrong is [`Damaged`], a local write error is itself, anything else
+/// [`Unreachable`].
 fn explain(e: OciDistributionError) -> anyhow::Error {
     match e {
-        OciDistributionError::UnauthorizedError { url } => anyhow!(
+        OciDistributionError::DigestError(d) => Damaged(d.to_string()).into(),
+        // Writing a pulled blob here: a local problem, not the registry's.
+        OciDistributionError::IoError(io) => {
+            anyhow::Error::new(io).context("writing a pulled blob")
+        }
+        other => Unreachable(words(other)).into(),
+    }
+}
+
+fn words(e: OciDistributionError) -> String {
+    match e {
+        OciDistributionError::UnauthorizedError { url } => format!(
             "not authorized ({url}): give credentials with `docker login`, or SNP_BUILD_CACHE_USER and SNP_BUILD_CACHE_PASSWORD"
         ),
         OciDistributionError::RequestError(e) => {
@@ -200,9 +214,9 @@ fn explain(e: OciDistributionError) -> anyhow::Error {
             if e.is_timeout() {
                 text.push_str(" (timed out; [cache] timeout sets the limit)");
             }
-            anyhow!(text)
+            text
         }
-        other => anyhow!(other.to_string()),
+        other => other.to_string(),
     }
 }
 

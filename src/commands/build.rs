@@ -159,13 +159,13 @@ fn build_locked(
     let share = Share::open(env)?;
     let lock_path = Lock::path_for(&stack.file.origin, &env.work);
     let mut tools = ToolVersions::load(&env.work);
-    let settling = super::settle::settle(
-        env,
-        &Lock::load(&lock_path, &stack.names())?,
-        components,
-        share.as_ref(),
-        &mut tools,
-    )?;
+    let lock = Lock::load(&lock_path, &stack.names())?;
+    // --locked before anything is pulled, as before anything is fetched.
+    if req.fetch.locked {
+        let sources: Vec<_> = components.iter().filter_map(|c| c.source()).collect();
+        crate::source::check_locked(&sources, &lock, Mode::UseLock)?;
+    }
+    let settling = super::settle::settle(env, &lock, components, share.as_ref(), &mut tools)?;
     let to_fetch: Vec<&dyn Component> = components
         .iter()
         .zip(&settling.settled)

@@ -105,19 +105,19 @@ pub fn build_env(globals: &Globals, stack: &Stack, req: &EnvRequest) -> anyhow::
     })
 }
 
-/// The cache policy: the machine files, then the pin file's `[cache]`,
+/// The cache policy: the pin file's `[cache]`, then the machine files,
 /// then the command line (see `config::cache`).
 fn cache_policy(
     stack: &Stack,
     req: &crate::config::cache::CacheRequest,
 ) -> anyhow::Result<Option<crate::config::cache::CachePolicy>> {
     use crate::config::cache;
-    let mut layers = Vec::new();
+    // The pin file first: the machine's own files win over it.
+    let mut layers = vec![(stack.file.origin.display_name(), stack.build.cache.clone())];
     for file in cache::machine_files() {
         let table = cache::read_machine_file(&file)?;
         layers.push((file.display().to_string(), table));
     }
-    layers.push((stack.file.origin.display_name(), stack.build.cache.clone()));
     Ok(cache::settle(&layers, req)?)
 }
 

@@ -74,26 +74,30 @@ fn settle_one(
         return Ok(None);
     };
     let tree = env.work.stage(name).tree();
-    if !crate::source::tree_changes(&tree)?.is_empty() {
-        return Ok(None);
-    }
     let facts = super::plan::facts_from_lock(source, lock)?;
     let inputs = c.fingerprint(env, &facts, tools);
     let forced = env.force.forces(name);
     let decision = c.decide(&env.work, &inputs, forced);
     let series = patch::read_series(&source.patches)?;
+    // A tree there: unless the stage would be pulled, it goes through the
+    // fetch as always (which checks the tree against its pin); one with
+    // local changes, or one that cannot be read (the fetch recovers a
+    // broken tree), is fetched and decided there too.
+    let pulls = decision.run && !forced && share.is_some();
+    if tree.exists()
+        && (!pulls || !crate::source::tree_changes(&tree).is_ok_and(|files| files.is_empty()))
+    {
+        return Ok(None);
+    }
     if !decision.run {
-        // Up to date; without its tree only if the stamp can speak for it.
-        if tree.exists() {
-            return Ok(None);
-        }
+        // Up to date without its tree: if the stamp can speak for it.
         return Ok(recorded_source(env, name).map(|record| Settled {
             synced: Synced::from_record(source, entry, &series, record, tree),
             inputs,
             decision,
         }));
     }
-    let Some(share) = share.filter(|_| !forced) else {
+    let Some(share) = share.filter(|_| pulls) else {
         return Ok(None);
     };
     asked.insert(share.location(name, &inputs));

@@ -4,7 +4,10 @@
 //! file, in a per-machine file (`/etc/snp-build/config.toml`, then
 //! `$XDG_CONFIG_HOME/snp-build/config.toml` or
 //! `~/.config/snp-build/config.toml`) or on the command line, and later
-//! ones win key by key (machine file, user file, pin file, command line).
+//! ones win key by key: the pin file (a team's default, from its
+//! repository), the machine's file, the user's file, the command line. So
+//! a pin file someone else wrote cannot override what this machine says
+//! (e.g. `insecure = false`).
 //! It never reaches `source-config`, the manifest, the pin file's digest
 //! or a fingerprint, so two boxes with different cache settings build
 //! byte-identical releases.
@@ -84,6 +87,16 @@ pub const DEFAULT_TIMEOUT_S: u64 = 20;
 
 /// Parses `oci://HOST[:PORT]/NAMESPACE`. `what` names where it came from.
 pub fn parse_remote(text: &str, what: &str) -> Result<Remote, UsageError> {
+    // Anything that may be a credential (user-info, a query) is refused
+    // before the text is ever shown.
+    let authority = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or("");
+    if authority.contains('@') || text.contains('?') || text.contains('#') {
+        return Err(UsageError::new(format!(
+            "{what}: the remote carries user-info or a query (a credential?); it is not shown, and never read from here"
+        ))
+        .help("write it as oci://HOST[:PORT]/NAMESPACE, and log in with `docker login HOST` (~/.docker/config.json) or set SNP_BUILD_CACHE_USER and SNP_BUILD_CACHE_PASSWORD"));
+    }
     let bad = |why: &str| {
         UsageError::new(format!("{what}: `{text}` is not a registry remote: {why}"))
             .help("write it as oci://HOST[:PORT]/NAMESPACE, e.g. oci://registry.example.com:5000/snp-build")
@@ -92,13 +105,6 @@ pub fn parse_remote(text: &str, what: &str) -> Result<Remote, UsageError> {
     if url.scheme() != "oci" {
         return Err(bad("the scheme must be oci://"));
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        // A credential in a config file would end up in logs and notes.
-        return Err(UsageError::new(format!(
-            "{what}: the remote carries a credential; it is never read from here"
-        ))
-        .help("log in with `docker login HOST` (~/.docker/config.json) or set SNP_BUILD_CACHE_USER and SNP_BUILD_CACHE_PASSWORD"));
-    }
     let host = url.host_str().ok_or_else(|| bad("it names no host"))?;
     let registry = match url.port() {
         Some(p) => format!("{host}:{p}"),
@@ -106,7 +112,7 @@ pub fn parse_remote(text: &str, what: &str) -> Result<Remote, UsageError> {
     };
     let namespace = url.path().trim_matches('/').to_string();
     let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c);
-    if namespace.is_empty() || !namespace.chars().all(valid) || url.query().is_some() {
+    if namespace.is_empty() || !namespace.chars().all(valid) {
         return Err(bad(
             "the namespace must be lowercase letters, digits, '.', '_', '-' and '/'",
         ));
@@ -227,10 +233,14 @@ mod tests {
             "oci://h",
             "oci://h/UPPER",
             "oci://u:p@h/x",
+            "https://u:p@h/x",
+            "oci://u:p@h:99999/x",
+            "oci://h/x?token=t0ps3cret",
             "h/x",
         ] {
             let e = parse_remote(bad, "--cache-remote").unwrap_err().to_string();
             assert!(e.starts_with("--cache-remote: "), "{bad}: {e}");
+            assert!(!e.contains("u:p") && !e.contains("t0ps3cret"), "{bad}: {e}");
         }
     }
 

@@ -66,6 +66,17 @@ pub struct BuildKnobs {
 /// part of what is built: cut from `source-config`.
 const MACHINE_POLICY: [&str; 2] = ["release", "cache"];
 
+/// Whether a line is the header of a machine-policy table: `[cache]`,
+/// `[ cache ]`, `["cache"]`, with or without a trailing comment.
+fn is_policy_header(line: &str) -> bool {
+    let code = line.split('#').next().unwrap_or("").trim();
+    let Some(inner) = code.strip_prefix('[').and_then(|c| c.strip_suffix(']')) else {
+        return false;
+    };
+    let name = inner.trim().trim_matches(|c| c == '"' || c == '\'');
+    !inner.starts_with('[') && MACHINE_POLICY.contains(&name)
+}
+
 /// The `[release]` table: how this machine signs releases.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -330,7 +341,7 @@ impl<'a> Document<'a> {
         let mut blank_from = None;
         for line in text.split_inclusive('\n') {
             let bare = line.trim();
-            if MACHINE_POLICY.iter().any(|t| bare == format!("[{t}]")) {
+            if is_policy_header(bare) {
                 spans.push((blank_from.unwrap_or(at)..at + line.len(), String::new()));
             }
             blank_from = match (bare.is_empty(), blank_from) {
@@ -573,4 +584,23 @@ fn lookup<'t, 'v>(root: &'t DeTable<'v>, path: &str) -> Option<&'t Spanned<DeVal
         }
     }
     Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn policy_headers_are_recognised_as_written() {
+        for yes in [
+            "[cache]",
+            "[ cache ]",
+            "[\"cache\"]",
+            "[cache] # note",
+            "[release]",
+        ] {
+            assert!(super::is_policy_header(yes), "{yes}");
+        }
+        for no in ["[[cache]]", "[qemu]", "cache = 1", "[cache.x]", "# [cache]"] {
+            assert!(!super::is_policy_header(no), "{no}");
+        }
+    }
 }

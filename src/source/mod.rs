@@ -305,22 +305,7 @@ pub fn sync(
         .collect::<anyhow::Result<Vec<_>>>()?;
     // --locked is checked for every source before anything is fetched.
     if opts.locked {
-        for s in sources {
-            if opts.mode == Mode::Update || lock.get(s).is_none() {
-                return Err(LockMismatch {
-                    source_name: s.name.to_string(),
-                    reason: match lock.previous(s.name) {
-                        Some(_) => format!(
-                            "the lock entry was resolved from another pin than [{}] now has",
-                            s.table
-                        ),
-                        None => "the lock has no entry for it".into(),
-                    },
-                    lock: lock.path.display().to_string(),
-                }
-                .into());
-            }
-        }
+        check_locked(sources, lock, opts.mode)?;
     }
     let mut done = Vec::new();
     for (source, series) in sources.iter().zip(&series) {
@@ -375,6 +360,28 @@ fn limit_pack_windows() {
             let _ = git2::opts::set_mwindow_mapped_limit(MAPPED);
         }
     });
+}
+
+/// `--locked`: every source must have its lock entry (and `update`
+/// may not move any), checked before anything is fetched or pulled.
+pub fn check_locked(sources: &[&Source], lock: &Lock, mode: Mode) -> anyhow::Result<()> {
+    for s in sources {
+        if mode == Mode::Update || lock.get(s).is_none() {
+            return Err(LockMismatch {
+                source_name: s.name.to_string(),
+                reason: match lock.previous(s.name) {
+                    Some(_) => format!(
+                        "the lock entry was resolved from another pin than [{}] now has",
+                        s.table
+                    ),
+                    None => "the lock has no entry for it".into(),
+                },
+                lock: lock.path.display().to_string(),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 fn sync_one(

@@ -321,6 +321,9 @@ pub trait Component: Send + Sync {
     /// The outputs its last successful build recorded, if its stamp holds
     /// them.
     fn recorded(&self, work: &WorkDir) -> Option<Built>;
+    /// Outputs read from their JSON (a pulled record), if they are this
+    /// stage's.
+    fn parse_outputs(&self, value: serde_json::Value) -> Option<Built>;
     fn output_files(&self, built: &Built) -> Vec<PathBuf>;
     fn release_files(
         &self,
@@ -413,6 +416,12 @@ impl<S: Stage> Component for S {
         let stamp: Stamp<S::Outputs> =
             fingerprint::read_stamp(&work.stamp(Stage::spec(self).name))?;
         Some(Built::new(stamp.summary))
+    }
+
+    fn parse_outputs(&self, value: serde_json::Value) -> Option<Built> {
+        serde_json::from_value::<S::Outputs>(value)
+            .ok()
+            .map(Built::new)
     }
 
     fn output_files(&self, built: &Built) -> Vec<PathBuf> {

@@ -13,8 +13,9 @@
 //! pushed over the bad tag). A registry that cannot be reached or refuses
 //! us is a warning too, unless `--cache-remote-required`.
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
@@ -22,6 +23,7 @@ use serde_json::Value;
 use super::component::{BuildEnv, Built, Component};
 use crate::cache::artifact::{self, Record, RecordFile};
 use crate::cache::oci::{Found, Registry};
+use crate::cache::{Damaged, Unreachable};
 use crate::config::cache::{CacheMode, CachePolicy};
 use crate::fingerprint::{self, Fingerprint, OutputFile, Reason, SourceRecord, Stamp};
 use crate::progress::{Progress, human_bytes};
@@ -138,7 +140,12 @@ impl Share {
         };
         let progress = Progress::new(name);
         progress.step(format!("pulling {location}"));
-        match self.fetch(env, c, inputs, &reference, &manifest) {
+        let result = self.fetch(env, c, inputs, &reference, &manifest);
+        if result.is_err() {
+            // Nothing half-pulled may stand as built.
+            fingerprint::remove_stamp(&env.work.stamp(name))?;
+        }
+        match result {
             Ok((built, record, bytes)) => {
                 let reason = Reason::Pulled {
                     from: self.policy.remote.to_string(),
@@ -156,11 +163,19 @@ impl Share {
                     reason,
                 }))
             }
-            Err(e) => {
-                // Nothing half-pulled may stand as built.
-                fingerprint::remove_stamp(&env.work.stamp(name))?;
+            Err(e) if e.is::<Damaged>() => {
                 progress.warn(format!("refused {location}: {e:#}; building here"));
                 self.refused.lock().unwrap().insert(tag(inputs));
+                Ok(None)
+            }
+            Err(e) if e.is::<Unreachable>() => {
+                progress.finish("not pulled");
+                self.unavailable(name, e).map(|()| None)
+            }
+            Err(e) => {
+                progress.warn(format!(
+                    "could not put the outputs pulled from {location} in place: {e:#}; building here"
+                ));
                 Ok(None)
             }
         }
@@ -184,6 +199,23 @@ impl Share {
         let record: Record = serde_json::from_slice(&record_bytes)
             .map_err(|e| anyhow!("its record does not parse: {e}"))?;
         let layers = artifact::check_layers(&m, &record, name)?;
+        // The record's files must be exactly the outputs its summary
+        // describes (what the release will read), each where this stage
+        // keeps its products or in the install dir.
+        let mut summary = record.summary.clone();
+        roots.resolve(&mut summary);
+        let built = c
+            .parse_outputs(summary.clone())
+            .ok_or_else(|| Damaged(format!("its outputs do not read as {name}'s")))?;
+        let targets = layers
+            .iter()
+            .map(|(_, f)| {
+                roots
+                    .absolute(&f.path)
+                    .ok_or_else(|| Damaged(format!("no place for {}", f.path)))
+            })
+            .collect::<Result<Vec<PathBuf>, Damaged>>()?;
+        check_targets(env, c, &built, &targets)?;
         // Into a scratch dir first: no output is touched until every blob
         // has arrived whole.
         let scratch = env
@@ -203,15 +235,10 @@ impl Share {
         let stamp_path = env.work.stamp(name);
         fingerprint::remove_stamp(&stamp_path)?;
         let mut outputs = Vec::new();
-        for (i, (_, f)) in layers.iter().enumerate() {
-            let to = roots
-                .absolute(&f.path)
-                .ok_or_else(|| anyhow!("no place for {}", f.path))?;
-            outputs.push(place(&scratch.join(i.to_string()), &to, f)?);
+        for (i, ((_, f), to)) in layers.iter().zip(&targets).enumerate() {
+            outputs.push(place(&scratch.join(i.to_string()), to, f)?);
         }
         remove_dir(&scratch)?;
-        let mut summary = record.summary.clone();
-        roots.resolve(&mut summary);
         fingerprint::write_stamp(
             &stamp_path,
             &Stamp {
@@ -222,9 +249,6 @@ impl Share {
                 source: record.source.clone(),
             },
         )?;
-        let built = c
-            .recorded(&env.work)
-            .ok_or_else(|| anyhow!("its outputs do not read as {name}'s"))?;
         Ok((built, record, bytes))
     }
 
@@ -244,11 +268,12 @@ impl Share {
                 tracing::info!("{name}: pushed to {location} ({})", human_bytes(bytes));
                 Ok(())
             }
-            Err(e) if e.is::<NotShareable>() => {
+            Err(e) if e.is::<Unreachable>() => self.unavailable(name, e.context("pushing")),
+            // Not shareable, or a local read error: this push only.
+            Err(e) => {
                 tracing::warn!("{name}: not pushed: {e:#}");
                 Ok(())
             }
-            Err(e) => self.unavailable(name, e.context("pushing")),
         }
     }
 
@@ -274,7 +299,8 @@ impl Share {
                 path: rel,
                 size: out.size,
                 sha256: out.sha256.clone(),
-                mode: meta.permissions().mode() & 0o7777,
+                // No set-id bits travel.
+                mode: meta.permissions().mode() & 0o777,
             });
         }
         let mut summary = stamp.summary.clone();
@@ -358,14 +384,82 @@ impl Share {
 #[error("{0}")]
 struct NotShareable(String);
 
+/// Refuses pulled files that are not exactly the outputs `built`
+/// describes (and build.sh's `source-commit.<table>`), or that would land
+/// outside the stage's products (its wrappers excepted) and the install
+/// dir: a record can never write over anything else of the user's.
+fn check_targets(
+    env: &BuildEnv,
+    c: &dyn Component,
+    built: &Built,
+    targets: &[PathBuf],
+) -> Result<(), Damaged> {
+    let record = env.work.source_commit(c.spec().table);
+    let expected: BTreeSet<PathBuf> = c
+        .output_files(built)
+        .into_iter()
+        .chain([record.clone()])
+        .collect();
+    let got: BTreeSet<PathBuf> = targets.iter().cloned().collect();
+    if got.len() != targets.len() {
+        return Err(Damaged("its record names a file twice".into()));
+    }
+    if got != expected {
+        let show = |set: Vec<&PathBuf>| {
+            set.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(Damaged(format!(
+            "its files are not the outputs it describes (missing: {}; not outputs: {})",
+            show(expected.difference(&got).collect()),
+            show(got.difference(&expected).collect())
+        )));
+    }
+    let dir = env.work.stage(c.spec().name);
+    let wrappers = dir.product(super::wrappers::DIR);
+    let allowed: Vec<PathBuf> = c
+        .products(&dir)
+        .into_iter()
+        .filter(|p| *p != wrappers)
+        .chain([env.install.clone()])
+        .collect();
+    for t in targets {
+        if *t != record && !allowed.iter().any(|a| t.starts_with(a)) {
+            return Err(Damaged(format!(
+                "it would write {}, outside {}'s products and the install dir",
+                t.display(),
+                c.spec().name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Moves a pulled, checked file to its output path with its mode, and
 /// records it as the stamp records outputs.
 fn place(from: &Path, to: &Path, f: &RecordFile) -> anyhow::Result<OutputFile> {
     if let Some(dir) = to.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::rename(from, to).with_context(|| format!("moving {} into place", to.display()))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(f.mode & 0o7777))
+    match std::fs::rename(from, to) {
+        // The install dir on another filesystem than the work dir: copy
+        // beside the target, then rename there (still atomic).
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let dir = to.parent().unwrap_or(Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+            std::fs::copy(from, tmp.path())
+                .with_context(|| format!("copying {} into place", to.display()))?;
+            tmp.persist(to)
+                .with_context(|| format!("moving {} into place", to.display()))?;
+            std::fs::remove_file(from).ok();
+        }
+        other => other.with_context(|| format!("moving {} into place", to.display()))?,
+    }
+    // No set-id bits travel.
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(f.mode & 0o777))
         .with_context(|| format!("setting the mode of {}", to.display()))?;
     let meta = std::fs::metadata(to).with_context(|| format!("reading {}", to.display()))?;
     Ok(OutputFile {

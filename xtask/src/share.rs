@@ -125,9 +125,9 @@ pub fn rows(
         .collect();
     // The programs a box like B runs, traced (untimed).
     let traced = Box_::new(dir.join("elsewhere/box-b-traced"), &remote, "read-only")?;
-    let execs = count_execs(&traced.command(bin, pins, jobs), &dir.join("box-b.strace"))?;
-    let (probes, others): (Vec<String>, Vec<String>) =
-        execs.into_iter().partition(|e| is_version_probe(e));
+    let execs = traced_execs(&traced.command(bin, pins, jobs), &dir.join("box-b.strace"))?;
+    let (probes, others): (Vec<_>, Vec<_>) = execs.into_iter().partition(|(_, probe)| *probe);
+    let others: Vec<String> = others.into_iter().map(|(argv, _)| argv).collect();
     let same = a.tarball()? == b.tarball()? && b.tarball()? == traced.tarball()?;
     let fraction = run_b.wall.as_secs_f64() / run_a.wall.as_secs_f64();
     let mut rows = vec![[
@@ -146,7 +146,7 @@ pub fn rows(
         "Shared cache: build subprocesses on box B".to_string(),
         others.len().to_string(),
         format!(
-            "target 0: {}; `strace -f -e trace=execve` on a third box like B saw {} tool version queries (not counted){}",
+            "target 0: {}; `strace -f -e trace=execve` on a third box like B saw {} programs run by tool version queries (not counted){}",
             if others.is_empty() { "met" } else { "MISSED" },
             probes.len(),
             if others.is_empty() {
@@ -176,9 +176,12 @@ pub fn rows(
     Ok((rows, notes))
 }
 
-/// Every program a command runs (`execve` lines with their argv), by
-/// `strace -f`; the command itself first, left out.
-fn count_execs(cmd: &Command, trace: &Path) -> Result<Vec<String>> {
+/// Every program a command runs, by `strace -f`, each with its argv and
+/// whether it is a tool version query or runs under one (a `pyenv` shim
+/// behind `python3 --version`, `pkg-config`'s own helpers): the
+/// fingerprint's probes, which the issue does not count. The command
+/// itself (the first exec) is left out.
+fn traced_execs(cmd: &Command, trace: &Path) -> Result<Vec<(String, bool)>> {
     let mut traced = Command::new("strace");
     traced
         .args([
@@ -187,11 +190,9 @@ fn count_execs(cmd: &Command, trace: &Path) -> Result<Vec<String>> {
             "-s",
             "256",
             "-e",
-            "trace=execve",
-            "-e",
-            "signal=none",
-            "-o",
+            "trace=execve,clone,clone3,fork,vfork",
         ])
+        .args(["-e", "signal=none", "-o"])
         .arg(trace)
         .arg(cmd.get_program())
         .args(cmd.get_args())
@@ -206,14 +207,43 @@ fn count_execs(cmd: &Command, trace: &Path) -> Result<Vec<String>> {
         .context("running strace (apt-get install strace)")?;
     ensure!(status.success(), "the traced box failed ({status})");
     let text = fs::read_to_string(trace)?;
-    Ok(text
-        .lines()
-        .filter(|l| l.contains("execve(") && l.trim_end().ends_with("= 0"))
+    let mut parent: std::collections::HashMap<u32, u32> = Default::default();
+    let mut execs: Vec<(u32, String)> = Vec::new();
+    for line in text.lines() {
+        let Some((pid, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(pid) = pid.trim().parse::<u32>() else {
+            continue;
+        };
+        let result = rest.trim_end().rsplit_once("= ").map(|(_, r)| r.trim());
+        if rest.contains("execve(") && result == Some("0") {
+            let start = rest.find("execve(").map_or(0, |i| i + 7);
+            let end = rest.find("], ").map_or(rest.len(), |i| i + 1);
+            execs.push((pid, rest[start..end.max(start)].to_string()));
+        } else if ["clone", "fork"].iter().any(|c| rest.contains(c))
+            && let Some(child) = result.and_then(|r| r.split_whitespace().next()?.parse().ok())
+        {
+            parent.insert(child, pid);
+        }
+    }
+    let probes: std::collections::HashSet<u32> = execs
+        .iter()
+        .filter(|(_, argv)| is_version_probe(argv))
+        .map(|(pid, _)| *pid)
+        .collect();
+    let under_probe = |mut pid: u32| loop {
+        if probes.contains(&pid) {
+            return true;
+        }
+        match parent.get(&pid) {
+            Some(p) => pid = *p,
+            None => return false,
+        }
+    };
+    Ok(execs
+        .into_iter()
         .skip(1)
-        .map(|l| {
-            let start = l.find("execve(").map_or(0, |i| i + 7);
-            let end = l.find("], ").map_or(l.len(), |i| i + 1);
-            l[start..end.max(start)].to_string()
-        })
+        .map(|(pid, argv)| (argv, under_probe(pid)))
         .collect())
 }
