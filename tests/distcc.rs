@@ -29,11 +29,7 @@ impl Distccd {
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let log = dir.path().join("distccd.log");
         let child = Command::new(bin)
             .args([

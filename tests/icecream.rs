@@ -20,14 +20,6 @@ struct Farm {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Farm {
     fn start() -> Farm {
         for bin in [

@@ -301,11 +301,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 #[test]
 fn a_registry_that_is_down_warns_once_and_builds_unless_required() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let remote = format!("oci://127.0.0.1:{port}/snp");
     let s = Scratch::new(shared_fixtures());
     cache_in_pins(&s, &remote, "read-write");

@@ -278,6 +278,15 @@ pub fn embedded_kernel_edits() -> snp_build::stage::kernel::kconfig::KernelEdits
         .edits
 }
 
+/// A TCP port free on loopback now (for a daemon a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A loopback `git daemon` serving `base`, stopped on drop.
 pub struct Daemon {
     child: std::process::Child,
@@ -286,11 +295,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(base: &Path) -> Daemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         // The daemon binary itself (not the `git daemon` wrapper), so that
         // killing it leaves no orphan holding the test's stdout.
         let exec_path = git(base, &["--exec-path"]);

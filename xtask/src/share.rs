@@ -209,6 +209,7 @@ fn traced_execs(cmd: &Command, trace: &Path) -> Result<Vec<(String, bool)>> {
     let text = fs::read_to_string(trace)?;
     let mut parent: std::collections::HashMap<u32, u32> = Default::default();
     let mut execs: Vec<(u32, String)> = Vec::new();
+    let mut pending: std::collections::HashMap<u32, String> = Default::default();
     for line in text.lines() {
         let Some((pid, rest)) = line.split_once(' ') else {
             continue;
@@ -217,10 +218,21 @@ fn traced_execs(cmd: &Command, trace: &Path) -> Result<Vec<(String, bool)>> {
             continue;
         };
         let result = rest.trim_end().rsplit_once("= ").map(|(_, r)| r.trim());
-        if rest.contains("execve(") && result == Some("0") {
+        let argv = || {
             let start = rest.find("execve(").map_or(0, |i| i + 7);
             let end = rest.find("], ").map_or(rest.len(), |i| i + 1);
-            execs.push((pid, rest[start..end.max(start)].to_string()));
+            rest[start..end.max(start)].to_string()
+        };
+        // A call another process interrupted is split in two lines: the
+        // argv on the first (`<unfinished ...>`), the result on the second.
+        if rest.contains("execve(") && rest.trim_end().ends_with("<unfinished ...>") {
+            pending.insert(pid, argv());
+        } else if rest.contains("execve resumed") {
+            if let Some(argv) = pending.remove(&pid).filter(|_| result == Some("0")) {
+                execs.push((pid, argv));
+            }
+        } else if rest.contains("execve(") && result == Some("0") {
+            execs.push((pid, argv()));
         } else if ["clone", "fork"].iter().any(|c| rest.contains(c))
             && let Some(child) = result.and_then(|r| r.split_whitespace().next()?.parse().ok())
         {
