@@ -510,13 +510,20 @@ fn push_blob(reg: &OciRegistry, repo: &str, bytes: &[u8]) -> String {
     digest
 }
 
-#[test]
-fn a_record_that_would_write_over_the_users_files_is_refused_and_nothing_is_touched() {
+/// Re-tags qemu with a crafted record: a file the user has
+/// (`work/saved-diffs/precious.diff`, set-uid, reusing a pushed blob)
+/// added; with `drop_binary`, the QEMU binary's file dropped (its summary
+/// still names it, so the release would read a file never delivered);
+/// with `in_summary`, the user's file also listed as an installed output.
+/// Then a box pulls it (with `args`) and must refuse it, leaving the
+/// user's file alone.
+fn crafted_record_is_refused(drop_binary: bool, in_summary: bool, args: &[&str], why: &str) {
     let (reg, tag, mut m) = pushed_qemu();
+    let record_type = "application/vnd.snp-build.stage.record.v1+json";
     let layers = m["layers"].as_array().unwrap().clone();
     let record_layer = layers
         .iter()
-        .find(|l| l["mediaType"] == "application/vnd.snp-build.stage.record.v1+json")
+        .find(|l| l["mediaType"] == record_type)
         .unwrap();
     let (ok, text) = curl(&format!(
         "http://127.0.0.1:{}/v2/snp/qemu/blobs/{}",
@@ -525,33 +532,40 @@ fn a_record_that_would_write_over_the_users_files_is_refused_and_nothing_is_touc
     ));
     assert!(ok);
     let mut record: Value = serde_json::from_str(&text).unwrap();
-    // A file the user has (not an output), set-uid, reusing a pushed blob;
-    // and the QEMU binary dropped from the files (its summary still names
-    // it, so the release would read a file the pull never delivered).
     let files = record["files"].as_array().unwrap().clone();
     let binary = "install/bin/qemu-system-x86_64";
     let mut evil = files.iter().find(|f| f["path"] != binary).unwrap().clone();
     evil["path"] = "work/saved-diffs/precious.diff".into();
     evil["mode"] = 0o4755.into();
-    let mut new_files: Vec<Value> = files.into_iter().filter(|f| f["path"] != binary).collect();
+    let mut new_files: Vec<Value> = files
+        .into_iter()
+        .filter(|f| !drop_binary || f["path"] != binary)
+        .collect();
     new_files.push(evil.clone());
     record["files"] = Value::Array(new_files);
+    if in_summary {
+        record["summary"]["installed"]
+            .as_array_mut()
+            .unwrap()
+            .push("@WORK_DIR@/saved-diffs/precious.diff".into());
+    }
     let bytes = serde_json::to_vec(&record).unwrap();
     let digest = push_blob(&reg, "snp/qemu", &bytes);
     let mut new_layers: Vec<Value> = layers
         .into_iter()
-        .filter(|l| l["annotations"]["org.opencontainers.image.title"] != binary)
+        .filter(|l| !drop_binary || l["annotations"]["org.opencontainers.image.title"] != binary)
         .map(|mut l| {
-            if l["mediaType"] == "application/vnd.snp-build.stage.record.v1+json" {
+            if l["mediaType"] == record_type {
                 l["digest"] = digest.clone().into();
                 l["size"] = bytes.len().into();
             }
             l
         })
         .collect();
+    let evil_digest = format!("sha256:{}", evil["sha256"].as_str().unwrap());
     let mut evil_layer = new_layers
         .iter()
-        .find(|l| l["digest"] == format!("sha256:{}", evil["sha256"].as_str().unwrap()).as_str())
+        .find(|l| l["digest"] == evil_digest.as_str())
         .unwrap()
         .clone();
     evil_layer["annotations"]["org.opencontainers.image.title"] = evil["path"].clone();
@@ -564,17 +578,32 @@ fn a_record_that_would_write_over_the_users_files_is_refused_and_nothing_is_touc
     let precious = b.work().join("saved-diffs/precious.diff");
     std::fs::create_dir_all(precious.parent().unwrap()).unwrap();
     std::fs::write(&precious, "my hand edit\n").unwrap();
-    let (doc, err) = run_json(&b, &[], &["qemu"]);
+    let mut all = vec!["qemu"];
+    all.extend_from_slice(args);
+    let (doc, err) = run_json(&b, &[], &all);
     assert_eq!(stage(&doc, "qemu")["status"], "ok", "{err}");
     assert!(
         err.contains(&format!("refused {}/qemu:{tag}", reg.remote("snp"))),
         "{err}"
     );
-    assert!(err.contains("not the outputs it describes"), "{err}");
+    assert!(err.contains(why), "wanted {why:?}:\n{err}");
     assert_eq!(
         std::fs::read_to_string(&precious).unwrap(),
         "my hand edit\n"
     );
+}
+
+#[test]
+fn a_record_that_would_write_over_the_users_files_is_refused_and_nothing_is_touched() {
+    crafted_record_is_refused(true, false, &[], "not the outputs it describes");
+}
+
+#[test]
+fn a_record_naming_the_users_file_as_an_output_is_refused_even_when_the_install_dir_holds_the_work_dir()
+ {
+    // `--install .`: the work dir (`build`) lies inside the install dir,
+    // which must not make the user's files fair game.
+    crafted_record_is_refused(false, true, &["--install", "."], "outside qemu's products");
 }
 
 #[test]
@@ -597,4 +626,19 @@ fn locked_is_checked_before_anything_is_pulled() {
     assert!(r.stderr.contains("ovmf"), "{}", r.stderr);
     assert!(!r.stderr.contains("pulled"), "{}", r.stderr);
     assert!(!b.path().join("usr/local/bin/qemu-system-x86_64").exists());
+}
+
+#[test]
+fn a_blob_deleted_from_the_registry_is_damage_and_a_read_write_box_mends_the_tag() {
+    // What an admin does about a blob damaged at rest: delete it.
+    let (reg, tag, m) = pushed_qemu();
+    let blob = reg.blob_file(&file_layer(&m));
+    std::fs::remove_dir_all(blob.parent().unwrap()).unwrap();
+    let err = refused_and_built(&reg, &tag, "read-write", "not in the registry");
+    assert!(err.contains("qemu: pushed to"), "{err}");
+    assert!(!err.contains("still serves a damaged blob"), "{err}");
+    let c = Scratch::new(shared_fixtures());
+    cache_in_pins(&c, &reg.remote("snp"), "read-only");
+    let (doc, err) = run_json(&c, &[], &["qemu"]);
+    assert_eq!(stage(&doc, "qemu")["status"], "pulled", "{err}");
 }

@@ -99,7 +99,7 @@ impl Roots {
 
     /// Every token in `value` made this box's path (from a record).
     pub fn resolve(&self, value: &mut Value) {
-        for (_, token, root) in self.roots.iter().filter(|r| r.2 != "/") {
+        for (_, token, root) in &self.roots {
             relocate(value, token, root);
         }
     }
@@ -244,6 +244,9 @@ pub fn check_manifest(
     else {
         return bail(format!("the manifest has no record layer ({RECORD_TYPE})"));
     };
+    if record.urls.is_some() {
+        return bail("its record layer names foreign URLs".into());
+    }
     if record.size < 0 || record.size > MAX_RECORD {
         return bail(format!(
             "its record layer claims {} bytes (a record is at most {MAX_RECORD})",
@@ -296,6 +299,10 @@ pub fn check_layers<'m>(
                 f.path, layer.size, f.size
             ));
         }
+        if layer.urls.is_some() {
+            // Foreign URLs would send the pull to another host.
+            return bail(format!("the layer of {} names foreign URLs", f.path));
+        }
         out.push((layer, f.clone()));
     }
     Ok(out)
@@ -309,7 +316,12 @@ fn relocate(value: &mut Value, from: &str, to: &str) {
             if s == from {
                 *s = to.to_string();
             } else if let Some(rest) = s.strip_prefix(from).filter(|r| r.starts_with('/')) {
-                *s = format!("{to}{rest}");
+                // Under the root `/`, a path is its rest.
+                *s = if to == "/" {
+                    rest.to_string()
+                } else {
+                    format!("{to}{rest}")
+                };
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|v| relocate(v, from, to)),
@@ -398,5 +410,8 @@ mod tests {
         let mut v = serde_json::json!({"a": "/bin/q", "b": ""});
         slash.tokenize(&mut v);
         assert_eq!(v, serde_json::json!({"a": "/bin/q", "b": ""}));
+        let mut v = serde_json::json!({"a": "@INSTALL_DIR@/bin/q", "b": "@INSTALL_DIR@"});
+        slash.resolve(&mut v);
+        assert_eq!(v, serde_json::json!({"a": "/bin/q", "b": "/"}));
     }
 }

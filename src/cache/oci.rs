@@ -104,7 +104,7 @@ impl Registry {
         let mut out = Vec::with_capacity(desc.size.max(0) as usize);
         self.runtime
             .block_on(async { self.client.pull_blob(reference, desc, &mut out).await })
-            .map_err(explain)?;
+            .map_err(explain_blob)?;
         check_size(desc, out.len() as u64)?;
         Ok(out)
     }
@@ -124,7 +124,7 @@ impl Registry {
                 file.flush().await?;
                 Ok::<_, OciDistributionError>(())
             })
-            .map_err(explain)?;
+            .map_err(explain_blob)?;
         let len = std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();
@@ -182,6 +182,29 @@ fn check_size(desc: &OciDescriptor, got: u64) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// A blob pull's error: a blob the manifest names but the registry does
+/// not have (deleted, say, after a warning about a damaged one) is the
+/// artifact's damage, not the registry being down, so the tag gets built
+/// and pushed again.
+fn explain_blob(e: OciDistributionError) -> anyhow::Error {
+    let missing = match &e {
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::BlobUnknown)),
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        _ => false,
+    };
+    if missing {
+        return Damaged(format!(
+            "a blob it names is not in the registry ({})",
+            words(e)
+        ))
+        .into();
+    }
+    explain(e)
 }
 
 /// The registry's error, in words a user can act on (a request error's

@@ -83,7 +83,7 @@ fn settle_one(
     // fetch as always (which checks the tree against its pin); one with
     // local changes, or one that cannot be read (the fetch recovers a
     // broken tree), is fetched and decided there too.
-    let pulls = decision.run && !forced && share.is_some();
+    let pulls = decision.run && !forced && share.is_some_and(|s| !s.is_down());
     if tree.exists()
         && (!pulls || !crate::source::tree_changes(&tree).is_ok_and(|files| files.is_empty()))
     {

@@ -96,7 +96,7 @@ impl Share {
         Ok(())
     }
 
-    fn is_down(&self) -> bool {
+    pub fn is_down(&self) -> bool {
         self.down.load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -197,7 +197,7 @@ impl Share {
             artifact::check_manifest(manifest, name, &fingerprint::shared(inputs))?;
         let record_bytes = self.registry.blob(reference, &record_layer)?;
         let record: Record = serde_json::from_slice(&record_bytes)
-            .map_err(|e| anyhow!("its record does not parse: {e}"))?;
+            .map_err(|e| Damaged(format!("its record does not parse: {e}")))?;
         let layers = artifact::check_layers(&m, &record, name)?;
         // The record's files must be exactly the outputs its summary
         // describes (what the release will read), each where this stage
@@ -281,8 +281,14 @@ impl Share {
         let roots = roots(env)?;
         let stamp: Stamp<Value> = fingerprint::read_stamp(&env.work.stamp(name))
             .ok_or_else(|| NotShareable(format!("{name} has no stamp")))?;
-        let mut files = Vec::new();
+        let mut files: Vec<RecordFile> = Vec::new();
+        let mut outputs = Vec::new();
         for out in &stamp.outputs {
+            // A path a stage lists twice is one file.
+            if outputs.iter().any(|o: &&OutputFile| o.path == out.path) {
+                continue;
+            }
+            outputs.push(out);
             let rel = out
                 .path
                 .to_str()
@@ -336,7 +342,7 @@ impl Share {
             &digest(&record_bytes),
             again,
         )?;
-        for (f, out) in record.files.iter().zip(&stamp.outputs) {
+        for (f, out) in record.files.iter().zip(&outputs) {
             let data = std::fs::read(&out.path)
                 .with_context(|| format!("reading {}", out.path.display()))?;
             // What is pushed is what the stamp recorded, or nothing.
@@ -419,14 +425,21 @@ fn check_targets(
     }
     let dir = env.work.stage(c.spec().name);
     let wrappers = dir.product(super::wrappers::DIR);
-    let allowed: Vec<PathBuf> = c
+    let products: Vec<PathBuf> = c
         .products(&dir)
         .into_iter()
         .filter(|p| *p != wrappers)
-        .chain([env.install.clone()])
         .collect();
     for t in targets {
-        if *t != record && !allowed.iter().any(|a| t.starts_with(a)) {
+        // Under the work dir: only the stage's own products (an install
+        // dir that holds the work dir, `--install .` or `/`, gives no
+        // licence there); elsewhere: only the install dir.
+        let allowed = if t.starts_with(env.work.root()) {
+            *t == record || products.iter().any(|p| t.starts_with(p))
+        } else {
+            t.starts_with(&env.install)
+        };
+        if !allowed {
             return Err(Damaged(format!(
                 "it would write {}, outside {}'s products and the install dir",
                 t.display(),
