@@ -22,13 +22,8 @@ impl Distccd {
             bin.exists(),
             "distccd is missing: run .ci/install-deps (Debian's distcc)"
         );
-        let dir = tempfile::tempdir().unwrap();
         // The daemon drops to `nobody`, which must be able to write its log.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        let dir = daemon_dir();
         let port = free_port();
         let log = dir.path().join("distccd.log");
         let child = Command::new(bin)
@@ -79,12 +74,7 @@ impl Distccd {
 
 impl Drop for Distccd {
     fn drop(&mut self) {
-        // The preforked children share its process group.
-        let _ = Command::new("pkill")
-            .args(["-P", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_daemon(&mut self.child);
     }
 }
 
@@ -92,9 +82,7 @@ impl Drop for Distccd {
 fn qemu_compiles_are_served_by_a_real_distccd() {
     let daemon = Distccd::start();
     let s = Scratch::new(shared_fixtures());
-    let mut pins = std::fs::read_to_string(s.pins()).unwrap();
-    pins.push_str("\n[build]\ncompiler-launcher = \"distcc\"\n");
-    std::fs::write(s.pins(), pins).unwrap();
+    s.set_launcher(std::path::Path::new("distcc"));
     let hosts = format!("127.0.0.1:{}/2", daemon.port);
     let env: [(&str, &std::ffi::OsStr); 3] = [
         ("DISTCC_HOSTS", hosts.as_ref()),

@@ -32,14 +32,9 @@ impl Farm {
                 "{bin} is missing: run .ci/install-deps (Debian's icecc)"
             );
         }
-        let dir = tempfile::tempdir().unwrap();
         // The daemons drop to the `icecc` user, which writes logs and
         // compile environments here.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        let dir = daemon_dir();
         let port = free_port();
         let scheduler = Command::new("/usr/sbin/icecc-scheduler")
             .args(["-i", "lo", "-p", &port.to_string(), "-vvv", "-l"])
@@ -98,13 +93,8 @@ impl Farm {
 
 impl Drop for Farm {
     fn drop(&mut self) {
-        for child in [&mut self.daemon, &mut self.scheduler] {
-            let _ = Command::new("pkill")
-                .args(["-P", &child.id().to_string()])
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        stop_daemon(&mut self.daemon);
+        stop_daemon(&mut self.scheduler);
     }
 }
 
@@ -112,9 +102,7 @@ impl Drop for Farm {
 fn qemu_compiles_are_scheduled_and_run_by_a_real_icecream_farm() {
     let farm = Farm::start();
     let s = Scratch::new(shared_fixtures());
-    let mut pins = std::fs::read_to_string(s.pins()).unwrap();
-    pins.push_str("\n[build]\ncompiler-launcher = \"icecc\"\n");
-    std::fs::write(s.pins(), pins).unwrap();
+    s.set_launcher(std::path::Path::new("icecc"));
     // `doctor` sees the daemon before the build.
     let r = s.run(&["doctor", "qemu"]);
     assert!(

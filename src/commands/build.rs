@@ -176,7 +176,7 @@ fn build_locked(
     // lock says will run (none on a no-op run, so no checks at all).
     let mut checked: Vec<&str> = Vec::new();
     if !req.no_preflight {
-        let lock = Lock::load(&lock_path, &stack.names())?;
+        // The lock settling read (settling writes none).
         let will_run: Vec<&dyn Component> = super::plan::plan(env, &lock, &to_fetch, None)?
             .iter()
             .filter(|p| p.action == Action::Run)

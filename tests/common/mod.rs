@@ -278,6 +278,24 @@ pub fn embedded_kernel_edits() -> snp_build::stage::kernel::kconfig::KernelEdits
         .edits
 }
 
+/// A scratch dir a daemon that drops to its own user (distccd's
+/// `nobody`, iceccd's `icecc`) can write its log and files in.
+pub fn daemon_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+/// Stops a daemon a test started, and the workers it forked.
+pub fn stop_daemon(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("pkill")
+        .args(["-P", &child.id().to_string()])
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A TCP port free on loopback now (for a daemon a test starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -57,10 +57,10 @@ pub fn run(out_md: &Path, dir: Option<&Path>) -> Result<()> {
 }
 
 /// One build directory: work dir, install prefix and release output.
-struct Build<'a> {
-    bin: &'a Path,
-    pins: PathBuf,
-    root: PathBuf,
+pub(crate) struct Build<'a> {
+    pub(crate) bin: &'a Path,
+    pub(crate) pins: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl Build<'_> {
@@ -78,7 +78,12 @@ impl Build<'_> {
         c
     }
 
-    fn build_command(&self, extra: &[&str]) -> Command {
+    /// The release this build's `--package --date 2024-01-01` writes.
+    pub(crate) fn tarball(&self) -> PathBuf {
+        self.root.join("out/snp-release-2024-01-01.tar.gz")
+    }
+
+    pub(crate) fn build_command(&self, extra: &[&str]) -> Command {
         let out = self.root.join("out");
         let mut c = self.command(&["--package", "--json", "--date", "2024-01-01", "--output"]);
         c.arg(out).args(extra);
@@ -284,10 +289,9 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
     ]);
 
     // Reproducibility: the two cold builds of the same pins.
-    let tarball = |b: &Build| b.root.join("out/snp-release-2024-01-01.tar.gz");
     let (one, two) = (
-        fs::read(tarball(&at("parallel")))?,
-        fs::read(tarball(&other))?,
+        fs::read(at("parallel").tarball())?,
+        fs::read(other.tarball())?,
     );
     rows.push([
         "Same pins, two builders: other work dir, output dir and install prefix, umask 022 vs 077, TZ and LANG".into(),
@@ -304,8 +308,7 @@ fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {
     ]);
 
     // A fleet: box A builds cold and pushes, box B pulls (issue 17).
-    let (share_rows, share_notes) =
-        crate::share::rows(bin, &fx.pin_file, &dir.join("share"), JOBS)?;
+    let (share_rows, share_notes) = crate::share::rows(bin, &fx.pin_file, &dir.join("share"))?;
     rows.extend(share_rows);
     notes.extend(share_notes);
 

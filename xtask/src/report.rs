@@ -352,34 +352,43 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     out
 }
 
-/// Counts the programs a command executes (successful `execve` calls
-/// after the first) with `strace -f`; `None` when strace is missing or
-/// cannot trace here. The traced run is slower: time it separately.
-pub fn count_execs(cmd: &Command, trace_file: &Path) -> Result<Option<(usize, Vec<String>)>> {
+/// Runs `cmd` (its environment and directory kept, its output dropped)
+/// under `strace -f`, tracing `syscalls` (signals not shown); the run's
+/// status and the trace's text. `None` when strace is missing or wrote
+/// no trace (it cannot trace here).
+pub fn strace(
+    cmd: &Command,
+    trace_file: &Path,
+    syscalls: &str,
+) -> Result<Option<(std::process::ExitStatus, String)>> {
     if Command::new("strace").arg("-V").output().is_err() {
         return Ok(None);
     }
     let mut traced = Command::new("strace");
     traced
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=execve,execveat",
-            "-e",
-            "signal=none",
-            "-o",
-        ])
+        .args(["-f", "-qq", "-s", "256", "-e"])
+        .arg(format!("trace={syscalls}"))
+        .args(["-e", "signal=none", "-o"])
         .arg(trace_file)
         .arg(cmd.get_program())
         .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if let Some(dir) = cmd.get_current_dir() {
         traced.current_dir(dir);
     }
     let status = traced.status().context("running strace")?;
-    let Ok(trace) = fs::read_to_string(trace_file) else {
+    Ok(fs::read_to_string(trace_file)
+        .ok()
+        .map(|trace| (status, trace)))
+}
+
+/// Counts the programs a command executes (successful `execve` calls
+/// after the first) with `strace -f`; `None` when strace is missing or
+/// cannot trace here. The traced run is slower: time it separately.
+pub fn count_execs(cmd: &Command, trace_file: &Path) -> Result<Option<(usize, Vec<String>)>> {
+    let Some((status, trace)) = strace(cmd, trace_file, "execve,execveat")? else {
         return Ok(None);
     };
     if !status.success() && trace.is_empty() {

@@ -12,16 +12,18 @@ use std::process::Command;
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
+use crate::bench::Build;
 use crate::registry::OciRegistry;
 use crate::report::{self, mib, secs};
 
-/// One box: its own dir (work, install, output) and machine config.
-struct Box_ {
-    root: PathBuf,
+/// One box: a bench build dir (work, install, output: `bench::Build`)
+/// with its own machine config, sharing through `remote` in `mode`.
+struct Box_<'a> {
+    build: Build<'a>,
 }
 
-impl Box_ {
-    fn new(root: PathBuf, remote: &str, mode: &str) -> Result<Box_> {
+impl<'a> Box_<'a> {
+    fn new(bin: &'a Path, pins: &Path, root: PathBuf, remote: &str, mode: &str) -> Result<Self> {
         let config = root.join("xdg/snp-build");
         fs::create_dir_all(&config)?;
         fs::create_dir_all(root.join("out"))?;
@@ -29,27 +31,23 @@ impl Box_ {
             config.join("config.toml"),
             format!("[cache]\nremote = \"{remote}\"\nmode = \"{mode}\"\ninsecure = true\n"),
         )?;
-        Ok(Box_ { root })
+        Ok(Box_ {
+            build: Build {
+                bin,
+                pins: pins.to_path_buf(),
+                root,
+            },
+        })
     }
 
-    fn command(&self, bin: &Path, pins: &Path, jobs: &str) -> Command {
-        let mut c = Command::new(bin);
-        c.arg("--config")
-            .arg(pins)
-            .arg("--work-dir")
-            .arg(self.root.join("work"))
-            .arg("--install")
-            .arg(self.root.join("usr/local"))
-            .args(["-j", jobs, "--package", "--json", "--date", "2024-01-01"])
-            .arg("--output")
-            .arg(self.root.join("out"))
-            .env("XDG_CONFIG_HOME", self.root.join("xdg"))
-            .current_dir(&self.root);
+    fn command(&self) -> Command {
+        let mut c = self.build.build_command(&[]);
+        c.env("XDG_CONFIG_HOME", self.build.root.join("xdg"));
         c
     }
 
     fn tarball(&self) -> Result<Vec<u8>> {
-        let path = self.root.join("out/snp-release-2024-01-01.tar.gz");
+        let path = self.build.tarball();
         fs::read(&path).with_context(|| format!("reading {}", path.display()))
     }
 }
@@ -88,26 +86,23 @@ fn is_version_probe(argv: &str) -> bool {
 }
 
 /// The rows and notes.
-pub fn rows(
-    bin: &Path,
-    pins: &Path,
-    dir: &Path,
-    jobs: &str,
-) -> Result<(Vec<[String; 3]>, Vec<String>)> {
+pub fn rows(bin: &Path, pins: &Path, dir: &Path) -> Result<(Vec<[String; 3]>, Vec<String>)> {
     let reg = OciRegistry::start(false);
     let remote = reg.remote("bench/snp");
-    let a = Box_::new(dir.join("box-a"), &remote, "read-write")?;
+    let a = Box_::new(bin, pins, dir.join("box-a"), &remote, "read-write")?;
     eprintln!("bench: shared cache, box A (cold, pushes to {remote})");
-    let run_a = report::measure(&mut a.command(bin, pins, jobs), true)?;
+    let run_a = report::measure(&mut a.command(), true)?;
     ensure!(run_a.status.success(), "box A failed: {}", run_a.stdout);
     let json_a = run_a.json()?;
     let b = Box_::new(
+        bin,
+        pins,
         dir.join("elsewhere/another/path/box-b"),
         &remote,
         "read-only",
     )?;
     eprintln!("bench: shared cache, box B (empty work dir elsewhere, pulls)");
-    let run_b = report::measure(&mut b.command(bin, pins, jobs), true)?;
+    let run_b = report::measure(&mut b.command(), true)?;
     ensure!(run_b.status.success(), "box B failed: {}", run_b.stdout);
     let json_b = run_b.json()?;
     let pulled: Vec<&Value> = json_b["stages"]
@@ -120,12 +115,18 @@ pub fn rows(
         .sum();
     let trees: Vec<String> = ["qemu", "ovmf", "kernel-guest", "kernel-host"]
         .iter()
-        .filter(|s| b.root.join("work").join(s).join("src").exists())
+        .filter(|s| b.build.root.join("work").join(s).join("src").exists())
         .map(|s| s.to_string())
         .collect();
     // The programs a box like B runs, traced (untimed).
-    let traced = Box_::new(dir.join("elsewhere/box-b-traced"), &remote, "read-only")?;
-    let execs = traced_execs(&traced.command(bin, pins, jobs), &dir.join("box-b.strace"))?;
+    let traced = Box_::new(
+        bin,
+        pins,
+        dir.join("elsewhere/box-b-traced"),
+        &remote,
+        "read-only",
+    )?;
+    let execs = traced_execs(&traced.command(), &dir.join("box-b.strace"))?;
     let (probes, others): (Vec<_>, Vec<_>) = execs.into_iter().partition(|(_, probe)| *probe);
     let others: Vec<String> = others.into_iter().map(|(argv, _)| argv).collect();
     let same = a.tarball()? == b.tarball()? && b.tarball()? == traced.tarball()?;
@@ -182,31 +183,9 @@ pub fn rows(
 /// fingerprint's probes, which the issue does not count. The command
 /// itself (the first exec) is left out.
 fn traced_execs(cmd: &Command, trace: &Path) -> Result<Vec<(String, bool)>> {
-    let mut traced = Command::new("strace");
-    traced
-        .args([
-            "-f",
-            "-qq",
-            "-s",
-            "256",
-            "-e",
-            "trace=execve,clone,clone3,fork,vfork",
-        ])
-        .args(["-e", "signal=none", "-o"])
-        .arg(trace)
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    if let Some(dir) = cmd.get_current_dir() {
-        traced.current_dir(dir);
-    }
-    let status = traced
-        .status()
-        .context("running strace (apt-get install strace)")?;
+    let (status, text) = report::strace(cmd, trace, "execve,clone,clone3,fork,vfork")?
+        .context("strace is missing or cannot trace here (apt-get install strace)")?;
     ensure!(status.success(), "the traced box failed ({status})");
-    let text = fs::read_to_string(trace)?;
     let mut parent: std::collections::HashMap<u32, u32> = Default::default();
     let mut execs: Vec<(u32, String)> = Vec::new();
     let mut pending: std::collections::HashMap<u32, String> = Default::default();
