@@ -149,6 +149,198 @@ fn an_old_nasm_is_too_old_with_both_versions() {
     }
 }
 
+/// A PATH with what OVMF's stage needs (nasm and iasl as scripts that
+/// print their versions), and whether to leave iasl out.
+fn ovmf_path(dir: &Path, with_iasl: bool) -> PathBuf {
+    let bin = narrow_path(dir, &["gcc", "g++", "make", "python3"]);
+    script(
+        &bin.join("nasm"),
+        "echo 'NASM version 2.16.01 compiled on Jan  1 2023'",
+    );
+    if with_iasl {
+        script(
+            &bin.join("iasl"),
+            "echo 'ASL+ Optimizing Compiler/Disassembler version 20220331'",
+        );
+    }
+    bin
+}
+
+/// The names of a document's top-level keys.
+fn keys(doc: &Value) -> Vec<String> {
+    doc.as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn a_machine_missing_iasl_gets_the_same_json_shape_as_a_ready_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = snp(
+        dir.path(),
+        Some(&ovmf_path(&dir.path().join("a"), false)),
+        &["doctor", "--json"],
+    );
+    assert_eq!(missing.code, 4, "{}", missing.stderr);
+    // One document, nothing else on stdout.
+    assert_eq!(
+        missing.stdout.trim().lines().count(),
+        1,
+        "{}",
+        missing.stdout
+    );
+    let doc = missing.json();
+    assert_eq!(doc["ready"], false, "{doc}");
+    assert_eq!(doc["exit_code"], 4);
+    assert!(doc["error"].as_str().unwrap().contains("iasl"), "{doc}");
+    let iasl = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "iasl")
+        .unwrap_or_else(|| panic!("no iasl check at the top level: {doc}"));
+    assert_eq!(iasl["status"], "missing", "{iasl}");
+    assert_eq!(iasl["found"], "no `iasl` on PATH", "{iasl}");
+    assert_eq!(iasl["needed"], "by ovmf", "{iasl}");
+    let install = doc["install"].as_str().unwrap();
+    assert!(
+        install.split_whitespace().any(|w| w == "acpica-tools"),
+        "{install}"
+    );
+    assert!(doc.get("preflight").is_none(), "one shape: {doc}");
+
+    // Ready: the same keys, less the failure's.
+    let ready = snp(
+        dir.path(),
+        Some(&ovmf_path(&dir.path().join("b"), true)),
+        &["doctor", "ovmf", "--json"],
+    );
+    assert_eq!(ready.code, 0, "{}", ready.stderr);
+    let ok = ready.json();
+    assert_eq!(ok["ready"], true, "{ok}");
+    assert!(ok["install"].is_null(), "{ok}");
+    let mut expected = keys(&ok);
+    expected.extend(["exit_code".to_string(), "error".to_string()]);
+    expected.sort();
+    let mut got = keys(&doc);
+    got.sort();
+    assert_eq!(got, expected);
+    // The text output is unchanged by --json's shape.
+    let text = snp(
+        dir.path(),
+        Some(&ovmf_path(&dir.path().join("c"), false)),
+        &["doctor", "ovmf"],
+    );
+    assert_eq!(text.code, 4);
+    assert!(text.stdout.is_empty());
+    assert!(text.row("iasl").contains("missing"), "{}", text.stderr);
+}
+
+#[test]
+fn fix_with_nothing_missing_installs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = ovmf_path(dir.path(), true);
+    let r = snp(
+        dir.path(),
+        Some(&bin),
+        &["doctor", "ovmf", "--fix", "--json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["fix"]["packages"], serde_json::json!([]), "{doc}");
+    assert_eq!(doc["fix"]["commands"], serde_json::json!([]), "{doc}");
+    assert!(r.stderr.contains("no package is missing"), "{}", r.stderr);
+}
+
+#[test]
+fn fix_that_cannot_install_says_why_and_still_exits_4() {
+    // No package manager on this PATH (nor sudo): whoever runs the test,
+    // nothing can be installed, and nothing is.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = ovmf_path(dir.path(), false);
+    let r = snp(
+        dir.path(),
+        Some(&bin),
+        &["doctor", "ovmf", "--fix", "--json"],
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["ready"], false, "{doc}");
+    assert_eq!(doc["fix"]["packages"], serde_json::json!(["acpica-tools"]));
+    let error = doc["fix"]["error"].as_str().unwrap();
+    if rustix::process::geteuid().is_root() {
+        // Root runs apt-get (or dnf), which is not on this PATH.
+        assert!(error.contains("install -y acpica-tools"), "{error}");
+    } else {
+        assert!(error.contains("needs root"), "{error}");
+        assert!(error.contains("install -y acpica-tools"), "{error}");
+    }
+    let iasl = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "iasl")
+        .unwrap();
+    assert_eq!(iasl["status"], "missing");
+}
+
+#[test]
+fn fix_is_for_the_build_checks_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = snp(dir.path(), None, &["doctor", "--host", "--fix"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--fix"), "{}", r.stderr);
+}
+
+/// The fixture pins' tools are installed by `.ci/install-deps` on a fresh
+/// machine: each one's Debian package is one the default pins' doctor
+/// installs (`doctor --fix` in that script), one of Debian's essential
+/// packages, or in the script's own list. A tool added to the fixtures
+/// that none of these brings fails here, not on the next fresh machine.
+#[test]
+fn the_install_script_brings_every_tool_the_fixture_pins_name() {
+    use snp_build::host::{Distro, PackageFormat};
+    use snp_build::stage::Registry;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fx = xtask::fixtures::create(&dir.path().join("upstream"), xtask::fixtures::Size::Small)
+        .unwrap();
+    let registry = Registry::standard();
+    let packages = |pins: &Path, format: PackageFormat| -> Vec<String> {
+        let stack = snp_build::commands::load(&registry, Some(pins)).unwrap();
+        stack
+            .components()
+            .filter(|c| c.source().is_some())
+            .flat_map(|c| c.needs(format).tools)
+            .map(|r| Distro::Debian.package(r.spec().unwrap()).to_string())
+            .collect()
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let default = packages(&root.join("stable-commits.toml"), PackageFormat::Deb);
+    let script = std::fs::read_to_string(root.join(".ci/install-deps")).unwrap();
+    assert!(
+        script
+            .lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains("doctor --fix")),
+        ".ci/install-deps runs the doctor's fix"
+    );
+    let listed = script
+        .split_once("packages=(")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(list, _)| list.split_whitespace().collect::<Vec<_>>())
+        .expect("a packages=(...) list in .ci/install-deps");
+    // Debian's Essential packages are on every Debian system.
+    let essential = ["bash", "dpkg"];
+    for format in [PackageFormat::Deb, PackageFormat::Rpm] {
+        for package in packages(&fx.pin_file, format) {
+            assert!(
+                default.contains(&package)
+                    || essential.contains(&package.as_str())
+                    || listed.contains(&package.as_str()),
+                "the fixture pins need Debian's {package} ({format:?}), which neither the default pins' doctor --fix nor .ci/install-deps installs"
+            );
+        }
+    }
+}
+
 #[test]
 fn fixture_pins_pass_on_a_machine_with_the_ci_packages() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 //! `debootstrap --variant=minbase bookworm` from this machine's own apt
 //! mirror (cached between runs), a fixture release, and both installers
 //! (`snp-build install` and the release's `install.sh`) run inside it with
-//! `chroot`, then `snp-build uninstall`.
+//! `chroot`, then `snp-build uninstall`. The same system is the fresh
+//! machine of README's command 1 (`doctor --fix`, issue 24).
 //!
 //! Each command runs in its own mount namespace (`unshare --mount`), where
 //! /proc, /sys, /dev and the snp-build binary are bound into the system:
@@ -503,6 +504,61 @@ fn the_binary_runs_on_a_minimal_debian() {
         );
         assert!(!line.contains("not found"), "{line}");
     }
+}
+
+/// README's command 1 on a fresh machine (issue 24). A minbase Debian 12
+/// system has none of the build's tools: `snp-build doctor --fix` installs
+/// what the default pins need from the mirror (the catalog's Debian names,
+/// all of them real packages), the doctor is then ready, and the main job
+/// gets past its preflight to fail only at the network, naming the URL.
+#[test]
+fn on_a_fresh_system_doctor_fix_gets_the_main_job_to_the_network() {
+    let Some(sys) = System::new(Base::Minbase) else {
+        return;
+    };
+    let in_root = |cmd: &str| sys.run(Net::On, &["sh", "-c", &format!("cd /root && {cmd}")]);
+    let before = in_root("snp-build doctor --json");
+    assert_eq!(before.code, 4, "{}", all_output(&before));
+    let missing: Vec<String> = before.json()["checks"]
+        .as_array()
+        .expect("the checks at the top level")
+        .iter()
+        .filter(|c| c["status"] == "missing")
+        .map(|c| c["check"].as_str().unwrap().to_string())
+        .collect();
+    for tool in ["gcc", "iasl", "glib", "flex", "debhelper"] {
+        assert!(missing.iter().any(|m| m == tool), "{tool}: {missing:?}");
+    }
+
+    let fix = in_root("snp-build doctor --fix --json");
+    assert_eq!(fix.code, 0, "{}", all_output(&fix));
+    let doc = fix.json();
+    assert_eq!(doc["ready"], true, "{doc}");
+    assert!(doc["install"].is_null(), "{doc}");
+    let installed = doc["fix"]["packages"].as_array().unwrap();
+    assert!(installed.contains(&"acpica-tools".into()), "{doc}");
+    assert_eq!(
+        doc["fix"]["commands"][0], "apt-get update",
+        "root needs no sudo: {doc}"
+    );
+    assert_eq!(sys.dpkg_state("acpica-tools"), "ii");
+
+    // Again: nothing to install, ready.
+    let again = in_root("snp-build doctor --fix --json");
+    assert_eq!(again.code, 0, "{}", all_output(&again));
+    assert_eq!(again.json()["fix"]["commands"], serde_json::json!([]));
+
+    // The main job: past the request and the preflight, stopped by the
+    // network (this machine reaches no GitHub), naming the URL.
+    let job = in_root("snp-build --package");
+    assert_eq!(job.code, 1, "{}", all_output(&job));
+    assert!(
+        job.stderr
+            .contains("error: qemu: fetching https://github.com/AMDESE/qemu.git"),
+        "{}",
+        job.stderr
+    );
+    assert!(!job.stderr.contains("lacks what the build needs"));
 }
 
 /// Offline, with QEMU's library missing: the dependency step fails first,

@@ -230,6 +230,10 @@ pub enum Command {
         /// With --host: also check this release's QEMU and OVMF
         #[arg(long, value_name = "DIR", requires = "host")]
         release: Option<PathBuf>,
+        /// Install the packages of what is missing (apt-get or dnf, through
+        /// sudo when not root), then check again
+        #[arg(long, conflicts_with = "host")]
+        fix: bool,
         #[arg(value_name = "COMPONENT")]
         components: Vec<String>,
     },

@@ -23,6 +23,7 @@ use crate::commands::build::{BuildFailed, BuildResult};
 use crate::commands::{self, Globals};
 use crate::error::UsageError;
 use crate::host::doctor::PreflightFailed;
+use crate::host::snp::HostNotReady;
 use crate::stage::Registry;
 use args::{Cli, Command, FetchArgs};
 
@@ -91,28 +92,43 @@ where
             tracing::error!("{text}");
             Finished {
                 code,
-                json: json.then(|| render::document(command, error_fields(&err, code))),
+                json: json.then(|| render::document(command, error_fields(command, &err, code))),
             }
         }
     }
 }
 
 /// The JSON fields of a failed command.
-fn error_fields(err: &anyhow::Error, code: i32) -> Value {
+fn error_fields(command: &str, err: &anyhow::Error, code: i32) -> Value {
     let mut doc = json!({ "status": "error", "exit_code": code, "error": format!("{err:#}") });
+    let Some(d) = doc.as_object_mut() else {
+        return doc;
+    };
     // A failed build still reports every stage and source.
     if let Some(failed) = err.downcast_ref::<BuildFailed>()
-        && let (Some(d), Ok(Value::Object(extra))) =
-            (doc.as_object_mut(), render::fields(&failed.summary))
+        && let Ok(Value::Object(extra)) = render::fields(&failed.summary)
     {
         d.extend(extra);
         d.insert("status".into(), json!("failed"));
     }
-    // A failed preflight reports every check.
-    if let Some(pf) = err.downcast_ref::<PreflightFailed>()
-        && let (Some(d), Ok(report)) = (doc.as_object_mut(), render::fields(&pf.report))
-    {
-        d.insert("preflight".into(), report);
+    // A machine that is not ready: every check. The doctor answers with
+    // one document shape whatever it found (the report's fields at the
+    // top, as when it exits 0); a build keeps its own top level and gives
+    // the report as `preflight`.
+    let report = match (
+        err.downcast_ref::<PreflightFailed>(),
+        err.downcast_ref::<HostNotReady>(),
+    ) {
+        (Some(pf), _) => render::fields(&pf.report).ok(),
+        (None, Some(host)) => render::fields(&host.report).ok(),
+        (None, None) => None,
+    };
+    match report {
+        Some(Value::Object(fields)) if command == "doctor" => d.extend(fields),
+        Some(report) => {
+            d.insert("preflight".into(), report);
+        }
+        None => {}
     }
     doc
 }
@@ -185,6 +201,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             host,
             sysroot,
             release,
+            fix,
             components,
         }) => render::fields(&commands::doctor::doctor(
             registry,
@@ -194,6 +211,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 sysroot,
                 release,
                 components,
+                fix,
             },
         )?),
         Some(Command::Install {

@@ -19,6 +19,8 @@ pub struct DoctorRequest {
     pub sysroot: Option<PathBuf>,
     pub release: Option<PathBuf>,
     pub components: Vec<String>,
+    /// Install the packages of what is missing first (`--fix`).
+    pub fix: bool,
 }
 
 /// The report (its JSON document).
@@ -29,9 +31,11 @@ pub enum Doctor {
     Host(HostReport),
 }
 
-/// `snp-build doctor [--host ...] [COMPONENT...]`: exactly the build's
-/// preflight checks for the selected stages (none named: every source the
-/// pin file pins), or the SNP host checks.
+/// `snp-build doctor [--host ...] [--fix] [COMPONENT...]`: exactly the
+/// build's preflight checks for the selected stages (none named: every
+/// source the pin file pins), or the SNP host checks. With `--fix`, the
+/// packages of what is missing are installed first (the report's install
+/// line, after the package lists are refreshed) and the checks run again.
 pub fn doctor(
     registry: &Registry,
     globals: &Globals,
@@ -55,14 +59,30 @@ pub fn doctor(
     let env = Env::system();
     let format = crate::host::package_format(stack.build.package_format, &env.os_release);
     let needs: Vec<_> = components.iter().map(|c| c.needs(format)).collect();
-    let mut report = check_build(&needs, format, Path::new(&globals.work_dir), &env);
-    // The compiler launcher's servers, when it has some (distcc, icecc).
-    if let Some(launcher) = &stack.build.compiler_launcher {
-        let checks = crate::host::launcher::checks(launcher);
-        report.ready &= checks
-            .iter()
-            .all(|c| c.status == crate::host::doctor::Status::Ok);
-        report.checks.extend(checks);
+    let check = || {
+        let mut report = check_build(&needs, format, Path::new(&globals.work_dir), &env);
+        // The compiler launcher's servers, when it has some (distcc, icecc).
+        if let Some(launcher) = &stack.build.compiler_launcher {
+            let checks = crate::host::launcher::checks(launcher);
+            report.ready &= checks
+                .iter()
+                .all(|c| c.status == crate::host::doctor::Status::Ok);
+            report.checks.extend(checks);
+        }
+        report
+    };
+    let mut report = check();
+    if req.fix {
+        let fix = crate::host::packages::fix(report.distro, &report.packages());
+        if fix.commands.is_empty() {
+            if fix.packages.is_empty() {
+                tracing::info!("--fix: no package is missing");
+            }
+        } else {
+            // What the install brought is looked for again, from scratch.
+            report = check();
+        }
+        report.fix = Some(fix);
     }
     if !report.ready {
         return Err(PreflightFailed { report }.into());

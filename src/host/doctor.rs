@@ -12,14 +12,18 @@
 //!   `unverified` (a version that could not be read) and `info` do not.
 //! - The report ends with one command that installs the package of every
 //!   missing or too-old tool: `apt-get install -y ...` on Debian-like hosts,
-//!   `dnf install -y ...` elsewhere. What no package fixes (a base config)
+//!   `dnf install -y ...` elsewhere; `doctor --fix` runs it
+//!   ([`super::packages::fix`]). What no package fixes (a base config)
 //!   gets a `help:`.
+//! - One JSON shape: `ready`, `checks` and `install` are the document's
+//!   top level whether the doctor exits 0 or 4 (`cli` puts them there).
 //! - The same table serves `doctor --host` ([`super::snp`]).
 
 use std::fmt;
 
 use serde::Serialize;
 
+use super::packages::Fix;
 use super::{Distro, PackageFormat};
 
 /// How one check came out.
@@ -106,18 +110,14 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Installs every missing or too-old tool; `None` when nothing is.
     pub install: Option<String>,
+    /// What `doctor --fix` installed before these checks ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<Fix>,
 }
 
 impl Report {
     pub fn new(checks: Vec<Check>, package_format: PackageFormat, distro: Distro) -> Report {
-        let mut packages: Vec<&str> = Vec::new();
-        for c in checks.iter().filter(|c| c.status.blocks()) {
-            if let Some(p) = &c.package
-                && !packages.contains(&p.as_str())
-            {
-                packages.push(p);
-            }
-        }
+        let packages = missing_packages(&checks);
         let install = (!packages.is_empty()).then(|| distro.install_command(&packages));
         Report {
             ready: !checks.iter().any(|c| c.status.blocks()),
@@ -125,7 +125,14 @@ impl Report {
             distro,
             checks,
             install,
+            fix: None,
         }
+    }
+
+    /// The packages of every missing or too-old tool, each once, in the
+    /// table's order: what [`Self::install`] installs.
+    pub fn packages(&self) -> Vec<String> {
+        missing_packages(&self.checks)
     }
 
     /// The checks that block.
@@ -142,6 +149,18 @@ impl Report {
         }
         text
     }
+}
+
+fn missing_packages(checks: &[Check]) -> Vec<String> {
+    let mut packages: Vec<String> = Vec::new();
+    for c in checks.iter().filter(|c| c.status.blocks()) {
+        if let Some(p) = &c.package
+            && !packages.contains(p)
+        {
+            packages.push(p.clone());
+        }
+    }
+    packages
 }
 
 /// `check status found needed` columns, then `help:` for every check that
@@ -249,7 +268,7 @@ mod tests {
         let r = Report::new(checks[..1].to_vec(), PackageFormat::Rpm, Distro::Fedora);
         assert!(r.ready && r.install.is_none());
         assert_eq!(
-            Distro::Fedora.install_command(&["nasm", "acpica-tools"]),
+            Distro::Fedora.install_command(&["nasm".into(), "acpica-tools".into()]),
             "dnf install -y nasm acpica-tools"
         );
     }

@@ -1,7 +1,8 @@
 //! This machine as a build box and as an SNP host: its distribution family
-//! and package format ([`os_release`], [`PackageFormat`]), the build checks
-//! ([`doctor`], [`preflight`]), whether it can run SNP guests ([`snp`]),
-//! and installing a release on it ([`install`]).
+//! and package format ([`os_release`], [`PackageFormat`]), its package
+//! manager ([`packages`]), the build checks ([`doctor`], [`preflight`]),
+//! whether it can run SNP guests ([`snp`]), and installing a release on
+//! it ([`install`]).
 //!
 //! Guarantees:
 //! - Debian-like means os-release `ID` or any word of `ID_LIKE` is
@@ -14,6 +15,7 @@ pub mod boot;
 pub mod doctor;
 pub mod install;
 pub mod launcher;
+pub mod packages;
 pub mod preflight;
 pub mod snp;
 pub mod verify;
@@ -22,6 +24,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use packages::Distro;
 
 /// The os-release file the binary reads (tests pass their own to the
 /// library functions).
@@ -109,41 +113,6 @@ pub fn package_format(knob: PackageFormat, os_release_path: &Path) -> PackageFor
             }
         }
         other => other,
-    }
-}
-
-/// The distro family whose package names and installer a fix uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Distro {
-    Debian,
-    Fedora,
-}
-
-impl Distro {
-    /// Debian-like (`ID` or `ID_LIKE` has `debian`), else Fedora naming.
-    pub fn detect(os_release_path: &Path) -> Distro {
-        if is_debian_like(&os_release(os_release_path)) {
-            Distro::Debian
-        } else {
-            Distro::Fedora
-        }
-    }
-
-    pub fn package(self, tool: &crate::tools::Tool) -> &'static str {
-        match self {
-            Distro::Debian => tool.debian,
-            Distro::Fedora => tool.fedora,
-        }
-    }
-
-    /// The one line that installs `packages`.
-    pub fn install_command(self, packages: &[&str]) -> String {
-        let installer = match self {
-            Distro::Debian => "apt-get install -y",
-            Distro::Fedora => "dnf install -y",
-        };
-        format!("{installer} {}", packages.join(" "))
     }
 }
 

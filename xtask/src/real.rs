@@ -23,7 +23,7 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fixtures;
@@ -754,36 +754,34 @@ pub fn e2e_real(dir: &Path, jobs: usize, out_md: &Path, keep: bool) -> Result<()
     };
     let mut checks: Vec<String> = Vec::new();
 
-    // 1. doctor, and its install line for what is missing.
-    eprintln!("e2e-real: snp-build doctor");
-    let doctor = snp(&["doctor"])
+    // 1. doctor --fix: what is missing installed by the doctor itself.
+    eprintln!("e2e-real: snp-build doctor --fix");
+    let doctor = snp(&["doctor", "--fix", "--json"])
+        .stderr(Stdio::inherit())
         .output()
-        .context("running snp-build doctor")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&doctor.stdout),
-        String::from_utf8_lossy(&doctor.stderr)
+        .context("running snp-build doctor --fix")?;
+    let report: Value = serde_json::from_slice(&doctor.stdout)
+        .context("snp-build doctor --fix --json printed no JSON document")?;
+    ensure!(
+        doctor.status.success(),
+        "snp-build doctor --fix: still not ready ({}): {}",
+        doctor.status,
+        report["error"]
     );
-    eprint!("{text}");
-    if !doctor.status.success() {
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find_map(|l| l.find("apt-get install").map(|i| l[i..].to_string()))
-            .with_context(|| "snp-build doctor failed without an apt-get install line")?;
-        eprintln!("e2e-real: installing what doctor names: {line}");
-        let words: Vec<&str> = line.split_whitespace().collect();
-        run_visible(Command::new(words[0]).args(&words[1..]))?;
-        let again = snp(&["doctor"]).output()?;
-        ensure!(
-            again.status.success(),
-            "snp-build doctor still fails after `{line}`:\n{}",
-            String::from_utf8_lossy(&again.stderr)
-        );
-        checks.push(format!("doctor: ready after `{line}`"));
+    let installed = report["fix"]["packages"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .filter_map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    checks.push(if installed.is_empty() {
+        "doctor: ready".into()
     } else {
-        checks.push("doctor: ready".into());
-    }
+        format!("doctor --fix: ready after installing {installed}")
+    });
 
     // 2. Fetching the kernels, against build.sh's clone + cp -r, shallow
     // over git:// as from AMD's https (the cold build below fetches from

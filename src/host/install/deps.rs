@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::QEMU_REL;
 use crate::exec::Cmd;
 use crate::host::PackageFormat;
+use crate::host::packages::{Distro, Recommends};
 
 /// Debian package for each library QEMU 7.2 to 9.x links (Debian 12 and
 /// Ubuntu 22.04/24.04 names; where Ubuntu differs, its t64 name works too
@@ -152,29 +153,14 @@ fn packages_for(missing: &[String], format: PackageFormat) -> Vec<String> {
     packages
 }
 
-/// (refresh, install) for the format, as argument vectors.
+/// (refresh, install) for the format, as argument vectors: without
+/// recommends (see the module doc).
 fn commands(format: PackageFormat, packages: &[String]) -> (Vec<String>, Vec<String>) {
-    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let (update, mut install) = match format {
-        PackageFormat::Rpm => (
-            words(&["dnf", "makecache"]),
-            words(&["dnf", "install", "-y", "--setopt=install_weak_deps=False"]),
-        ),
-        _ => (
-            words(&["apt-get", "update"]),
-            words(&["apt-get", "install", "-y", "--no-install-recommends"]),
-        ),
-    };
-    install.extend(packages.iter().cloned());
-    (update, install)
-}
-
-/// A command from an argument vector (installs and removals alike); apt
-/// and dpkg never stop to ask.
-pub(super) fn command(words: &[String]) -> Cmd {
-    Cmd::new(&words[0], Path::new("/"))
-        .args(&words[1..])
-        .env("DEBIAN_FRONTEND", "noninteractive")
+    let distro = Distro::of_format(format);
+    (
+        distro.refresh_command(),
+        distro.install_words(packages, Recommends::Without),
+    )
 }
 
 /// The download and disk sizes from `apt-get install --assume-no` or

@@ -419,11 +419,11 @@ fn describe_plan(plan: &Plan, dry_run: bool) {
 /// Refreshes the package lists and prints what the dependency install
 /// would download and use (`--assume-no`), so the person asked knows.
 fn show_download_size(plan: &Plan) {
-    let update = deps::command(&plan.deps.update_command);
+    let update = crate::host::packages::command(&plan.deps.update_command);
     if let Err(e) = crate::exec::run_to_stderr(&update) {
         tracing::warn!("{e:#}");
     }
-    let sizing = deps::command(&plan.deps.size_command(plan.format));
+    let sizing = crate::host::packages::command(&plan.deps.size_command(plan.format));
     if let Ok(out) = crate::exec::capture(&sizing) {
         for line in deps::size_lines(&out.text()) {
             tracing::info!("dependencies: {line}");
@@ -676,12 +676,8 @@ fn install_dependencies(plan: &Plan, run: &mut Steps) -> anyhow::Result<()> {
         .filter(|p| plan.format == PackageFormat::Deb && !deb_installed(p))
         .cloned()
         .collect();
-    // A failed refresh (offline, a mirror down) is not yet a failure: the
-    // lists already there may do. The install says what it could not get.
-    if let Err(e) = crate::exec::run_to_stderr(&deps::command(&plan.deps.update_command)) {
-        tracing::warn!("{e:#}; installing from the package lists already on this system");
-    }
-    let result = crate::exec::run_to_stderr(&deps::command(&plan.deps.command));
+    let result =
+        crate::host::packages::refresh_and_install(&plan.deps.update_command, &plan.deps.command);
     // Whatever the outcome, what is installed now is recorded.
     let added: Vec<String> = absent.into_iter().filter(|p| deb_installed(p)).collect();
     for p in added {

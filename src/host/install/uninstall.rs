@@ -207,7 +207,7 @@ fn remove_kernel_package(record: &Record, dry_run: bool) -> anyhow::Result<&'sta
         return Ok("removed");
     }
     tracing::info!("running: {remove}");
-    let cmd = super::deps::command(&record.remove_command);
+    let cmd = crate::host::packages::command(&record.remove_command);
     crate::exec::run_to_stderr(&cmd).with_context(|| {
         format!(
             "removing {} (the install record is kept: fix the cause, then run snp-build uninstall --yes again)",
@@ -290,7 +290,7 @@ fn remove_earlier_package(format: PackageFormat, id: &str, dry_run: bool) {
         return;
     }
     let words = remove_command(format, id);
-    let cmd = super::deps::command(&words);
+    let cmd = crate::host::packages::command(&words);
     if dry_run {
         tracing::info!(
             "[dry-run] would run: {} (an earlier install's)",
