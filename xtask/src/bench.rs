@@ -18,17 +18,15 @@
 //! | peak RSS | the no-op run: `ru_maxrss` from `wait4` (it runs no child); the cold build: snp-build's own `VmHWM`, sampled every 20 ms, and the largest process of the whole tree (`wait4`, includes compilers) |
 
 use anyhow::{Context, Result, ensure};
-use serde_json::Value;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
+use crate::build_dir::{Build, JOBS};
 use crate::fixtures::{self, Size};
-use crate::report::{self, Run, secs};
+use crate::report::{self, secs};
 
-const JOBS: &str = "2";
 const NOOP_RUNS: usize = 5;
 
 /// `cargo xtask bench [--out FILE] [--dir DIR]`.
@@ -54,56 +52,6 @@ pub fn run(out_md: &Path, dir: Option<&Path>) -> Result<()> {
     report::write_section(out_md, "bench", &body)?;
     eprintln!("bench: wrote its section of {}", out_md.display());
     Ok(())
-}
-
-/// One build directory: work dir, install prefix and release output.
-pub(crate) struct Build<'a> {
-    pub(crate) bin: &'a Path,
-    pub(crate) pins: PathBuf,
-    pub(crate) root: PathBuf,
-}
-
-impl Build<'_> {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(self.bin);
-        c.arg("--config")
-            .arg(&self.pins)
-            .arg("--work-dir")
-            .arg(self.root.join("work"))
-            .arg("--install")
-            .arg(self.root.join("usr/local"))
-            .args(["-j", JOBS])
-            .args(args)
-            .current_dir(&self.root);
-        c
-    }
-
-    /// The release this build's `--package --date 2024-01-01` writes.
-    pub(crate) fn tarball(&self) -> PathBuf {
-        self.root.join("out/snp-release-2024-01-01.tar.gz")
-    }
-
-    pub(crate) fn build_command(&self, extra: &[&str]) -> Command {
-        let out = self.root.join("out");
-        let mut c = self.command(&["--package", "--json", "--date", "2024-01-01", "--output"]);
-        c.arg(out).args(extra);
-        c
-    }
-
-    /// A build; fails when snp-build fails.
-    fn build(&self, extra: &[&str]) -> Result<(Run, Value)> {
-        fs::create_dir_all(self.root.join("out"))?;
-        let run = report::measure(&mut self.build_command(extra), true)?;
-        ensure!(
-            run.status.success(),
-            "snp-build {extra:?} in {} failed ({}): {}",
-            self.root.display(),
-            run.status,
-            run.stdout
-        );
-        let json = run.json()?;
-        Ok((run, json))
-    }
 }
 
 fn bench(bin: &Path, dir: &Path, machine: &str) -> Result<String> {

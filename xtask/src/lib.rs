@@ -7,6 +7,7 @@
 //! run; [`report`] is what they share (measuring, `BENCHMARKS.md`).
 
 pub mod bench;
+pub mod build_dir;
 pub mod dist;
 pub mod fetch;
 pub mod fixtures;

@@ -12,11 +12,11 @@ use std::process::Command;
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
-use crate::bench::Build;
+use crate::build_dir::Build;
 use crate::registry::OciRegistry;
 use crate::report::{self, mib, secs};
 
-/// One box: a bench build dir (work, install, output: `bench::Build`)
+/// One box: a bench build dir (work, install, output: `build_dir::Build`)
 /// with its own machine config, sharing through `remote` in `mode`.
 struct Box_<'a> {
     build: Build<'a>,
