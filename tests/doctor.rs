@@ -561,7 +561,21 @@ fn host_without_an_amd_cpu_cannot_run_snp() {
     assert!(r.stderr.contains("needs an AMD EPYC CPU"), "{}", r.stderr);
     // Nothing in the BIOS or kvm.conf helps: those checks are skipped.
     assert!(!r.stderr.contains("kvm_amd/parameters"), "{}", r.stderr);
-    assert_eq!(r.json()["exit_code"], 1);
+    let doc = r.json();
+    assert_eq!(doc["exit_code"], 1);
+    // The same top level as a ready host's document.
+    assert_eq!(doc["ready"], false, "{doc}");
+    let cpu = doc["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no checks at the top level: {doc}"))
+        .iter()
+        .find(|c| c["found"].as_str().unwrap_or("").contains("GenuineIntel"))
+        .unwrap_or_else(|| panic!("{doc}"));
+    assert_eq!(cpu["status"], "failed", "{cpu}");
+    let ready = host(&SNP_READY, &["--json"]).json();
+    for key in ["ready", "checks"] {
+        assert!(ready.get(key).is_some() && doc.get(key).is_some(), "{key}");
+    }
 }
 
 #[test]
