@@ -516,8 +516,8 @@ fn on_a_fresh_system_doctor_fix_gets_the_main_job_to_the_network() {
     let Some(sys) = System::new(Base::Minbase) else {
         return;
     };
-    let in_root = |cmd: &str| sys.run(Net::On, &["sh", "-c", &format!("cd /root && {cmd}")]);
-    let before = in_root("snp-build doctor --json");
+    let in_root = |net, cmd: &str| sys.run(net, &["sh", "-c", &format!("cd /root && {cmd}")]);
+    let before = in_root(Net::On, "snp-build doctor --json");
     assert_eq!(before.code, 4, "{}", all_output(&before));
     let missing: Vec<String> = before.json()["checks"]
         .as_array()
@@ -530,7 +530,7 @@ fn on_a_fresh_system_doctor_fix_gets_the_main_job_to_the_network() {
         assert!(missing.iter().any(|m| m == tool), "{tool}: {missing:?}");
     }
 
-    let fix = in_root("snp-build doctor --fix --json");
+    let fix = in_root(Net::On, "snp-build doctor --fix --json");
     assert_eq!(fix.code, 0, "{}", all_output(&fix));
     let doc = fix.json();
     assert_eq!(doc["ready"], true, "{doc}");
@@ -544,13 +544,13 @@ fn on_a_fresh_system_doctor_fix_gets_the_main_job_to_the_network() {
     assert_eq!(sys.dpkg_state("acpica-tools"), "ii");
 
     // Again: nothing to install, ready.
-    let again = in_root("snp-build doctor --fix --json");
+    let again = in_root(Net::On, "snp-build doctor --fix --json");
     assert_eq!(again.code, 0, "{}", all_output(&again));
     assert_eq!(again.json()["fix"]["commands"], serde_json::json!([]));
 
     // The main job: past the request and the preflight, stopped by the
-    // network (this machine reaches no GitHub), naming the URL.
-    let job = in_root("snp-build --package");
+    // network (cut here, so that no test reaches GitHub), naming the URL.
+    let job = in_root(Net::Cut, "snp-build --package");
     assert_eq!(job.code, 1, "{}", all_output(&job));
     assert!(
         job.stderr

@@ -4,8 +4,9 @@
 //! packages made with `dpkg-deb --build` (or `rpmbuild`), all covered by a
 //! `SHA256SUMS` written with `sha256sum`.
 //!
-//! Needs (Debian packages, installed by `.ci/install-deps`): dpkg-dev,
-//! rpm (rpmbuild, rpm2cpio), cpio, shellcheck, gcc, util-linux (setpriv).
+//! Needs (Debian packages, installed by `.ci/install-deps`): dpkg (dpkg-deb,
+//! essential), rpm (rpmbuild, rpm2cpio), cpio, shellcheck, gcc, util-linux
+//! (setpriv).
 //! Several cases assume the tests run as root (as CI does); they say so.
 
 use std::collections::BTreeMap;
@@ -183,7 +184,7 @@ impl Release {
 
     /// The packages `make bindeb-pkg` makes, for host and guest.
     fn add_debs(&self) {
-        require_tool("dpkg-deb", "dpkg-dev");
+        require_tool("dpkg-deb", "dpkg");
         for (side, rel) in [("host", HOST_REL), ("guest", GUEST_REL)] {
             let out = self.dir().join("linux").join(side);
             let version = format!("{rel}-1");

@@ -98,18 +98,17 @@ where
     }
 }
 
-/// The JSON fields of a failed command.
+/// The JSON fields of a failed command: what it can still report, then
+/// `status`, `exit_code` and `error` (last, so nothing overwrites them).
 fn error_fields(command: &str, err: &anyhow::Error, code: i32) -> Value {
-    let mut doc = json!({ "status": "error", "exit_code": code, "error": format!("{err:#}") });
-    let Some(d) = doc.as_object_mut() else {
-        return doc;
-    };
+    let mut doc = serde_json::Map::new();
+    let mut status = "error";
     // A failed build still reports every stage and source.
     if let Some(failed) = err.downcast_ref::<BuildFailed>()
-        && let Ok(Value::Object(extra)) = render::fields(&failed.summary)
+        && let Ok(Value::Object(summary)) = render::fields(&failed.summary)
     {
-        d.extend(extra);
-        d.insert("status".into(), json!("failed"));
+        doc.extend(summary);
+        status = "failed";
     }
     // A machine that is not ready: every check. The doctor answers with
     // one document shape whatever it found (the report's fields at the
@@ -124,13 +123,16 @@ fn error_fields(command: &str, err: &anyhow::Error, code: i32) -> Value {
         (None, None) => None,
     };
     match report {
-        Some(Value::Object(fields)) if command == "doctor" => d.extend(fields),
+        Some(Value::Object(fields)) if command == "doctor" => doc.extend(fields),
         Some(report) => {
-            d.insert("preflight".into(), report);
+            doc.insert("preflight".into(), report);
         }
         None => {}
     }
-    doc
+    doc.insert("status".into(), json!(status));
+    doc.insert("exit_code".into(), json!(code));
+    doc.insert("error".into(), json!(format!("{err:#}")));
+    Value::Object(doc)
 }
 
 /// Runs the parsed command; returns its JSON fields.
@@ -341,4 +343,47 @@ fn ask(question: &str) -> anyhow::Result<bool> {
         .read_line(&mut answer)
         .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::doctor::{Check, Report, Status};
+    use crate::host::packages::{Distro, Fix};
+    use crate::host::snp::HostReport;
+
+    /// The doctor's report is spread over the document's top level: none
+    /// of its keys may be one the document itself sets.
+    #[test]
+    fn the_doctors_report_keys_leave_the_envelope_alone() {
+        let envelope = ["schema_version", "command", "status", "exit_code", "error"];
+        let check = Check::new("iasl", Status::Missing, "no `iasl` on PATH");
+        let report = Report::new(
+            vec![check.clone()],
+            crate::host::PackageFormat::Deb,
+            Distro::Debian,
+        )
+        .after_fix(Fix {
+            packages: vec!["acpica-tools".into()],
+            commands: vec![],
+            error: Some("e".into()),
+        });
+        let host = HostReport {
+            ready: false,
+            checks: vec![check],
+        };
+        for fields in [
+            render::fields(&report).unwrap(),
+            render::fields(&host).unwrap(),
+        ] {
+            for key in fields.as_object().unwrap().keys() {
+                assert!(!envelope.contains(&key.as_str()), "{key}");
+            }
+        }
+        let failed = PreflightFailed { report };
+        let doc = error_fields("doctor", &failed.into(), 4);
+        assert_eq!(doc["exit_code"], 4);
+        assert_eq!(doc["checks"][0]["check"], "iasl");
+        assert!(doc["error"].as_str().unwrap().contains("iasl"));
+    }
 }

@@ -74,15 +74,14 @@ pub fn doctor(
     let mut report = check();
     if req.fix {
         let fix = crate::host::packages::fix(report.distro, &report.packages());
-        if fix.commands.is_empty() {
-            if fix.packages.is_empty() {
-                tracing::info!("--fix: no package is missing");
-            }
-        } else {
-            // What the install brought is looked for again, from scratch.
+        if fix.packages.is_empty() {
+            tracing::info!("--fix: no package is missing");
+        }
+        // What an install brought is looked for again, from scratch.
+        if !fix.commands.is_empty() {
             report = check();
         }
-        report.fix = Some(fix);
+        report = report.after_fix(fix);
     }
     if !report.ready {
         return Err(PreflightFailed { report }.into());

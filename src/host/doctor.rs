@@ -135,6 +135,23 @@ impl Report {
         missing_packages(&self.checks)
     }
 
+    /// This report, the checks run after `fix`: a check its package did
+    /// not fix says why that may be.
+    pub fn after_fix(mut self, fix: Fix) -> Report {
+        if fix.error.is_none() {
+            for c in self.checks.iter_mut().filter(|c| c.status.blocks()) {
+                if let Some(p) = c.package.as_ref().filter(|p| fix.packages.contains(p)) {
+                    c.help = Some(format!(
+                        "still {} after installing {p}: this distribution's package may be older than needed, or another copy comes first on PATH; install a newer one by hand",
+                        c.status.word()
+                    ));
+                }
+            }
+        }
+        self.fix = Some(fix);
+        self
+    }
+
     /// The checks that block.
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| c.status.blocks())
@@ -239,6 +256,33 @@ impl std::error::Error for PreflightFailed {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_check_the_fix_did_not_mend_says_why_that_may_be() {
+        let nasm = Check {
+            package: Some("nasm".into()),
+            ..Check::new("nasm", Status::TooOld, "2.14.02")
+        };
+        let fix = |error: Option<&str>| Fix {
+            packages: vec!["nasm".into()],
+            commands: vec!["apt-get update".into(), "apt-get install -y nasm".into()],
+            error: error.map(str::to_string),
+        };
+        let report = || Report::new(vec![nasm.clone()], PackageFormat::Deb, Distro::Debian);
+        let after = report().after_fix(fix(None));
+        let help = after.checks[0].help.as_deref().unwrap();
+        assert!(
+            help.starts_with("still too old after installing nasm"),
+            "{help}"
+        );
+        assert_eq!(after.fix.unwrap().packages, ["nasm"]);
+        // A failed install is the reason itself: no guess added.
+        assert!(
+            report().after_fix(fix(Some("apt failed"))).checks[0]
+                .help
+                .is_none()
+        );
+    }
 
     #[test]
     fn table_aligns_columns_without_trailing_blanks() {

@@ -13,8 +13,10 @@
 //! - A failed refresh (offline, a mirror down) does not stop an install:
 //!   the lists already on the system may do, and the install says what it
 //!   could not get.
-//! - Not root: through `sudo` when it is on `PATH`; otherwise nothing is
-//!   run and the error says to run the line as root.
+//! - Not root: through `sudo` when it is on `PATH` (apt's variable passed
+//!   through sudo's reset environment); otherwise nothing is run and the
+//!   error says to run the line as root. No `apt-get` or `dnf` on `PATH`
+//!   (another distribution): nothing is run, and the error gives the line.
 
 use std::path::Path;
 
@@ -133,16 +135,25 @@ pub fn fix(distro: Distro, packages: &[String]) -> Fix {
         return done;
     }
     let install = distro.install_words(packages, Recommends::With);
-    let sudo = match privilege(rustix::process::geteuid().is_root(), on_path("sudo")) {
-        Ok(prefix) => prefix,
-        Err(why) => {
-            done.error = Some(format!("{why}; as root, run: {}", install.join(" ")));
+    let line = install.join(" ");
+    if !on_path(&install[0]) {
+        done.error = Some(format!(
+            "no `{}` on PATH (snp-build installs with apt-get on Debian-like hosts, dnf elsewhere); install the packages with this host's package manager: {line}",
+            install[0]
+        ));
+        return done;
+    }
+    let root = rustix::process::geteuid().is_root();
+    let (refresh, install) = match (
+        as_root(&distro.refresh_command(), root, on_path("sudo")),
+        as_root(&install, root, on_path("sudo")),
+    ) {
+        (Ok(refresh), Ok(install)) => (refresh, install),
+        (Err(why), _) | (_, Err(why)) => {
+            done.error = Some(format!("{why}; as root, run: {line}"));
             return done;
         }
     };
-    let as_root = |w: Vec<String>| -> Vec<String> { sudo.iter().cloned().chain(w).collect() };
-    let refresh = as_root(distro.refresh_command());
-    let install = as_root(install);
     tracing::info!("installing what is missing: {}", install.join(" "));
     done.commands = vec![refresh.join(" "), install.join(" ")];
     if let Err(e) = refresh_and_install(&refresh, &install) {
@@ -150,6 +161,22 @@ pub fn fix(distro: Distro, packages: &[String]) -> Fix {
         done.error = Some(format!("{e:#}"));
     }
     done
+}
+
+/// `words` as root runs them: unchanged for root; for anyone else through
+/// `sudo`, which resets the environment, so apt's
+/// `DEBIAN_FRONTEND=noninteractive` goes as sudo's own `VAR=value`
+/// argument; without sudo, why it cannot be done.
+fn as_root(words: &[String], root: bool, sudo: bool) -> Result<Vec<String>, &'static str> {
+    match (root, sudo) {
+        (true, _) => Ok(words.to_vec()),
+        (false, true) => Ok(["sudo", "DEBIAN_FRONTEND=noninteractive"]
+            .map(String::from)
+            .into_iter()
+            .chain(words.iter().cloned())
+            .collect()),
+        (false, false) => Err("installing packages needs root, and sudo is not installed"),
+    }
 }
 
 /// Refreshes the package lists, then installs. A failed refresh (offline,
@@ -160,16 +187,6 @@ pub fn refresh_and_install(refresh: &[String], install: &[String]) -> anyhow::Re
         tracing::warn!("{e:#}; installing from the package lists already on this system");
     }
     crate::exec::run_to_stderr(&command(install))
-}
-
-/// The prefix that runs a command as root: none for root, `sudo` when it
-/// is there, else why it cannot be done.
-fn privilege(root: bool, sudo: bool) -> Result<Vec<String>, &'static str> {
-    match (root, sudo) {
-        (true, _) => Ok(Vec::new()),
-        (false, true) => Ok(words(&["sudo"])),
-        (false, false) => Err("installing packages needs root, and sudo is not installed"),
-    }
 }
 
 fn on_path(program: &str) -> bool {
@@ -230,10 +247,19 @@ mod tests {
     }
 
     #[test]
-    fn root_runs_directly_others_through_sudo() {
-        assert_eq!(privilege(true, false), Ok(vec![]));
-        assert_eq!(privilege(false, true), Ok(list(&["sudo"])));
-        assert!(privilege(false, false).unwrap_err().contains("root"));
+    fn root_runs_directly_others_through_sudo_keeping_apt_quiet() {
+        let update = list(&["apt-get", "update"]);
+        assert_eq!(as_root(&update, true, true), Ok(update.clone()));
+        assert_eq!(
+            as_root(&update, false, true),
+            Ok(list(&[
+                "sudo",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "update"
+            ]))
+        );
+        assert!(as_root(&update, false, false).unwrap_err().contains("root"));
     }
 
     #[test]
