@@ -166,6 +166,14 @@ fn ovmf_path(dir: &Path, with_iasl: bool) -> PathBuf {
     bin
 }
 
+/// The check called `name` in the document's top-level `checks`.
+fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["check"] == name))
+        .unwrap_or_else(|| panic!("no {name} check at the top level: {doc}"))
+}
+
 /// The names of a document's top-level keys.
 fn keys(doc: &Value) -> Vec<String> {
     doc.as_object().unwrap().keys().cloned().collect()
@@ -191,12 +199,7 @@ fn a_machine_missing_iasl_gets_the_same_json_shape_as_a_ready_one() {
     assert_eq!(doc["ready"], false, "{doc}");
     assert_eq!(doc["exit_code"], 4);
     assert!(doc["error"].as_str().unwrap().contains("iasl"), "{doc}");
-    let iasl = doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "iasl")
-        .unwrap_or_else(|| panic!("no iasl check at the top level: {doc}"));
+    let iasl = check(&doc, "iasl");
     assert_eq!(iasl["status"], "missing", "{iasl}");
     assert_eq!(iasl["found"], "no `iasl` on PATH", "{iasl}");
     assert_eq!(iasl["needed"], "by ovmf", "{iasl}");
@@ -269,12 +272,7 @@ fn fix_that_cannot_install_says_why_and_still_exits_4() {
     assert!(error.contains("on PATH"), "{error}");
     assert!(error.contains("install -y acpica-tools"), "{error}");
     assert_eq!(doc["fix"]["commands"], serde_json::json!([]), "nothing ran");
-    let iasl = doc["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "iasl")
-        .unwrap();
+    let iasl = check(&doc, "iasl");
     assert_eq!(iasl["status"], "missing");
 }
 

@@ -143,10 +143,10 @@ pub fn fix(distro: Distro, packages: &[String]) -> Fix {
         ));
         return done;
     }
-    let root = rustix::process::geteuid().is_root();
+    let (root, sudo) = (rustix::process::geteuid().is_root(), on_path("sudo"));
     let (refresh, install) = match (
-        as_root(&distro.refresh_command(), root, on_path("sudo")),
-        as_root(&install, root, on_path("sudo")),
+        as_root(&distro.refresh_command(), root, sudo),
+        as_root(&install, root, sudo),
     ) {
         (Ok(refresh), Ok(install)) => (refresh, install),
         (Err(why), _) | (_, Err(why)) => {
