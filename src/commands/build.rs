@@ -20,7 +20,7 @@ use crate::fingerprint::{Decision, Reason};
 use crate::host::preflight::preflight;
 use crate::source::Synced;
 use crate::source::lock::Lock;
-use crate::source::{DirtyPolicy, Mode, check_clean};
+use crate::source::{DirtyPolicy, Mode, check_clean, check_unchanged};
 use crate::stage::share::Share;
 use crate::stage::{BuildEnv, Component, Outcome, Registry, Selection, SourceFacts, Status, Work};
 use crate::tools::versions::ToolVersions;
@@ -203,13 +203,21 @@ fn build_locked(
         let mut s = fetched
             .next()
             .expect("one synced source per fetched component");
-        // Build only what was pinned: every tree is compared with its commit.
-        check_clean(&mut s, &env.work, policy)?;
+        // Build only what was pinned: every tree is compared with its commit
+        // (by the stat cache, as git status does)...
+        check_clean(&mut s, &env.work, policy, false)?;
         // Decide from the SHAs actually resolved, with the plan's functions.
-        let inputs = c.fingerprint(env, &SourceFacts::from(&s), &mut tools);
+        let mut inputs = c.fingerprint(env, &SourceFacts::from(&s), &mut tools);
         let name = c.spec().name;
         let forced = env.force.forces(name);
         let mut decision = c.decide(&env.work, &inputs, forced);
+        // ...and, where its bytes will be built, by hash: the stat cache
+        // can be fooled. What it finds changes the tree's facts.
+        if decision.run {
+            check_clean(&mut s, &env.work, policy, true)?;
+            inputs = c.fingerprint(env, &SourceFacts::from(&s), &mut tools);
+            decision = c.decide(&env.work, &inputs, forced);
+        }
         // A pin the lock did not cover is known now: the cache may have it
         // (unless settling already asked for this very tag).
         let ask = share
@@ -246,6 +254,13 @@ fn build_locked(
         check_host(env, &unchecked)?;
     }
     let outcomes = crate::stage::run::run_all(env, &work)?;
+    // What was built came from the bytes that were hashed before it ran:
+    // checked again before anything is pushed or released.
+    for (o, w) in outcomes.iter().zip(&work) {
+        if o.status == Status::Ok {
+            check_unchanged(&w.synced, &env.work.stamp(w.component.spec().name))?;
+        }
+    }
     // What was built here goes to the shared cache (read-write), whether
     // or not another stage failed.
     if let Some(share) = share.as_ref().filter(|s| s.pushes()) {

@@ -22,26 +22,21 @@ use std::path::Path;
 use anyhow::Context;
 use git2::{IndexEntry, IndexTime, ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
 
-const GITLINK: i32 = 0o160000;
-const SYMLINK: i32 = 0o120000;
-const EXECUTABLE: i32 = 0o100755;
+pub(super) const GITLINK: i32 = 0o160000;
+pub(super) const SYMLINK: i32 = 0o120000;
+pub(super) const EXECUTABLE: i32 = 0o100755;
 const REGULAR: i32 = 0o100644;
 
 /// One path of the commit: its blob (or submodule commit) and git mode.
-struct Entry {
-    path: Vec<u8>,
-    id: Oid,
-    mode: i32,
+pub(super) struct Entry {
+    pub path: Vec<u8>,
+    pub id: Oid,
+    pub mode: i32,
 }
 
-/// Writes `commit`'s files into `repo`'s empty work tree and its index.
-/// `Ok(false)`: a checkout filter could apply, nothing was written.
-pub fn fresh(repo: &Repository, commit: Oid, threads: usize) -> anyhow::Result<bool> {
-    let workdir = repo
-        .workdir()
-        .context("the tree has no work directory")?
-        .to_path_buf();
-    let tree = repo.find_commit(commit)?.tree()?;
+/// Every file, symlink and submodule of `tree` (paths from its root), and
+/// the blobs of its `.gitattributes` files.
+pub(super) fn entries(tree: &git2::Tree<'_>) -> Result<(Vec<Entry>, Vec<Oid>), git2::Error> {
     let mut entries = Vec::new();
     let mut attributes = Vec::new();
     tree.walk(TreeWalkMode::PreOrder, |root, e| {
@@ -62,6 +57,18 @@ pub fn fresh(repo: &Repository, commit: Oid, threads: usize) -> anyhow::Result<b
         }
         TreeWalkResult::Ok
     })?;
+    Ok((entries, attributes))
+}
+
+/// Writes `commit`'s files into `repo`'s empty work tree and its index.
+/// `Ok(false)`: a checkout filter could apply, nothing was written.
+pub fn fresh(repo: &Repository, commit: Oid, threads: usize) -> anyhow::Result<bool> {
+    let workdir = repo
+        .workdir()
+        .context("the tree has no work directory")?
+        .to_path_buf();
+    let tree = repo.find_commit(commit)?.tree()?;
+    let (entries, attributes) = entries(&tree)?;
     if filters_may_apply(repo, &attributes)? || entries.iter().any(|e| !safe_path(&e.path)) {
         return Ok(false);
     }
@@ -235,7 +242,7 @@ fn index_entry(e: &Entry, meta: &std::fs::Metadata) -> IndexEntry {
     }
 }
 
-fn bytes_path(b: &[u8]) -> &Path {
+pub(super) fn bytes_path(b: &[u8]) -> &Path {
     use std::os::unix::ffi::OsStrExt;
     Path::new(std::ffi::OsStr::from_bytes(b))
 }

@@ -25,6 +25,7 @@
 //!   deleted; a failed fetch leaves existing trees untouched.
 
 mod checkout;
+pub mod content;
 pub mod lock;
 pub mod patch;
 pub mod remote;
@@ -127,19 +128,31 @@ pub enum DirtyPolicy {
 }
 
 /// Compares a synced tree with its pinned (and patched) commit before a
-/// build: tracked changes and untracked files its ignore rules do not
-/// cover. A differing tree is refused, discarded or recorded as `policy`
-/// says.
-pub fn check_clean(synced: &mut Synced, work: &WorkDir, policy: DirtyPolicy) -> anyhow::Result<()> {
-    let repo = Repository::open(&synced.tree)
-        .with_context(|| format!("opening {}", synced.tree.display()))?;
-    let files = tree::local_changes(&repo).with_context(|| {
+/// build, its submodules' trees included: tracked changes and untracked
+/// files its ignore rules do not cover. With `hash` (bytes are about to be
+/// built) the index's stat cache is not trusted: every tracked file is
+/// hashed first ([`content`]); without it (a stage that will not run) the
+/// stat cache stands, as for `git status`. A differing tree is refused,
+/// discarded or recorded as `policy` says.
+pub fn check_clean(
+    synced: &mut Synced,
+    work: &WorkDir,
+    policy: DirtyPolicy,
+    hash: bool,
+) -> anyhow::Result<()> {
+    let reading = || {
         format!(
             "{}: reading the status of {}",
             synced.source,
             synced.tree.display()
         )
-    })?;
+    };
+    if hash {
+        content::distrust_changed(&synced.tree).with_context(reading)?;
+    }
+    let repo = Repository::open(&synced.tree)
+        .with_context(|| format!("opening {}", synced.tree.display()))?;
+    let files = tree::local_changes(&repo).with_context(reading)?;
     let kept = work.stage(synced.source).dirty_diff();
     if files.is_empty() {
         synced.dirty = None;
@@ -159,6 +172,22 @@ pub fn check_clean(synced: &mut Synced, work: &WorkDir, policy: DirtyPolicy) -> 
             let diff = work.saved_diff(synced.source, &utc_stamp(SystemTime::now()));
             crate::fsutil::write_atomic(&diff, &tree::diff_text(&repo)?)?;
             tree::reset_to_head(&repo)?;
+            // Proof, not hope: the reset is checked by hash as well.
+            let left = content::distrust_changed(&synced.tree).with_context(reading)?;
+            let left = if left.is_empty() {
+                tree::local_changes(&repo)?
+            } else {
+                left
+            };
+            if !left.is_empty() {
+                anyhow::bail!(
+                    "{}: --discard-changes could not put {} back at its commit: {} still differ(s); the diff is saved in {}\n  help: move the tree aside and run again (it is checked out afresh)",
+                    synced.source,
+                    synced.tree.display(),
+                    left.join(", "),
+                    diff.display()
+                );
+            }
             progress.warn(format!(
                 "local changes discarded; their diff is saved in {}",
                 diff.display()
@@ -185,6 +214,34 @@ pub fn check_clean(synced: &mut Synced, work: &WorkDir, policy: DirtyPolicy) -> 
             Ok(())
         }
     }
+}
+
+/// After a stage built from a clean tree, and before what it built is
+/// pushed or released: the tree is hashed again. A file that changed
+/// while the stage ran means its outputs may hold bytes that were never
+/// pinned, so its stamp is removed (the next build runs it again) and the
+/// build stops (exit 7).
+pub fn check_unchanged(synced: &Synced, stamp: &Path) -> anyhow::Result<()> {
+    if synced.dirty.is_some() || !synced.tree.join(".git").exists() {
+        return Ok(());
+    }
+    let files = content::distrust_changed(&synced.tree).with_context(|| {
+        format!(
+            "{}: hashing {} after the build",
+            synced.source,
+            synced.tree.display()
+        )
+    })?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    crate::fingerprint::remove_stamp(stamp)?;
+    Err(LocalChanges {
+        building: true,
+        during_build: true,
+        ..LocalChanges::new(synced.source, synced.tree.clone(), files)
+    }
+    .into())
 }
 
 /// What happened to one source.
@@ -492,8 +549,24 @@ fn sync_one(
     set_patched_branch(&repo, (!series.is_empty()).then_some(target))?;
     let patched = patched?;
     let submodules = if source.submodules {
-        submodule::update(&repo, &progress)
-            .with_context(|| format!("{}: submodules", source.name))?
+        let diff_path = work.saved_diff(
+            &format!("{}-submodules", source.name),
+            &utc_stamp(SystemTime::now()),
+        );
+        let edits = submodule::Edits {
+            source: source.name,
+            discard: opts.discard_changes.then_some(diff_path.as_path()),
+        };
+        let (shas, discarded) = submodule::update(&repo, &progress, edits)
+            .with_context(|| format!("{}: submodules", source.name))?;
+        if let Some(p) = discarded {
+            progress.warn(format!(
+                "local changes in submodules discarded; their diff is saved in {}",
+                p.display()
+            ));
+            saved_diff.get_or_insert(p);
+        }
+        shas
     } else {
         BTreeMap::new()
     };

@@ -13,22 +13,37 @@ use anyhow::Context;
 use git2::{Repository, Submodule, SubmoduleUpdateOptions};
 
 use super::remote::{ownership_help, submodule_fetch_options};
-use super::tree::has_user_work;
+use super::tree::{LocalChanges, diff_text, has_user_work, local_changes};
 use crate::progress::Progress;
+
+/// What a submodule update does with hand edits in a submodule it must
+/// move: stop (exit 7), or save their diff to `discard` first.
+#[derive(Clone, Copy)]
+pub struct Edits<'a> {
+    pub source: &'a str,
+    pub discard: Option<&'a Path>,
+}
 
 /// Brings every submodule of `repo` (recursively) to the commit its
 /// superproject records. Returns path -> SHA for all of them, nested paths
-/// joined with `/`.
-pub fn update(repo: &Repository, progress: &Progress) -> anyhow::Result<BTreeMap<String, String>> {
+/// joined with `/`, and the diff saved when `edits` discarded some.
+pub fn update(
+    repo: &Repository,
+    progress: &Progress,
+    edits: Edits<'_>,
+) -> anyhow::Result<(BTreeMap<String, String>, Option<std::path::PathBuf>)> {
     let mut shas = BTreeMap::new();
-    update_into(repo, "", progress, &mut shas)?;
-    Ok(shas)
+    let mut saved = None;
+    update_into(repo, "", progress, edits, &mut saved, &mut shas)?;
+    Ok((shas, saved))
 }
 
 fn update_into(
     repo: &Repository,
     prefix: &str,
     progress: &Progress,
+    edits: Edits<'_>,
+    saved: &mut Option<std::path::PathBuf>,
     shas: &mut BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
     for mut sm in repo.submodules().context("reading .gitmodules")? {
@@ -39,6 +54,7 @@ fn update_into(
         sm.sync()
             .with_context(|| format!("syncing the URL of submodule {path}"))?;
         if !is_current(repo, &sm) {
+            keep_edits(repo, &sm, &path, edits, saved)?;
             progress.step(format!("submodule {path}"));
             if let Err(first) = update_one(repo, &mut sm, progress) {
                 // A half-made or damaged submodule git dir: re-make it when
@@ -61,8 +77,48 @@ fn update_into(
             .open()
             .with_context(|| format!("opening submodule {path}"))?;
         shas.insert(path.clone(), want.to_string());
-        update_into(&sub, &format!("{path}/"), progress, shas)?;
+        update_into(&sub, &format!("{path}/"), progress, edits, saved, shas)?;
     }
+    Ok(())
+}
+
+/// A submodule about to be checked out over: its hand edits (tracked or
+/// not, its own submodules' included) stop the sync (exit 7), or with
+/// `--discard-changes` their diff is saved first, as for the top tree.
+fn keep_edits(
+    repo: &Repository,
+    sm: &Submodule<'_>,
+    path: &str,
+    edits: Edits<'_>,
+    saved: &mut Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let Some(workdir) = repo.workdir() else {
+        return Ok(());
+    };
+    let Ok(sub) = Repository::open(workdir.join(sm.path())) else {
+        return Ok(()); // nothing checked out yet
+    };
+    let files: Vec<String> = local_changes(&sub)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| format!("{path}/{f}"))
+        .collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let Some(diff_path) = edits.discard else {
+        return Err(LocalChanges::new(edits.source, workdir.to_path_buf(), files).into());
+    };
+    // One saved diff per submodule moved (the first keeps the given name).
+    let target = match saved {
+        None => diff_path.to_path_buf(),
+        Some(_) => diff_path.with_extension(format!(
+            "{}.diff",
+            sm.name().unwrap_or("sub").replace('/', "_")
+        )),
+    };
+    crate::fsutil::write_atomic(&target, &diff_text(&sub)?)?;
+    saved.get_or_insert(target);
     Ok(())
 }
 

@@ -141,14 +141,10 @@ fn broken(repo: Option<&Repository>, reason: String) -> State {
 }
 
 /// Whether the tree holds modified tracked files, staged changes or
-/// untracked (not ignored) files. This scans the work tree: only called
-/// when something already looks wrong.
+/// untracked (not ignored) files, in it or in any submodule. This scans the
+/// work tree: only called when something already looks wrong.
 pub fn has_user_work(repo: &Repository) -> Result<bool, git2::Error> {
-    let mut opts = StatusOptions::new();
-    opts.include_untracked(true)
-        .include_ignored(false)
-        .exclude_submodules(true);
-    Ok(!repo.statuses(Some(&mut opts))?.is_empty())
+    Ok(!local_changes(repo)?.is_empty())
 }
 
 /// Moves a stage's broken tree aside to `src.broken-<UTC timestamp>` and
@@ -280,7 +276,50 @@ fn repo_workdir(repo: &Repository) -> PathBuf {
     repo.workdir().unwrap_or(repo.path()).to_path_buf()
 }
 
-/// Tracked files whose content differs from HEAD (staged or not).
+/// Submodules are trees too: each checked-out submodule of `repo` (one
+/// level; callers recurse), with its path under `prefix`, its repository and
+/// the commit the superproject's HEAD records for it. A submodule that is not
+/// checked out (no git dir: QEMU's `roms/*`, which build.sh never fetches)
+/// holds nothing that is built, and is left out.
+pub(super) fn submodules(
+    repo: &Repository,
+    prefix: &str,
+) -> Result<Vec<(String, Repository, Oid)>, git2::Error> {
+    let workdir = repo_workdir(repo);
+    let mut out = Vec::new();
+    for sm in repo.submodules()? {
+        let Some(pinned) = sm.head_id() else {
+            continue; // in .gitmodules but not in the commit
+        };
+        if let Ok(sub) = Repository::open(workdir.join(sm.path())) {
+            out.push((
+                format!("{prefix}{}", sm.path().to_string_lossy()),
+                sub,
+                pinned,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The commit a repository's HEAD is at, if it has one.
+fn head_commit(repo: &Repository) -> Option<Oid> {
+    repo.head().ok()?.peel_to_commit().ok().map(|c| c.id())
+}
+
+/// A submodule whose HEAD is not the commit its superproject records.
+fn moved_submodule(path: &str, head: Option<Oid>, pinned: Oid) -> String {
+    let at = head.map_or_else(|| "no commit".to_string(), short);
+    format!("{path} (submodule at {at}, pinned {})", short(pinned))
+}
+
+fn short(oid: Oid) -> String {
+    super::short_sha(&oid.to_string()).to_string()
+}
+
+/// Tracked files whose content differs from HEAD (staged or not), and
+/// submodules moved off or edited, recursively: what a checkout or a
+/// submodule update would overwrite.
 fn modified_tracked_files(repo: &Repository) -> Result<Vec<String>, git2::Error> {
     let mut opts = StatusOptions::new();
     opts.include_untracked(false).exclude_submodules(true);
@@ -293,42 +332,102 @@ fn modified_tracked_files(repo: &Repository) -> Result<Vec<String>, git2::Error>
         | Status::INDEX_NEW
         | Status::INDEX_RENAMED
         | Status::INDEX_TYPECHANGE;
-    Ok(repo
+    let mut files: Vec<String> = repo
         .statuses(Some(&mut opts))?
         .iter()
         .filter(|e| e.status().intersects(changed))
         .filter_map(|e| e.path().ok().map(String::from))
-        .collect())
+        .collect();
+    for (path, sub, pinned) in submodules(repo, "")? {
+        let head = head_commit(&sub);
+        if head != Some(pinned) {
+            files.push(moved_submodule(&path, head, pinned));
+        }
+        files.extend(
+            modified_tracked_files(&sub)?
+                .into_iter()
+                .map(|f| format!("{path}/{f}")),
+        );
+    }
+    Ok(files)
 }
 
 /// Everything that makes the tree differ from its HEAD commit: tracked
 /// files changed (staged or not), and untracked files its own ignore rules
-/// do not cover (an untracked directory is named once), submodules
-/// included. Uses the index's stat cache: cheap when nothing changed.
+/// do not cover (an untracked directory is named once), and the same in
+/// every checked-out submodule, recursively (a file there is named by its
+/// path from the top), plus any submodule whose HEAD is not the commit the
+/// superproject records. Uses the index's stat cache: cheap when nothing
+/// changed (see `content` for the check by hash).
 pub fn local_changes(repo: &Repository) -> Result<Vec<String>, git2::Error> {
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(false)
         .include_ignored(false)
-        .exclude_submodules(false);
-    Ok(repo
+        .exclude_submodules(true);
+    let mut files: Vec<String> = repo
         .statuses(Some(&mut opts))?
         .iter()
         .filter(|e| !e.status().is_ignored() && e.status() != Status::CURRENT)
         .filter_map(|e| e.path().ok().map(String::from))
-        .collect())
+        .collect();
+    for (path, sub, pinned) in submodules(repo, "")? {
+        let head = head_commit(&sub);
+        if head != Some(pinned) {
+            files.push(moved_submodule(&path, head, pinned));
+        }
+        files.extend(
+            local_changes(&sub)?
+                .into_iter()
+                .map(|f| format!("{path}/{f}")),
+        );
+    }
+    Ok(files)
 }
 
-/// `git diff HEAD` of the tree, untracked files included as new ones
-/// (what `--allow-dirty` builds and `--discard-changes` drops).
+/// `git diff HEAD --submodule=diff` of the tree, untracked files included
+/// as new ones (what `--allow-dirty` builds and `--discard-changes` drops):
+/// each submodule's own changes against the commit its superproject
+/// records, with paths from the top, never just `Subproject commit ...`.
 pub fn diff_text(repo: &Repository) -> anyhow::Result<Vec<u8>> {
-    let head_tree = repo.head()?.peel_to_tree()?;
+    let mut text = Vec::new();
+    diff_into(repo, &repo.head()?.peel_to_tree()?, "", true, &mut text)?;
+    Ok(text)
+}
+
+/// Appends the diff of `repo`'s work tree against `base`, paths prefixed
+/// with `prefix`, then each submodule's against the commit `repo`'s HEAD
+/// records for it.
+fn diff_into(
+    repo: &Repository,
+    base: &git2::Tree<'_>,
+    prefix: &str,
+    untracked: bool,
+    text: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    let (old, new) = (format!("a/{prefix}"), format!("b/{prefix}"));
     let mut opts = git2::DiffOptions::new();
-    opts.include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .show_untracked_content(true);
-    let diff = repo.diff_tree_to_workdir_with_index(Some(&head_tree), Some(&mut opts))?;
-    patch_bytes(&diff)
+    opts.ignore_submodules(true)
+        .old_prefix(old.as_str())
+        .new_prefix(new.as_str());
+    if untracked {
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .show_untracked_content(true);
+    }
+    let diff = repo.diff_tree_to_workdir_with_index(Some(base), Some(&mut opts))?;
+    text.extend(patch_bytes(&diff)?);
+    for (path, sub, pinned) in submodules(repo, prefix)? {
+        // The recorded commit may be missing from a submodule the user
+        // moved: then its diff is from its HEAD (the move itself is named
+        // by `local_changes`).
+        let base = match sub.find_commit(pinned) {
+            Ok(c) => c.tree()?,
+            Err(_) => sub.head()?.peel_to_tree()?,
+        };
+        diff_into(&sub, &base, &format!("{path}/"), untracked, text)?;
+    }
+    Ok(())
 }
 
 /// A diff as `git diff` prints it (the patch text, bytes as they are).
@@ -344,13 +443,26 @@ fn patch_bytes(diff: &git2::Diff<'_>) -> anyhow::Result<Vec<u8>> {
     Ok(text)
 }
 
-/// Puts the tree back at its HEAD: tracked files reset, untracked files
-/// its ignore rules do not cover removed (call [`diff_text`] first).
+/// Puts the tree back at its HEAD, and every checked-out submodule at the
+/// commit its superproject records, recursively: tracked files reset,
+/// untracked files their ignore rules do not cover removed (call
+/// [`diff_text`] first).
 pub fn reset_to_head(repo: &Repository) -> anyhow::Result<()> {
-    let head = repo.head()?.peel_to_commit()?;
-    repo.reset(head.as_object(), git2::ResetType::Hard, None)
-        .context("resetting the tree to its commit")?;
+    let head = repo.head()?.peel_to_commit()?.id();
+    reset_to(repo, head)
+}
+
+fn reset_to(repo: &Repository, commit: Oid) -> anyhow::Result<()> {
     let workdir = repo_workdir(repo);
+    let target = repo.find_commit(commit).with_context(|| {
+        format!(
+            "{}: the recorded commit {commit} is not there; run `snp-build fetch` to restore it",
+            workdir.display()
+        )
+    })?;
+    repo.set_head_detached(commit)?;
+    repo.reset(target.as_object(), git2::ResetType::Hard, None)
+        .with_context(|| format!("resetting {} to its commit", workdir.display()))?;
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(false)
@@ -369,14 +481,17 @@ pub fn reset_to_head(repo: &Repository) -> anyhow::Result<()> {
             removed.with_context(|| format!("removing {}", path.display()))?;
         }
     }
+    for (_, sub, pinned) in submodules(repo, "")? {
+        reset_to(&sub, pinned)?;
+    }
     Ok(())
 }
 
-/// `git diff HEAD` of the tree, written to `path`.
+/// `git diff HEAD` of the tree and its submodules' tracked files, written
+/// to `path`.
 fn save_diff(repo: &Repository, path: &Path) -> anyhow::Result<()> {
-    let head_tree = repo.head()?.peel_to_tree()?;
-    let diff = repo.diff_tree_to_workdir_with_index(Some(&head_tree), None)?;
-    let text = patch_bytes(&diff)?;
+    let mut text = Vec::new();
+    diff_into(repo, &repo.head()?.peel_to_tree()?, "", false, &mut text)?;
     crate::fsutil::write_atomic(path, &text)
         .with_context(|| format!("saving the local changes to {}", path.display()))
 }
@@ -390,6 +505,8 @@ pub struct LocalChanges {
     pub files: Vec<String>,
     /// A build (which `--allow-dirty` may let through), not a checkout.
     pub building: bool,
+    /// The tree changed while its stage was building.
+    pub during_build: bool,
 }
 
 impl LocalChanges {
@@ -399,13 +516,21 @@ impl LocalChanges {
             tree,
             files,
             building: false,
+            during_build: false,
         }
     }
 }
 
 impl std::fmt::Display for LocalChanges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.building {
+        if self.during_build {
+            writeln!(
+                f,
+                "{}: {} changed while its stage was building; what it built is not pushed or released, and the stage runs again next time:",
+                self.source,
+                self.tree.display()
+            )?;
+        } else if self.building {
             writeln!(
                 f,
                 "{}: {} differs from its pinned commit; building it would build what was not pinned:",
