@@ -194,7 +194,7 @@ pub struct Summary {
 
 impl Release<'_> {
     pub fn name(&self) -> String {
-        format!("snp-release-{}", self.date)
+        crate::release_name::of(&self.date)
     }
 
     /// The release's files, from the stages' summaries, with the hashes
@@ -448,7 +448,9 @@ impl Release<'_> {
         }
 
         progress.step("writing the tarball");
-        let tarball = self.output.join(format!("{name}.tar.gz"));
+        let tarball = self
+            .output
+            .join(format!("{name}{}", crate::release_name::TARBALL_SUFFIX));
         let tmp_tar = self
             .output
             .join(format!(".{name}.tar.gz.tmp-{}", std::process::id()));
@@ -728,15 +730,7 @@ pub fn source_date_epoch() -> anyhow::Result<Option<u64>> {
 
 /// Checks a `--date` value: `YYYY-MM-DD`, a real calendar date.
 pub fn check_date(date: &str) -> anyhow::Result<()> {
-    let shaped = date.len() == 10
-        && date.char_indices().all(|(i, c)| {
-            if i == 4 || i == 7 {
-                c == '-'
-            } else {
-                c.is_ascii_digit()
-            }
-        });
-    if !shaped || jiff::civil::Date::strptime("%Y-%m-%d", date).is_err() {
+    if !crate::release_name::is_date(date) {
         bail!(
             crate::error::UsageError::new(format!("--date {date:?} is not a calendar date"))
                 .help("use YYYY-MM-DD, e.g. 2026-11-22")

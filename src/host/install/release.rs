@@ -72,7 +72,7 @@ fn newest_release(dir: &Path) -> anyhow::Result<PathBuf> {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("snp-release-"))
+        .filter(|n| n.starts_with(crate::release_name::PREFIX))
         .max();
     match newest {
         Some(name) => Ok(dir.join(name)),
