@@ -18,7 +18,10 @@
 #      them. Without a trusted key it says that the signature was not
 #      verified. Keys listed only in /etc/snp-build/config.toml ([install]
 #      trusted-keys) cannot be read here: it refuses and says to pass them
-#      with --trusted-key.
+#      with --trusted-key. The signature's trusted comment
+#      (release:NAME ... manifest_sha256:HEX) must name this release: the
+#      directory's name and manifest.json's "release" and SHA-256, so a
+#      renamed old release cannot pass for a new one.
 #   3. Detects the distribution from os-release (ID, or any word of ID_LIKE,
 #      equal to "debian" means Debian-like, which uses .deb packages; any
 #      other distribution uses .rpm packages). With --root DIR,
@@ -72,8 +75,8 @@
 #      kernel packages, a tool or file missing
 #   2  usage error (unknown option, missing option value), or no terminal
 #      to confirm on and no --yes
-#   8  the release failed verification (checksums or signature); nothing
-#      was changed
+#   8  the release failed verification (checksums, or a signature not by a
+#      trusted key or for another release); nothing was changed
 #   9  a step failed after the system was changed; the install record says
 #      what was done
 
@@ -226,7 +229,7 @@ make_root() {
 # Step 1b: with a trusted key (given, or installed on the target), only a
 # release whose SHA256SUMS it signed goes on.
 verify_signature() {
-    local keys=("${TRUSTED_KEYS[@]}") key dir="$ROOT/etc/snp-build/trusted-keys"
+    local keys=("${TRUSTED_KEYS[@]}") key comment dir="$ROOT/etc/snp-build/trusted-keys"
     local sig="$PRIVATE/$SIG_NAME"
     # The same order as snp-build: --trusted-key, else config.toml's list
     # (which this script cannot read, so it refuses), else the directory.
@@ -255,12 +258,53 @@ verify_signature() {
     [[ -f "$sig" ]] ||
         die "$E_NOT_VERIFIED" "the release is unsigned (no $SIG_NAME) but a signature by a trusted key is required (${keys[*]}); nothing was changed"
     for key in "${keys[@]}"; do
-        if minisign -Vm "$PRIVATE/SHA256SUMS" -x "$sig" -p "$key" -q >/dev/null 2>&1; then
-            say "signature verified: SHA256SUMS is signed by $key"
+        # -Q: only the trusted comment, printed once it is verified too.
+        if comment=$(minisign -Vm "$PRIVATE/SHA256SUMS" -x "$sig" -p "$key" -Q 2>/dev/null); then
+            check_signed_release "$key" "$comment"
+            say "signature verified: SHA256SUMS is signed by $key for ${RELEASE_DIR##*/}"
             return 0
         fi
     done
     die "$E_NOT_VERIFIED" "$SIG_NAME is not a valid signature of SHA256SUMS by a trusted key (${keys[*]}); nothing was changed"
+}
+
+# Step 1c: the trusted comment (words key:value) names the release this
+# is, as snp-build checks it (src/host/verify.rs): release:NAME is this
+# directory's name and manifest.json's "release"; manifest_sha256:HEX, when
+# there (releases signed before snp-build wrote it have none; SHA256SUMS
+# covers their manifest all the same), is manifest.json's SHA-256.
+check_signed_release() { # check_signed_release KEY COMMENT
+    local key=$1 comment=$2 word k signed want manifest named name=${RELEASE_DIR##*/}
+    local -a words=()
+    local -A said=()
+    read -r -a words <<<"$comment"
+    for word in "${words[@]}"; do
+        [[ $word == ?*:* ]] || continue
+        k=${word%%:*}
+        [[ -z "${said["$k"]+x}" ]] ||
+            other_release "$key" "'$comment'" "its trusted comment gives $k: twice"
+        said["$k"]=${word#*:}
+    done
+    signed=${said[release]:-}
+    [[ -n "$signed" ]] ||
+        other_release "$key" "'$comment'" "its trusted comment names no release (release:NAME)"
+    [[ "$name" == "$signed" ]] || other_release "$key" "$signed" "the directory is named $name"
+    listed_in_sums manifest.json || other_release "$key" "$signed" "there is no manifest.json"
+    want=${said[manifest_sha256]:-}
+    want=${want,,}
+    if [[ -n "$want" && "$want" != "${LISTED[manifest.json]}" ]]; then
+        other_release "$key" "$signed" "its manifest.json has SHA-256 ${LISTED[manifest.json]}, the signature names $want"
+    fi
+    private_copy manifest.json manifest
+    # Top-level keys are indented by two spaces in snp-build's manifest.
+    named=$(sed -n 's/^  "release": "\(.*\)",\{0,1\}$/\1/p' "$manifest" | head -n 1)
+    [[ "$named" == "$signed" ]] ||
+        other_release "$key" "$signed" "its manifest.json names ${named:+the release }${named:-no release}"
+}
+
+other_release() { # other_release KEY SIGNED WHY
+    die "$E_NOT_VERIFIED" "$RELEASE_DIR: signed by $1 for $2, but $3; nothing was changed
+  help: these files are not $2 as it was signed (renamed, or the manifest replaced since): if they are $2, install them under that name ($2/); otherwise get the release you want again from its builder"
 }
 
 

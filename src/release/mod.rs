@@ -407,11 +407,12 @@ impl Release<'_> {
         let manifest =
             serde_json::to_vec_pretty(&self.manifest(&entries, epoch, measured.as_ref())?)?;
         std::fs::write(tmp.join("manifest.json"), &manifest)?;
+        let manifest_sha256 = sha256_hex(&manifest);
         let mut artifacts: Vec<(String, String)> = entries
             .iter()
             .map(|e| (e.rel.clone(), e.sha256.clone()))
             .collect();
-        artifacts.push(("manifest.json".into(), sha256_hex(&manifest)));
+        artifacts.push(("manifest.json".into(), manifest_sha256.clone()));
         artifacts.sort();
         // The SBOM and the provenance describe every other file; SHA256SUMS
         // lists them too, so the signature covers them.
@@ -428,7 +429,11 @@ impl Release<'_> {
         let text: String = sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect();
         std::fs::write(tmp.join("SHA256SUMS"), &text)?;
         if let Some(signer) = self.signer {
-            let sig = signer.sign(text.as_bytes(), &signing::trusted_comment(&name, epoch))?;
+            // The comment names the release and its manifest, so these
+            // files cannot pass for another release (install and verify
+            // check both against the names they are found under).
+            let comment = signing::trusted_comment(&name, epoch, &manifest_sha256);
+            let sig = signer.sign(text.as_bytes(), &comment)?;
             std::fs::write(tmp.join(signing::SIGNATURE_FILE), sig)?;
         }
 

@@ -285,7 +285,8 @@ pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
     let opened = open_release(req.release)?;
     let contents = Contents::from_dir(&opened.dir)?;
     let sums = super::verify::check_sums(&contents, &opened.given)?;
-    let signature = super::verify::require_signature(&contents, &opened.given, &trusted)?;
+    let signature =
+        super::verify::require_signature(&contents, &opened.given, &trusted, &opened.found_as())?;
     super::verify::check_documents(&contents, &opened.given, &sums, false)?;
     tracing::info!(
         "verified {}: {} files match SHA256SUMS; {}",

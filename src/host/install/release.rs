@@ -58,6 +58,14 @@ pub(super) fn open_release(release: Option<&Path>) -> anyhow::Result<Opened> {
     })
 }
 
+impl Opened {
+    /// The names it is found under, which a trusted signature must name.
+    pub(super) fn found_as(&self) -> Vec<crate::host::verify::FoundAs> {
+        let top = self.given.is_file().then_some(self.name.as_str());
+        crate::host::verify::found_as(&self.given, top)
+    }
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
