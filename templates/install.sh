@@ -36,6 +36,9 @@
 #      sonames themselves (`dnf install 'libfoo.so.1()(64bit)'`).
 #   6. Checks every tool it will need, and on a live system without --yes
 #      asks for confirmation on the terminal (refusing without one).
+#   7. Refuses a release dated before the one the install record says is
+#      installed (names are snp-release-YYYY-MM-DD), unless
+#      --allow-downgrade.
 # Then, on the live system, it changes the system in this order, writing
 # the install record /var/lib/snp-build/installed.json before the first
 # change and again after each step:
@@ -55,7 +58,8 @@
 # done, and the message names the command that finishes the install and
 # the one that undoes it (`snp-build uninstall --yes`).
 #
-# Usage: install.sh [--dry-run] [--yes] [--root DIR] [--trusted-key PUB]... [-h|--help]
+# Usage: install.sh [--dry-run] [--yes] [--root DIR] [--trusted-key PUB]...
+#                   [--allow-downgrade] [-h|--help]
 #   --dry-run    print every action instead of doing it; changes nothing.
 #   -y, --yes    do not ask for confirmation (needed without a terminal).
 #   --trusted-key PUB
@@ -66,6 +70,8 @@
 #                kvm.conf goes to DIR/etc/modprobe.d/; no package maintainer
 #                scripts run and no dependencies are installed (they are
 #                printed instead). Does not need root.
+#   --allow-downgrade
+#                install even a release older than the installed one.
 #   -h, --help   show this help.
 # Without --dry-run or --root it must run as root.
 #
@@ -79,6 +85,8 @@
 #      trusted key or for another release); nothing was changed
 #   9  a step failed after the system was changed; the install record says
 #      what was done
+#   10 the release is older than the installed one (and no
+#      --allow-downgrade); nothing was changed
 
 set -euo pipefail
 
@@ -89,9 +97,11 @@ QEMU_REL=usr/local/bin/qemu-system-x86_64
 RECORD_REL=var/lib/snp-build/installed.json
 E_NOT_VERIFIED=8
 E_INCOMPLETE=9
+E_DOWNGRADE=10
 
 DRY_RUN=0
 YES=0
+ALLOW_DOWNGRADE=0
 ROOT=""          # staging root ("" = the live system)
 DISTRO=""        # "debian" or "rpm"
 PKG_FORMAT=""    # "deb" or "rpm"
@@ -181,6 +191,7 @@ parse_args() {
         case "$1" in
             --dry-run) DRY_RUN=1 ;;
             -y | --yes) YES=1 ;;
+            --allow-downgrade) ALLOW_DOWNGRADE=1 ;;
             --root)
                 [[ $# -ge 2 && -n "$2" ]] || die 2 "--root needs a directory (see --help)"
                 ROOT=$2
@@ -760,6 +771,34 @@ read_previous_record() {
     return 0
 }
 
+# The YYYY-MM-DD a release name (snp-release-YYYY-MM-DD, maybe with a
+# suffix) carries; nothing when it carries no calendar date.
+release_date() {
+    if [[ $1 =~ ^snp-release-([0-9]{4}-[0-9]{2}-[0-9]{2}) ]] &&
+        [[ "$(date -u -d "${BASH_REMATCH[1]}" +%F 2>/dev/null)" == "${BASH_REMATCH[1]}" ]]; then
+        printf '%s' "${BASH_REMATCH[1]}"
+    fi
+    return 0
+}
+
+# Step 7: never backwards by accident. A release dated before the one the
+# earlier record names is refused unless --allow-downgrade (a name without
+# a date orders against nothing), as `snp-build install` does.
+check_downgrade() {
+    local file="$ROOT/$RECORD_REL" name=${RELEASE_DIR##*/} installed new old
+    [[ -f "$file" ]] || return 0
+    installed=$(record_field release)
+    new=$(release_date "$name")
+    old=$(release_date "$installed")
+    [[ -n "$new" && -n "$old" && "$new" < "$old" ]] || return 0
+    if [[ $ALLOW_DOWNGRADE -eq 1 ]]; then
+        say "warning: $name is older than $installed, which is installed: going back to it (--allow-downgrade)"
+        return 0
+    fi
+    die "$E_DOWNGRADE" "$name is older than $installed, which $file says is installed; nothing was changed
+  help: install $installed or a newer release; to go back to $name on purpose, pass --allow-downgrade"
+}
+
 # Step 6: a live install asks first, unless --yes; never waits on a pipe.
 confirm() {
     local answer what=""
@@ -1149,6 +1188,7 @@ main() {
     private_copy "$PKG" PKG_COPY
     private_copy "$KVM_CONF_NAME" KVM_COPY
     read_previous_record
+    check_downgrade
     plan_kvm_conf
     if [[ -n "$ROOT" ]]; then
         AGAIN="$RELEASE_DIR/install.sh --yes --root $(shell_quote "$ROOT")"
