@@ -15,6 +15,7 @@ pub mod hash;
 pub mod host;
 pub mod progress;
 pub mod release;
+pub mod release_name;
 pub mod signing;
 pub mod source;
 pub mod stage;

@@ -7,10 +7,12 @@
 //!   prompt on a terminal, never from the command line; neither the key
 //!   nor the password is ever printed or written anywhere but the key file
 //!   `keygen` creates (mode 0600).
-//! - The trusted comment is fixed by what is signed (release name and
-//!   `SOURCE_DATE_EPOCH`), never the signing time, so it says the same on
-//!   every rebuild. (The signature itself differs each time: minisign adds
-//!   random noise.)
+//! - The trusted comment is fixed by what is signed (release name,
+//!   `SOURCE_DATE_EPOCH` and the manifest's SHA-256), never the signing
+//!   time, so it says the same on every rebuild. (The signature itself
+//!   differs each time: minisign adds random noise.) It binds the
+//!   signature to its release: `host/verify.rs` refuses the files under
+//!   another name or with another manifest.
 //! - Keys are machine policy: nothing here reaches a fingerprint, the
 //!   manifest or `source-config`.
 
@@ -230,9 +232,52 @@ fn bad_key(path: &Path, e: minisign::PError) -> anyhow::Error {
     .into()
 }
 
-/// The trusted comment of a release's signature.
-pub fn trusted_comment(release: &str, source_date_epoch: u64) -> String {
-    format!("release:{release} source_date_epoch:{source_date_epoch}")
+/// The trusted comment of a release's signature: what the release is,
+/// signed with it (a signature over `SHA256SUMS` alone would vouch for
+/// the same files under any name). Words `key:value`, space-separated, as
+/// `minisign -V` prints it on one line.
+pub fn trusted_comment(release: &str, source_date_epoch: u64, manifest_sha256: &str) -> String {
+    format!(
+        "release:{release} source_date_epoch:{source_date_epoch} manifest_sha256:{manifest_sha256}"
+    )
+}
+
+/// What a trusted comment says the release is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedAs {
+    /// `release:` (always there: a comment without it is refused).
+    pub release: String,
+    /// `manifest_sha256:`; absent in releases signed before snp-build put
+    /// it there (their `manifest.json` is still covered: `SHA256SUMS`
+    /// lists it).
+    pub manifest_sha256: Option<String>,
+}
+
+impl SignedAs {
+    /// Reads a trusted comment; why not, when it names no release or a key
+    /// twice (which of two values counts would be a guess). Unknown words
+    /// are left for later versions.
+    pub fn parse(comment: &str) -> Result<SignedAs, String> {
+        let mut fields = std::collections::BTreeMap::new();
+        for word in comment.split_whitespace() {
+            if let Some((key, value)) = word.split_once(':')
+                && !key.is_empty()
+                && fields.insert(key, value).is_some()
+            {
+                return Err(format!("its trusted comment gives {key}: twice"));
+            }
+        }
+        let release = fields
+            .get("release")
+            .filter(|r| !r.is_empty())
+            .ok_or("its trusted comment names no release (release:NAME)")?;
+        Ok(SignedAs {
+            release: release.to_string(),
+            manifest_sha256: fields
+                .get("manifest_sha256")
+                .map(|h| h.to_ascii_lowercase()),
+        })
+    }
 }
 
 /// A public key someone trusts, with where it came from.
@@ -310,6 +355,14 @@ pub enum SignatureCheck {
     UnknownKey { key_id: String },
     /// The signature does not match the data (or is not a signature).
     Invalid { why: String },
+    /// Good, by this trusted key, but for another release than the files
+    /// are found as: `signed` the release its trusted comment names (or
+    /// the comment, when it names none), `why` what disagrees.
+    OtherRelease {
+        key: PathBuf,
+        signed: String,
+        why: String,
+    },
 }
 
 impl std::fmt::Display for SignatureCheck {
@@ -324,6 +377,9 @@ impl std::fmt::Display for SignatureCheck {
             }
             SignatureCheck::Invalid { why } => {
                 write!(f, "{SIGNATURE_FILE} does not match SHA256SUMS: {why}")
+            }
+            SignatureCheck::OtherRelease { key, signed, why } => {
+                write!(f, "signed by {} for {signed}, but {why}", key.display())
             }
         }
     }
@@ -380,12 +436,14 @@ mod tests {
         assert!(keygen(&key, true).is_err(), "never overwrites");
         let signer = Signer::load(&key).unwrap();
         let trusted = vec![TrustedKey::load(&public).unwrap()];
-        let sig = signer.sign(b"data", &trusted_comment("r", 7)).unwrap();
+        let sig = signer
+            .sign(b"data", &trusted_comment("r", 7, "ab"))
+            .unwrap();
         assert_eq!(
             check(b"data", Some(&sig), &trusted),
             SignatureCheck::Trusted {
                 key: public.clone(),
-                comment: "release:r source_date_epoch:7".into()
+                comment: "release:r source_date_epoch:7 manifest_sha256:ab".into()
             }
         );
         assert!(matches!(
@@ -401,5 +459,30 @@ mod tests {
             SignatureCheck::UnknownKey { .. }
         ));
         assert!(!format!("{signer:?}").contains(&std::fs::read_to_string(&key).unwrap()));
+    }
+
+    #[test]
+    fn a_trusted_comment_says_which_release_it_signs() {
+        let said = SignedAs::parse(&trusted_comment("snp-release-2026-11-29", 7, "AB12")).unwrap();
+        assert_eq!(
+            said,
+            SignedAs {
+                release: "snp-release-2026-11-29".into(),
+                manifest_sha256: Some("ab12".into())
+            }
+        );
+        // Signed before the manifest's digest was part of it.
+        let older = SignedAs::parse("release:snp-release-2024-05-01 source_date_epoch:7").unwrap();
+        assert_eq!(older.manifest_sha256, None);
+        // Words a later version adds are left alone.
+        assert!(SignedAs::parse("release:r later:x").is_ok());
+        for bad in [
+            "source_date_epoch:7",
+            "release: x",
+            "release:a release:b",
+            "",
+        ] {
+            assert!(SignedAs::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

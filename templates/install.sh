@@ -18,7 +18,10 @@
 #      them. Without a trusted key it says that the signature was not
 #      verified. Keys listed only in /etc/snp-build/config.toml ([install]
 #      trusted-keys) cannot be read here: it refuses and says to pass them
-#      with --trusted-key.
+#      with --trusted-key. The signature's trusted comment
+#      (release:NAME ... manifest_sha256:HEX) must name this release: the
+#      directory's name and manifest.json's "release" and SHA-256, so a
+#      renamed old release cannot pass for a new one.
 #   3. Detects the distribution from os-release (ID, or any word of ID_LIKE,
 #      equal to "debian" means Debian-like, which uses .deb packages; any
 #      other distribution uses .rpm packages). With --root DIR,
@@ -33,6 +36,9 @@
 #      sonames themselves (`dnf install 'libfoo.so.1()(64bit)'`).
 #   6. Checks every tool it will need, and on a live system without --yes
 #      asks for confirmation on the terminal (refusing without one).
+#   7. Refuses a release dated before the one the install record says is
+#      installed (names are snp-release-YYYY-MM-DD), unless
+#      --allow-downgrade.
 # Then, on the live system, it changes the system in this order, writing
 # the install record /var/lib/snp-build/installed.json before the first
 # change and again after each step:
@@ -52,7 +58,8 @@
 # done, and the message names the command that finishes the install and
 # the one that undoes it (`snp-build uninstall --yes`).
 #
-# Usage: install.sh [--dry-run] [--yes] [--root DIR] [--trusted-key PUB]... [-h|--help]
+# Usage: install.sh [--dry-run] [--yes] [--root DIR] [--trusted-key PUB]...
+#                   [--allow-downgrade] [-h|--help]
 #   --dry-run    print every action instead of doing it; changes nothing.
 #   -y, --yes    do not ask for confirmation (needed without a terminal).
 #   --trusted-key PUB
@@ -63,6 +70,8 @@
 #                kvm.conf goes to DIR/etc/modprobe.d/; no package maintainer
 #                scripts run and no dependencies are installed (they are
 #                printed instead). Does not need root.
+#   --allow-downgrade
+#                install even a release older than the installed one.
 #   -h, --help   show this help.
 # Without --dry-run or --root it must run as root.
 #
@@ -72,10 +81,12 @@
 #      kernel packages, a tool or file missing
 #   2  usage error (unknown option, missing option value), or no terminal
 #      to confirm on and no --yes
-#   8  the release failed verification (checksums or signature); nothing
-#      was changed
+#   8  the release failed verification (checksums, or a signature not by a
+#      trusted key or for another release); nothing was changed
 #   9  a step failed after the system was changed; the install record says
 #      what was done
+#   10 the release is older than the installed one (and no
+#      --allow-downgrade); nothing was changed
 
 set -euo pipefail
 
@@ -86,9 +97,11 @@ QEMU_REL=usr/local/bin/qemu-system-x86_64
 RECORD_REL=var/lib/snp-build/installed.json
 E_NOT_VERIFIED=8
 E_INCOMPLETE=9
+E_DOWNGRADE=10
 
 DRY_RUN=0
 YES=0
+ALLOW_DOWNGRADE=0
 ROOT=""          # staging root ("" = the live system)
 DISTRO=""        # "debian" or "rpm"
 PKG_FORMAT=""    # "deb" or "rpm"
@@ -178,6 +191,7 @@ parse_args() {
         case "$1" in
             --dry-run) DRY_RUN=1 ;;
             -y | --yes) YES=1 ;;
+            --allow-downgrade) ALLOW_DOWNGRADE=1 ;;
             --root)
                 [[ $# -ge 2 && -n "$2" ]] || die 2 "--root needs a directory (see --help)"
                 ROOT=$2
@@ -226,7 +240,7 @@ make_root() {
 # Step 1b: with a trusted key (given, or installed on the target), only a
 # release whose SHA256SUMS it signed goes on.
 verify_signature() {
-    local keys=("${TRUSTED_KEYS[@]}") key dir="$ROOT/etc/snp-build/trusted-keys"
+    local keys=("${TRUSTED_KEYS[@]}") key comment dir="$ROOT/etc/snp-build/trusted-keys"
     local sig="$PRIVATE/$SIG_NAME"
     # The same order as snp-build: --trusted-key, else config.toml's list
     # (which this script cannot read, so it refuses), else the directory.
@@ -255,12 +269,53 @@ verify_signature() {
     [[ -f "$sig" ]] ||
         die "$E_NOT_VERIFIED" "the release is unsigned (no $SIG_NAME) but a signature by a trusted key is required (${keys[*]}); nothing was changed"
     for key in "${keys[@]}"; do
-        if minisign -Vm "$PRIVATE/SHA256SUMS" -x "$sig" -p "$key" -q >/dev/null 2>&1; then
-            say "signature verified: SHA256SUMS is signed by $key"
+        # -Q: only the trusted comment, printed once it is verified too.
+        if comment=$(minisign -Vm "$PRIVATE/SHA256SUMS" -x "$sig" -p "$key" -Q 2>/dev/null); then
+            check_signed_release "$key" "$comment"
+            say "signature verified: SHA256SUMS is signed by $key for ${RELEASE_DIR##*/}"
             return 0
         fi
     done
     die "$E_NOT_VERIFIED" "$SIG_NAME is not a valid signature of SHA256SUMS by a trusted key (${keys[*]}); nothing was changed"
+}
+
+# Step 1c: the trusted comment (words key:value) names the release this
+# is, as snp-build checks it (src/host/verify.rs): release:NAME is this
+# directory's name and manifest.json's "release"; manifest_sha256:HEX, when
+# there (releases signed before snp-build wrote it have none; SHA256SUMS
+# covers their manifest all the same), is manifest.json's SHA-256.
+check_signed_release() { # check_signed_release KEY COMMENT
+    local key=$1 comment=$2 word k signed want manifest named name=${RELEASE_DIR##*/}
+    local -a words=()
+    local -A said=()
+    read -r -a words <<<"$comment"
+    for word in "${words[@]}"; do
+        [[ $word == ?*:* ]] || continue
+        k=${word%%:*}
+        [[ -z "${said["$k"]+x}" ]] ||
+            other_release "$key" "'$comment'" "its trusted comment gives $k: twice"
+        said["$k"]=${word#*:}
+    done
+    signed=${said[release]:-}
+    [[ -n "$signed" ]] ||
+        other_release "$key" "'$comment'" "its trusted comment names no release (release:NAME)"
+    [[ "$name" == "$signed" ]] || other_release "$key" "$signed" "the directory is named $name"
+    listed_in_sums manifest.json || other_release "$key" "$signed" "there is no manifest.json"
+    want=${said[manifest_sha256]:-}
+    want=${want,,}
+    if [[ -n "$want" && "$want" != "${LISTED[manifest.json]}" ]]; then
+        other_release "$key" "$signed" "its manifest.json has SHA-256 ${LISTED[manifest.json]}, the signature names $want"
+    fi
+    private_copy manifest.json manifest
+    # Top-level keys are indented by two spaces in snp-build's manifest.
+    named=$(sed -n 's/^  "release": "\(.*\)",\{0,1\}$/\1/p' "$manifest" | head -n 1)
+    [[ "$named" == "$signed" ]] ||
+        other_release "$key" "$signed" "its manifest.json names ${named:+the release }${named:-no release}"
+}
+
+other_release() { # other_release KEY SIGNED WHY
+    die "$E_NOT_VERIFIED" "$RELEASE_DIR: signed by $1 for $2, but $3; nothing was changed
+  help: these files are not $2 as it was signed (renamed, or the manifest replaced since): if they are $2, install them under that name ($2/); otherwise get the release you want again from its builder"
 }
 
 
@@ -716,6 +771,34 @@ read_previous_record() {
     return 0
 }
 
+# The YYYY-MM-DD a release name (snp-release-YYYY-MM-DD, maybe with a
+# suffix) carries; nothing when it carries no calendar date.
+release_date() {
+    if [[ $1 =~ ^snp-release-([0-9]{4}-[0-9]{2}-[0-9]{2}) ]] &&
+        [[ "$(date -u -d "${BASH_REMATCH[1]}" +%F 2>/dev/null)" == "${BASH_REMATCH[1]}" ]]; then
+        printf '%s' "${BASH_REMATCH[1]}"
+    fi
+    return 0
+}
+
+# Step 7: never backwards by accident. A release dated before the one the
+# earlier record names is refused unless --allow-downgrade (a name without
+# a date orders against nothing), as `snp-build install` does.
+check_downgrade() {
+    local file="$ROOT/$RECORD_REL" name=${RELEASE_DIR##*/} installed new old
+    [[ -f "$file" ]] || return 0
+    installed=$(record_field release)
+    new=$(release_date "$name")
+    old=$(release_date "$installed")
+    [[ -n "$new" && -n "$old" && "$new" < "$old" ]] || return 0
+    if [[ $ALLOW_DOWNGRADE -eq 1 ]]; then
+        say "warning: $name is older than $installed, which is installed: going back to it (--allow-downgrade)"
+        return 0
+    fi
+    die "$E_DOWNGRADE" "$name is older than $installed, which $file says is installed; nothing was changed
+  help: install $installed or a newer release; to go back to $name on purpose, pass --allow-downgrade"
+}
+
 # Step 6: a live install asks first, unless --yes; never waits on a pipe.
 confirm() {
     local answer what=""
@@ -1105,6 +1188,7 @@ main() {
     private_copy "$PKG" PKG_COPY
     private_copy "$KVM_CONF_NAME" KVM_COPY
     read_previous_record
+    check_downgrade
     plan_kvm_conf
     if [[ -n "$ROOT" ]]; then
         AGAIN="$RELEASE_DIR/install.sh --yes --root $(shell_quote "$ROOT")"

@@ -143,7 +143,13 @@ fn host_image(release: &Path) -> String {
 }
 
 fn copy_of_release(dir: &Path) -> PathBuf {
-    let copy = dir.join(NAME);
+    copy_as(dir, NAME)
+}
+
+/// A copy of the deb release in `dir`, named `name` (an unsigned release
+/// is known by its directory's name).
+fn copy_as(dir: &Path, name: &str) -> PathBuf {
+    let copy = dir.join(name);
     let st = Command::new("cp")
         .arg("-a")
         .arg(release())
@@ -667,4 +673,55 @@ fn a_failed_staging_step_is_exit_9_and_the_advice_keeps_the_root() {
     let undo = format!("snp-build uninstall --root {} --yes", root.display());
     assert!(stderr.contains(&undo), "{stderr}");
     assert_eq!(record(&root)["steps"][1]["state"], "failed");
+}
+
+/// A release dated before the installed one is refused (exit 10, nothing
+/// changed, also in a dry run) unless --allow-downgrade; the same release
+/// again, or a newer one, is no downgrade.
+#[test]
+fn an_older_release_over_a_newer_one_needs_allow_downgrade() {
+    let tmp = tempfile::tempdir().unwrap();
+    let newer = copy_as(tmp.path(), "snp-release-2026-12-04");
+    let older = copy_as(tmp.path(), "snp-release-2024-05-01");
+    let root = tmp.path().join("root");
+    snp_ok(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
+    let before = snapshot(&root);
+    for dry_run in [&[][..], &["--dry-run"][..]] {
+        let mut args = vec!["install", "--root", s(&root), s(&older)];
+        args.extend(dry_run);
+        let r = snp(Path::new("."), &args);
+        assert_eq!(r.code, 10, "{args:?}: {}", r.stderr);
+        for says in [
+            "snp-release-2024-05-01 is older than snp-release-2026-12-04",
+            "nothing was changed",
+            "--allow-downgrade",
+        ] {
+            assert!(
+                r.stderr.contains(says),
+                "{args:?}: no {says:?} in {}",
+                r.stderr
+            );
+        }
+        assert!(snapshot(&root) == before, "{args:?} changed the root");
+    }
+    let r = snp(
+        Path::new("."),
+        &["install", "--root", s(&root), s(&older), "--json"],
+    );
+    assert_eq!(r.json()["exit_code"], 10, "{}", r.stdout);
+    snp_ok(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
+
+    let doc = snp_ok(
+        Path::new("."),
+        &[
+            "install",
+            "--root",
+            s(&root),
+            s(&older),
+            "--allow-downgrade",
+        ],
+    );
+    assert_eq!(doc["release"], "snp-release-2024-05-01");
+    assert_eq!(record(&root)["release"], "snp-release-2024-05-01");
+    snp_ok(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
 }

@@ -673,6 +673,50 @@ fn both_installers_refuse_the_same_tampered_releases() {
     }
 }
 
+/// install.sh, as `snp-build install`: a release dated before the one the
+/// record says is installed is refused (exit 10, nothing changed, also in
+/// a dry run) unless --allow-downgrade; the same release again is fine.
+#[test]
+fn install_refuses_an_older_release_unless_allow_downgrade() {
+    let r = Release::new(Packages::Deb);
+    let root = r.root();
+    r.install_ok(&["--root", &r.root_str()]);
+    r.install_ok(&["--root", &r.root_str()]);
+    // A newer release installed since (the record is what counts).
+    let record = root.join("var/lib/snp-build/installed.json");
+    let was = fs::read_to_string(&record).unwrap();
+    let newer = was.replace(
+        "\"release\": \"snp-release-2025-01-01\"",
+        "\"release\": \"snp-release-2026-12-04\"",
+    );
+    assert_ne!(was, newer);
+    fs::write(&record, newer).unwrap();
+    let before = snapshot(&root);
+    for args in [
+        &["--root", &r.root_str()][..],
+        &["--dry-run", "--root", &r.root_str()][..],
+    ] {
+        let out = r.install(args);
+        assert_eq!(out.status.code(), Some(10), "{args:?}: {}", describe(&out));
+        let err = text(&out.stderr);
+        for says in [
+            "snp-release-2025-01-01 is older than snp-release-2026-12-04",
+            "nothing was changed",
+            "--allow-downgrade",
+        ] {
+            assert!(err.contains(says), "{args:?}: no {says:?} in {err}");
+        }
+        assert!(snapshot(&root) == before, "{args:?} changed the root");
+    }
+    let stdout = r.install_ok(&["--root", &r.root_str(), "--allow-downgrade"]);
+    assert!(stdout.contains("going back to it"), "{stdout}");
+    assert!(
+        fs::read_to_string(&record)
+            .unwrap()
+            .contains("\"release\": \"snp-release-2025-01-01\""),
+    );
+}
+
 #[test]
 fn install_rpm_release_picks_kernel_not_headers_or_devel_and_unpacks_with_rpm2cpio() {
     require_tool("rpm2cpio", "rpm");
@@ -845,7 +889,7 @@ fn install_usage_errors_and_help() {
         describe(&out)
     );
     let help = r.install_ok(&["--help"]);
-    for word in ["--dry-run", "--root DIR", "Exit codes"] {
+    for word in ["--dry-run", "--root DIR", "--allow-downgrade", "Exit codes"] {
         assert!(help.contains(word), "{word} not in:\n{help}");
     }
 }

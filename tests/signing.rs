@@ -55,6 +55,74 @@ impl Signed {
         self.path("k.key.pub")
     }
 
+    /// The release's `SOURCE_DATE_EPOCH`, from its manifest.
+    fn epoch(&self) -> u64 {
+        let m: Value =
+            serde_json::from_slice(&std::fs::read(self.release().join("manifest.json")).unwrap())
+                .unwrap();
+        m["source_date_epoch"].as_u64().unwrap()
+    }
+
+    /// Signs `release`'s SHA256SUMS again with the trusted key, under
+    /// `comment`: what the key's holder could sign for something else.
+    fn resign(&self, release: &Path, comment: &str) {
+        let signer = snp_build::signing::Signer::load(&self.path("k.key")).unwrap();
+        let sums = std::fs::read(release.join("SHA256SUMS")).unwrap();
+        let sig = signer.sign(&sums, comment).unwrap();
+        std::fs::write(release.join("SHA256SUMS.minisig"), sig).unwrap();
+    }
+
+    /// `verify`, `install --root` and `install.sh --root` with the trusted
+    /// key: each exits 8 naming `says`, and writes nothing.
+    fn assert_refused_by_all(&self, release: &Path, says: &[&str]) {
+        let what = release.display();
+        let root = self.path("refused-root");
+        let r = snp_build(&[
+            os("verify"),
+            release.as_os_str(),
+            os("--trusted-key"),
+            self.public().as_os_str(),
+        ]);
+        assert_eq!(r.code, 8, "verify {what}: {}", r.stderr);
+        for s in says {
+            assert!(
+                r.stderr.contains(s),
+                "verify {what}: no {s:?} in {}",
+                r.stderr
+            );
+        }
+        let r = self.install(release, &root);
+        assert_eq!(r.code, 8, "install {what}: {}", r.stderr);
+        for s in says.iter().chain(&["nothing was changed"]) {
+            assert!(
+                r.stderr.contains(s),
+                "install {what}: no {s:?} in {}",
+                r.stderr
+            );
+        }
+        assert!(!root.exists(), "install {what} wrote {}", root.display());
+        if release.is_dir() {
+            let r = install_sh(
+                release,
+                &[
+                    os("--root"),
+                    root.as_os_str(),
+                    os("--trusted-key"),
+                    self.public().as_os_str(),
+                ],
+            );
+            assert_eq!(r.code, 8, "install.sh {what}: {}{}", r.stdout, r.stderr);
+            for s in says {
+                assert!(
+                    r.stderr.contains(s),
+                    "install.sh {what}: no {s:?} in {}",
+                    r.stderr
+                );
+            }
+            assert!(!root.exists(), "install.sh {what} wrote {}", root.display());
+        }
+    }
+
     /// `snp-build install RELEASE --root ROOT --trusted-key k.key.pub`.
     fn install(&self, release: &Path, root: &Path) -> Run {
         snp_build(&[
@@ -69,7 +137,12 @@ impl Signed {
 
     /// A copy of the release to tamper with.
     fn copy(&self, name: &str) -> PathBuf {
-        let to = self.path(name).join(RELEASE);
+        self.copy_as(name, RELEASE)
+    }
+
+    /// A copy of the release under another name, in the directory `name`.
+    fn copy_as(&self, name: &str, release: &str) -> PathBuf {
+        let to = self.path(name).join(release);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         let out = Command::new("cp")
             .arg("-a")
@@ -158,15 +231,11 @@ fn a_signed_release_verifies_with_debian_minisign_and_installs_with_its_key() {
     let out = minisign_verify(&release, &k.public());
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
-    let epoch = k.summary["release"]["path"].as_str().map(|_| {
-        let m: Value =
-            serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
-        m["source_date_epoch"].as_u64().unwrap()
-    });
     assert!(
         said.contains(&format!(
-            "Trusted comment: release:{RELEASE} source_date_epoch:{}",
-            epoch.unwrap()
+            "Trusted comment: release:{RELEASE} source_date_epoch:{} manifest_sha256:{}\n",
+            k.epoch(),
+            sha256(&release.join("manifest.json"))
         )),
         "{said}"
     );
@@ -292,6 +361,20 @@ fn each_forgery_is_refused_with_nothing_written() {
                 std::fs::write(&conf, "options kvm_amd sev-snp=0\n").unwrap();
                 let mut s = sums(r);
                 s.insert("kvm.conf".into(), sha256(&conf));
+                write_sums(r, &s);
+            },
+            "does not match SHA256SUMS",
+        ),
+        (
+            "manifest.json changed together with its SHA256SUMS line",
+            |_, r| {
+                let manifest = r.join("manifest.json");
+                let text = std::fs::read_to_string(&manifest).unwrap();
+                let renamed = text.replace(RELEASE, "snp-release-2030-01-01");
+                assert_ne!(text, renamed);
+                std::fs::write(&manifest, renamed).unwrap();
+                let mut s = sums(r);
+                s.insert("manifest.json".into(), sha256(&manifest));
                 write_sums(r, &s);
             },
             "does not match SHA256SUMS",
@@ -734,42 +817,50 @@ fn every_form_of_the_release_table_is_cut_from_source_config() {
 /// Tarballs that `tar -xzf` would unpack differently from what was
 /// checked, or with modes SHA256SUMS cannot vouch for, are refused by
 /// `verify` and by `install`.
+/// A tarball of the release directory `dir` as snp-build writes one
+/// (root, 0644/0755) with `top` as its one top directory, at `to`, with
+/// `edit` applied to the builder before it is finished.
+fn tar_gz(dir: &Path, top: &str, to: &Path, edit: &dyn Fn(&mut tar::Builder<Vec<u8>>)) {
+    let mut b = tar::Builder::new(Vec::new());
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.unwrap();
+        let rel = Path::new(top).join(entry.path().strip_prefix(dir).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        if entry.file_type().is_dir() {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, &rel, std::io::empty()).unwrap();
+        } else {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let exec =
+                std::os::unix::fs::PermissionsExt::mode(&entry.metadata().unwrap().permissions())
+                    & 0o111
+                    != 0;
+            h.set_mode(if exec { 0o755 } else { 0o644 });
+            h.set_size(bytes.len() as u64);
+            b.append_data(&mut h, &rel, bytes.as_slice()).unwrap();
+        }
+    }
+    edit(&mut b);
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::write(to, gz.finish().unwrap()).unwrap();
+}
+
 #[test]
 fn tarball_tricks_are_refused() {
     let k = Signed::build();
     let release = k.release();
-    // A tarball of the release as snp-build writes it (root, 0644/0755),
-    // with `edit` applied to the builder before it is finished.
+    // Each in a directory of its own, under the release's name (a trusted
+    // signature is refused under another).
     let tarball = |name: &str, edit: &dyn Fn(&mut tar::Builder<Vec<u8>>)| -> PathBuf {
-        let mut b = tar::Builder::new(Vec::new());
-        for entry in walkdir::WalkDir::new(&release).sort_by_file_name() {
-            let entry = entry.unwrap();
-            let rel = Path::new(RELEASE).join(entry.path().strip_prefix(&release).unwrap());
-            let mut h = tar::Header::new_gnu();
-            h.set_uid(0);
-            h.set_gid(0);
-            if entry.file_type().is_dir() {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                b.append_data(&mut h, &rel, std::io::empty()).unwrap();
-            } else {
-                let bytes = std::fs::read(entry.path()).unwrap();
-                let exec = std::os::unix::fs::PermissionsExt::mode(
-                    &entry.metadata().unwrap().permissions(),
-                ) & 0o111
-                    != 0;
-                h.set_mode(if exec { 0o755 } else { 0o644 });
-                h.set_size(bytes.len() as u64);
-                b.append_data(&mut h, &rel, bytes.as_slice()).unwrap();
-            }
-        }
-        edit(&mut b);
-        let tar = b.into_inner().unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &tar).unwrap();
-        let path = k.path(name);
-        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        let path = k.path(name).join(format!("{RELEASE}.tar.gz"));
+        tar_gz(&release, RELEASE, &path, edit);
         path
     };
     let file = |b: &mut tar::Builder<Vec<u8>>, rel: &str, mode: u32, bytes: &[u8]| {
@@ -808,7 +899,8 @@ fn tarball_tricks_are_refused() {
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // A second gzip member after the archive (tar -xzf unpacks it too).
-    let appended = k.path("appended.tar.gz");
+    let appended = k.path("appended").join(format!("{RELEASE}.tar.gz"));
+    std::fs::create_dir_all(appended.parent().unwrap()).unwrap();
     let mut bytes = std::fs::read(&plain).unwrap();
     let mut extra = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
@@ -832,4 +924,141 @@ fn tarball_tricks_are_refused() {
     let r = snp_build(&[os("verify"), twice.as_os_str()]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("kvm.conf appears twice"), "{}", r.stderr);
+}
+
+/// A signature vouches for the release its trusted comment names (issue
+/// 25: a signed `snp-release-2024-05-01` copied to `snp-release-2026-12-04`
+/// passed for a new release). Under another directory, tarball or top
+/// directory name, `verify`, `install` and `install.sh` refuse it with
+/// exit 8, naming both names; renamed back, it is accepted again.
+#[test]
+fn a_renamed_release_is_refused() {
+    let k = Signed::build();
+    const NEW: &str = "snp-release-2026-12-04";
+    let renamed = k.copy_as("renamed", NEW);
+    let signed_for = format!("for {RELEASE}");
+    k.assert_refused_by_all(
+        &renamed,
+        &[&signed_for, &format!("the directory is named {NEW}")],
+    );
+
+    // The tarball made from the renamed directory; the genuine tarball
+    // renamed; and the right file name around a renamed top directory.
+    let made = k.path("made").join(format!("{NEW}.tar.gz"));
+    tar_gz(&renamed, NEW, &made, &|_| {});
+    let moved = k.path("moved").join(format!("{NEW}.tar.gz"));
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::copy(k.path("out").join(format!("{RELEASE}.tar.gz")), &moved).unwrap();
+    let top = k.path("top").join(format!("{RELEASE}.tar.gz"));
+    tar_gz(&renamed, NEW, &top, &|_| {});
+    for (tarball, says) in [
+        (&made, format!("the tarball is named {NEW}.tar.gz")),
+        (&moved, format!("the tarball is named {NEW}.tar.gz")),
+        (&top, format!("the tarball's top directory is named {NEW}")),
+    ] {
+        k.assert_refused_by_all(tarball, &[&signed_for, &says]);
+    }
+
+    // Under its own name again, the same files are accepted.
+    let back = k.path("back").join(RELEASE);
+    std::fs::create_dir_all(back.parent().unwrap()).unwrap();
+    std::fs::rename(&renamed, &back).unwrap();
+    let r = snp_build(&[
+        os("verify"),
+        back.as_os_str(),
+        os("--trusted-key"),
+        k.public().as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// The manifest is bound too: a signature by the trusted key whose comment
+/// names another manifest digest, a manifest naming another release, or
+/// no release at all is refused by all three; a comment from before
+/// `manifest_sha256` (name only) is still accepted.
+#[test]
+fn a_manifest_that_disagrees_with_the_signature_is_refused() {
+    let k = Signed::build();
+    let epoch = k.epoch();
+
+    // Another manifest's digest in the comment.
+    let release = k.copy("other-digest");
+    let zeros = "0".repeat(64);
+    k.resign(
+        &release,
+        &format!("release:{RELEASE} source_date_epoch:{epoch} manifest_sha256:{zeros}"),
+    );
+    let actual = sha256(&release.join("manifest.json"));
+    k.assert_refused_by_all(
+        &release,
+        &[&format!(
+            "its manifest.json has SHA-256 {actual}, the signature names {zeros}"
+        )],
+    );
+
+    // A manifest naming another release, signed with its own digest (and
+    // SHA256SUMS updated): the name inside it must be the signed one too.
+    let release = k.copy("other-name");
+    let manifest = release.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(
+            &format!("\"release\": \"{RELEASE}\""),
+            "\"release\": \"snp-release-2026-12-04\"",
+        ),
+    )
+    .unwrap();
+    let digest = sha256(&manifest);
+    let mut s = sums(&release);
+    s.insert("manifest.json".into(), digest.clone());
+    write_sums(&release, &s);
+    k.resign(
+        &release,
+        &format!("release:{RELEASE} source_date_epoch:{epoch} manifest_sha256:{digest}"),
+    );
+    k.assert_refused_by_all(
+        &release,
+        &[&format!(
+            "for {RELEASE}, but its manifest.json names the release snp-release-2026-12-04"
+        )],
+    );
+
+    // A comment that names no release: not a release signature.
+    let release = k.copy("no-name");
+    k.resign(&release, &format!("source_date_epoch:{epoch}"));
+    k.assert_refused_by_all(&release, &["names no release"]);
+
+    // Signed before the manifest's digest was in the comment: the name
+    // still counts (SHA256SUMS covers the manifest).
+    let release = k.copy("older-comment");
+    k.resign(
+        &release,
+        &format!("release:{RELEASE} source_date_epoch:{epoch}"),
+    );
+    let r = snp_build(&[
+        os("verify"),
+        release.as_os_str(),
+        os("--trusted-key"),
+        k.public().as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let root = k.path("older-root");
+    let r = install_sh(
+        &release,
+        &[
+            os("--dry-run"),
+            os("--root"),
+            root.as_os_str(),
+            os("--trusted-key"),
+            k.public().as_os_str(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let renamed = k.copy_as("older-renamed", "snp-release-2026-12-04");
+    k.resign(
+        &renamed,
+        &format!("release:{RELEASE} source_date_epoch:{epoch}"),
+    );
+    k.assert_refused_by_all(&renamed, &["the directory is named snp-release-2026-12-04"]);
 }

@@ -257,6 +257,10 @@ pub enum Command {
         /// (repeatable) [default: the host's policy, /etc/snp-build]
         #[arg(long, value_name = "PUB")]
         trusted_key: Vec<PathBuf>,
+        /// Install a release dated before the installed one (otherwise
+        /// refused, exit 10)
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Check a release directory or tarball (without unpacking it):
     /// checksums, signature, SBOM and provenance digests

@@ -9,7 +9,7 @@ use crate::config::ConfigError;
 use crate::error::{NotImplemented, UsageError};
 use crate::exec::Interrupted;
 use crate::host::doctor::PreflightFailed;
-use crate::host::install::StepFailed;
+use crate::host::install::{Downgrade, StepFailed};
 use crate::host::verify::{ChecksumMismatch, DocumentMismatch, SignatureRefused};
 use crate::source::lock::LockMismatch;
 use crate::source::tree::LocalChanges;
@@ -29,6 +29,9 @@ pub const NOT_VERIFIED: i32 = 8;
 /// `install` and `install.sh`: a step failed after the system was
 /// changed; the install record says what was done.
 pub const INSTALL_INCOMPLETE: i32 = 9;
+/// `install` and `install.sh`: the release is older than the installed
+/// one and `--allow-downgrade` was not given; nothing was changed.
+pub const DOWNGRADE: i32 = 10;
 pub const INTERRUPTED: i32 = 130;
 
 /// The exit code for an error chain.
@@ -67,6 +70,9 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         }
         if cause.is::<StepFailed>() {
             return INSTALL_INCOMPLETE;
+        }
+        if cause.is::<Downgrade>() {
+            return DOWNGRADE;
         }
     }
     FAILED

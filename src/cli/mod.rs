@@ -222,6 +222,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             root,
             yes,
             trusted_key,
+            allow_downgrade,
         }) => render::fields(&crate::host::install::install(
             &crate::host::install::InstallRequest {
                 release: release.as_deref(),
@@ -231,6 +232,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
                 ask: &ask,
                 trusted_keys: &trusted_key,
+                allow_downgrade,
             },
         )?),
         Some(Command::Verify {

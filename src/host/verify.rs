@@ -11,6 +11,12 @@
 //!   `SHA256SUMS.minisig` made by one of them over this `SHA256SUMS`;
 //!   unsigned, another key's, or not matching is refused. Without trusted
 //!   keys a signature is reported, not judged.
+//! - **The release the signature names**: a trusted signature's comment
+//!   (`release:NAME ... manifest_sha256:HEX`) must name the release the
+//!   files are found as: the directory's name, or the tarball's file name
+//!   (`NAME.tar.gz`) and its top directory, and `manifest.json`'s
+//!   `release` and SHA-256. Renamed, an old release cannot pass for a new
+//!   one.
 //! - **SBOM and provenance**: when present, the SBOM's file components and
 //!   the provenance's subjects carry exactly the digests `SHA256SUMS`
 //!   lists (every file but `SHA256SUMS`, the SBOM, the provenance and the
@@ -35,9 +41,10 @@ use crate::signing::{self, SignatureCheck, TrustedKey};
 pub const SUMS: &str = "SHA256SUMS";
 pub const SBOM: &str = "sbom.cdx.json";
 pub const PROVENANCE: &str = "provenance.json";
+pub const MANIFEST: &str = "manifest.json";
 
 /// The files kept in memory while reading a release (all small).
-const DOCUMENTS: [&str; 4] = [SUMS, signing::SIGNATURE_FILE, SBOM, PROVENANCE];
+const DOCUMENTS: [&str; 5] = [SUMS, signing::SIGNATURE_FILE, SBOM, PROVENANCE, MANIFEST];
 
 // ---------------------------------------------------------------------------
 // Errors.
@@ -101,17 +108,30 @@ impl fmt::Display for ChecksumMismatch {
 
 impl std::error::Error for ChecksumMismatch {}
 
-/// The signature does not come from a trusted key; nothing was changed.
+/// The signature does not come from a trusted key, or is for another
+/// release; nothing was changed.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{}: {check}; nothing was changed\n  trusted keys: {}\n  help: install only releases signed by a key you trust; a release made elsewhere needs its builder's .pub (`--trusted-key PUB`)",
+    "{}: {check}; nothing was changed\n  trusted keys: {}\n  help: {}",
     release.display(),
-    keys.iter().map(|k| k.display().to_string()).collect::<Vec<_>>().join(", ")
+    keys.iter().map(|k| k.display().to_string()).collect::<Vec<_>>().join(", "),
+    signature_help(check)
 )]
 pub struct SignatureRefused {
     pub release: PathBuf,
     pub check: SignatureCheck,
     pub keys: Vec<PathBuf>,
+}
+
+/// What to do about a refused signature.
+fn signature_help(check: &SignatureCheck) -> String {
+    match check {
+        SignatureCheck::OtherRelease { signed, .. } => format!(
+            "these files are not {signed} as it was signed (renamed, or the manifest replaced since): if they are {signed}, install them under that name ({signed}/ or {signed}{}); otherwise get the release you want again from its builder",
+            crate::release_name::TARBALL_SUFFIX
+        ),
+        _ => "install only releases signed by a key you trust; a release made elsewhere needs its builder's .pub (`--trusted-key PUB`)".into(),
+    }
 }
 
 /// The SBOM or the provenance disagrees with `SHA256SUMS`.
@@ -142,6 +162,8 @@ struct Item {
 pub struct Contents {
     items: BTreeMap<String, Item>,
     documents: BTreeMap<&'static str, Vec<u8>>,
+    /// A tarball's one top directory.
+    top: Option<String>,
 }
 
 impl Contents {
@@ -219,6 +241,7 @@ impl Contents {
                 tops.len()
             );
         }
+        out.top = tops.pop_first().map(|t| t.to_string_lossy().into_owned());
         Ok(out)
     }
 
@@ -251,6 +274,11 @@ impl Contents {
 
     fn document(&self, name: &str) -> Option<&[u8]> {
         self.documents.get(name).map(Vec::as_slice)
+    }
+
+    /// A tarball's top directory (`None` for a directory).
+    pub fn top(&self) -> Option<&str> {
+        self.top.as_deref()
     }
 }
 
@@ -421,13 +449,65 @@ pub fn check_signature(contents: &Contents, trusted: &[TrustedKey]) -> Signature
     signing::check(sums, sig.as_deref(), trusted)
 }
 
-/// Refuses a release not signed by one of `trusted` (none: no judgement).
+/// A name the release is found under, outside its signature: the
+/// directory's, or the tarball's and its top directory's.
+#[derive(Debug, Clone)]
+pub struct FoundAs {
+    /// "the directory", "the tarball", ...
+    what: &'static str,
+    /// As found (`snp-release-2026-12-04.tar.gz`).
+    file: String,
+    /// The release name it gives (`snp-release-2026-12-04`).
+    name: String,
+}
+
+/// The names the release at `given` is found under: a directory's name,
+/// or, for a tarball (`top`: its one top directory), the tarball's file
+/// name and that directory.
+pub fn found_as(given: &Path, top: Option<&str>) -> Vec<FoundAs> {
+    let file = given
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match top {
+        None => vec![FoundAs {
+            what: "the directory",
+            name: file.clone(),
+            file,
+        }],
+        Some(top) => vec![
+            FoundAs {
+                what: "the tarball",
+                name: crate::release_name::of_tarball(&file).to_string(),
+                file,
+            },
+            FoundAs {
+                what: "the tarball's top directory",
+                file: top.to_string(),
+                name: top.to_string(),
+            },
+        ],
+    }
+}
+
+/// Refuses a release not signed by one of `trusted` (none: no
+/// judgement), or signed for another release than `found` and its
+/// manifest say.
 pub fn require_signature(
     contents: &Contents,
     release: &Path,
     trusted: &[TrustedKey],
+    found: &[FoundAs],
 ) -> Result<SignatureCheck, SignatureRefused> {
-    let check = check_signature(contents, trusted);
+    let check = match check_signature(contents, trusted) {
+        SignatureCheck::Trusted { key, comment } => {
+            match other_release(contents, &comment, found) {
+                Some((signed, why)) => SignatureCheck::OtherRelease { key, signed, why },
+                None => SignatureCheck::Trusted { key, comment },
+            }
+        }
+        check => check,
+    };
     if trusted.is_empty() || matches!(check, SignatureCheck::Trusted { .. }) {
         return Ok(check);
     }
@@ -436,6 +516,47 @@ pub fn require_signature(
         check,
         keys: trusted.iter().map(|k| k.path.clone()).collect(),
     })
+}
+
+/// Where the release the trusted `comment` names differs from what the
+/// files are found as: (the release signed, what disagrees); `None` when
+/// all agree.
+fn other_release(
+    contents: &Contents,
+    comment: &str,
+    found: &[FoundAs],
+) -> Option<(String, String)> {
+    let signed = match signing::SignedAs::parse(comment) {
+        Ok(s) => s,
+        Err(why) => return Some((format!("`{comment}`"), why)),
+    };
+    let release = signed.release.clone();
+    let differs = |why: String| Some((release.clone(), why));
+    if let Some(f) = found.iter().find(|f| f.name != signed.release) {
+        return differs(format!("{} is named {}", f.what, f.file));
+    }
+    let Some(manifest) = contents.document(MANIFEST) else {
+        return differs(format!("there is no {MANIFEST}"));
+    };
+    if let Some(want) = &signed.manifest_sha256 {
+        let got = contents
+            .items
+            .get(MANIFEST)
+            .map_or("", |i| i.sha256.as_str());
+        if got != want {
+            return differs(format!(
+                "its {MANIFEST} has SHA-256 {got}, the signature names {want}"
+            ));
+        }
+    }
+    let named = serde_json::from_slice::<Value>(manifest)
+        .ok()
+        .and_then(|m| m.get("release")?.as_str().map(String::from));
+    match named {
+        Some(n) if n == signed.release => None,
+        Some(n) => differs(format!("its {MANIFEST} names the release {n}")),
+        None => differs(format!("its {MANIFEST} names no release")),
+    }
 }
 
 /// The files the SBOM and provenance describe: all listed but themselves.
@@ -601,7 +722,8 @@ pub fn verify(release: &Path, trusted_keys: &[PathBuf]) -> anyhow::Result<Verifi
         );
     };
     let sums = check_sums(&contents, &given)?;
-    let check = require_signature(&contents, &given, &trusted)?;
+    let found = found_as(&given, contents.top());
+    let check = require_signature(&contents, &given, &trusted, &found)?;
     if let SignatureCheck::Invalid { .. } = check {
         // Not judged for trust without a key, but a broken signature file
         // is a broken release.

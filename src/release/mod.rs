@@ -194,7 +194,7 @@ pub struct Summary {
 
 impl Release<'_> {
     pub fn name(&self) -> String {
-        format!("snp-release-{}", self.date)
+        crate::release_name::of(&self.date)
     }
 
     /// The release's files, from the stages' summaries, with the hashes
@@ -407,11 +407,12 @@ impl Release<'_> {
         let manifest =
             serde_json::to_vec_pretty(&self.manifest(&entries, epoch, measured.as_ref())?)?;
         std::fs::write(tmp.join("manifest.json"), &manifest)?;
+        let manifest_sha256 = sha256_hex(&manifest);
         let mut artifacts: Vec<(String, String)> = entries
             .iter()
             .map(|e| (e.rel.clone(), e.sha256.clone()))
             .collect();
-        artifacts.push(("manifest.json".into(), sha256_hex(&manifest)));
+        artifacts.push(("manifest.json".into(), manifest_sha256.clone()));
         artifacts.sort();
         // The SBOM and the provenance describe every other file; SHA256SUMS
         // lists them too, so the signature covers them.
@@ -428,7 +429,11 @@ impl Release<'_> {
         let text: String = sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect();
         std::fs::write(tmp.join("SHA256SUMS"), &text)?;
         if let Some(signer) = self.signer {
-            let sig = signer.sign(text.as_bytes(), &signing::trusted_comment(&name, epoch))?;
+            // The comment names the release and its manifest, so these
+            // files cannot pass for another release (install and verify
+            // check both against the names they are found under).
+            let comment = signing::trusted_comment(&name, epoch, &manifest_sha256);
+            let sig = signer.sign(text.as_bytes(), &comment)?;
             std::fs::write(tmp.join(signing::SIGNATURE_FILE), sig)?;
         }
 
@@ -448,7 +453,9 @@ impl Release<'_> {
         }
 
         progress.step("writing the tarball");
-        let tarball = self.output.join(format!("{name}.tar.gz"));
+        let tarball = self
+            .output
+            .join(format!("{name}{}", crate::release_name::TARBALL_SUFFIX));
         let tmp_tar = self
             .output
             .join(format!(".{name}.tar.gz.tmp-{}", std::process::id()));
@@ -728,15 +735,7 @@ pub fn source_date_epoch() -> anyhow::Result<Option<u64>> {
 
 /// Checks a `--date` value: `YYYY-MM-DD`, a real calendar date.
 pub fn check_date(date: &str) -> anyhow::Result<()> {
-    let shaped = date.len() == 10
-        && date.char_indices().all(|(i, c)| {
-            if i == 4 || i == 7 {
-                c == '-'
-            } else {
-                c.is_ascii_digit()
-            }
-        });
-    if !shaped || jiff::civil::Date::strptime("%Y-%m-%d", date).is_err() {
+    if !crate::release_name::is_date(date) {
         bail!(
             crate::error::UsageError::new(format!("--date {date:?} is not a calendar date"))
                 .help("use YYYY-MM-DD, e.g. 2026-11-22")

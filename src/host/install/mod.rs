@@ -11,7 +11,13 @@
 //!   the release verified (a private copy, or the tarball unpacked into a
 //!   private temporary directory), the package chosen, the libraries QEMU
 //!   lacks mapped to packages, kvm.conf compared, every tool found, the
-//!   confirmation given. A verification failure exits 8.
+//!   confirmation given. A verification failure exits 8; a trusted
+//!   signature must name the release as it is found (its directory or
+//!   tarball name, its manifest: [`crate::host::verify`]).
+//! - **Never backwards by accident**: a release dated before the one the
+//!   target's record says is installed is refused (exit 10) unless
+//!   `--allow-downgrade`; the date is the name's (`snp-release-<date>`,
+//!   which a trusted signature vouches for).
 //! - **The host kernel image package only**, never `-dbg`, headers,
 //!   devel or libc-dev, in the target's format (os-release `ID`/`ID_LIKE`
 //!   `debian`: `.deb`, else `.rpm`); the manifest settles a tie.
@@ -114,6 +120,8 @@ pub struct InstallRequest<'a> {
     /// `--trusted-key PUB` (repeatable): only a release signed by one of
     /// these installs. Empty: the target's policy ([`trusted_keys`]).
     pub trusted_keys: &'a [PathBuf],
+    /// Install a release older than the installed one.
+    pub allow_downgrade: bool,
 }
 
 /// The target's trust policy: `[install] trusted-keys` in
@@ -212,6 +220,19 @@ pub struct StepFailed {
     pub undo: String,
 }
 
+/// The release is dated before the one the target's record says is
+/// installed; nothing was changed (exit 10).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{release} is older than {installed}, which {} says is installed; nothing was changed\n  help: install {installed} or a newer release; to go back to {release} on purpose, pass --allow-downgrade",
+    record.display()
+)]
+pub struct Downgrade {
+    pub release: String,
+    pub installed: String,
+    pub record: PathBuf,
+}
+
 // ---------------------------------------------------------------------------
 // install.
 
@@ -285,7 +306,8 @@ pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
     let opened = open_release(req.release)?;
     let contents = Contents::from_dir(&opened.dir)?;
     let sums = super::verify::check_sums(&contents, &opened.given)?;
-    let signature = super::verify::require_signature(&contents, &opened.given, &trusted)?;
+    let signature =
+        super::verify::require_signature(&contents, &opened.given, &trusted, &opened.found_as())?;
     super::verify::check_documents(&contents, &opened.given, &sums, false)?;
     tracing::info!(
         "verified {}: {} files match SHA256SUMS; {}",
@@ -297,7 +319,7 @@ pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
             signature.to_string()
         }
     );
-    let plan = make_plan(&target, &opened, &sums)?;
+    let plan = make_plan(&target, &opened, &sums, req.allow_downgrade)?;
     describe_plan(&plan, req.dry_run);
     if req.dry_run {
         tracing::info!("dry run: nothing was changed");
@@ -326,6 +348,7 @@ fn make_plan(
     target: &Target,
     opened: &Opened,
     sums: &BTreeMap<String, String>,
+    allow_downgrade: bool,
 ) -> anyhow::Result<Plan> {
     let (format, os_release) = target_format(target);
     let package = choose_package(&opened.dir, sums, format, &os_release)?;
@@ -352,6 +375,22 @@ fn make_plan(
                 record_path.display()
             ))
     })?;
+    if let Some(installed) = previous.as_ref().map(|p| p.release.as_str())
+        && is_older(&opened.name, installed)
+    {
+        if !allow_downgrade {
+            return Err(Downgrade {
+                release: opened.name.clone(),
+                installed: installed.to_string(),
+                record: record_path,
+            }
+            .into());
+        }
+        tracing::warn!(
+            "{} is older than {installed}, which is installed: going back to it (--allow-downgrade)",
+            opened.name
+        );
+    }
     let earlier_kvm = previous
         .as_ref()
         .filter(|p| p.done(StepName::KvmConf))
@@ -373,6 +412,13 @@ fn make_plan(
         kvm_action,
         previous,
     })
+}
+
+/// Whether `release` is dated before `installed` (by their names'
+/// dates); a name without a date orders against nothing.
+fn is_older(release: &str, installed: &str) -> bool {
+    use crate::release_name::date_of;
+    matches!((date_of(release), date_of(installed)), (Some(new), Some(old)) if new < old)
 }
 
 /// Prints each step, in the order they run; in a dry run as "would".

@@ -58,6 +58,14 @@ pub(super) fn open_release(release: Option<&Path>) -> anyhow::Result<Opened> {
     })
 }
 
+impl Opened {
+    /// The names it is found under, which a trusted signature must name.
+    pub(super) fn found_as(&self) -> Vec<crate::host::verify::FoundAs> {
+        let top = self.given.is_file().then_some(self.name.as_str());
+        crate::host::verify::found_as(&self.given, top)
+    }
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -72,7 +80,7 @@ fn newest_release(dir: &Path) -> anyhow::Result<PathBuf> {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("snp-release-"))
+        .filter(|n| n.starts_with(crate::release_name::PREFIX))
         .max();
     match newest {
         Some(name) => Ok(dir.join(name)),
