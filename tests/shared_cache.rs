@@ -642,3 +642,80 @@ fn a_blob_deleted_from_the_registry_is_damage_and_a_read_write_box_mends_the_tag
     let (doc, err) = run_json(&c, &[], &["qemu"]);
     assert_eq!(stage(&doc, "qemu")["status"], "pulled", "{err}");
 }
+
+/// A compiler launcher named `snp-test-cc`, found on the PATH this
+/// returns: the same name (so the same fingerprint) on every box, but
+/// `extra` flags change the bytes it makes, as a non-reproducible build
+/// would.
+fn launcher_on_path(s: &Scratch, extra: &str) -> String {
+    let dir = s.path().join("launcher-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    script(
+        &dir.join("snp-test-cc"),
+        &format!("#!/bin/sh\nexec \"$@\" {extra}\n"),
+    );
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn a_tag_is_written_once_and_other_bytes_for_it_are_named_not_pushed() {
+    let reg = OciRegistry::start(false);
+    let remote = reg.remote("snp");
+    let a = Scratch::new(shared_fixtures());
+    cache_in_pins(&a, &remote, "read-write");
+    let text = std::fs::read_to_string(a.pins()).unwrap();
+    std::fs::write(
+        a.pins(),
+        format!("[build]\ncompiler-launcher = \"snp-test-cc\"\n\n{text}"),
+    )
+    .unwrap();
+    let path_a = launcher_on_path(&a, "");
+    let (_, err) = run_json(&a, &[("PATH", &path_a)], &["qemu"]);
+    assert!(err.contains("qemu: pushed to"), "{err}");
+    let (tag, first) = manifest(&reg, "snp/qemu");
+
+    // Another read-write box, the same pins, a forced build (no pull) of
+    // other bytes: the first copy stays, and the files are named.
+    let c = Scratch::new(shared_fixtures());
+    std::fs::copy(a.pins(), c.pins()).unwrap();
+    std::fs::copy(
+        a.path().join("stable-commits.lock"),
+        c.path().join("stable-commits.lock"),
+    )
+    .unwrap();
+    let path_c = launcher_on_path(&c, "-O0 -fno-ident");
+    let (_, err) = run_json(&c, &[("PATH", &path_c)], &["qemu", "--force=qemu"]);
+    assert!(err.contains("not reproducible"), "{err}");
+    assert!(err.contains("install/bin/qemu-system-x86_64"), "{err}");
+    assert!(!err.contains("qemu: pushed to"), "{err}");
+    assert_eq!(manifest(&reg, "snp/qemu"), (tag.clone(), first.clone()));
+
+    // The same bytes again (built afresh: the last objects were -O0):
+    // nothing to push, nothing replaced.
+    let path_c = launcher_on_path(&c, "");
+    let (_, err) = run_json(
+        &c,
+        &[("PATH", &path_c)],
+        &["qemu", "--force=qemu", "--clean"],
+    );
+    assert!(err.contains("already holds these bytes"), "{err}");
+    assert_eq!(manifest(&reg, "snp/qemu"), (tag, first));
+
+    // A dirty build is never pushed (its fingerprint differs, and it is
+    // not shareable at all).
+    let configure = c.tree("qemu").join("configure");
+    let original = std::fs::read_to_string(&configure).unwrap();
+    std::fs::write(&configure, format!("{original}\n# local\n")).unwrap();
+    let (_, err) = run_json(
+        &c,
+        &[("PATH", &path_c)],
+        &["qemu", "--force=qemu", "--allow-dirty"],
+    );
+    assert!(!err.contains("pushed to"), "{err}");
+    let (_, tags) = curl(&format!(
+        "http://127.0.0.1:{}/v2/snp/qemu/tags/list",
+        reg.port
+    ));
+    let tags: Value = serde_json::from_str(&tags).unwrap();
+    assert_eq!(tags["tags"].as_array().unwrap().len(), 1, "{tags}");
+}

@@ -253,7 +253,8 @@ impl Share {
     }
 
     /// Pushes the stage whose stamp was just written (read-write mode):
-    /// the artifact is tagged by `inputs`, over any bad one.
+    /// the artifact is tagged by `inputs`, unless the tag already holds a
+    /// sound artifact (a tag is written once; a damaged one is replaced).
     pub fn push(&self, env: &BuildEnv, c: &dyn Component) -> anyhow::Result<()> {
         let name = c.spec().name;
         if self.is_down() {
@@ -264,8 +265,25 @@ impl Share {
         }
         let result = self.upload(env, name);
         match result {
-            Ok((location, bytes)) => {
+            Ok(Upload::Pushed { location, bytes }) => {
                 tracing::info!("{name}: pushed to {location} ({})", human_bytes(bytes));
+                Ok(())
+            }
+            Ok(Upload::Kept {
+                location,
+                differing,
+            }) if differing.is_empty() => {
+                tracing::info!("{name}: {location} already holds these bytes; not pushed");
+                Ok(())
+            }
+            Ok(Upload::Kept {
+                location,
+                differing,
+            }) => {
+                tracing::warn!(
+                    "{name}: not pushed: {location} already holds this fingerprint built with other bytes, so this build is not reproducible; the first copy is kept. Files that differ: {}",
+                    differing.join(", ")
+                );
                 Ok(())
             }
             Err(e) if e.is::<Unreachable>() => self.unavailable(name, e.context("pushing")),
@@ -277,10 +295,17 @@ impl Share {
         }
     }
 
-    fn upload(&self, env: &BuildEnv, name: &str) -> anyhow::Result<(String, u64)> {
+    fn upload(&self, env: &BuildEnv, name: &str) -> anyhow::Result<Upload> {
         let roots = roots(env)?;
         let stamp: Stamp<Value> = fingerprint::read_stamp(&env.work.stamp(name))
             .ok_or_else(|| NotShareable(format!("{name} has no stamp")))?;
+        // Only what was built from the pinned bytes is shared (the caller
+        // pushes only a clean, hashed tree's build; this holds it here too).
+        if stamp.inputs.contains_key("dirty") {
+            bail!(NotShareable(
+                "it was built from a tree with local changes (--allow-dirty)".into()
+            ));
+        }
         let mut files: Vec<RecordFile> = Vec::new();
         let mut outputs = Vec::new();
         for out in &stamp.outputs {
@@ -329,6 +354,16 @@ impl Share {
         let reference = self.registry.reference(name, &tag(&stamp.inputs));
         let digest = |b: &[u8]| format!("sha256:{}", crate::hash::sha256_hex(b));
         let again = self.refused.lock().unwrap().contains(&tag(&stamp.inputs));
+        // A tag is written once: an artifact that passes the pull's checks
+        // is never replaced, so no box can swap what others pull (a
+        // damaged one, refused by this run's pull or failing the checks
+        // here, is pushed again).
+        if !again && let Some(theirs) = self.sound_record(name, &reference, &stamp.inputs)? {
+            return Ok(Upload::Kept {
+                location: self.location(name, &stamp.inputs),
+                differing: differing_files(&theirs, &record),
+            });
+        }
         self.registry.push_blob(
             &reference,
             artifact::EMPTY.to_vec(),
@@ -360,8 +395,78 @@ impl Share {
         if again {
             self.still_damaged(name, &reference, &manifest);
         }
-        Ok((self.location(name, &stamp.inputs), bytes))
+        Ok(Upload::Pushed {
+            location: self.location(name, &stamp.inputs),
+            bytes,
+        })
     }
+
+    /// The record of the artifact the registry has at `reference`, if it
+    /// passes the checks a pull makes before downloading the files (the
+    /// manifest against the wanted inputs, the record, the layers against
+    /// the record). A blob damaged at rest is found by the pull that reads
+    /// it, which then refuses the tag and lets this run push it again.
+    fn sound_record(
+        &self,
+        name: &str,
+        reference: &oci_client::Reference,
+        inputs: &Fingerprint,
+    ) -> anyhow::Result<Option<Record>> {
+        let Found::Manifest(manifest) = self.registry.manifest(reference)? else {
+            return Ok(None);
+        };
+        let Ok((m, record_layer)) =
+            artifact::check_manifest(&manifest, name, &fingerprint::shared(inputs))
+        else {
+            return Ok(None);
+        };
+        let record_bytes = match self.registry.blob(reference, &record_layer) {
+            Ok(bytes) => bytes,
+            Err(e) if e.is::<Unreachable>() => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        let Ok(record) = serde_json::from_slice::<Record>(&record_bytes) else {
+            return Ok(None);
+        };
+        Ok(artifact::check_layers(&m, &record, name)
+            .is_ok()
+            .then_some(record))
+    }
+}
+
+/// What a push did.
+enum Upload {
+    Pushed {
+        location: String,
+        bytes: u64,
+    },
+    /// The tag already held a sound artifact, kept; `differing` names the
+    /// files whose bytes are not this build's (empty: the same bytes).
+    Kept {
+        location: String,
+        differing: Vec<String>,
+    },
+}
+
+/// The files of two records of one fingerprint whose bytes differ, or
+/// that only one of them has.
+fn differing_files(theirs: &Record, ours: &Record) -> Vec<String> {
+    let digests = |r: &Record| -> std::collections::BTreeMap<String, String> {
+        r.files
+            .iter()
+            .map(|f| (f.path.clone(), f.sha256.clone()))
+            .collect()
+    };
+    let (theirs, ours) = (digests(theirs), digests(ours));
+    let mut paths: Vec<String> = theirs
+        .keys()
+        .chain(ours.keys())
+        .filter(|p| theirs.get(*p) != ours.get(*p))
+        .cloned()
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 impl Share {
