@@ -258,7 +258,26 @@ fn basic_auth_given_pushes_and_pulls_missing_warns_and_builds() {
     let (doc, err) = run_json(&b, &[], &["qemu", "-j2"]);
     assert_eq!(stage(&doc, "qemu")["status"], "ok", "{err}");
     assert!(err.contains("not authorized"), "{err}");
+    assert!(err.contains("no credentials were given"), "{err}");
     assert!(err.contains(&remote), "{err}");
+
+    // Wrong ones are named as wrong, not as missing (and never shown).
+    let wrong = [
+        ("SNP_BUILD_CACHE_USER", "user"),
+        ("SNP_BUILD_CACHE_PASSWORD", "not-the-password"),
+    ];
+    let d = Scratch::new(shared_fixtures());
+    cache_in_pins(&d, &remote, "read-only");
+    let (doc, err) = run_json(&d, &wrong, &["qemu", "-j2"]);
+    assert_eq!(stage(&doc, "qemu")["status"], "ok", "{err}");
+    assert!(
+        err.contains(
+            "refused the credentials from SNP_BUILD_CACHE_USER and SNP_BUILD_CACHE_PASSWORD"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("no credentials were given"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
 
     // docker's config.json gives them.
     let c = Scratch::new(shared_fixtures());

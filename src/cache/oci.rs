@@ -28,6 +28,9 @@ pub struct Registry {
     client: Client,
     runtime: tokio::runtime::Runtime,
     auth: RegistryAuth,
+    /// Where the credentials came from (`None`: anonymous), so a refusal
+    /// says whether they were missing or wrong.
+    auth_from: Option<&'static str>,
     registry: String,
     namespace: String,
 }
@@ -57,10 +60,12 @@ impl Registry {
             .enable_all()
             .build()
             .context("starting the registry client's runtime")?;
+        let (auth, auth_from) = credentials(&policy.remote.registry);
         Ok(Registry {
             client: Client::new(config),
             runtime,
-            auth: credentials(&policy.remote.registry),
+            auth,
+            auth_from,
             registry: policy.remote.registry.clone(),
             namespace: policy.remote.namespace.clone(),
         })
@@ -95,7 +100,7 @@ impl Registry {
                 Ok(Found::Missing)
             }
             Err(OciDistributionError::ImageManifestNotFoundError(_)) => Ok(Found::Missing),
-            Err(e) => Err(explain(e)),
+            Err(e) => Err(explain(e, self.auth_from)),
         }
     }
 
@@ -104,7 +109,7 @@ impl Registry {
         let mut out = Vec::with_capacity(desc.size.max(0) as usize);
         self.runtime
             .block_on(async { self.client.pull_blob(reference, desc, &mut out).await })
-            .map_err(explain_blob)?;
+            .map_err(|e| explain_blob(e, self.auth_from))?;
         check_size(desc, out.len() as u64)?;
         Ok(out)
     }
@@ -124,7 +129,7 @@ impl Registry {
                 file.flush().await?;
                 Ok::<_, OciDistributionError>(())
             })
-            .map_err(explain_blob)?;
+            .map_err(|e| explain_blob(e, self.auth_from))?;
         let len = std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();
@@ -153,7 +158,7 @@ impl Registry {
                     .await
                     .map(|_| ())
             })
-            .map_err(explain)
+            .map_err(|e| explain(e, self.auth_from))
     }
 
     /// Tags `manifest` (raw bytes) as `reference`.
@@ -169,7 +174,7 @@ impl Registry {
                     .await
             })
             .map(|_| ())
-            .map_err(explain)
+            .map_err(|e| explain(e, self.auth_from))
     }
 }
 
@@ -188,7 +193,7 @@ fn check_size(desc: &OciDescriptor, got: u64) -> anyhow::Result<()> {
 /// not have (deleted, say, after a warning about a damaged one) is the
 /// artifact's damage, not the registry being down, so the tag gets built
 /// and pushed again.
-fn explain_blob(e: OciDistributionError) -> anyhow::Error {
+fn explain_blob(e: OciDistributionError, auth_from: Option<&str>) -> anyhow::Error {
     let missing = match &e {
         OciDistributionError::RegistryError { envelope, .. } => envelope
             .errors
@@ -200,34 +205,37 @@ fn explain_blob(e: OciDistributionError) -> anyhow::Error {
     if missing {
         return Damaged(format!(
             "a blob it names is not in the registry ({})",
-            words(e)
+            words(e, auth_from)
         ))
         .into();
     }
-    explain(e)
+    explain(e, auth_from)
 }
 
 /// The registry's error, in words a user can act on (a request error's
 /// source chain says refused, timed out or TLS): a blob whose digest is
 /// wrong is [`Damaged`], a local write error is itself, anything else
 /// [`Unreachable`].
-fn explain(e: OciDistributionError) -> anyhow::Error {
+fn explain(e: OciDistributionError, auth_from: Option<&str>) -> anyhow::Error {
     match e {
         OciDistributionError::DigestError(d) => Damaged(d.to_string()).into(),
         // Writing a pulled blob here: a local problem, not the registry's.
         OciDistributionError::IoError(io) => {
             anyhow::Error::new(io).context("writing a pulled blob")
         }
-        other => Unreachable(words(other)).into(),
+        other => Unreachable(words(other, auth_from)).into(),
     }
 }
 
-fn words(e: OciDistributionError) -> String {
-    match e {
-        OciDistributionError::UnauthorizedError { url } => format!(
-            "not authorized ({url}): give credentials with `docker login`, or SNP_BUILD_CACHE_USER and SNP_BUILD_CACHE_PASSWORD"
+fn words(e: OciDistributionError, auth_from: Option<&str>) -> String {
+    match (e, auth_from) {
+        (OciDistributionError::UnauthorizedError { url }, None) => format!(
+            "not authorized ({url}): no credentials were given; give them with `docker login`, or SNP_BUILD_CACHE_USER and SNP_BUILD_CACHE_PASSWORD"
         ),
-        OciDistributionError::RequestError(e) => {
+        (OciDistributionError::UnauthorizedError { url }, Some(from)) => format!(
+            "not authorized ({url}): the registry refused the credentials from {from}: check them (user, password or token), and that they may read (and, read-write, push to) this repository"
+        ),
+        (OciDistributionError::RequestError(e), _) => {
             let mut text = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
@@ -239,24 +247,28 @@ fn words(e: OciDistributionError) -> String {
             }
             text
         }
-        other => other.to_string(),
+        (other, _) => other.to_string(),
     }
 }
 
-/// The credentials for `registry` (see the module doc).
-fn credentials(registry: &str) -> RegistryAuth {
+/// The credentials for `registry` (see the module doc), and where they
+/// came from.
+fn credentials(registry: &str) -> (RegistryAuth, Option<&'static str>) {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let Some(token) = var("SNP_BUILD_CACHE_TOKEN") {
-        return RegistryAuth::Bearer(token);
+        return (RegistryAuth::Bearer(token), Some("SNP_BUILD_CACHE_TOKEN"));
     }
     if let (Some(user), Some(password)) =
         (var("SNP_BUILD_CACHE_USER"), var("SNP_BUILD_CACHE_PASSWORD"))
     {
-        return RegistryAuth::Basic(user, password);
+        return (
+            RegistryAuth::Basic(user, password),
+            Some("SNP_BUILD_CACHE_USER and SNP_BUILD_CACHE_PASSWORD"),
+        );
     }
-    match docker_credential::get_credential(registry) {
+    let auth = match docker_credential::get_credential(registry) {
         Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
-            RegistryAuth::Basic(u, p)
+            return (RegistryAuth::Basic(u, p), Some("docker's config.json"));
         }
         // An identity token is an OAuth refresh token for a token server,
         // which oci-client cannot exchange: say so, and go anonymous.
@@ -270,5 +282,6 @@ fn credentials(registry: &str) -> RegistryAuth {
             tracing::debug!("no docker credentials for {registry} ({e}): anonymous");
             RegistryAuth::Anonymous
         }
-    }
+    };
+    (auth, None)
 }
