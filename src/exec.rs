@@ -54,6 +54,35 @@ pub struct Registry {
     groups: Mutex<HashSet<i32>>,
     cancelled: AtomicBool,
     interrupted: AtomicBool,
+    /// Network operations in progress ([`Transfer`] guards).
+    transfers: std::sync::atomic::AtomicUsize,
+}
+
+/// How long a network operation may take to notice Ctrl-C by itself
+/// before the process ends from the signal handler.
+const TRANSFER_GRACE: std::time::Duration = std::time::Duration::from_millis(600);
+
+/// Held while libgit2 talks to a server. libgit2 can be stopped only from
+/// its progress callbacks, and a server that stalls calls none: so when
+/// Ctrl-C arrives during a transfer that does not return within
+/// [`TRANSFER_GRACE`], the handler says `interrupted` and ends the
+/// process (exit 130). That loses nothing: a fetch writes its pack to a
+/// temporary file and moves refs only at the end, a new tree is made in a
+/// temporary directory, and the work-dir lock names a dead pid.
+pub struct Transfer(Arc<Registry>);
+
+impl Transfer {
+    pub fn start() -> Transfer {
+        let reg = Registry::global();
+        reg.transfers.fetch_add(1, Ordering::SeqCst);
+        Transfer(reg)
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.0.transfers.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 static REG: OnceLock<Arc<Registry>> = OnceLock::new();
@@ -74,6 +103,15 @@ impl Registry {
             let _ = ctrlc::set_handler(move || {
                 for_handler.interrupted.store(true, Ordering::SeqCst);
                 for_handler.cancel_all();
+                // This handler runs on a thread of its own: it may wait.
+                let start = std::time::Instant::now();
+                while for_handler.transfers.load(Ordering::SeqCst) > 0 {
+                    if start.elapsed() >= TRANSFER_GRACE {
+                        eprintln!("\nerror: interrupted during a fetch: {Interrupted}");
+                        std::process::exit(130);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
             });
             reg
         })

@@ -781,3 +781,58 @@ fn a_build_recovers_a_broken_tree() {
         assert_eq!(head(&tree), want);
     }
 }
+
+/// A git server on loopback that accepts connections and never answers
+/// (as one stalled behind a dead proxy): libgit2 calls no callback, so
+/// only the signal handler can stop the fetch.
+#[test]
+fn ctrl_c_stops_a_fetch_from_a_stalling_server_at_once() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn); // open, silent
+        }
+    });
+    let s = Scratch::new(shared_fixtures());
+    let text = std::fs::read_to_string(s.pins()).unwrap();
+    let qemu = text
+        .lines()
+        .find(|l| l.starts_with("url = ") && l.contains("qemu.git"))
+        .unwrap()
+        .to_string();
+    s.edit_pins(&qemu, &format!("url = \"git://127.0.0.1:{port}/qemu.git\""));
+    let mut child = s.spawn(&["fetch", "qemu"]);
+    // Wait until it is stuck on the server.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(child.try_wait().unwrap().is_none(), "it did not stall");
+    let sent = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(10),
+            "still running 10 s after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!stderr.contains("callback returned"), "{stderr}");
+    assert!(!stderr.contains("proxy settings"), "{stderr}");
+    // Nothing half-made stands: the next run (a cut network aside) starts
+    // clean, with no lock held by the dead process.
+    let again = s.run(&["fetch", "ovmf"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+}

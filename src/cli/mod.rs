@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use crate::commands::build::{BuildFailed, BuildResult};
 use crate::commands::{self, Globals};
 use crate::error::UsageError;
+use crate::exec::Interrupted;
 use crate::host::doctor::PreflightFailed;
 use crate::host::snp::HostNotReady;
 use crate::stage::Registry;
@@ -85,10 +86,18 @@ where
         }
         Err(err) => {
             let code = exit::code_for(&err);
-            let mut text = err.to_string();
-            for cause in err.chain().skip(1) {
-                text.push_str(&format!("\n  caused by: {cause}"));
-            }
+            let text = if code == exit::INTERRUPTED && !err.chain().any(|c| c.is::<Interrupted>()) {
+                // What failed after Ctrl-C failed because of it: say so,
+                // and what was going on, never the failure it caused
+                // ("callback returned -1", network advice, dpkg's exit).
+                format!("interrupted while: {err}\n  {}", Interrupted)
+            } else {
+                let mut text = err.to_string();
+                for cause in err.chain().skip(1) {
+                    text.push_str(&format!("\n  caused by: {cause}"));
+                }
+                text
+            };
             tracing::error!("{text}");
             Finished {
                 code,

@@ -98,7 +98,11 @@ fn callbacks<'a>(
         }
         Cred::default()
     });
+    // Counted as a transfer for as long as libgit2 holds these callbacks
+    // (the fetch, or the connection of a listing).
+    let transfer = crate::exec::Transfer::start();
     cb.transfer_progress(move |stats| {
+        let _ = &transfer;
         progress.transfer(
             stats.received_objects(),
             stats.total_objects(),
