@@ -1190,11 +1190,19 @@ main() {
     read_previous_record
     check_downgrade
     plan_kvm_conf
+    # The advice carries every check this run made: run as printed, it
+    # checks the same keys (by absolute path) and allows what this did.
+    local carried="" key
+    for key in "${TRUSTED_KEYS[@]}"; do
+        [[ "$key" == /* ]] || key="$PWD/$key"
+        carried+=" --trusted-key $(shell_quote "$key")"
+    done
+    [[ $ALLOW_DOWNGRADE -eq 0 ]] || carried+=" --allow-downgrade"
     if [[ -n "$ROOT" ]]; then
-        AGAIN="$RELEASE_DIR/install.sh --yes --root $(shell_quote "$ROOT")"
+        AGAIN="$(shell_quote "$RELEASE_DIR/install.sh") --yes --root $(shell_quote "$ROOT")$carried"
         UNDO="snp-build uninstall --root $(shell_quote "$ROOT") --yes"
     else
-        AGAIN="$RELEASE_DIR/install.sh --yes"
+        AGAIN="$(shell_quote "$RELEASE_DIR/install.sh") --yes$carried"
         UNDO="snp-build uninstall --yes"
     fi
     confirm

@@ -725,3 +725,127 @@ fn an_older_release_over_a_newer_one_needs_allow_downgrade() {
     assert_eq!(record(&root)["release"], "snp-release-2024-05-01");
     snp_ok(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
 }
+
+/// Signs `dir`'s SHA256SUMS with a fresh passwordless key, by Debian's
+/// minisign, with the trusted comment snp-build writes; returns the key.
+fn sign_with_minisign(dir: &Path, keys: &Path) -> PathBuf {
+    let (public, secret) = (keys.join("k.pub"), keys.join("k.key"));
+    let st = Command::new("minisign")
+        .args(["-G", "-W", "-f", "-p", s(&public), "-s", s(&secret)])
+        .stdin(Stdio::null())
+        .output()
+        .expect("Debian's minisign: run .ci/install-deps");
+    assert!(st.status.success(), "{st:?}");
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    let sha = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(&manifest))
+    };
+    let name = dir.file_name().unwrap().to_str().unwrap();
+    let comment = format!("release:{name} source_date_epoch:0 manifest_sha256:{sha}");
+    let st = Command::new("minisign")
+        .args(["-S", "-s", s(&secret), "-m", "SHA256SUMS", "-t", &comment])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    public
+}
+
+/// The command after `label` on a line of `text`, run as printed (its
+/// first word, snp-build or a path to install.sh, made the binary under
+/// test where it names snp-build).
+fn run_printed(text: &str, label: &str) -> (String, std::process::Output) {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in {text}"));
+    let command = line.rsplit("run: ").next().unwrap().to_string();
+    let words = shlex::split(&command).unwrap();
+    let program = if words[0] == "snp-build" {
+        assert_cmd::cargo::cargo_bin("snp-build")
+    } else {
+        PathBuf::from(&words[0])
+    };
+    let out = Command::new(program)
+        .args(&words[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (command, out)
+}
+
+/// After a failed step, the printed "to finish" command carries the
+/// run's --trusted-key (and --root): run verbatim, it checks the
+/// signature again instead of "no trusted key configured"; the printed
+/// undo, run verbatim, undoes. Both installers.
+#[test]
+fn the_printed_advice_keeps_the_checks_and_works_verbatim() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = copy_of_release(tmp.path());
+    let image = host_image(&copy);
+    let garbage = tmp.path().join("garbage.deb");
+    std::fs::write(&garbage, "not a Debian package\n").unwrap();
+    replace_and_resum(&copy, &image, &garbage);
+    let key = sign_with_minisign(&copy, tmp.path());
+
+    let root = tmp.path().join("root");
+    let r = snp(
+        Path::new("."),
+        &[
+            "install",
+            "--root",
+            s(&root),
+            "--trusted-key",
+            s(&key),
+            s(&copy),
+        ],
+    );
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    let (finish, out) = run_printed(&r.stderr, "to finish:");
+    assert!(
+        finish.contains(&format!("--trusted-key {}", key.display())),
+        "{finish}"
+    );
+    assert!(
+        finish.contains(&format!("--root {}", root.display())),
+        "{finish}"
+    );
+    let again = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{finish}: {again}");
+    assert!(!again.contains("no trusted key"), "{finish}: {again}");
+    assert!(
+        again.contains("install stopped at step `kernel-package`"),
+        "{again}"
+    );
+    let (undo, out) = run_printed(&r.stderr, "to undo what was done:");
+    assert!(
+        out.status.success(),
+        "{undo}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !root.join("var/lib/snp-build/installed.json").exists(),
+        "{undo} left the record"
+    );
+
+    // install.sh prints ./install.sh's own command, with the key.
+    let root = tmp.path().join("root-sh");
+    let out = Command::new(copy.join("install.sh"))
+        .args(["--root", s(&root), "--trusted-key", s(&key)])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    let (finish, out) = run_printed(&stderr, "to finish:");
+    assert!(finish.contains("install.sh --yes"), "{finish}");
+    assert!(
+        finish.contains(&format!("--trusted-key {}", key.display())),
+        "{finish}"
+    );
+    let again = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{finish}: {again}");
+    assert!(!again.contains("no trusted key"), "{finish}: {again}");
+}

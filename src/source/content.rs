@@ -50,7 +50,16 @@ pub fn distrust_changed(tree: &Path) -> anyhow::Result<Vec<String>> {
     let commit = repo.head()?.peel_to_commit()?.id();
     collect(&repo, commit, 0, &mut repos, &mut jobs)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = std::time::Instant::now();
     let changed = hash_all(&repos, &jobs, threads);
+    // Its cost, beside the stage's own time (-v; BENCHMARKS.md).
+    tracing::debug!(
+        "content check: {} files of {} hashed on {threads} threads in {:.2} s, {} differ",
+        jobs.len(),
+        tree.display(),
+        started.elapsed().as_secs_f64(),
+        changed.len()
+    );
     let mut shown = Vec::new();
     for (r, (prefix, dir)) in repos.iter().enumerate() {
         let mine: Vec<&Job> = changed

@@ -248,6 +248,10 @@ struct Plan {
     kvm_action: KvmAction,
     /// The record an earlier install left on the target.
     previous: Option<Record>,
+    /// The checks this run was asked for, as flags (shell-quoted): every
+    /// command the install prints for the user carries them, so following
+    /// the advice checks what this run checked.
+    carried: String,
 }
 
 impl Plan {
@@ -260,9 +264,10 @@ impl Plan {
     /// `snp-build install [--root DIR] --yes RELEASE`: what finishes it.
     fn again(&self, release: &Path) -> String {
         format!(
-            "snp-build install{} --yes {}",
+            "snp-build install{}{} --yes {}",
             self.root_flag(),
-            release.display()
+            self.carried,
+            quoted(&absolute(release))
         )
     }
 
@@ -274,7 +279,7 @@ impl Plan {
     fn root_flag(&self) -> String {
         match &self.target {
             Target::Live => String::new(),
-            Target::Staging(root) => format!(" --root {}", root.display()),
+            Target::Staging(root) => format!(" --root {}", quoted(&absolute(root))),
         }
     }
 
@@ -319,7 +324,7 @@ pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
             signature.to_string()
         }
     );
-    let plan = make_plan(&target, &opened, &sums, req.allow_downgrade)?;
+    let plan = make_plan(&target, &opened, &sums, req)?;
     describe_plan(&plan, req.dry_run);
     if req.dry_run {
         tracing::info!("dry run: nothing was changed");
@@ -344,12 +349,37 @@ pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
     ))
 }
 
+/// A path as the user's shell takes it back.
+fn quoted(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    shlex::try_quote(&text).map_or_else(|_| text.to_string(), |q| q.into_owned())
+}
+
+/// `path` from the current directory, so printed advice works from any.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The flags of `req` that printed advice must carry (see `Plan::carried`).
+fn carried_flags(req: &InstallRequest) -> String {
+    let mut flags: String = req
+        .trusted_keys
+        .iter()
+        .map(|k| format!(" --trusted-key {}", quoted(&absolute(k))))
+        .collect();
+    if req.allow_downgrade {
+        flags.push_str(" --allow-downgrade");
+    }
+    flags
+}
+
 fn make_plan(
     target: &Target,
     opened: &Opened,
     sums: &BTreeMap<String, String>,
-    allow_downgrade: bool,
+    req: &InstallRequest,
 ) -> anyhow::Result<Plan> {
+    let allow_downgrade = req.allow_downgrade;
     let (format, os_release) = target_format(target);
     let package = choose_package(&opened.dir, sums, format, &os_release)?;
     tracing::info!(
@@ -411,6 +441,7 @@ fn make_plan(
         kvm_dest,
         kvm_action,
         previous,
+        carried: carried_flags(req),
     })
 }
 
