@@ -97,6 +97,8 @@ QEMU_REL=usr/local/bin/qemu-system-x86_64
 RECORD_REL=var/lib/snp-build/installed.json
 E_NOT_VERIFIED=8
 E_INCOMPLETE=9
+E_INTERRUPTED=130
+INTERRUPTED=0   # set by the INT/TERM trap once steps run
 E_DOWNGRADE=10
 
 DRY_RUN=0
@@ -860,7 +862,8 @@ json_or_null() {
 # The install record, in snp-build's layout (src/host/install/record.rs),
 # written atomically.
 write_record() {
-    local complete=${1:-false} file="$ROOT/$RECORD_REL" tmp step first=1 deps_cmd=null
+    local complete=${1:-false} file="$ROOT/$RECORD_REL" tmp step first=1 deps_cmd=null interrupted=""
+    [[ $INTERRUPTED -eq 0 ]] || interrupted=$',\n  "interrupted": true'
     local steps="" release path pkg name version kr remove deps earlier mode=live
     [[ -z "$ROOT" ]] || mode=staging
     # Every value first, in the main shell: a refusal in json_str stops the
@@ -917,7 +920,7 @@ write_record() {
   "earlier_packages": $earlier,
   "steps": [$steps
   ],
-  "complete": $complete
+  "complete": $complete$interrupted
 }
 JSON
     mv -f "$tmp" "$file"
@@ -927,6 +930,9 @@ JSON
 # run). A record that cannot be written after a change stops the install
 # as a failed step would (exit 9).
 step_state() {
+    # Ctrl-C during a step lets it finish; the install stops before the
+    # next one.
+    [[ $2 != running || $INTERRUPTED -eq 0 ]] || interrupted_stop "the install stopped before step \`$1\`"
     STEP_STATE[$1]=$2
     [[ -z "${3:-}" ]] || STEP_NOTE[$1]=$3
     [[ $DRY_RUN -eq 1 ]] && return 0
@@ -937,9 +943,31 @@ step_state() {
     fi
 }
 
+# Stops an interrupted install (exit 130): the record says so, and what
+# was done; the advice says how to go on.
+interrupted_stop() { # interrupted_stop WHERE
+    local done="nothing"
+    [[ ${#DONE[@]} -eq 0 ]] || done=$(printf '%s, ' "${DONE[@]}")
+    [[ $DRY_RUN -eq 1 ]] || (write_record) || true
+    {
+        printf '%s: error: interrupted: %s\n' "$PROG" "$1"
+        printf '  done before it: %s\n' "${done%, }"
+        printf '  the record of what was done: %s\n' "$ROOT/$RECORD_REL"
+        printf '  to finish: run: %s\n' "$AGAIN"
+        printf '  to undo what was done: %s\n' "$UNDO"
+    } >&2
+    exit "$E_INTERRUPTED"
+}
+
 # Stops an install at STEP: the record says what was done.
 step_failed() { # step_failed STEP WHAT FINISH [NOTE]
     local step=$1 what=$2 finish=$3 done="nothing"
+    if [[ $INTERRUPTED -eq 1 ]]; then
+        # Its command took the signal too (a terminal signals the whole
+        # group): an interrupt, never dpkg's or the mirror's failure.
+        STEP_STATE[$step]=interrupted
+        interrupted_stop "the install stopped during step \`$step\` (its command was stopped: $what)"
+    fi
     step_state "$step" failed "${4:-}"
     [[ ${#DONE[@]} -eq 0 ]] || done=$(printf '%s, ' "${DONE[@]}")
     {
@@ -1222,6 +1250,10 @@ main() {
         write_record
         say "recording each step in $ROOT/$RECORD_REL"
     fi
+    # From here on, Ctrl-C and SIGTERM are caught: the step under way
+    # finishes (or its stopped command is reported as interrupted), then
+    # the install stops with the record true and the temp dir removed.
+    trap 'INTERRUPTED=1' INT TERM
     export DEBIAN_FRONTEND=noninteractive
     install_dependencies
     install_kernel_package

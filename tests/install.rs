@@ -849,3 +849,129 @@ fn the_printed_advice_keeps_the_checks_and_works_verbatim() {
     assert_eq!(out.status.code(), Some(9), "{finish}: {again}");
     assert!(!again.contains("no trusted key"), "{finish}: {again}");
 }
+
+/// A `dpkg-deb` first on PATH that takes `secs` seconds before the real
+/// one: a step long enough to press Ctrl-C in. Returns the PATH.
+fn slow_dpkg_deb(dir: &Path, secs: u32) -> String {
+    let bin = dir.join("slow-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    script(
+        &bin.join("dpkg-deb"),
+        &format!("#!/bin/sh\nsleep {secs}\nexec /usr/bin/dpkg-deb \"$@\"\n"),
+    );
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+/// Starts an installer in a process group of its own (as a terminal's
+/// foreground job), with `path` and `tmp` as PATH and TMPDIR.
+fn spawn_installer(program: &Path, args: &[&str], path: &str, tmp: &Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    Command::new(program)
+        .args(args)
+        .env("PATH", path)
+        .env("TMPDIR", tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the record to show the kernel package step running, then
+/// signals the installer alone (`group`: false) or its whole group (as
+/// Ctrl-C at a terminal does); returns its exit code and stderr.
+fn interrupt_during_package_step(
+    child: std::process::Child,
+    root: &Path,
+    group: bool,
+) -> (Option<i32>, String) {
+    let record = root.join("var/lib/snp-build/installed.json");
+    wait_until(60, "the kernel package step to start", || {
+        std::fs::read_to_string(&record).is_ok_and(|t| t.contains("\"running\""))
+    });
+    let pid = child.id() as i32;
+    unsafe {
+        if group {
+            libc::kill(-pid, libc::SIGINT);
+        } else {
+            libc::kill(pid, libc::SIGINT);
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Ctrl-C during `install`'s package step, in both installers: the step
+/// under way finishes (signal to the installer alone) or is reported as
+/// interrupted (signal to the group), never as dpkg's failure; the record
+/// says `interrupted`, the temp dirs are gone, exit 130, and the printed
+/// command, run verbatim, finishes the install.
+#[test]
+fn ctrl_c_during_an_install_finishes_or_marks_the_step_and_says_how_to_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = copy_of_release(tmp.path());
+    let path = slow_dpkg_deb(tmp.path(), 2);
+    let snp_build = assert_cmd::cargo::cargo_bin("snp-build");
+    let install_sh = copy.join("install.sh");
+    for (installer, group) in [
+        ("snp-build", false),
+        ("snp-build", true),
+        ("install.sh", false),
+        ("install.sh", true),
+    ] {
+        let case = format!("{installer} group={group}");
+        let root = tmp.path().join(format!("root-{installer}-{group}"));
+        let temps = tmp.path().join(format!("tmp-{installer}-{group}"));
+        std::fs::create_dir_all(&temps).unwrap();
+        let child = if installer == "snp-build" {
+            spawn_installer(
+                &snp_build,
+                &["install", "--root", s(&root), s(&copy)],
+                &path,
+                &temps,
+            )
+        } else {
+            spawn_installer(&install_sh, &["--root", s(&root)], &path, &temps)
+        };
+        let (code, stderr) = interrupt_during_package_step(child, &root, group);
+        assert_eq!(code, Some(130), "{case}: {stderr}");
+        // The error is the interrupt, not what it made fail.
+        let error = stderr.lines().find(|l| l.contains("error:")).unwrap_or("");
+        assert!(error.contains("error: interrupted: "), "{case}: {stderr}");
+        assert!(!stderr.contains("mirror"), "{case}: {stderr}");
+        let rec = record(&root);
+        assert_eq!(rec["interrupted"], true, "{case}: {rec}");
+        assert_eq!(rec["complete"], false, "{case}: {rec}");
+        let state = &rec["steps"][1]["state"];
+        if group {
+            assert_eq!(state, "interrupted", "{case}: {rec}");
+        } else {
+            assert_eq!(state, "done", "{case}: {rec}");
+            assert!(
+                stderr.contains("before step `kvm-conf`"),
+                "{case}: {stderr}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&temps).unwrap().count(),
+            0,
+            "{case}: temp dirs left"
+        );
+        // The printed command goes on (with the real dpkg-deb).
+        let (finish, out) = run_printed(&stderr, "to finish:");
+        assert!(
+            out.status.success(),
+            "{case}: {finish}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(record(&root)["complete"], true, "{case}");
+        assert!(
+            record(&root).get("interrupted").is_none_or(|v| v == false),
+            "{case}"
+        );
+    }
+}

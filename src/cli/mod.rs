@@ -24,6 +24,7 @@ use crate::commands::{self, Globals};
 use crate::error::UsageError;
 use crate::exec::Interrupted;
 use crate::host::doctor::PreflightFailed;
+use crate::host::install::InstallInterrupted;
 use crate::host::snp::HostNotReady;
 use crate::stage::Registry;
 use args::{Cli, Command, FetchArgs};
@@ -86,7 +87,10 @@ where
         }
         Err(err) => {
             let code = exit::code_for(&err);
-            let text = if code == exit::INTERRUPTED && !err.chain().any(|c| c.is::<Interrupted>()) {
+            let says_so = err
+                .chain()
+                .any(|c| c.is::<Interrupted>() || c.is::<InstallInterrupted>());
+            let text = if code == exit::INTERRUPTED && !says_so {
                 // What failed after Ctrl-C failed because of it: say so,
                 // and what was going on, never the failure it caused
                 // ("callback returned -1", network advice, dpkg's exit).

@@ -220,6 +220,22 @@ pub struct StepFailed {
     pub undo: String,
 }
 
+/// Ctrl-C or SIGTERM stopped an install (exit 130): the step under way
+/// finished or was stopped, the record says which, and how to go on.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted: {where_}\n  done before it: {}\n  the record of what was done: {}\n  to finish: {finish}\n  to undo what was done: {undo}",
+    if done.is_empty() { "nothing".to_string() } else { done.join(", ") },
+    record.display()
+)]
+pub struct InstallInterrupted {
+    pub where_: String,
+    pub done: Vec<String>,
+    pub record: PathBuf,
+    pub finish: String,
+    pub undo: String,
+}
+
 /// The release is dated before the one the target's record says is
 /// installed; nothing was changed (exit 10).
 #[derive(Debug, thiserror::Error)]
@@ -305,6 +321,9 @@ impl Plan {
 
 /// `snp-build install`.
 pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
+    // Ctrl-C and SIGTERM are caught: a step under way finishes or is
+    // marked interrupted, the temp dirs go, and the advice is printed.
+    let _signals = crate::exec::Registry::global();
     let target = Target::new(req.root)?;
     check_privileges(&target, req.dry_run, "install")?;
     let trusted = trusted_keys(&target, req.trusted_keys)?;
@@ -621,6 +640,7 @@ fn first_record(plan: &Plan, opened: &Opened) -> Record {
             kvm_step,
         ],
         complete: false,
+        interrupted: false,
     }
 }
 
@@ -682,6 +702,13 @@ struct Steps<'a> {
 
 impl Steps<'_> {
     fn start(&mut self, step: StepName) -> anyhow::Result<()> {
+        // Ctrl-C during a step lets it finish; the install stops before
+        // the next one.
+        if crate::exec::interrupted() {
+            return Err(
+                self.interrupted(format!("the install stopped before step `{}`", step.word()))
+            );
+        }
         self.record.set(step, StepState::Running, None);
         self.write()
     }
@@ -690,6 +717,22 @@ impl Steps<'_> {
         self.record.set(step, StepState::Done, None);
         self.done.push(what.to_string());
         self.write()
+    }
+
+    /// Marks the record interrupted and returns the error that says so.
+    fn interrupted(&mut self, where_: String) -> anyhow::Error {
+        self.record.interrupted = true;
+        if let Err(e) = self.record.write(self.path) {
+            tracing::warn!("{e:#}");
+        }
+        InstallInterrupted {
+            where_,
+            done: self.done.clone(),
+            record: self.path.to_path_buf(),
+            finish: format!("run: {}", self.again),
+            undo: self.undo.clone(),
+        }
+        .into()
     }
 
     /// Writes the record; failing to, after the system may have changed,
@@ -723,6 +766,16 @@ impl Steps<'_> {
         note: Option<String>,
         finish: String,
     ) -> anyhow::Error {
+        // A step that failed after Ctrl-C failed because of it: its
+        // command took the signal too (a terminal signals the whole
+        // group). Never blamed on the mirror or on dpkg.
+        if crate::exec::interrupted() {
+            self.record.set(step, StepState::Interrupted, note);
+            return self.interrupted(format!(
+                "the install stopped during step `{}` (its command was stopped: {what})",
+                step.word()
+            ));
+        }
         self.record.set(step, StepState::Failed, note);
         if let Err(e) = self.record.write(self.path) {
             tracing::warn!("{e:#}");

@@ -62,6 +62,9 @@ pub enum StepState {
     /// Done, then undone by an `uninstall` that could not finish (the
     /// running kernel kept, a removal that failed).
     Undone,
+    /// Its command was stopped by Ctrl-C or SIGTERM: it may or may not
+    /// have changed something, as a failed step.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +118,11 @@ pub struct Record {
     /// Every step finished.
     #[serde(default = "complete_by_default")]
     pub complete: bool,
+    /// Ctrl-C or SIGTERM stopped the install: the step under way was
+    /// finished (or its command stopped, then that step says
+    /// `interrupted`), and the steps after it were not started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 fn complete_by_default() -> bool {
@@ -166,7 +174,10 @@ impl Record {
             .filter(|s| {
                 matches!(
                     s.state,
-                    StepState::Done | StepState::Failed | StepState::Running
+                    StepState::Done
+                        | StepState::Failed
+                        | StepState::Running
+                        | StepState::Interrupted
                 )
             })
             .map(|s| s.step)

@@ -15,6 +15,9 @@ use crate::hash::sha256_hex;
 
 /// `snp-build uninstall`.
 pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
+    // Ctrl-C and SIGTERM are caught: the undo under way finishes, the
+    // record is kept true, and the command that goes on is printed.
+    let _signals = crate::exec::Registry::global();
     let target = Target::new(req.root)?;
     check_privileges(&target, req.dry_run, "uninstall")?;
     let record_path = target.path(RECORD_REL);
@@ -77,6 +80,31 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
         }
         Ok(())
     };
+    // Between undos: a Ctrl-C stops here, with the record saying what is
+    // left to undo.
+    let stop_if_interrupted = |record: &Record, after: &str| -> anyhow::Result<()> {
+        if !crate::exec::interrupted() {
+            return Ok(());
+        }
+        keep_record(record)?;
+        let again = match req.root {
+            Some(root) => format!(
+                "snp-build uninstall --root {} --yes",
+                std::path::absolute(root)
+                    .unwrap_or_else(|_| root.to_path_buf())
+                    .display()
+            ),
+            None => "snp-build uninstall --yes".to_string(),
+        };
+        Err(anyhow::anyhow!(super::InstallInterrupted {
+            where_: format!("uninstall stopped after {after}"),
+            done: vec![after.to_string()],
+            record: record_path.clone(),
+            finish: format!("run: {again}"),
+            undo: "the same command (uninstall goes on where it stopped)".to_string(),
+        }))
+    };
+    stop_if_interrupted(&record, &format!("kvm.conf ({kvm_action})"))?;
     let package_action = if remove_package {
         match remove_kernel_package(&record, req.dry_run) {
             Ok(action) => action,
@@ -105,6 +133,7 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
             remove_earlier_package(record.package.format, id, req.dry_run);
         }
     }
+    stop_if_interrupted(&record, &format!("the kernel package ({package_action})"))?;
     let mut dependencies_removed = Vec::new();
     if remove_deps && package_action != "kept" {
         dependencies_removed = remove_dependencies(&record.dependencies_installed, req.dry_run);
