@@ -256,9 +256,13 @@ fn build_locked(
     let outcomes = crate::stage::run::run_all(env, &work)?;
     // What was built came from the bytes that were hashed before it ran:
     // checked again before anything is pushed or released.
-    for (o, w) in outcomes.iter().zip(&work) {
+    for (o, w) in outcomes.iter().zip(work.iter_mut()) {
         if o.status == Status::Ok {
-            check_unchanged(&w.synced, &env.work.stamp(w.component.spec().name))?;
+            check_unchanged(&mut w.synced, &env.work.stamp(w.component.spec().name))?;
+            // The summary's copy says what the checks cost.
+            if let Some(s) = synced.iter_mut().find(|s| s.source == w.synced.source) {
+                s.content_check = w.synced.content_check.clone();
+            }
         }
     }
     // What was built here goes to the shared cache (read-write), whether

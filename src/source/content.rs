@@ -39,11 +39,24 @@ struct Job {
     entry: Entry,
 }
 
+/// What one content check hashed, and how long it took (in the build's
+/// `--json`, so its cost is seen beside the stage's own time).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Hashed {
+    pub files: usize,
+    pub seconds: f64,
+}
+
 /// Hashes every tracked file of the tree at `tree` and its submodules
 /// against their commits, and makes the index entries of those that differ
 /// untrustworthy so that git's status reads them. Returns their paths from
 /// the top of the tree (empty: every byte is the commit's).
 pub fn distrust_changed(tree: &Path) -> anyhow::Result<Vec<String>> {
+    check(tree).map(|(files, _)| files)
+}
+
+/// [`distrust_changed`], with what it hashed.
+pub fn check(tree: &Path) -> anyhow::Result<(Vec<String>, Hashed)> {
     let repo = Repository::open(tree).with_context(|| format!("opening {}", tree.display()))?;
     let mut repos = vec![(String::new(), repo_dir(&repo))];
     let mut jobs = Vec::new();
@@ -77,7 +90,11 @@ pub fn distrust_changed(tree: &Path) -> anyhow::Result<Vec<String>> {
         );
     }
     shown.sort();
-    Ok(shown)
+    let hashed = Hashed {
+        files: jobs.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((shown, hashed))
 }
 
 fn repo_dir(repo: &Repository) -> PathBuf {

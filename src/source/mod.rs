@@ -148,7 +148,12 @@ pub fn check_clean(
         )
     };
     if hash {
-        content::distrust_changed(&synced.tree).with_context(reading)?;
+        let (_, hashed) = content::check(&synced.tree).with_context(reading)?;
+        synced.content_check = Some(ContentCheck {
+            files: hashed.files,
+            before_s: hashed.seconds,
+            after_s: None,
+        });
     }
     let repo = Repository::open(&synced.tree)
         .with_context(|| format!("opening {}", synced.tree.display()))?;
@@ -221,17 +226,20 @@ pub fn check_clean(
 /// while the stage ran means its outputs may hold bytes that were never
 /// pinned, so its stamp is removed (the next build runs it again) and the
 /// build stops (exit 7).
-pub fn check_unchanged(synced: &Synced, stamp: &Path) -> anyhow::Result<()> {
+pub fn check_unchanged(synced: &mut Synced, stamp: &Path) -> anyhow::Result<()> {
     if synced.dirty.is_some() || !synced.tree.join(".git").exists() {
         return Ok(());
     }
-    let files = content::distrust_changed(&synced.tree).with_context(|| {
+    let (files, hashed) = content::check(&synced.tree).with_context(|| {
         format!(
             "{}: hashing {} after the build",
             synced.source,
             synced.tree.display()
         )
     })?;
+    if let Some(c) = synced.content_check.as_mut() {
+        c.after_s = Some(hashed.seconds);
+    }
     if files.is_empty() {
         return Ok(());
     }
@@ -276,6 +284,18 @@ pub struct Synced {
     /// not fetched ([`SyncAction::Recorded`]).
     #[serde(skip)]
     pub recorded: Option<SourceRecord>,
+    /// The check by hash of a tree whose stage ran (its cost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_check: Option<ContentCheck>,
+}
+
+/// What the check by hash cost for one tree: before its stage ran and
+/// after (seconds).
+#[derive(Debug, Clone, Serialize)]
+pub struct ContentCheck {
+    pub files: usize,
+    pub before_s: f64,
+    pub after_s: Option<f64>,
 }
 
 /// A commit's short name: 12 hex digits, the kernel's own abbreviation
@@ -314,6 +334,7 @@ impl Synced {
             commit_time: record.commit_time,
             patches: series.files.clone(),
             recorded: Some(record),
+            content_check: None,
         }
     }
 
@@ -610,6 +631,7 @@ fn sync_one(
         dirty: None,
         patches: series.files.clone(),
         recorded: None,
+        content_check: None,
     })
 }
 

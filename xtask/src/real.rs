@@ -1231,6 +1231,7 @@ fn e2e_table(
         report::efficiency_row("one pin moved (a new QEMU commit)", changed, jobs),
         report::efficiency_row("no-op", noop, jobs),
     );
+    s.push_str(&content_check_table(cold_json, changed_json));
     let _ = writeln!(
         s,
         "Fetching (issue 14 item 9):\n\n| measure | result | notes |\n|---|---|---|"
@@ -1242,5 +1243,47 @@ fn e2e_table(
     for c in checks {
         let _ = writeln!(s, "- {c}");
     }
+    s
+}
+
+/// The cost of the check by hash (issue 25: before a stage runs and
+/// after, every tracked file hashed) beside the stage's own time, in the
+/// same build: `sources[].content_check` against `stages[].duration_s`.
+fn content_check_table(cold_json: &Value, changed_json: &Value) -> String {
+    let mut s = String::from(
+        "Content check (issue 25: the trees hashed before each stage runs and again after it, \
+         on every core; budget: 5% of a cold kernel stage, 20% of the one-file QEMU rebuild):\n\n\
+         | build | tree | files | before | after | stage | (before + after) / stage |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for (label, doc) in [
+        ("cold", cold_json),
+        ("after a new QEMU commit", changed_json),
+    ] {
+        let stages = report::stage_times(doc);
+        for source in doc["sources"].as_array().into_iter().flatten() {
+            let Some(check) = source.get("content_check") else {
+                continue;
+            };
+            let name = source["source"].as_str().unwrap_or("?");
+            let before = check["before_s"].as_f64().unwrap_or(0.0);
+            let after = check["after_s"].as_f64().unwrap_or(0.0);
+            let stage = stages
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map_or(0.0, |(_, _, d)| *d);
+            let ratio = if stage > 0.0 {
+                format!("{:.1}%", 100.0 * (before + after) / stage)
+            } else {
+                "-".into()
+            };
+            let _ = writeln!(
+                s,
+                "| {label} | {name} | {} | {before:.2} s | {after:.2} s | {stage:.1} s | {ratio} |",
+                check["files"]
+            );
+        }
+    }
+    s.push('\n');
     s
 }
