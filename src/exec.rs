@@ -92,6 +92,22 @@ pub fn interrupted() -> bool {
     REG.get().is_some_and(|r| r.was_interrupted())
 }
 
+/// Whether a failure that just happened was caused by Ctrl-C. The
+/// terminal signals the whole process group at once, so a child can die of
+/// the signal and be reaped before the handler (a thread of its own) has
+/// set the flag: a failure waits a moment for it (only on the failure
+/// path, so nothing that succeeds pays).
+pub fn interrupted_after_failure() -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(250) {
+        if interrupted() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    interrupted()
+}
+
 impl Registry {
     /// The process-wide registry; the first call installs the Ctrl-C and
     /// SIGTERM handler (commands that fetch or build call it first thing).

@@ -857,7 +857,9 @@ fn slow_dpkg_deb(dir: &Path, secs: u32) -> String {
     std::fs::create_dir_all(&bin).unwrap();
     script(
         &bin.join("dpkg-deb"),
-        &format!("#!/bin/sh\nsleep {secs}\nexec /usr/bin/dpkg-deb \"$@\"\n"),
+        &format!(
+            "#!/bin/sh\ntouch \"$SNP_TEST_STARTED\"\nsleep {secs}\nexec /usr/bin/dpkg-deb \"$@\"\n"
+        ),
     );
     format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
 }
@@ -870,6 +872,7 @@ fn spawn_installer(program: &Path, args: &[&str], path: &str, tmp: &Path) -> std
         .args(args)
         .env("PATH", path)
         .env("TMPDIR", tmp)
+        .env("SNP_TEST_STARTED", tmp.join("started"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -878,18 +881,15 @@ fn spawn_installer(program: &Path, args: &[&str], path: &str, tmp: &Path) -> std
         .unwrap()
 }
 
-/// Waits for the record to show the kernel package step running, then
+/// Waits for the slow `dpkg-deb` to start (it touches `started`), then
 /// signals the installer alone (`group`: false) or its whole group (as
 /// Ctrl-C at a terminal does); returns its exit code and stderr.
 fn interrupt_during_package_step(
     child: std::process::Child,
-    root: &Path,
+    started: &Path,
     group: bool,
 ) -> (Option<i32>, String) {
-    let record = root.join("var/lib/snp-build/installed.json");
-    wait_until(60, "the kernel package step to start", || {
-        std::fs::read_to_string(&record).is_ok_and(|t| t.contains("\"running\""))
-    });
+    wait_until(60, "the kernel package step to start", || started.exists());
     let pid = child.id() as i32;
     unsafe {
         if group {
@@ -937,7 +937,7 @@ fn ctrl_c_during_an_install_finishes_or_marks_the_step_and_says_how_to_go_on() {
         } else {
             spawn_installer(&install_sh, &["--root", s(&root)], &path, &temps)
         };
-        let (code, stderr) = interrupt_during_package_step(child, &root, group);
+        let (code, stderr) = interrupt_during_package_step(child, &temps.join("started"), group);
         assert_eq!(code, Some(130), "{case}: {stderr}");
         // The error is the interrupt, not what it made fail.
         let error = stderr.lines().find(|l| l.contains("error:")).unwrap_or("");
@@ -956,6 +956,7 @@ fn ctrl_c_during_an_install_finishes_or_marks_the_step_and_says_how_to_go_on() {
                 "{case}: {stderr}"
             );
         }
+        std::fs::remove_file(temps.join("started")).unwrap();
         assert_eq!(
             std::fs::read_dir(&temps).unwrap().count(),
             0,

@@ -332,22 +332,28 @@ fn modified_tracked_files(repo: &Repository) -> Result<Vec<String>, git2::Error>
         | Status::INDEX_NEW
         | Status::INDEX_RENAMED
         | Status::INDEX_TYPECHANGE;
-    let mut files: Vec<String> = repo
+    let files = repo
         .statuses(Some(&mut opts))?
         .iter()
         .filter(|e| e.status().intersects(changed))
         .filter_map(|e| e.path().ok().map(String::from))
         .collect();
+    with_submodules(repo, files, modified_tracked_files)
+}
+
+/// `files` of `repo`, then for each checked-out submodule whether it moved
+/// off its recorded commit and what `of` finds in it, named from the top.
+fn with_submodules(
+    repo: &Repository,
+    mut files: Vec<String>,
+    of: fn(&Repository) -> Result<Vec<String>, git2::Error>,
+) -> Result<Vec<String>, git2::Error> {
     for (path, sub, pinned) in submodules(repo, "")? {
         let head = head_commit(&sub);
         if head != Some(pinned) {
             files.push(moved_submodule(&path, head, pinned));
         }
-        files.extend(
-            modified_tracked_files(&sub)?
-                .into_iter()
-                .map(|f| format!("{path}/{f}")),
-        );
+        files.extend(of(&sub)?.into_iter().map(|f| format!("{path}/{f}")));
     }
     Ok(files)
 }
@@ -365,24 +371,13 @@ pub fn local_changes(repo: &Repository) -> Result<Vec<String>, git2::Error> {
         .recurse_untracked_dirs(false)
         .include_ignored(false)
         .exclude_submodules(true);
-    let mut files: Vec<String> = repo
+    let files = repo
         .statuses(Some(&mut opts))?
         .iter()
         .filter(|e| !e.status().is_ignored() && e.status() != Status::CURRENT)
         .filter_map(|e| e.path().ok().map(String::from))
         .collect();
-    for (path, sub, pinned) in submodules(repo, "")? {
-        let head = head_commit(&sub);
-        if head != Some(pinned) {
-            files.push(moved_submodule(&path, head, pinned));
-        }
-        files.extend(
-            local_changes(&sub)?
-                .into_iter()
-                .map(|f| format!("{path}/{f}")),
-        );
-    }
-    Ok(files)
+    with_submodules(repo, files, local_changes)
 }
 
 /// `git diff HEAD --submodule=diff` of the tree, untracked files included

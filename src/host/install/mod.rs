@@ -202,38 +202,51 @@ pub struct NotRoot {
     pub command: &'static str,
 }
 
-/// A step of a live install failed after the record was written (exit 9):
-/// the system may be changed, and the record says exactly how.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "install stopped at step `{}`: {what}\n  done before it: {}\n  the record of what was done: {}\n  to finish: {finish}\n  to undo what was done: {undo}",
-    step.word(),
-    if done.is_empty() { "nothing".to_string() } else { done.join(", ") },
-    record.display()
-)]
-pub struct StepFailed {
-    pub step: StepName,
-    pub what: String,
+/// What a stopped install or uninstall did, and how to go on: the lines
+/// under its headline.
+#[derive(Debug)]
+pub struct Advice {
     pub done: Vec<String>,
     pub record: PathBuf,
     pub finish: String,
     pub undo: String,
 }
 
-/// Ctrl-C or SIGTERM stopped an install (exit 130): the step under way
-/// finished or was stopped, the record says which, and how to go on.
+impl std::fmt::Display for Advice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let done = if self.done.is_empty() {
+            "nothing".to_string()
+        } else {
+            self.done.join(", ")
+        };
+        write!(
+            f,
+            "  done before it: {done}\n  the record of what was done: {}\n  to finish: {}\n  to undo what was done: {}",
+            self.record.display(),
+            self.finish,
+            self.undo
+        )
+    }
+}
+
+/// A step of a live install failed after the record was written (exit 9):
+/// the system may be changed, and the record says exactly how.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "interrupted: {where_}\n  done before it: {}\n  the record of what was done: {}\n  to finish: {finish}\n  to undo what was done: {undo}",
-    if done.is_empty() { "nothing".to_string() } else { done.join(", ") },
-    record.display()
-)]
+#[error("install stopped at step `{}`: {what}\n{advice}", step.word())]
+pub struct StepFailed {
+    pub step: StepName,
+    pub what: String,
+    pub advice: Advice,
+}
+
+/// Ctrl-C or SIGTERM stopped an install or uninstall (exit 130): the step
+/// under way finished or was stopped, the record says which, and how to
+/// go on.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: {where_}\n{advice}")]
 pub struct InstallInterrupted {
     pub where_: String,
-    pub done: Vec<String>,
-    pub record: PathBuf,
-    pub finish: String,
-    pub undo: String,
+    pub advice: Advice,
 }
 
 /// The release is dated before the one the target's record says is
@@ -719,6 +732,15 @@ impl Steps<'_> {
         self.write()
     }
 
+    fn advice(&self, finish: String) -> Advice {
+        Advice {
+            done: self.done.clone(),
+            record: self.path.to_path_buf(),
+            finish,
+            undo: self.undo.clone(),
+        }
+    }
+
     /// Marks the record interrupted and returns the error that says so.
     fn interrupted(&mut self, where_: String) -> anyhow::Error {
         self.record.interrupted = true;
@@ -727,10 +749,7 @@ impl Steps<'_> {
         }
         InstallInterrupted {
             where_,
-            done: self.done.clone(),
-            record: self.path.to_path_buf(),
-            finish: format!("run: {}", self.again),
-            undo: self.undo.clone(),
+            advice: self.advice(format!("run: {}", self.again)),
         }
         .into()
     }
@@ -769,7 +788,7 @@ impl Steps<'_> {
         // A step that failed after Ctrl-C failed because of it: its
         // command took the signal too (a terminal signals the whole
         // group). Never blamed on the mirror or on dpkg.
-        if crate::exec::interrupted() {
+        if crate::exec::interrupted_after_failure() {
             self.record.set(step, StepState::Interrupted, note);
             return self.interrupted(format!(
                 "the install stopped during step `{}` (its command was stopped: {what})",
@@ -787,10 +806,7 @@ impl Steps<'_> {
         StepFailed {
             step,
             what,
-            done: self.done.clone(),
-            record: self.path.to_path_buf(),
-            finish,
-            undo: self.undo.clone(),
+            advice: self.advice(finish),
         }
         .into()
     }

@@ -98,10 +98,12 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
         };
         Err(anyhow::anyhow!(super::InstallInterrupted {
             where_: format!("uninstall stopped after {after}"),
-            done: vec![after.to_string()],
-            record: record_path.clone(),
-            finish: format!("run: {again}"),
-            undo: "the same command (uninstall goes on where it stopped)".to_string(),
+            advice: super::Advice {
+                done: vec![after.to_string()],
+                record: record_path.clone(),
+                finish: format!("run: {again}"),
+                undo: "the same command (uninstall goes on where it stopped)".to_string(),
+            },
         }))
     };
     stop_if_interrupted(&record, &format!("kvm.conf ({kvm_action})"))?;
