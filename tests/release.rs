@@ -476,3 +476,125 @@ fn without_a_terminal_output_is_plain_lines() {
         );
     }
 }
+
+/// Runs snp-build in `s` with a file size limit of `kib` KiB: a write past
+/// it fails with EFBIG, as one on a full disk fails with ENOSPC, and root
+/// is held to it too (SIGXFSZ ignored, so the write fails instead of the
+/// process dying).
+fn run_with_file_limit(s: &Scratch, kib: u64, args: &[&str]) -> Run {
+    let out = Command::new("bash")
+        .current_dir(s.path())
+        .args([
+            "-c",
+            "trap '' XFSZ; ulimit -f \"$1\"; shift; exec \"$@\"",
+            "bash",
+            &kib.to_string(),
+        ])
+        .arg(assert_cmd::cargo::cargo_bin("snp-build"))
+        .args(["--config", "stable-commits.toml", "--work-dir", "build"])
+        .args(args)
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+/// The names in `dir` (not recursive), sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A release write that fails midway (issue 25) leaves no temporary name
+/// behind and the previous release whole (never a directory without its
+/// tarball); the next run sweeps what runs that died left, and only
+/// theirs.
+#[test]
+fn a_failed_write_leaves_the_previous_release_and_no_temporary_files() {
+    let s = Scratch::new(shared_fixtures());
+    package(&s, "out", &[]);
+    let out = s.path().join("out");
+    let (dir, tar) = (release_dir(&s, "out"), tarball(&s, "out"));
+    let before = names(&out);
+    let tar_before = std::fs::read(&tar).unwrap();
+    let manifest_before = std::fs::read(dir.join("manifest.json")).unwrap();
+
+    // A limit every file of the release fits but its tarball does not:
+    // the failure comes at the tarball, after the directory was whole.
+    let largest = walkdir::WalkDir::new(&dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .max()
+        .unwrap();
+    let limit = largest / 1024 + 8;
+    assert!(
+        tar_before.len() as u64 > limit * 1024,
+        "the fixture tarball ({} bytes) must exceed {limit} KiB",
+        tar_before.len()
+    );
+    let r = run_with_file_limit(
+        &s,
+        limit,
+        &[
+            "--package",
+            "--date",
+            DATE,
+            "--output",
+            "out",
+            "-j2",
+            "--force=release",
+        ],
+    );
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("File too large") && r.stderr.contains(".tar.gz"),
+        "names the tarball and why: {}",
+        r.stderr
+    );
+    assert_eq!(names(&out), before, "no temporary name is left");
+    assert_eq!(std::fs::read(&tar).unwrap(), tar_before);
+    assert_eq!(
+        std::fs::read(dir.join("manifest.json")).unwrap(),
+        manifest_before
+    );
+
+    // Leftovers of runs that died (a pid no process can have), of a run
+    // from before the guards (no random suffix), and of a live process.
+    let dead = 4_000_000_000u32;
+    let live = std::process::id();
+    let name = format!("snp-release-{DATE}");
+    let planted_dir = out.join(format!(".{name}.tmp-{dead}-AbC123"));
+    std::fs::create_dir_all(planted_dir.join("usr")).unwrap();
+    std::fs::write(planted_dir.join("usr/half"), "x").unwrap();
+    for leftover in [
+        format!(".{name}.tar.gz.tmp-{dead}-XyZ789"),
+        format!(".{name}.tar.gz.tmp-{dead}"),
+        format!(".{name}.old-{dead}"),
+    ] {
+        std::fs::write(out.join(leftover), "half").unwrap();
+    }
+    let alive = out.join(format!(".{name}.tar.gz.tmp-{live}-LiVe00"));
+    std::fs::write(&alive, "busy").unwrap();
+    // A previous release a dead run moved aside and never replaced goes
+    // back where it was.
+    let other = "snp-release-2026-01-01";
+    let aside = out.join(format!(".{other}.old-{dead}"));
+    std::fs::create_dir(&aside).unwrap();
+    std::fs::write(aside.join("manifest.json"), "{}").unwrap();
+    package(&s, "out", &[]);
+    let mut want = before.clone();
+    want.push(alive.file_name().unwrap().to_string_lossy().to_string());
+    want.push(other.to_string());
+    want.sort();
+    assert_eq!(names(&out), want, "only the dead runs' names are swept");
+    assert_eq!(std::fs::read(&tar).unwrap(), tar_before);
+    assert_eq!(
+        std::fs::read_to_string(out.join(other).join("manifest.json")).unwrap(),
+        "{}"
+    );
+}

@@ -836,3 +836,110 @@ fn ctrl_c_stops_a_fetch_from_a_stalling_server_at_once() {
     let again = s.run(&["fetch", "ovmf"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
 }
+
+/// A tag force-moved upstream (issue 25): a plain fetch keeps the locked
+/// commit without asking upstream, `--locked` lists the tag and refuses
+/// the move (in an existing and in a fresh work dir), and `update`
+/// follows it: the store's and the tree's tag move, and the run says so.
+#[test]
+fn a_tag_moved_upstream_is_refused_by_locked_and_followed_by_update() {
+    let root = tempfile::tempdir().unwrap();
+    let fx = own_fixtures(root.path());
+    let bare = fx.join("qemu.git");
+    git(
+        &bare,
+        &["tag", "-a", "-m", "release", "snp-tag", "snp-latest~1"],
+    );
+    let s = Scratch::new(&fx);
+    s.edit_pins("branch = \"snp-latest\"", "tag = \"snp-tag\"");
+    let first = s.run_ok(&["fetch", "qemu"]);
+    let old = rev_parse(&bare, "snp-tag^{commit}");
+    assert_eq!(source(&first, "qemu")["sha"], old.as_str());
+
+    // The tag is moved to a new commit.
+    let new = upstream_commit(&bare, "snp-latest", "NEWS", "moved\n", None);
+    git(
+        &bare,
+        &["tag", "-f", "-a", "-m", "re-release", "snp-tag", &new],
+    );
+
+    // A plain fetch: the lock holds, upstream is not asked.
+    let again = s.run_ok(&["fetch", "qemu"]);
+    assert_eq!(source(&again, "qemu")["sha"], old.as_str());
+    assert_eq!(head(&s.tree("qemu")), old);
+
+    // --locked asks, and refuses the move, in this work dir and a fresh one.
+    let refused = |r: &Run| {
+        assert_eq!(r.code, 5, "{}", r.stderr);
+        for want in [
+            "tag snp-tag moved upstream",
+            &old[..12],
+            &new[..12],
+            "snp-build update qemu",
+        ] {
+            assert!(r.stderr.contains(want), "wants {want:?}:\n{}", r.stderr);
+        }
+    };
+    refused(&s.run(&["fetch", "--locked", "qemu"]));
+    // A build asks before anything is pulled, fetched or built.
+    refused(&s.run(&["--locked", "qemu"]));
+    assert_eq!(head(&s.tree("qemu")), old, "a refusal moves nothing");
+    let lock = std::fs::read_to_string(s.path().join("stable-commits.lock")).unwrap();
+    std::fs::rename(s.work(), s.path().join("old-build")).unwrap();
+    refused(&s.run(&["fetch", "--locked", "qemu"]));
+    assert!(!s.tree("qemu").exists(), "nothing may be checked out");
+    std::fs::remove_dir_all(s.work()).unwrap();
+    std::fs::rename(s.path().join("old-build"), s.work()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("stable-commits.lock")).unwrap(),
+        lock
+    );
+
+    // update follows the tag, says so, and moves the local tags.
+    let r = s.run(&["update", "qemu", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "qemu: tag snp-tag moved upstream: {} -> {}",
+            &old[..12],
+            &new[..12]
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("qemu: {} -> {}", &old[..12], &new[..12])),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(source(&r.json(), "qemu")["sha"], new.as_str());
+    assert_eq!(head(&s.tree("qemu")), new);
+    assert_eq!(rev_parse(&s.tree("qemu"), "snp-tag^{commit}"), new);
+    assert_eq!(
+        rev_parse(
+            &s.work().join("git/qemu.git"),
+            "refs/snp/qemu/tags/snp-tag^{commit}"
+        ),
+        new
+    );
+    // And now --locked agrees.
+    s.run_ok(&["fetch", "--locked", "qemu"]);
+
+    // Moved back to a commit the store already has: nothing to fetch,
+    // and still followed.
+    git(&bare, &["tag", "-f", "-a", "-m", "back", "snp-tag", &old]);
+    let r = s.run(&["update", "qemu"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "tag snp-tag moved upstream: {} -> {}",
+            &new[..12],
+            &old[..12]
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(head(&s.tree("qemu")), old);
+    assert_eq!(rev_parse(&s.tree("qemu"), "snp-tag^{commit}"), old);
+}

@@ -11,7 +11,7 @@ use crate::exec::Interrupted;
 use crate::host::doctor::PreflightFailed;
 use crate::host::install::{Downgrade, StepFailed};
 use crate::host::verify::{ChecksumMismatch, DocumentMismatch, SignatureRefused};
-use crate::source::lock::LockMismatch;
+use crate::source::lock::{LockMismatch, TagMoved};
 use crate::source::tree::LocalChanges;
 use crate::workdir::WorkDirInUse;
 
@@ -53,7 +53,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         if cause.is::<WorkDirInUse>() {
             return WORK_DIR_IN_USE;
         }
-        if cause.is::<LockMismatch>() {
+        if cause.is::<LockMismatch>() || cause.is::<TagMoved>() {
             return LOCK_MISMATCH;
         }
         if cause.is::<LocalChanges>() {

@@ -163,7 +163,7 @@ fn build_locked(
     // --locked before anything is pulled, as before anything is fetched.
     if req.fetch.locked {
         let sources: Vec<_> = components.iter().filter_map(|c| c.source()).collect();
-        crate::source::check_locked(&sources, &lock, Mode::UseLock)?;
+        crate::source::check_locked(&sources, &lock, Mode::UseLock, &env.work)?;
     }
     let settling = super::settle::settle(env, &lock, components, share.as_ref(), &mut tools)?;
     let to_fetch: Vec<&dyn Component> = components
@@ -185,7 +185,13 @@ fn build_locked(
         check_host(env, &will_run)?;
         checked = will_run.iter().map(|c| c.spec().name).collect();
     }
-    let (lock, fetched) = sync(stack, &env.work, &to_fetch, Mode::UseLock, &req.fetch)?;
+    // --locked was checked above for every source (upstream's tags
+    // included): the fetch does not ask again.
+    let fetch = FetchRequest {
+        locked: false,
+        ..req.fetch.clone()
+    };
+    let (lock, fetched) = sync(stack, &env.work, &to_fetch, Mode::UseLock, &fetch)?;
     let mut fetched = fetched.into_iter();
     let mut synced = Vec::new();
     let mut work: Vec<Work<'_>> = Vec::new();

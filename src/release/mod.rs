@@ -4,10 +4,12 @@
 //! - It holds exactly what the stages of this build recorded (their stamps'
 //!   outputs): never packages left over from earlier runs, never the other
 //!   kernel's packages.
-//! - It is assembled in a temporary directory beside the final one and
-//!   renamed into place; an existing release of the same date is replaced
-//!   only once the new one is complete. An interrupted packaging leaves no
-//!   half release under the final name.
+//! - It and its tarball are written under temporary names beside the
+//!   final ones and put in place together (`place.rs`); an existing
+//!   release of the same date is replaced only once the new one and its
+//!   tarball are complete. A failed write removes its temporary names at
+//!   once and leaves the previous release whole; what a killed run left is
+//!   swept by the next run under the release lock.
 //! - `SHA256SUMS` covers every file (and checks with `sha256sum -c`);
 //!   `manifest.json` (schema in README) records versions, SHAs, patches,
 //!   kernel config verification and every artifact's size and SHA-256.
@@ -48,6 +50,7 @@ use measure::ReleaseMeasurements;
 
 mod facts;
 pub mod measure;
+mod place;
 pub mod provenance;
 pub mod sbom;
 
@@ -334,7 +337,8 @@ impl Release<'_> {
     /// Holds the output directory (a lock on the directory itself, so no
     /// file is left beside the release) until dropped: a second snp-build
     /// writing a release there, from any work dir, waits, so what each
-    /// prints is what is on disk.
+    /// prints is what is on disk. Once held, the temporary names of runs
+    /// that died are swept ([`place::sweep`]).
     pub fn lock(&self) -> anyhow::Result<std::fs::File> {
         std::fs::create_dir_all(&self.output)
             .with_context(|| format!("creating {}", self.output.display()))?;
@@ -354,6 +358,8 @@ impl Release<'_> {
                 return Err(e).with_context(|| format!("locking {}", self.output.display()));
             }
         }
+        // Now that no live run writes here: what dead ones left goes.
+        place::sweep(&self.output)?;
         Ok(dir)
     }
 
@@ -396,17 +402,16 @@ impl Release<'_> {
             .with_context(|| format!("creating {}", self.output.display()))?;
         let name = self.name();
         let final_dir = self.output.join(&name);
-        let tmp = self
-            .output
-            .join(format!(".{name}.tmp-{}", std::process::id()));
-        remove_if_exists(&tmp)?;
+        // Removed on any error below (place.rs).
+        let staged = place::temp_dir(&self.output, &name)?;
+        let tmp = staged.path();
         progress.step(format!("assembling {}", final_dir.display()));
         for e in &entries {
-            put(&tmp, e)?;
+            put(tmp, e)?;
         }
         let manifest =
             serde_json::to_vec_pretty(&self.manifest(&entries, epoch, measured.as_ref())?)?;
-        std::fs::write(tmp.join("manifest.json"), &manifest)?;
+        write_in(tmp, "manifest.json", &manifest)?;
         let manifest_sha256 = sha256_hex(&manifest);
         let mut artifacts: Vec<(String, String)> = entries
             .iter()
@@ -422,45 +427,31 @@ impl Release<'_> {
             (sbom::FILE, sbom::render(&facts)?),
             (provenance::FILE, provenance::render(&facts)?),
         ] {
-            std::fs::write(tmp.join(file), &bytes)?;
+            write_in(tmp, file, &bytes)?;
             sums.push((file.into(), sha256_hex(&bytes)));
         }
         sums.sort();
         let text: String = sums.iter().map(|(p, h)| format!("{h}  {p}\n")).collect();
-        std::fs::write(tmp.join("SHA256SUMS"), &text)?;
+        write_in(tmp, "SHA256SUMS", text.as_bytes())?;
         if let Some(signer) = self.signer {
             // The comment names the release and its manifest, so these
             // files cannot pass for another release (install and verify
             // check both against the names they are found under).
             let comment = signing::trusted_comment(&name, epoch, &manifest_sha256);
             let sig = signer.sign(text.as_bytes(), &comment)?;
-            std::fs::write(tmp.join(signing::SIGNATURE_FILE), sig)?;
+            write_in(tmp, signing::SIGNATURE_FILE, sig.as_bytes())?;
         }
 
-        // Replace an existing release only now that the new one is whole.
-        if final_dir.exists() {
-            let old = self
-                .output
-                .join(format!(".{name}.old-{}", std::process::id()));
-            std::fs::rename(&final_dir, &old)
-                .with_context(|| format!("moving the previous {} aside", final_dir.display()))?;
-            std::fs::rename(&tmp, &final_dir)?;
-            remove_if_exists(&old)?;
-        } else {
-            std::fs::rename(&tmp, &final_dir).with_context(|| {
-                format!("renaming {} to {}", tmp.display(), final_dir.display())
-            })?;
-        }
-
+        // The tarball from the assembled directory, then both put in place
+        // together: a failure anywhere leaves the previous release whole.
         progress.step("writing the tarball");
         let tarball = self
             .output
             .join(format!("{name}{}", crate::release_name::TARBALL_SUFFIX));
-        let tmp_tar = self
-            .output
-            .join(format!(".{name}.tar.gz.tmp-{}", std::process::id()));
-        write_tarball(&final_dir, &name, epoch, &tmp_tar, &progress)?;
-        std::fs::rename(&tmp_tar, &tarball)?;
+        let tmp_tar = place::temp_tarball(&self.output, &name)?;
+        write_tarball(tmp, &name, epoch, tmp_tar.as_file(), &progress)
+            .with_context(|| format!("writing {}", tarball.display()))?;
+        place::swap_in(staged, tmp_tar, &final_dir, &tarball)?;
         let summary = Summary {
             release: final_dir.clone(),
             tarball: tarball.clone(),
@@ -608,11 +599,10 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
-fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
-    if path.exists() {
-        std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
-    }
-    Ok(())
+/// Writes the file `rel` of the release being assembled under `root`.
+fn write_in(root: &Path, rel: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let path = root.join(rel);
+    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Writes one entry under `root` (a hard link when the file system allows,
@@ -622,7 +612,9 @@ fn put(root: &Path, e: &Entry) -> anyhow::Result<()> {
     let dest = root.join(&e.rel);
     std::fs::create_dir_all(dest.parent().unwrap_or(root))?;
     match &e.content {
-        Content::Bytes(b) => std::fs::write(&dest, b)?,
+        Content::Bytes(b) => {
+            std::fs::write(&dest, b).with_context(|| format!("writing {}", dest.display()))?
+        }
         Content::File(src) => {
             std::fs::copy(src, &dest)
                 .with_context(|| format!("copying {} into the release", src.display()))?;
@@ -638,10 +630,9 @@ fn write_tarball(
     dir: &Path,
     name: &str,
     epoch: u64,
-    out: &Path,
+    file: &std::fs::File,
     progress: &Progress,
 ) -> anyhow::Result<()> {
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let gz = flate2::GzBuilder::new()
         .mtime(0)
         .write(BufWriter::new(file), flate2::Compression::default());
@@ -693,6 +684,8 @@ fn write_tarball(
     let gz = tar.into_inner()?;
     let mut w = gz.finish()?;
     w.flush()?;
+    // A full disk may only say so here.
+    file.sync_all()?;
     Ok(())
 }
 

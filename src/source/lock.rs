@@ -185,3 +185,19 @@ pub struct LockMismatch {
     pub reason: String,
     pub lock: String,
 }
+
+/// `--locked`, and a pinned tag names another commit upstream than the
+/// lock has (exit 5, as [`LockMismatch`]): a tag is meant never to move,
+/// so the move is the user's to accept.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{source_name}: tag {tag} moved upstream: the lock has {locked}, {url} now has {upstream}\n  help: if the move is expected, run `snp-build update {source_name}` to accept it (it rewrites {lock}); otherwise keep building the locked commit without --locked and ask upstream why the tag moved"
+)]
+pub struct TagMoved {
+    pub source_name: String,
+    pub tag: String,
+    pub url: String,
+    pub locked: String,
+    pub upstream: String,
+    pub lock: String,
+}

@@ -45,7 +45,7 @@ use crate::fingerprint::SourceRecord;
 use crate::fsutil::utc_stamp;
 use crate::progress::{Progress, human_bytes};
 use crate::workdir::WorkDir;
-use lock::{Entry, Lock, LockMismatch};
+use lock::{Entry, Lock, LockMismatch, TagMoved};
 use patch::{PatchFile, Series};
 use remote::{RemoteRef, Transfer};
 use tree::LocalChanges;
@@ -383,7 +383,7 @@ pub fn sync(
         .collect::<anyhow::Result<Vec<_>>>()?;
     // --locked is checked for every source before anything is fetched.
     if opts.locked {
-        check_locked(sources, lock, opts.mode)?;
+        check_locked(sources, lock, opts.mode, work)?;
     }
     let mut done = Vec::new();
     for (source, series) in sources.iter().zip(&series) {
@@ -441,8 +441,14 @@ fn limit_pack_windows() {
 }
 
 /// `--locked`: every source must have its lock entry (and `update`
-/// may not move any), checked before anything is fetched or pulled.
-pub fn check_locked(sources: &[&Source], lock: &Lock, mode: Mode) -> anyhow::Result<()> {
+/// may not move any), checked before anything is fetched or pulled; then
+/// every tag pin is asked upstream ([`check_tags`]).
+pub fn check_locked(
+    sources: &[&Source],
+    lock: &Lock,
+    mode: Mode,
+    work: &WorkDir,
+) -> anyhow::Result<()> {
     for s in sources {
         if mode == Mode::Update || lock.get(s).is_none() {
             return Err(LockMismatch {
@@ -454,6 +460,39 @@ pub fn check_locked(sources: &[&Source], lock: &Lock, mode: Mode) -> anyhow::Res
                     ),
                     None => "the lock has no entry for it".into(),
                 },
+                lock: lock.path.display().to_string(),
+            }
+            .into());
+        }
+    }
+    check_tags(sources, lock, work)
+}
+
+/// A tag is meant never to move, so `--locked` asks upstream where each
+/// pinned tag is (one listing, no objects) and refuses one that moved
+/// away from the locked commit. Branches are expected to move and commits
+/// cannot, so they are not asked; a build without `--locked` asks nothing
+/// while the lock covers the pin (it stays fast and offline).
+fn check_tags(sources: &[&Source], lock: &Lock, work: &WorkDir) -> anyhow::Result<()> {
+    for source in sources {
+        let (Rev::Tag { name }, Some(entry)) = (&source.rev, lock.get(source)) else {
+            continue;
+        };
+        let progress = Progress::new(source.name);
+        let store = open_store(&work.store(source.store), &progress)?;
+        let fetcher = Fetcher {
+            store: &store,
+            source,
+            progress: &progress,
+        };
+        let upstream = fetcher.tag(&fetcher.list()?, name)?.commit.to_string();
+        if upstream != entry.sha {
+            return Err(TagMoved {
+                source_name: source.name.to_string(),
+                tag: name.clone(),
+                url: source.url.redacted(),
+                locked: short_sha(&entry.sha).to_string(),
+                upstream: short_sha(&upstream).to_string(),
                 lock: lock.path.display().to_string(),
             }
             .into());
@@ -768,6 +807,14 @@ fn resolve(
     }
 }
 
+/// A tag as upstream advertises it.
+struct AdvertisedTag {
+    /// What the tag ref points at: an annotated tag's object, or a commit.
+    target: Oid,
+    /// The commit it names.
+    commit: Oid,
+}
+
 struct Fetcher<'a> {
     store: &'a Repository,
     source: &'a Source,
@@ -830,6 +877,36 @@ impl Fetcher<'_> {
         })
     }
 
+    /// Where the store keeps a tag of this source.
+    fn tag_ref(&self, tag: &str) -> String {
+        format!("refs/snp/{}/tags/{tag}", self.id())
+    }
+
+    /// Forced: a tag that moved upstream moves here too.
+    fn tag_refspec(&self, tag: &str) -> String {
+        format!("+refs/tags/{tag}:{}", self.tag_ref(tag))
+    }
+
+    /// `tag` as upstream advertises it.
+    fn tag(&self, refs: &[RemoteRef], tag: &str) -> anyhow::Result<AdvertisedTag> {
+        let tag_ref = format!("refs/tags/{tag}");
+        let peeled_ref = format!("{tag_ref}^{{}}");
+        let target = refs.iter().find(|r| r.name == tag_ref).ok_or_else(|| {
+            anyhow!(
+                "tag `{tag}` does not exist at {}\n  help: check `tag` in [{}]",
+                self.url(),
+                self.table()
+            )
+        })?;
+        // An annotated tag is advertised twice: its object, then (`^{}`)
+        // the commit it names; a lightweight one names the commit itself.
+        let commit = refs.iter().find(|r| r.name == peeled_ref).unwrap_or(target);
+        Ok(AdvertisedTag {
+            target: target.oid,
+            commit: commit.oid,
+        })
+    }
+
     fn resolve_fresh(&self) -> anyhow::Result<(Oid, Transfer)> {
         let refs = self.list()?;
         match &self.source.rev {
@@ -843,34 +920,28 @@ impl Fetcher<'_> {
                 Ok((tip, t))
             }
             Rev::Tag { name } => {
-                let tag_ref = format!("refs/tags/{name}");
-                let peeled_ref = format!("{tag_ref}^{{}}");
-                let advertised = refs
-                    .iter()
-                    .find(|r| r.name == peeled_ref)
-                    .or_else(|| refs.iter().find(|r| r.name == tag_ref))
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "tag `{name}` does not exist at {}\n  help: check `tag` in [{}]",
-                            self.url(),
-                            self.table()
-                        )
-                    })?;
+                let tag = self.tag(&refs, name)?;
+                let local = self.store.find_reference(&self.tag_ref(name)).ok();
+                let had = local.as_ref().and_then(|r| r.target());
+                let had_commit = local.and_then(|r| r.peel_to_commit().ok()).map(|c| c.id());
                 let mut t = Transfer::default();
-                if !has_commit(self.store, advertised.oid) {
-                    t = self.fetch(
-                        &[format!("+{tag_ref}:refs/snp/{}/tags/{name}", self.id())],
-                        SHALLOW,
-                    )?;
+                if had != Some(tag.target) || !has_commit(self.store, tag.commit) {
+                    t = self.fetch(&[self.tag_refspec(name)], SHALLOW)?;
                 }
-                let oid = self
-                    .store
-                    .find_reference(&format!("refs/snp/{}/tags/{name}", self.id()))
-                    .and_then(|r| r.peel_to_commit())
-                    .map(|c| c.id())
-                    .unwrap_or(advertised.oid);
-                self.require(oid)?;
-                Ok((oid, t))
+                self.require(tag.commit)?;
+                // Upstream's word is the answer, not the store's old ref: a
+                // tag force-moved to a commit the store already had fetches
+                // nothing, and its ref must follow all the same.
+                self.store
+                    .reference(&self.tag_ref(name), tag.target, true, "upstream's tag")?;
+                if let Some(old) = had_commit.filter(|old| *old != tag.commit) {
+                    self.progress.warn(format!(
+                        "tag {name} moved upstream: {} -> {}",
+                        short(old),
+                        short(tag.commit)
+                    ));
+                }
+                Ok((tag.commit, t))
             }
             Rev::Commit {
                 sha,
@@ -946,13 +1017,7 @@ impl Fetcher<'_> {
                 t += self.fetch(&[self.branch_refspec(name)], self.full())?;
             }
             Rev::Tag { name } => {
-                t += self.fetch(
-                    &[format!(
-                        "+refs/tags/{name}:refs/snp/{}/tags/{name}",
-                        self.id()
-                    )],
-                    SHALLOW,
-                )?;
+                t += self.fetch(&[self.tag_refspec(name)], SHALLOW)?;
             }
             Rev::Commit { branch: None, .. } => t += self.fetch_commit_anywhere(&sha)?,
         }
