@@ -551,6 +551,8 @@ fn sbom_and_provenance_match_sha256sums() {
                 .unwrap()
                 .ends_with("ovmf-brotli.git")
         );
+        // brotli's LICENSE is the MIT text, with no SPDX line.
+        assert_eq!(sm["licenses"][0]["expression"], "MIT", "{path}");
     }
     // Every patch with its hash.
     let qemu = by_ref("source:qemu").unwrap();
@@ -604,6 +606,54 @@ fn sbom_and_provenance_match_sha256sums() {
         !serde_json::to_string(&prov).unwrap().contains("On\""),
         "no start or finish time"
     );
+    // Every URI is one: it parses, and as written (the url crate would
+    // percent-encode a space, so a parse alone proves little). The
+    // sources' are `git+<url>@<commit>`; the pin is an annotation.
+    let deps = prov["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let mut uris: Vec<String> = deps
+        .iter()
+        .filter_map(|d| d["uri"].as_str().map(String::from))
+        .collect();
+    let qemu_dep = deps.iter().find(|d| d["name"] == "qemu").unwrap();
+    assert_eq!(
+        qemu_dep["uri"],
+        format!(
+            "git+{}@{}",
+            manifest["sources"]["qemu"]["url"].as_str().unwrap(),
+            manifest["sources"]["qemu"]["sha"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        qemu_dep["annotations"]["pin"],
+        manifest["sources"]["qemu"]["pin"]
+    );
+    fn sbom_urls(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("url", Value::String(u)) => out.push(u.clone()),
+                        _ => sbom_urls(v, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| sbom_urls(v, out)),
+            _ => {}
+        }
+    }
+    let mut from_sbom = Vec::new();
+    sbom_urls(&sbom["components"], &mut from_sbom);
+    // Patch diffs are named by file, a relative reference.
+    from_sbom.retain(|u| !u.ends_with(".patch"));
+    assert!(from_sbom.len() >= 4, "{from_sbom:?}");
+    uris.extend(from_sbom);
+    assert!(uris.len() >= 8, "{uris:?}");
+    for u in &uris {
+        let parsed = url::Url::parse(u).unwrap_or_else(|e| panic!("{u}: {e}"));
+        assert_eq!(parsed.as_str(), u, "not a URI as written");
+    }
 
     // An SBOM that disagrees is refused by verify, even with SHA256SUMS
     // made to match it.
