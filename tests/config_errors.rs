@@ -397,3 +397,19 @@ fn every_error_of_a_file_is_named_in_one_run() {
     }
     assert_eq!(stderr.matches("help:").count(), 3, "{stderr}");
 }
+
+#[test]
+fn a_tables_pin_and_knobs_are_both_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = config_in(
+        dir.path(),
+        "[ovmf]\nurl = \"edk2.git\"\nbranch = \"b\"\ntoolchain = \"GCC 5\"\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pins.toml:2:7: `ovmf.url`")
+            && stderr.contains("pins.toml:4:13: `ovmf.toolchain`"),
+        "{stderr}"
+    );
+}

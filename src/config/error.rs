@@ -129,6 +129,21 @@ impl Errors {
     }
 }
 
+/// Both values, or the errors of either or both: for two checks of one
+/// table that do not depend on each other (its pin and its knobs).
+pub fn both<A, B>(
+    a: Result<A, ConfigError>,
+    b: Result<B, ConfigError>,
+) -> Result<(A, B), ConfigError> {
+    let mut errors = Errors::default();
+    let (a, b) = (errors.take(a), errors.take(b));
+    errors.finish()?;
+    match (a, b) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => unreachable!("no error was kept, so both are values"),
+    }
+}
+
 impl ConfigErrorDetails {
     fn same_as(&self, other: &ConfigErrorDetails) -> bool {
         (&self.file, self.line, self.column, &self.key, &self.message)
