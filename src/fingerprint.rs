@@ -134,6 +134,10 @@ pub struct SourceRecord {
     pub submodule_urls: BTreeMap<String, String>,
     /// The SPDX licence the tree declares, if it does.
     pub license: Option<String>,
+    /// Submodule path -> the SPDX licence its tree declares, for those
+    /// that declare one. (Absent from stamps written before it was kept.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub submodule_licenses: BTreeMap<String, String>,
 }
 
 /// The running time a stage's stamp recorded, if any (whatever its

@@ -97,7 +97,7 @@ fn global_flags_go_before_or_after_the_subcommand() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("p.toml"),
-        "[qemu]\nurl = \"u\"\nbranch = \"b\"\n",
+        "[qemu]\nurl = \"file:///u\"\nbranch = \"b\"\n",
     )
     .unwrap();
     for args in [

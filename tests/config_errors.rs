@@ -17,21 +17,21 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         name: "unknown top-level table",
-        text: "[qemuu]\nurl = \"u\"\n",
+        text: "[qemuu]\nurl = \"file:///u\"\n",
         at: "1:2",
         key: "qemuu",
         says: "unknown field",
     },
     Case {
         name: "unknown key in a source",
-        text: "[qemu]\nurl = \"u\"\nbranch = \"b\"\nbrnach = \"c\"\n",
+        text: "[qemu]\nurl = \"file:///u\"\nbranch = \"b\"\nbrnach = \"c\"\n",
         at: "4:1",
         key: "qemu.brnach",
         says: "unknown field",
     },
     Case {
         name: "unknown key in a kernel table",
-        text: "[kernel.host]\nurl = \"u\"\nbranch = \"b\"\nconfigure-args = []\n",
+        text: "[kernel.host]\nurl = \"file:///u\"\nbranch = \"b\"\nconfigure-args = []\n",
         at: "4:1",
         key: "kernel.host.configure-args",
         says: "unknown field",
@@ -45,14 +45,14 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "branch and tag",
-        text: "[qemu]\nurl = \"u\"\nbranch = \"a\"\ntag = \"v1\"\n",
+        text: "[qemu]\nurl = \"file:///u\"\nbranch = \"a\"\ntag = \"v1\"\n",
         at: "4:7",
         key: "qemu.tag",
         says: "`tag` and `branch` are both set",
     },
     Case {
         name: "tag and commit",
-        text: "[qemu]\nurl = \"u\"\ncommit = \"abcdef1\"\ntag = \"v1\"\n",
+        text: "[qemu]\nurl = \"file:///u\"\ncommit = \"abcdef1\"\ntag = \"v1\"\n",
         at: "4:7",
         key: "qemu.tag",
         says: "`tag` and `commit` are both set",
@@ -66,21 +66,21 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "commit not hex",
-        text: "[ovmf]\nurl = \"u\"\ncommit = \"snp-latest\"\n",
+        text: "[ovmf]\nurl = \"file:///u\"\ncommit = \"snp-latest\"\n",
         at: "3:10",
         key: "ovmf.commit",
         says: "7 to 40 hex digits",
     },
     Case {
         name: "commit too short",
-        text: "[ovmf]\nurl = \"u\"\ncommit = \"abc12\"\n",
+        text: "[ovmf]\nurl = \"file:///u\"\ncommit = \"abc12\"\n",
         at: "3:10",
         key: "ovmf.commit",
         says: "7 to 40 hex digits",
     },
     Case {
         name: "commit too long",
-        text: "[ovmf]\nurl = \"u\"\ncommit = \"0123456789012345678901234567890123456789a\"\n",
+        text: "[ovmf]\nurl = \"file:///u\"\ncommit = \"0123456789012345678901234567890123456789a\"\n",
         at: "3:10",
         key: "ovmf.commit",
         says: "7 to 40 hex digits",
@@ -94,28 +94,28 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "empty branch",
-        text: "[qemu]\nurl = \"u\"\nbranch = \"\"\n",
+        text: "[qemu]\nurl = \"file:///u\"\nbranch = \"\"\n",
         at: "3:10",
         key: "qemu.branch",
         says: "it is empty",
     },
     Case {
         name: "shell characters in a branch",
-        text: "[qemu]\nurl = \"u\"\nbranch = \"x;rm -rf /\"\n",
+        text: "[qemu]\nurl = \"file:///u\"\nbranch = \"x;rm -rf /\"\n",
         at: "3:10",
         key: "qemu.branch",
         says: "not a valid git ref name",
     },
     Case {
         name: "malformed TOML",
-        text: "[qemu]\nurl = \"u\"\nbranch = \"snp-latest\n",
+        text: "[qemu]\nurl = \"file:///u\"\nbranch = \"snp-latest\n",
         at: "3:21",
         key: "",
         says: "invalid TOML",
     },
     Case {
         name: "wrong type",
-        text: "[ovmf]\nurl = \"u\"\nbranch = \"b\"\njobs = \"two\"\n",
+        text: "[ovmf]\nurl = \"file:///u\"\nbranch = \"b\"\njobs = \"two\"\n",
         at: "4:8",
         key: "ovmf.jobs",
         says: "invalid type",
@@ -154,6 +154,27 @@ const CASES: &[Case] = &[
         at: "2:13",
         key: "kernel.set-val",
         says: "not an int or hex value",
+    },
+    Case {
+        name: "relative url with ..",
+        text: "[qemu]\nurl = \"../qemu.git\"\nbranch = \"b\"\n",
+        at: "2:7",
+        key: "qemu.url",
+        says: "is a relative path",
+    },
+    Case {
+        name: "bare relative url",
+        text: "[ovmf]\nurl = \"edk2.git\"\nbranch = \"b\"\n",
+        at: "2:7",
+        key: "ovmf.url",
+        says: "is a relative path",
+    },
+    Case {
+        name: "patches outside the pin file's tree",
+        text: "[qemu]\nurl = \"file:///u\"\nbranch = \"b\"\npatches = \"../../../../etc\"\n",
+        at: "4:11",
+        key: "qemu.patches",
+        says: "outside the pin file's directory",
     },
 ];
 
@@ -275,4 +296,120 @@ fn an_unknown_placeholder_in_set_str_is_a_config_error() {
         says: "{flavour}",
     };
     run_case(&case, &["config"]);
+}
+
+/// Runs `config` on `text` written as `dir/pins.toml`.
+fn config_in(dir: &std::path::Path, text: &str) -> std::process::Output {
+    std::fs::write(dir.join("pins.toml"), text).unwrap();
+    Command::cargo_bin("snp-build")
+        .unwrap()
+        .current_dir(dir)
+        .args(["config", "--config", "pins.toml"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn urls_that_are_not_relative_paths_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "/srv/git/qemu.git",
+        "file:///srv/git/qemu.git",
+        "https://gitlab.com/qemu-project/qemu.git",
+        "ssh://git@example.com/qemu.git",
+        "git://127.0.0.1:9418/qemu.git",
+        "git@github.com:AMDESE/qemu.git",
+    ] {
+        let out = config_in(
+            dir.path(),
+            &format!("[qemu]\nurl = {url:?}\nbranch = \"b\"\n"),
+        );
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_patch_dir_is_judged_where_its_symlinks_lead() {
+    let outside = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("series/qemu")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("series"), dir.path().join("in")).unwrap();
+    let pin = |patches: &str| {
+        format!("[qemu]\nurl = \"file:///u\"\nbranch = \"b\"\npatches = {patches:?}\n")
+    };
+
+    // A link in the tree that leads out: refused, naming the key.
+    let out = config_in(dir.path(), &pin("out"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pins.toml:4:11") && stderr.contains("`qemu.patches`"),
+        "{stderr}"
+    );
+    // An absolute path outside: refused too.
+    let out = config_in(dir.path(), &pin(&outside.path().display().to_string()));
+    assert_eq!(out.status.code(), Some(2));
+    // Links that stay in the tree, a `..` that comes back, an absolute path
+    // inside, and a directory not made yet: fine.
+    let inside = dir.path().join("series/qemu").display().to_string();
+    for ok in [
+        "in/qemu",
+        "series/../series/qemu",
+        "not-yet",
+        inside.as_str(),
+    ] {
+        let out = config_in(dir.path(), &pin(ok));
+        assert!(
+            out.status.success(),
+            "{ok}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn every_error_of_a_file_is_named_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[qemu]\nurl = \"../qemu.git\"\nbranch = \"b\"\n\n\
+                [ovmf]\nurl = \"file:///u\"\nbranch = \"b\"\nbrnach = \"c\"\n\n\
+                [kernel.host]\nurl = \"file:///u\"\nbranch = \"b\"\npatches = \"../../../../etc\"\n";
+    let out = config_in(dir.path(), text);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pins.toml: 3 errors"), "{stderr}");
+    let mut last = 0;
+    for (at, key) in [
+        ("pins.toml:2:7:", "`qemu.url`"),
+        ("pins.toml:8:1:", "`ovmf.brnach`"),
+        ("pins.toml:13:11:", "`kernel.host.patches`"),
+    ] {
+        let found = stderr.find(&format!("{at} {key}"));
+        assert!(
+            found.is_some_and(|i| i > last),
+            "{at} {key} in order in\n{stderr}"
+        );
+        last = found.unwrap();
+    }
+    assert_eq!(stderr.matches("help:").count(), 3, "{stderr}");
+}
+
+#[test]
+fn a_tables_pin_and_knobs_are_both_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = config_in(
+        dir.path(),
+        "[ovmf]\nurl = \"edk2.git\"\nbranch = \"b\"\ntoolchain = \"GCC 5\"\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pins.toml:2:7: `ovmf.url`")
+            && stderr.contains("pins.toml:4:13: `ovmf.toolchain`"),
+        "{stderr}"
+    );
 }

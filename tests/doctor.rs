@@ -389,7 +389,7 @@ fn an_unknown_tool_is_a_config_error_with_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("p.toml"),
-        "[ovmf]\nurl = \"u\"\nbranch = \"b\"\ntools = [\"gcc\", \"nasmm >= 2.15\"]\n",
+        "[ovmf]\nurl = \"file:///u\"\nbranch = \"b\"\ntools = [\"gcc\", \"nasmm >= 2.15\"]\n",
     )
     .unwrap();
     let r = snp(dir.path(), None, &["doctor", "--config", "p.toml"]);

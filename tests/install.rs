@@ -398,8 +398,12 @@ fn a_tarball_with_an_entry_outside_the_release_is_refused() {
     }
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).unwrap();
+    // A verification failure (exit 8), from install and from verify.
     let r = snp(tmp.path(), &["install", "--root", s(&root), s(&evil)]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 8, "{}", r.stderr);
+    assert!(r.stderr.contains("`..`"), "{}", r.stderr);
+    let r = snp(tmp.path(), &["verify", s(&evil)]);
+    assert_eq!(r.code, 8, "{}", r.stderr);
     assert!(r.stderr.contains("`..`"), "{}", r.stderr);
     assert!(std::fs::read_dir(&root).unwrap().next().is_none());
 }

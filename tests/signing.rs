@@ -551,6 +551,8 @@ fn sbom_and_provenance_match_sha256sums() {
                 .unwrap()
                 .ends_with("ovmf-brotli.git")
         );
+        // brotli's LICENSE is the MIT text, with no SPDX line.
+        assert_eq!(sm["licenses"][0]["expression"], "MIT", "{path}");
     }
     // Every patch with its hash.
     let qemu = by_ref("source:qemu").unwrap();
@@ -604,6 +606,54 @@ fn sbom_and_provenance_match_sha256sums() {
         !serde_json::to_string(&prov).unwrap().contains("On\""),
         "no start or finish time"
     );
+    // Every URI is one: it parses, and as written (the url crate would
+    // percent-encode a space, so a parse alone proves little). The
+    // sources' are `git+<url>@<commit>`; the pin is an annotation.
+    let deps = prov["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let mut uris: Vec<String> = deps
+        .iter()
+        .filter_map(|d| d["uri"].as_str().map(String::from))
+        .collect();
+    let qemu_dep = deps.iter().find(|d| d["name"] == "qemu").unwrap();
+    assert_eq!(
+        qemu_dep["uri"],
+        format!(
+            "git+{}@{}",
+            manifest["sources"]["qemu"]["url"].as_str().unwrap(),
+            manifest["sources"]["qemu"]["sha"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        qemu_dep["annotations"]["pin"],
+        manifest["sources"]["qemu"]["pin"]
+    );
+    fn sbom_urls(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("url", Value::String(u)) => out.push(u.clone()),
+                        _ => sbom_urls(v, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| sbom_urls(v, out)),
+            _ => {}
+        }
+    }
+    let mut from_sbom = Vec::new();
+    sbom_urls(&sbom["components"], &mut from_sbom);
+    // Patch diffs are named by file, a relative reference.
+    from_sbom.retain(|u| !u.ends_with(".patch"));
+    assert!(from_sbom.len() >= 4, "{from_sbom:?}");
+    uris.extend(from_sbom);
+    assert!(uris.len() >= 8, "{uris:?}");
+    for u in &uris {
+        let parsed = url::Url::parse(u).unwrap_or_else(|e| panic!("{u}: {e}"));
+        assert_eq!(parsed.as_str(), u, "not a URI as written");
+    }
 
     // An SBOM that disagrees is refused by verify, even with SHA256SUMS
     // made to match it.
@@ -872,6 +922,24 @@ fn tarball_tricks_are_refused() {
         b.append_data(&mut h, format!("{RELEASE}/{rel}"), bytes)
             .unwrap();
     };
+    // An entry as a hostile tool writes it: the tar crate's own setters
+    // refuse `..` and absolute names, so the header's bytes are set here.
+    let raw = |b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: &str| {
+        let mut h = tar::Header::new_gnu();
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mode(0o644);
+        let bytes: &[u8] = if kind.is_file() { b"evil\n" } else { b"" };
+        h.set_size(bytes.len() as u64);
+        h.set_cksum();
+        b.append(&h, bytes).unwrap();
+    };
+    // Every trick is a verification failure: exit 8 from `verify` and
+    // from `install` (which unpacks first), nothing written.
     let check = |path: &Path, says: &str| {
         let r = snp_build(&[
             os("verify"),
@@ -879,12 +947,16 @@ fn tarball_tricks_are_refused() {
             os("--trusted-key"),
             k.public().as_os_str(),
         ]);
-        assert_ne!(r.code, 0, "verify passed {}", path.display());
+        assert_eq!(r.code, 8, "verify {}: {}", path.display(), r.stderr);
         assert!(r.stderr.contains(says), "verify: {}", r.stderr);
         let root = k.path("trick-root");
         let r = k.install(path, &root);
-        assert_ne!(r.code, 0, "install took {}", path.display());
-        assert!(r.stderr.contains(says), "install: {}", r.stderr);
+        assert_eq!(r.code, 8, "install {}: {}", path.display(), r.stderr);
+        assert!(
+            r.stderr.contains(says) && r.stderr.contains("nothing was changed"),
+            "install: {}",
+            r.stderr
+        );
         assert!(!root.exists());
     };
 
@@ -922,8 +994,33 @@ fn tarball_tricks_are_refused() {
     check(&setuid, "has mode 4755");
     let twice = tarball("twice.tar.gz", &|b| file(b, "kvm.conf", 0o644, b"evil\n"));
     let r = snp_build(&[os("verify"), twice.as_os_str()]);
-    assert_ne!(r.code, 0);
+    assert_eq!(r.code, 8, "{}", r.stderr);
     assert!(r.stderr.contains("kvm.conf appears twice"), "{}", r.stderr);
+
+    // A path climbing out, an absolute path, a symlink pointing out.
+    let up = tarball("up.tar.gz", &|b| {
+        raw(
+            b,
+            &format!("{RELEASE}/../../snp-evil"),
+            tar::EntryType::Regular,
+            "",
+        )
+    });
+    check(&up, "holds `..`");
+    let absolute = tarball("absolute.tar.gz", &|b| {
+        raw(b, "/tmp/snp-evil", tar::EntryType::Regular, "")
+    });
+    check(&absolute, "is an absolute path");
+    let link = tarball("link.tar.gz", &|b| {
+        raw(
+            b,
+            &format!("{RELEASE}/evil"),
+            tar::EntryType::Symlink,
+            "../../../etc/passwd",
+        )
+    });
+    check(&link, "a release holds only files and directories");
+    assert!(!Path::new("/tmp/snp-evil").exists());
 }
 
 /// A signature vouches for the release its trusted comment names (issue

@@ -10,7 +10,7 @@ use crate::error::{NotImplemented, UsageError};
 use crate::exec::Interrupted;
 use crate::host::doctor::PreflightFailed;
 use crate::host::install::{Downgrade, StepFailed};
-use crate::host::verify::{ChecksumMismatch, DocumentMismatch, SignatureRefused};
+use crate::host::verify::{ChecksumMismatch, DocumentMismatch, SignatureRefused, TarballRefused};
 use crate::source::lock::{LockMismatch, TagMoved};
 use crate::source::tree::LocalChanges;
 use crate::workdir::WorkDirInUse;
@@ -24,7 +24,8 @@ pub const LOCK_MISMATCH: i32 = 5;
 pub const WORK_DIR_IN_USE: i32 = 6;
 pub const LOCAL_CHANGES: i32 = 7;
 /// `install`, `install.sh` and `verify`: the release's checksums,
-/// signature, SBOM or provenance do not hold; nothing was changed.
+/// signature, SBOM or provenance do not hold, or its tarball holds what
+/// no release does (`..`, an absolute path, a link); nothing was changed.
 pub const NOT_VERIFIED: i32 = 8;
 /// `install` and `install.sh`: a step failed after the system was
 /// changed; the install record says what was done.
@@ -65,6 +66,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         if cause.is::<ChecksumMismatch>()
             || cause.is::<SignatureRefused>()
             || cause.is::<DocumentMismatch>()
+            || cause.is::<TarballRefused>()
         {
             return NOT_VERIFIED;
         }

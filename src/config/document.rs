@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue, ValueDeserializer};
 
-use super::error::{ConfigError, Locator};
+use super::error::{ConfigError, Errors, Locator};
 use super::file::{EMBEDDED, Origin, PinFile};
 use super::pin::{self, PIN_KEYS, PinFields, Source, SourceSpec};
 use super::url::PinUrl;
@@ -384,11 +384,12 @@ impl<'a> Document<'a> {
                 known.push(top);
             }
         }
+        let mut errors = Errors::default();
         for key in user.keys() {
             let name = key.get_ref();
             if !known.contains(&name.as_ref()) {
                 let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-                return Err(self.error(
+                errors.take::<()>(Err(self.error(
                     Some(key.span()),
                     name,
                     format!(
@@ -396,10 +397,10 @@ impl<'a> Document<'a> {
                         expected.join(", ")
                     ),
                     "remove the key or fix its spelling; `snp-build config` prints every valid key",
-                ));
+                )));
             }
         }
-        Ok(())
+        errors.finish()
     }
 
     /// The file with the default's knobs filled in (see the module doc),

@@ -4,21 +4,32 @@
 use std::fmt;
 use std::ops::Range;
 
-/// A pin file that cannot be used, located to the character. (Boxed: it
-/// travels in every `Result` of this module.)
+/// A pin file that cannot be used, located to the character: one error,
+/// or several found in one run (so a file with three mistakes takes one
+/// edit, not three runs). Derefs to the first. (Boxed: it travels in every
+/// `Result` of this module.)
 #[derive(Debug)]
-pub struct ConfigError(Box<ConfigErrorDetails>);
+pub struct ConfigError(Box<Found>);
+
+#[derive(Debug)]
+pub struct Found {
+    first: ConfigErrorDetails,
+    more: Vec<ConfigErrorDetails>,
+}
 
 impl std::ops::Deref for ConfigError {
     type Target = ConfigErrorDetails;
     fn deref(&self) -> &ConfigErrorDetails {
-        &self.0
+        &self.0.first
     }
 }
 
 impl From<ConfigErrorDetails> for ConfigError {
     fn from(details: ConfigErrorDetails) -> Self {
-        ConfigError(Box::new(details))
+        ConfigError(Box::new(Found {
+            first: details,
+            more: Vec::new(),
+        }))
     }
 }
 
@@ -36,6 +47,24 @@ pub struct ConfigErrorDetails {
 }
 
 impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.more.is_empty() {
+            return self.0.first.fmt(f);
+        }
+        write!(
+            f,
+            "{}: {} errors (fix them all, then `snp-build config` checks again)",
+            self.file,
+            self.0.more.len() + 1
+        )?;
+        for e in self.errors() {
+            write!(f, "\n{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ConfigErrorDetails {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
         if !self.key.is_empty() {
@@ -60,6 +89,73 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Gathers the errors of checks that do not depend on each other, so one
+/// run names every one of them.
+#[derive(Default)]
+pub struct Errors(Vec<ConfigErrorDetails>);
+
+impl Errors {
+    /// `result`'s value, or `None` with its error(s) kept.
+    pub fn take<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let found = *e.0;
+                for d in std::iter::once(found.first).chain(found.more) {
+                    // A table read by two components (`[kernel]`) fails
+                    // twice the same way: said once.
+                    if !self.0.iter().any(|o| o.same_as(&d)) {
+                        self.0.push(d);
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// `Ok` when nothing was found; else every error, in file order.
+    pub fn finish(mut self) -> Result<(), ConfigError> {
+        // Stable: errors on one spot keep the order they were found in.
+        self.0.sort_by_key(|d| (d.line, d.column));
+        let mut all = self.0.into_iter();
+        match all.next() {
+            None => Ok(()),
+            Some(first) => Err(ConfigError(Box::new(Found {
+                first,
+                more: all.collect(),
+            }))),
+        }
+    }
+}
+
+/// Both values, or the errors of either or both: for two checks of one
+/// table that do not depend on each other (its pin and its knobs).
+pub fn both<A, B>(
+    a: Result<A, ConfigError>,
+    b: Result<B, ConfigError>,
+) -> Result<(A, B), ConfigError> {
+    let mut errors = Errors::default();
+    let (a, b) = (errors.take(a), errors.take(b));
+    errors.finish()?;
+    match (a, b) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => unreachable!("no error was kept, so both are values"),
+    }
+}
+
+impl ConfigErrorDetails {
+    fn same_as(&self, other: &ConfigErrorDetails) -> bool {
+        (&self.file, self.line, self.column, &self.key, &self.message)
+            == (
+                &other.file,
+                other.line,
+                other.column,
+                &other.key,
+                &other.message,
+            )
+    }
+}
 
 /// Builds located errors for one file's text.
 pub struct Locator<'a> {
@@ -98,9 +194,14 @@ impl Locator<'_> {
 }
 
 impl ConfigError {
-    /// The error's parts, to reword it.
+    /// The (first) error's parts, to reword it.
     pub fn into_details(self) -> ConfigErrorDetails {
-        *self.0
+        self.0.first
+    }
+
+    /// Every error found, in file order.
+    pub fn errors(&self) -> impl Iterator<Item = &ConfigErrorDetails> {
+        std::iter::once(&self.0.first).chain(&self.0.more)
     }
 
     /// An error about the file as a whole (it cannot be read, it lacks a

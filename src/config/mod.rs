@@ -26,7 +26,7 @@ pub mod pin;
 pub mod url;
 
 pub use document::{BuildKnobs, Document, Layout};
-pub use error::ConfigError;
+pub use error::{ConfigError, Errors, both};
 pub use file::{DEFAULT_FILE, EMBEDDED, Origin, PinFile};
 pub use pin::{Rev, Source, SourceSpec};
 pub use url::PinUrl;

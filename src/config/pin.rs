@@ -3,18 +3,19 @@
 //! Every source table has the same pin keys (`url`, one of `branch`, `tag`
 //! or `commit`, optionally `submodules` and `patches`); whatever else a
 //! table holds are its component's knobs. Validation here refuses a pin
-//! that could not be fetched safely: an empty URL or one with whitespace,
-//! a ref name git would refuse (which also keeps shell metacharacters out
-//! of every command line), a commit that is not 7 to 40 hex digits, and
-//! pins that say two things at once.
+//! that could not be fetched safely: an empty URL, one with whitespace or
+//! a relative path (relative to what?), a patch directory outside the pin
+//! file's directory tree, a ref name git would refuse (which also keeps
+//! shell metacharacters out of every command line), a commit that is not
+//! 7 to 40 hex digits, and pins that say two things at once.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::error::{ConfigError, Locator};
+use super::error::{ConfigError, Errors, Locator};
 use super::url::PinUrl;
 
 /// The keys of a source table that make its pin, in the order they are
@@ -97,7 +98,8 @@ pub struct Source {
 }
 
 /// Validates the pin of `spec` (its table's pin keys), relative paths
-/// taken from `base_dir`.
+/// taken from `base_dir`. Every key is checked, so one run names each
+/// mistake of the table.
 pub fn validate(
     spec: SourceSpec,
     pin: &PinFields,
@@ -109,94 +111,87 @@ pub fn validate(
     let err = |span, key: &str, message: String, help: &str| {
         loc.error(Some(span), key, message, Some(help.to_string()))
     };
+    let mut errors = Errors::default();
 
     let url = pin.url.get_ref();
-    if url.trim().is_empty() {
-        return Err(err(
-            pin.url.span(),
-            &key("url"),
-            "the URL is empty".into(),
+    let shown = PinUrl::new(url.clone()).redacted();
+    let url_problem = if url.trim().is_empty() {
+        Some((
+            "the URL is empty".to_string(),
             "give the git URL of the tree, e.g. \"https://github.com/AMDESE/linux.git\"",
-        ));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(err(
-            pin.url.span(),
-            &key("url"),
-            format!(
-                "the URL {:?} contains whitespace",
-                PinUrl::new(url.clone()).redacted()
-            ),
+        ))
+    } else if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some((
+            format!("the URL {shown:?} contains whitespace"),
             "give the git URL of the tree without spaces",
-        ));
+        ))
+    } else if PinUrl::new(url.clone()).is_relative_path() {
+        Some((
+            format!("the URL {shown:?} is a relative path"),
+            "give an absolute path (\"/srv/git/qemu.git\") or a URL (file://, https://, ssh://, git://, or git@host:path); a relative one would be read from wherever snp-build runs",
+        ))
+    } else {
+        None
+    };
+    if let Some((message, help)) = url_problem {
+        errors.take::<()>(Err(err(pin.url.span(), &key("url"), message, help)));
     }
 
     for (name, value) in [("branch", &pin.branch), ("tag", &pin.tag)] {
         if let Some(v) = value {
-            ref_name(v, &key(name), loc)?;
+            errors.take(ref_name(v, &key(name), loc));
         }
     }
     if let Some(c) = &pin.commit {
         let sha = c.get_ref();
         if !(7..=40).contains(&sha.len()) || !sha.chars().all(|ch| ch.is_ascii_hexdigit()) {
-            return Err(err(
+            errors.take::<()>(Err(err(
                 c.span(),
                 &key("commit"),
                 format!("`{sha}` is not a commit id"),
                 "a commit is 7 to 40 hex digits, e.g. \"3f2a9c1\"; use `branch` or `tag` for names",
-            ));
+            )));
         }
     }
 
     let owned = |s: &Spanned<String>| s.get_ref().clone();
     let rev = match (&pin.branch, &pin.tag, &pin.commit) {
-        (Some(b), None, None) => Rev::Branch { name: owned(b) },
-        (None, Some(t), None) => Rev::Tag { name: owned(t) },
-        (b, None, Some(c)) => Rev::Commit {
+        (Some(b), None, None) => Some(Rev::Branch { name: owned(b) }),
+        (None, Some(t), None) => Some(Rev::Tag { name: owned(t) }),
+        (b, None, Some(c)) => Some(Rev::Commit {
             sha: c.get_ref().to_ascii_lowercase(),
             branch: b.as_ref().map(owned),
-        },
-        (None, None, None) => {
-            return Err(err(
-                pin.url.span(),
-                table,
-                format!(
-                    "[{table}] pins nothing: it has a `url` but no `branch`, `tag` or `commit`"
-                ),
-                "add one of `branch = \"...\"`, `tag = \"...\"` or `commit = \"...\"`",
-            ));
-        }
+        }),
+        (None, None, None) => errors.take(Err(err(
+            pin.url.span(),
+            table,
+            format!("[{table}] pins nothing: it has a `url` but no `branch`, `tag` or `commit`"),
+            "add one of `branch = \"...\"`, `tag = \"...\"` or `commit = \"...\"`",
+        ))),
         (_, Some(t), _) => {
             let other = if pin.branch.is_some() {
                 "branch"
             } else {
                 "commit"
             };
-            return Err(err(
+            errors.take(Err(err(
                 t.span(),
                 &key("tag"),
                 format!("`tag` and `{other}` are both set"),
                 "a pin takes one of `branch`, `tag` or `commit` (only `commit` may be combined with `branch`, meaning the commit must be on that branch)",
-            ));
+            )))
         }
     };
 
     let patches = match &pin.patches {
-        Some(p) if p.get_ref().trim().is_empty() => {
-            return Err(loc.error(
-                Some(p.span()),
-                &key("patches"),
-                "the patch directory is empty",
-                Some(format!(
-                    "name a directory, or leave `patches` out to use patches/{}/",
-                    spec.name
-                )),
-            ));
-        }
-        Some(p) => base_dir.join(p.get_ref()),
-        None => base_dir.join("patches").join(spec.name),
+        Some(p) => errors.take(patch_dir(p, &key("patches"), spec.name, loc, base_dir)),
+        None => Some(base_dir.join("patches").join(spec.name)),
     };
 
+    errors.finish()?;
+    let (Some(rev), Some(patches)) = (rev, patches) else {
+        unreachable!("no error was found, so every part was read");
+    };
     Ok(Source {
         name: spec.name,
         table: spec.table,
@@ -206,6 +201,79 @@ pub fn validate(
         submodules: pin.submodules.unwrap_or(false),
         patches,
     })
+}
+
+/// The patch directory `value` names, which must lie in the pin file's
+/// own directory tree: a pin file is something one is handed, and its
+/// `patches` must not make a build read (and apply) files from elsewhere
+/// on the machine (`"../../../../etc"`). Symlinks are resolved before
+/// judging (as far as the path exists; a directory that does not exist
+/// yet means no patches), because reading follows them: a link inside the
+/// tree that leads out is refused, one that leads back in is fine.
+fn patch_dir(
+    value: &Spanned<String>,
+    key: &str,
+    source: &str,
+    loc: &Locator<'_>,
+    base_dir: &Path,
+) -> Result<PathBuf, ConfigError> {
+    let raw = value.get_ref();
+    if raw.trim().is_empty() {
+        return Err(loc.error(
+            Some(value.span()),
+            key,
+            "the patch directory is empty",
+            Some(format!(
+                "name a directory, or leave `patches` out to use patches/{source}/"
+            )),
+        ));
+    }
+    let dir = base_dir.join(raw);
+    let root = resolve(base_dir);
+    let real = resolve(&dir);
+    if real.starts_with(&root) {
+        return Ok(dir);
+    }
+    Err(loc.error(
+        Some(value.span()),
+        key,
+        format!(
+            "the patch directory {raw:?} is {}, outside the pin file's directory {}",
+            real.display(),
+            root.display()
+        ),
+        Some(format!(
+            "keep the patch series next to the pin file (e.g. patches/{source}/) and name it relative to it"
+        )),
+    ))
+}
+
+/// `path` with its symlinks resolved as far as it exists, the rest taken
+/// as written (`..` dropping the part before it).
+fn resolve(path: &Path) -> PathBuf {
+    let parts: Vec<Component<'_>> = path.components().collect();
+    for exists in (0..=parts.len()).rev() {
+        let head: PathBuf = parts[..exists].iter().collect();
+        let head = if head.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            head
+        };
+        let Ok(mut out) = head.canonicalize() else {
+            continue;
+        };
+        for part in &parts[exists..] {
+            match part {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(name) => out.push(name),
+                _ => {}
+            }
+        }
+        return out;
+    }
+    path.to_path_buf()
 }
 
 /// git's ref name rules (git-check-ref-format, as libgit2 applies them),

@@ -43,6 +43,22 @@ impl PinUrl {
         (userinfo || u.query().is_some()).then_some(u)
     }
 
+    /// Whether it is a path relative to a directory it does not name
+    /// (`../qemu.git`, `qemu.git`): libgit2 would take it from wherever
+    /// the build runs, not from the pin file. Not relative: a URL
+    /// (`scheme://`), an absolute path, and git's scp-like
+    /// `[user@]host:path` (a `:` before any `/`, git's own rule).
+    pub fn is_relative_path(&self) -> bool {
+        let raw = &self.raw;
+        if raw.contains("://") || raw.starts_with('/') {
+            return false;
+        }
+        match raw.find(':') {
+            Some(colon) => raw[..colon].contains('/'),
+            None => true,
+        }
+    }
+
     /// Whether it carries a password or a query value.
     pub fn has_secret(&self) -> bool {
         self.parsed()
@@ -216,6 +232,24 @@ mod tests {
             assert_eq!(u.redacted(), raw);
             assert_eq!(u.for_fetch(), raw);
             assert_eq!(u.for_remote(), raw);
+        }
+    }
+
+    #[test]
+    fn relative_paths_are_told_from_urls() {
+        for raw in ["../qemu.git", "qemu.git", "./a:b", "~/qemu.git", "sub/dir"] {
+            assert!(PinUrl::new(raw).is_relative_path(), "{raw}");
+        }
+        for raw in [
+            "/srv/git/qemu.git",
+            "file:///srv/git/qemu.git",
+            "https://gitlab.com/qemu-project/qemu.git",
+            "ssh://git@host/qemu.git",
+            "git://127.0.0.1:9418/qemu.git",
+            "git@github.com:AMDESE/qemu.git",
+            "host:qemu.git",
+        ] {
+            assert!(!PinUrl::new(raw).is_relative_path(), "{raw}");
         }
     }
 }

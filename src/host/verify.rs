@@ -23,7 +23,7 @@
 //!   signature).
 //! - A tarball is read as a stream, never unpacked: an entry that is
 //!   absolute, holds `..`, or is anything but a file or directory is
-//!   refused.
+//!   refused ([`TarballRefused`], a verification failure like the others).
 //! - Never changes anything.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -146,6 +146,29 @@ pub struct DocumentMismatch {
     pub problem: String,
 }
 
+/// A release tarball holds what no release does: a path with `..`, an
+/// absolute path, a link or special file, a mode or owner snp-build never
+/// writes, a path twice, not one top directory, or data after the
+/// archive's end. A verification failure like a bad checksum (exit 8).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refusing {}: {problem}; nothing was changed\n  help: a release tarball is one snp-release-<date>/ directory of plain files, as `snp-build --package` writes it: get or make the release again",
+    tarball.display()
+)]
+pub struct TarballRefused {
+    pub tarball: PathBuf,
+    pub problem: String,
+}
+
+impl TarballRefused {
+    fn new(tarball: &Path, problem: impl fmt::Display) -> TarballRefused {
+        TarballRefused {
+            tarball: tarball.to_path_buf(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // A release's files, from a directory or a tarball.
 
@@ -206,8 +229,7 @@ impl Contents {
                 continue;
             }
             let path = entry.path()?.into_owned();
-            check_entry(&path, entry.header())
-                .with_context(|| format!("refusing {}", tarball.display()))?;
+            check_entry(tarball, &path, entry.header())?;
             let mut parts = path.components().filter(|c| *c != Component::CurDir);
             if let Some(Component::Normal(top)) = parts.next() {
                 tops.insert(top.to_os_string());
@@ -218,10 +240,11 @@ impl Contents {
             }
             let rel = utf8(&rel)?;
             if out.items.contains_key(&rel) {
-                bail!(
-                    "refusing {}: {rel} appears twice (which copy a tool unpacks differs)",
-                    tarball.display()
-                );
+                return Err(TarballRefused::new(
+                    tarball,
+                    format!("{rel} appears twice (which copy a tool unpacks differs)"),
+                )
+                .into());
             }
             let sha256 = out.take(&rel, entry)?;
             out.items.insert(
@@ -232,16 +255,8 @@ impl Contents {
                 },
             );
         }
-        check_end(archive.into_inner())
-            .with_context(|| format!("refusing {}", tarball.display()))?;
-        if tops.len() != 1 {
-            bail!(
-                "{}: expected one top-level directory (snp-release-<date>/), found {}",
-                tarball.display(),
-                tops.len()
-            );
-        }
-        out.top = tops.pop_first().map(|t| t.to_string_lossy().into_owned());
+        check_end(tarball, archive.into_inner())?;
+        out.top = Some(one_top(tarball, tops)?.to_string_lossy().into_owned());
         Ok(out)
     }
 
@@ -307,18 +322,37 @@ pub fn open_tarball(
 
 /// After the archive's last entry only zero blocks may follow: anything
 /// else is a second archive some tool would unpack.
-pub fn check_end(mut rest: impl Read) -> anyhow::Result<()> {
+pub fn check_end(tarball: &Path, mut rest: impl Read) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = rest
             .read(&mut buf)
-            .context("reading past the archive's end")?;
+            .with_context(|| format!("reading {} past the archive's end", tarball.display()))?;
         if n == 0 {
             return Ok(());
         }
         if buf[..n].iter().any(|b| *b != 0) {
-            bail!("data follows the end of the tar archive");
+            return Err(
+                TarballRefused::new(tarball, "data follows the end of the tar archive").into(),
+            );
         }
+    }
+}
+
+/// The tarball's one top directory (`snp-release-<date>/`), from the top
+/// directories its entries were found under.
+pub fn one_top(
+    tarball: &Path,
+    tops: BTreeSet<std::ffi::OsString>,
+) -> Result<std::ffi::OsString, TarballRefused> {
+    let n = tops.len();
+    let mut tops = tops.into_iter();
+    match (tops.next(), n) {
+        (Some(top), 1) => Ok(top),
+        _ => Err(TarballRefused::new(
+            tarball,
+            format!("expected one top-level directory (snp-release-<date>/), found {n}"),
+        )),
     }
 }
 
@@ -326,7 +360,15 @@ pub fn check_end(mut rest: impl Read) -> anyhow::Result<()> {
 /// `..`, owned by root, with the modes snp-build writes (0644 or 0755 for
 /// files, 0755 for directories): a setuid bit or a world-writable file is
 /// not covered by `SHA256SUMS`, so it is refused.
-pub fn check_entry(path: &Path, header: &tar::Header) -> anyhow::Result<()> {
+pub fn check_entry(
+    tarball: &Path,
+    path: &Path,
+    header: &tar::Header,
+) -> Result<(), TarballRefused> {
+    entry_problem(path, header).map_err(|e| TarballRefused::new(tarball, format!("{e:#}")))
+}
+
+fn entry_problem(path: &Path, header: &tar::Header) -> anyhow::Result<()> {
     check_path_and_kind(path, header.entry_type())?;
     let mode = header.mode().unwrap_or(0) & 0o7777;
     let allowed: &[u32] = if header.entry_type().is_dir() {

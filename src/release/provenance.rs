@@ -54,19 +54,22 @@ pub fn render(f: &BuildFacts<'_>) -> anyhow::Result<Vec<u8>> {
         let synced = s.synced;
         let mut dep = json!({
             "name": synced.source,
-            "uri": format!("git+{}@{}", synced.url, synced.pin),
             "digest": { "gitCommit": synced.sha },
         });
+        // SPDX's VCS form, `git+<url>@<commit>`: the pin (`branch
+        // snp-latest`, with its space) is an annotation, not part of a URI.
+        if let Some(uri) = &s.uri {
+            dep["uri"] = json!(format!("git+{uri}@{}", synced.sha));
+        }
         let mut annotations = serde_json::Map::new();
+        annotations.insert("pin".into(), json!(synced.pin));
         if let Some(h) = &synced.patched_head {
             annotations.insert("patchedHead".into(), json!(h));
         }
         if let Some(d) = &synced.dirty {
             annotations.insert("dirtyDiffSha256".into(), json!(d.diff_sha256));
         }
-        if !annotations.is_empty() {
-            dep["annotations"] = Value::Object(annotations);
-        }
+        dep["annotations"] = Value::Object(annotations);
         dependencies.push(dep);
         for p in &synced.patches {
             dependencies.push(json!({
@@ -80,7 +83,7 @@ pub fn render(f: &BuildFacts<'_>) -> anyhow::Result<Vec<u8>> {
                 "digest": { "gitCommit": sha },
             });
             if let Some(url) = s.submodule_urls.get(path) {
-                dep["uri"] = json!(format!("git+{url}"));
+                dep["uri"] = json!(format!("git+{url}@{sha}"));
             }
             dependencies.push(dep);
         }

@@ -3,7 +3,8 @@
 //!
 //! It lists one component per source (URL with credentials redacted, full
 //! SHA, pin, licence where the tree declares one), with its patches (file
-//! name, SHA-256) and every submodule (URL, SHA) nested inside; each
+//! name, SHA-256) and every submodule (URL, SHA, licence where its tree
+//! declares one) nested inside; each
 //! release file with its SHA-256 (kernel configs included); and the build
 //! tools' versions from the stages' stamps. Deterministic: the serial
 //! number is derived from the content and the timestamp is the release's
@@ -139,6 +140,10 @@ fn vcs(url: &str) -> ExternalReferences {
     )])
 }
 
+fn licenses(spdx: &str) -> Licenses {
+    Licenses(vec![LicenseChoice::Expression(SpdxExpression::new(spdx))])
+}
+
 fn property(name: &str, value: &str) -> Property {
     Property::new(format!("snp-build:{name}"), value)
 }
@@ -156,11 +161,8 @@ fn source_component(s: &super::facts::SourceFacts<'_>) -> Component {
         "{} at {} ({})",
         synced.url, synced.pin, synced.sha
     )));
-    c.external_references = Some(vcs(&synced.url));
-    c.licenses = s
-        .license
-        .as_ref()
-        .map(|l| Licenses(vec![LicenseChoice::Expression(SpdxExpression::new(l))]));
+    c.external_references = s.uri.as_deref().map(vcs);
+    c.licenses = s.license.as_deref().map(licenses);
     let mut props = vec![property("pin", &synced.pin), property("sha", &synced.sha)];
     if let Some(h) = &synced.patched_head {
         props.push(property("patched-head", h));
@@ -184,6 +186,7 @@ fn source_component(s: &super::facts::SourceFacts<'_>) -> Component {
         if let Some(url) = s.submodule_urls.get(path) {
             sm.external_references = Some(vcs(url));
         }
+        sm.licenses = s.submodule_licenses.get(path).map(|l| licenses(l));
         sm.properties = Some(Properties(vec![property("submodule-of", name)]));
         nested.push(sm);
     }
@@ -208,7 +211,7 @@ fn source_component(s: &super::facts::SourceFacts<'_>) -> Component {
         variants: None,
         commits: Some(Commits(vec![Commit {
             uid: Some(NormalizedString::new(&synced.sha)),
-            url: Some(Uri::new(&synced.url)),
+            url: s.uri.as_deref().map(Uri::new),
             author: None,
             committer: None,
             message: None,

@@ -344,11 +344,20 @@ impl Synced {
         if let Some(r) = &self.recorded {
             return r.clone();
         }
+        let submodule_urls = submodule::urls(&self.tree);
+        let submodule_licenses = submodule_urls
+            .keys()
+            .filter_map(|path| {
+                let license = submodule::declared_license(&self.tree.join(path))?;
+                Some((path.clone(), license))
+            })
+            .collect();
         SourceRecord {
             commit_time: self.commit_time,
             patched_head: self.patched_head.clone(),
-            submodule_urls: submodule::urls(&self.tree),
+            submodule_urls,
             license: submodule::declared_license(&self.tree),
+            submodule_licenses,
         }
     }
 

@@ -208,9 +208,12 @@ pub fn urls(tree: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// The licence a tree declares: the first `SPDX-License-Identifier:` line
-/// of its top-level licence file (`COPYING*`, `LICENSE*`, `License*`), as
-/// Linux's COPYING and edk2's License.txt carry one.
+/// The licence a tree declares in its top-level licence file (`COPYING*`,
+/// `LICENSE*`, `License*`): the first `SPDX-License-Identifier:` line, as
+/// Linux's COPYING and edk2's License.txt carry one; else `MIT` when the
+/// file is the MIT licence's text word for word after its copyright lines,
+/// as brotli's LICENSE is. Nothing is guessed from a text that is only
+/// close to one: a licence is named only where the file states it.
 pub fn declared_license(tree: &Path) -> Option<String> {
     let mut files: Vec<_> = std::fs::read_dir(tree)
         .ok()?
@@ -226,12 +229,53 @@ pub fn declared_license(tree: &Path) -> Option<String> {
         })
         .collect();
     files.sort();
-    files.iter().find_map(|f| {
-        let text = std::fs::read_to_string(f).ok()?;
+    let texts: Vec<String> = files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect();
+    let spdx = texts.iter().find_map(|text| {
         text.lines().find_map(|l| {
             let (_, id) = l.split_once("SPDX-License-Identifier:")?;
             let id = id.trim().trim_end_matches("*/").trim();
             (!id.is_empty()).then(|| id.to_string())
         })
-    })
+    });
+    spdx.or_else(|| texts.iter().any(|t| is_mit(t)).then(|| "MIT".to_string()))
+}
+
+/// The MIT licence's text (SPDX's `MIT`), after its copyright lines.
+const MIT: &str = "Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated documentation files (the \"Software\"), to deal in the Software without restriction, including without limitation the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is furnished to do so, subject to the following conditions: The above copyright notice and this permission notice shall be included in all copies or substantial portions of the Software. THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.";
+
+/// Whether `text` is copyright lines (and an optional `MIT License`
+/// title) followed by exactly the MIT text, line breaks aside.
+fn is_mit(text: &str) -> bool {
+    let Some(start) = text.find("Permission is hereby granted") else {
+        return false;
+    };
+    let head_ok = text[..start].lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with("Copyright") || l == "MIT License"
+    });
+    let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    head_ok && words(&text[start..]) == MIT
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_whole_mit_text_is_mit() {
+        let body = super::MIT.replace(". ", ".\n");
+        assert!(super::is_mit(&format!(
+            "Copyright (c) 2016 by the Brotli Authors.\n\n{body}\n"
+        )));
+        assert!(super::is_mit(&format!(
+            "MIT License\n\nCopyright (c) X\n\n{body}"
+        )));
+        // An extra clause, a missing one, or other words first: not MIT.
+        assert!(!super::is_mit(&format!(
+            "Copyright X\n{body}\nAlso: no use for evil."
+        )));
+        assert!(!super::is_mit(&super::MIT.replace(" and/or sell", "")));
+        assert!(!super::is_mit(&format!("Except for foo/:\n{body}")));
+    }
 }

@@ -40,7 +40,7 @@ use toml::Spanned;
 
 use super::component::{BuildEnv, Common, Entry, Job, SourceFacts, Spec, Stage};
 use super::wrappers::Wrappers;
-use crate::config::{ConfigError, Document, Source};
+use crate::config::{ConfigError, Document, Source, both};
 use crate::exec::Cmd;
 use crate::hash::digest;
 use crate::host::PackageFormat;
@@ -106,11 +106,8 @@ impl Ovmf {
     pub fn configure(doc: &Document<'_>) -> Result<Ovmf, ConfigError> {
         // Knobs first: a misspelt key is named as such, not as a missing pin.
         let t: Table = doc.knobs(SPEC.table)?;
-        let source = doc.source(SPEC.source_spec())?;
-        Ok(Ovmf {
-            source,
-            knobs: Self::knobs(doc, &t)?,
-        })
+        let (source, knobs) = both(doc.source(SPEC.source_spec()), Self::knobs(doc, &t))?;
+        Ok(Ovmf { source, knobs })
     }
 
     fn knobs(doc: &Document<'_>, t: &Table) -> Result<Knobs, ConfigError> {

@@ -35,7 +35,7 @@ use toml::Spanned;
 
 use super::component::{BuildEnv, Common, Entry, Job, PREFIX, SourceFacts, Spec, Stage};
 use super::wrappers::Wrappers;
-use crate::config::{ConfigError, Document, Source};
+use crate::config::{ConfigError, Document, Source, both};
 use crate::exec::Cmd;
 use crate::hash::digest;
 use crate::host::PackageFormat;
@@ -90,7 +90,11 @@ impl Qemu {
     pub fn configure(doc: &Document<'_>) -> Result<Qemu, ConfigError> {
         // Knobs first: a misspelt key is named as such, not as a missing pin.
         let t: Table = doc.knobs(SPEC.table)?;
-        let source = doc.source(SPEC.source_spec())?;
+        let (source, knobs) = both(doc.source(SPEC.source_spec()), Self::knobs(doc, &t))?;
+        Ok(Qemu { source, knobs })
+    }
+
+    fn knobs(doc: &Document<'_>, t: &Table) -> Result<Knobs, ConfigError> {
         let targets = doc.knob(&t.target_list, "qemu.target-list")?;
         if targets.get_ref().is_empty() || targets.get_ref().iter().any(|s| s.trim().is_empty()) {
             return Err(doc.error(
@@ -100,13 +104,10 @@ impl Qemu {
                 "build.sh builds [\"x86_64-softmmu\"]",
             ));
         }
-        Ok(Qemu {
-            source,
-            knobs: Knobs {
-                target_list: targets.get_ref().clone(),
-                configure_args: doc.knob(&t.configure_args, "qemu.configure-args")?.clone(),
-                tools: doc.requirements(&t.tools, "qemu.tools")?,
-            },
+        Ok(Knobs {
+            target_list: targets.get_ref().clone(),
+            configure_args: doc.knob(&t.configure_args, "qemu.configure-args")?.clone(),
+            tools: doc.requirements(&t.tools, "qemu.tools")?,
         })
     }
 }

@@ -6,7 +6,7 @@
 //! "every stage" (plan, fetch selection, preflight, release, clean, the
 //! JSON summary) loops over a [`Stack`] and never names a component.
 
-use crate::config::{BuildKnobs, ConfigError, Document, Layout, PinFile};
+use crate::config::{BuildKnobs, ConfigError, Document, Errors, Layout, PinFile};
 use crate::error::UsageError;
 
 use super::component::{Component, Entry, Spec};
@@ -67,16 +67,21 @@ impl Registry {
         let layout = self.layout();
         let (effective, redacted, build, components) = {
             let doc = Document::parse(&file, &layout)?;
-            let build = doc.build_knobs()?;
-            let components = self
+            // Each table is checked whatever the others hold, so one run
+            // names every mistake of the file.
+            let mut errors = Errors::default();
+            let build = errors.take(doc.build_knobs());
+            let components: Vec<_> = self
                 .entries
                 .iter()
-                .map(|e| {
-                    let c = (e.configure)(&doc)?;
+                .filter_map(|e| {
+                    let c = errors.take((e.configure)(&doc))?;
                     debug_assert_eq!(c.spec(), &e.spec, "an entry's spec is its stage's");
-                    Ok(c)
+                    Some(c)
                 })
-                .collect::<Result<Vec<_>, ConfigError>>()?;
+                .collect();
+            errors.finish()?;
+            let build = build.expect("no error, so [build] was read");
             (doc.effective(), doc.redacted_text(), build, components)
         };
         Ok(Stack {
@@ -447,10 +452,10 @@ mod tests {
     }
 
     const PINS: &str = "[kernel]\nbase-config = \"tinyconfig\"\n\
-        [kernel.host]\nurl = \"u\"\nbranch = \"b\"\n\
-        [kernel.guest]\nurl = \"u\"\nbranch = \"b\"\n\
-        [qemu]\nurl = \"u\"\nbranch = \"b\"\n\
-        [ovmf]\nurl = \"u\"\nbranch = \"b\"\n";
+        [kernel.host]\nurl = \"file:///u\"\nbranch = \"b\"\n\
+        [kernel.guest]\nurl = \"file:///u\"\nbranch = \"b\"\n\
+        [qemu]\nurl = \"file:///u\"\nbranch = \"b\"\n\
+        [ovmf]\nurl = \"file:///u\"\nbranch = \"b\"\n";
 
     fn names(reqs: &[Requirement]) -> Vec<String> {
         reqs.iter().map(ToString::to_string).collect()
@@ -531,7 +536,7 @@ mod tests {
 
     #[test]
     fn tool_lists_default_from_the_embedded_file_and_refuse_unknown_names() {
-        let text = "[ovmf]\nurl = \"u\"\nbranch = \"b\"\ntools = [\"make\"]\n";
+        let text = "[ovmf]\nurl = \"file:///u\"\nbranch = \"b\"\ntools = [\"make\"]\n";
         with_doc(text, |doc| {
             assert_eq!(Ovmf::configure(doc).unwrap().knobs.tools.len(), 1);
             let embedded = with_doc(crate::config::EMBEDDED, |d| Qemu::configure(d).unwrap());
@@ -559,7 +564,7 @@ mod tests {
     #[test]
     fn missing_source_names_the_table() {
         let stack = Registry::standard()
-            .configure(file("[qemu]\nurl = \"u\"\nbranch = \"b\"\n"))
+            .configure(file("[qemu]\nurl = \"file:///u\"\nbranch = \"b\"\n"))
             .unwrap();
         let e = stack
             .select(&Selection::Named(vec!["ovmf"]))

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::error::UsageError;
-use crate::host::verify::{check_end, check_entry, open_tarball};
+use crate::host::verify::{check_end, check_entry, one_top, open_tarball};
 
 /// A release ready to read: a directory, possibly unpacked from a tarball.
 pub(super) struct Opened {
@@ -141,8 +141,7 @@ fn unpack(tarball: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
             continue; // pax metadata, not a file
         }
         let path = entry.path()?.into_owned();
-        check_entry(&path, entry.header())
-            .with_context(|| format!("refusing to unpack {}", tarball.display()))?;
+        check_entry(tarball, &path, entry.header())?;
         if let Some(Component::Normal(top)) = path.components().find(|c| *c != Component::CurDir) {
             tops.insert(top.to_os_string());
         }
@@ -150,15 +149,7 @@ fn unpack(tarball: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
             .unpack_in(tmp.path())
             .with_context(|| format!("unpacking {} from {}", path.display(), tarball.display()))?;
     }
-    check_end(archive.into_inner())
-        .with_context(|| format!("refusing to unpack {}", tarball.display()))?;
-    let top = match tops.len() {
-        1 => tops.into_iter().next().unwrap_or_default(),
-        n => bail!(
-            "{}: expected one top-level directory (snp-release-<date>/), found {n}",
-            tarball.display()
-        ),
-    };
-    let dir = tmp.path().join(top);
+    check_end(tarball, archive.into_inner())?;
+    let dir = tmp.path().join(one_top(tarball, tops)?);
     Ok((tmp, dir))
 }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::component::{BuildEnv, Common, Entry, Job, Jobs, SourceFacts, Spec, Stage};
 use super::wrappers::Wrappers;
-use crate::config::{ConfigError, Document, Source};
+use crate::config::{ConfigError, Document, Source, both};
 use crate::exec::Cmd;
 use crate::hash::{digest, sha256_file};
 use crate::host::doctor::{Check, Status};
@@ -91,11 +91,14 @@ impl KernelStage {
         // Knobs first: a misspelt key is named as such, not as a missing pin.
         let shared: knobs::Shared = doc.knobs("kernel")?;
         let own: knobs::PerKernel = doc.knobs(spec(kernel).table)?;
-        let source = doc.source(spec(kernel).source_spec())?;
+        let (source, knobs) = both(
+            doc.source(spec(kernel).source_spec()),
+            knobs::validate(doc, &shared, &own, kernel),
+        )?;
         Ok(KernelStage {
             kernel,
             source,
-            knobs: knobs::validate(doc, &shared, &own, kernel)?,
+            knobs,
         })
     }
 
