@@ -6,6 +6,19 @@ mod common;
 
 use common::*;
 
+/// Where a build's `--json` says `source`'s discarded edits were saved.
+fn saved_diff(doc: &serde_json::Value, source: &str) -> String {
+    doc["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|src| src["source"] == source)
+        .unwrap()["saved_diff"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut all: Vec<&str> = PACKAGE.to_vec();
     all.extend_from_slice(extra);
@@ -103,15 +116,7 @@ fn a_hand_edit_stops_every_build_until_discarded_or_allowed() {
     let r = s.run(&args(&["--discard-changes", "--json"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc = r.json();
-    let saved = doc["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|src| src["source"] == "qemu")
-        .unwrap()["saved_diff"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let saved = saved_diff(&doc, "qemu");
     let saved = std::fs::read_to_string(saved).unwrap();
     assert!(
         saved.contains("+# my local fix") && saved.contains("NOTES.local"),
@@ -212,15 +217,7 @@ fn an_edit_inside_a_submodule_is_caught_kept_in_the_diff_and_discarded() {
     let r = s.run(&ovmf(&["--discard-changes", "--json"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc = r.json();
-    let saved = doc["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|src| src["source"] == "ovmf")
-        .unwrap()["saved_diff"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let saved = saved_diff(&doc, "ovmf");
     assert!(
         std::fs::read_to_string(saved)
             .unwrap()

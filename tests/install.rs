@@ -636,17 +636,24 @@ fn a_qemu_lacking_libraries_gets_the_distro_command_printed_in_a_staging_install
     assert!(record(&root)["dependencies_command"].is_null());
 }
 
+/// A copy of the release in `dir` whose host kernel package is garbage
+/// (listed in SHA256SUMS as it is): the package step fails.
+fn release_with_a_broken_package(dir: &Path) -> PathBuf {
+    let copy = copy_of_release(dir);
+    let image = host_image(&copy);
+    let garbage = dir.join("garbage.deb");
+    std::fs::write(&garbage, "not a Debian package\n").unwrap();
+    replace_and_resum(&copy, &image, &garbage);
+    copy
+}
+
 /// A staging install whose package cannot be unpacked stops at that step
 /// (exit 9) in both installers, and the advice names `--root`: following
 /// it never touches the live system.
 #[test]
 fn a_failed_staging_step_is_exit_9_and_the_advice_keeps_the_root() {
     let tmp = tempfile::tempdir().unwrap();
-    let copy = copy_of_release(tmp.path());
-    let image = host_image(&copy);
-    let garbage = tmp.path().join("garbage.deb");
-    std::fs::write(&garbage, "not a Debian package\n").unwrap();
-    replace_and_resum(&copy, &image, &garbage);
+    let copy = release_with_a_broken_package(tmp.path());
 
     let root = tmp.path().join("root");
     let r = snp(Path::new("."), &["install", "--root", s(&root), s(&copy)]);
@@ -787,11 +794,7 @@ fn run_printed(text: &str, label: &str) -> (String, std::process::Output) {
 #[test]
 fn the_printed_advice_keeps_the_checks_and_works_verbatim() {
     let tmp = tempfile::tempdir().unwrap();
-    let copy = copy_of_release(tmp.path());
-    let image = host_image(&copy);
-    let garbage = tmp.path().join("garbage.deb");
-    std::fs::write(&garbage, "not a Debian package\n").unwrap();
-    replace_and_resum(&copy, &image, &garbage);
+    let copy = release_with_a_broken_package(tmp.path());
     let key = sign_with_minisign(&copy, tmp.path());
 
     let root = tmp.path().join("root");
