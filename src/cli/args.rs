@@ -335,6 +335,55 @@ pub enum Command {
     /// Expected SEV-SNP launch digest of a firmware for a guest shape
     /// (defaults: the shape `launch-qemu.sh -sev-snp` launches)
     Measure(MeasureArgs),
+    /// Print the shell completion script for SHELL (e.g.
+    /// `snp-build completions bash > /etc/bash_completion.d/snp-build`)
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page snp-build(1) (roff), or write every page into
+    /// DIR. Hidden: it is for the .deb build (`cargo xtask dist`), which
+    /// takes the pages from the binary it ships, so they cannot describe
+    /// another command line.
+    #[command(hide = true)]
+    Man {
+        /// Write snp-build.1 and a page per subcommand
+        /// (snp-build-plan.1, ...) into DIR instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The shells `completions` writes for: the three whose completion
+/// directories Debian has (and the .deb fills). clap_complete knows
+/// elvish and PowerShell too; no EPYC host we support runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl CompletionShell {
+    /// The name on the command line (`bash`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CompletionShell::Bash => "bash",
+            CompletionShell::Zsh => "zsh",
+            CompletionShell::Fish => "fish",
+        }
+    }
+}
+
+impl From<CompletionShell> for clap_complete::Shell {
+    fn from(shell: CompletionShell) -> clap_complete::Shell {
+        match shell {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        }
+    }
 }
 
 /// `snp-build measure`: the firmware and the guest shape.
@@ -389,6 +438,8 @@ impl Cli {
             Some(Command::Init { .. }) => "init",
             Some(Command::Config) => "config",
             Some(Command::Measure(_)) => "measure",
+            Some(Command::Completions { .. }) => "completions",
+            Some(Command::Man { .. }) => "man",
         }
     }
 }

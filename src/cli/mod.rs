@@ -4,7 +4,8 @@
 //!
 //! Guarantees:
 //! - stdout carries only machine output (`--json`, `plan`, `config`,
-//!   `import-legacy` without `-o`, `measure`'s digest); every human message
+//!   `import-legacy` without `-o`, `measure`'s digest, `completions`' script,
+//!   `man`'s page); every human message
 //!   is a tracing event on stderr.
 //! - With `--json` exactly one document is printed, on success and on
 //!   failure (a failed build still reports every stage and source).
@@ -12,6 +13,7 @@
 
 pub mod args;
 pub mod exit;
+pub mod generate;
 pub mod log;
 pub mod render;
 
@@ -331,6 +333,27 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 println!("{}", m.digest);
             }
             Ok(json!({ "measurement": m.to_json(&m.firmware.path.display().to_string()) }))
+        }
+        // With --json the text is a field of the one document (as
+        // import-legacy's TOML), not printed beside it.
+        Some(Command::Completions { shell }) => {
+            let script = generate::completions(registry, shell);
+            if !json {
+                print!("{script}");
+            }
+            Ok(json!({ "shell": shell.name(), "script": script }))
+        }
+        Some(Command::Man { dir: None }) => {
+            let roff = generate::man_page(registry)?;
+            if !json {
+                print!("{roff}");
+            }
+            Ok(json!({ "roff": roff }))
+        }
+        Some(Command::Man { dir: Some(dir) }) => {
+            let pages = generate::man_pages(registry, &dir)?;
+            tracing::info!("wrote {} man pages into {}", pages.len(), dir.display());
+            Ok(json!({ "pages": pages }))
         }
     }
 }

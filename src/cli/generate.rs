@@ -1,0 +1,79 @@
+//! `snp-build completions SHELL` and `snp-build man`: the shell completion
+//! scripts (clap_complete) and the man page (clap_mangen), both generated
+//! from [`args::command`], the very `clap::Command` the binary parses
+//! with, the registry's component names included. There is no second
+//! definition of the command line to keep in step: a new flag is in the
+//! completions and the man page the moment it is in `args.rs`.
+//!
+//! The .deb (`cargo xtask dist`) runs the binary it ships to get both, so
+//! a package never carries a page for another build.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::args::{self, CompletionShell};
+use crate::stage::Registry;
+
+/// The name completions are registered under and the man page is titled
+/// with: the installed binary's.
+const BIN: &str = "snp-build";
+
+/// The completion script for `shell`.
+pub fn completions(registry: &Registry, shell: CompletionShell) -> String {
+    let mut cmd = args::command(registry);
+    let mut out = Vec::new();
+    clap_complete::generate(clap_complete::Shell::from(shell), &mut cmd, BIN, &mut out);
+    // clap_complete writes only what it formats from the Command's names
+    // and help, all of it UTF-8.
+    String::from_utf8(out).expect("clap_complete writes UTF-8")
+}
+
+/// The command the pages describe: without clap's `help` subcommand,
+/// which is `--help` again and would be a page of its own.
+fn man_command(registry: &Registry) -> clap::Command {
+    let mut cmd = args::command(registry).disable_help_subcommand(true);
+    // Sets each subcommand's display name (`snp-build-plan`) and bin name
+    // (`snp-build plan`), which its page's title and synopsis use.
+    cmd.build();
+    cmd
+}
+
+/// The man page snp-build(1), as roff.
+pub fn man_page(registry: &Registry) -> std::io::Result<String> {
+    render(&man_command(registry))
+}
+
+/// Every man page: snp-build(1) and, for each subcommand it lists under
+/// SUBCOMMANDS as `snp-build-plan(1)` (git's convention, and
+/// clap_mangen's), that page, so no reference in the main page dangles.
+/// Written into `dir` (made when missing) as `NAME.1`; returns the files
+/// in the order written, the main page first.
+pub fn man_pages(registry: &Registry, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    fn collect(cmd: &clap::Command, pages: &mut Vec<clap::Command>) {
+        pages.push(cmd.clone());
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            collect(sub, pages);
+        }
+    }
+    let mut pages = Vec::new();
+    collect(&man_command(registry), &mut pages);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for cmd in pages {
+        let name = cmd.get_display_name().unwrap_or(cmd.get_name()).to_string();
+        let path = dir.join(format!("{name}.1"));
+        // A plain write (mode 0644 under the umask snp-build sets), not
+        // fsutil's temporary file, which would leave the page 0600.
+        std::fs::write(&path, render(&cmd)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn render(cmd: &clap::Command) -> std::io::Result<String> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    Ok(String::from_utf8(out).expect("clap_mangen writes UTF-8"))
+}
