@@ -1,6 +1,8 @@
 //! The command line as a user meets it: the embedded default, `init`,
 //! `config`, global flags, JSON on stdout, exit codes.
 
+use std::path::Path;
+
 use assert_cmd::Command;
 use serde_json::Value;
 
@@ -141,4 +143,156 @@ fn usage_errors_exit_2() {
     }
     snp(dir.path()).arg("--help").assert().success();
     snp(dir.path()).arg("--version").assert().success();
+}
+
+/// `snp-build completions SHELL`'s stdout, after checking it succeeded.
+fn completions(shell: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = snp(dir.path())
+        .args(["completions", shell])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{shell}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The visible subcommands a user completes to (a sample of each kind:
+/// build, host, release, and the completions command itself).
+const SUBCOMMANDS: &[&str] = &["plan", "doctor", "install", "verify", "completions"];
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    let bash = completions("bash");
+    assert!(bash.contains("complete -F _snp__build"), "{bash}");
+    assert!(bash.contains("snp-build"));
+    let zsh = completions("zsh");
+    assert!(zsh.starts_with("#compdef snp-build"), "{zsh}");
+    let fish = completions("fish");
+    assert!(fish.contains("complete -c snp-build"), "{fish}");
+    for script in [&bash, &zsh, &fish] {
+        for sub in SUBCOMMANDS {
+            assert!(script.contains(sub), "{sub} missing from\n{script}");
+        }
+        assert!(script.contains("work-dir"), "{script}");
+    }
+    // With --json the script is the document's field, not printed beside it.
+    let dir = tempfile::tempdir().unwrap();
+    let out = snp(dir.path())
+        .args(["completions", "fish", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["command"], "completions");
+    assert_eq!(doc["shell"], "fish");
+    assert_eq!(doc["script"].as_str(), Some(fish.as_str()));
+}
+
+#[test]
+fn an_unknown_shell_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = snp(dir.path())
+        .args(["completions", "ksh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid value 'ksh'"), "{stderr}");
+    assert!(stderr.contains("bash, zsh, fish"), "{stderr}");
+    let out = snp(dir.path()).arg("completions").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+/// bash sources the script and then completes for real: `snp-build pl`
+/// offers `plan`, and past a subcommand (clap-rs/clap#6421: nothing did,
+/// for a hyphenated binary name) `snp-build completions ` offers the three
+/// shells and `snp-build import-legacy --f` its `--force`.
+#[test]
+fn bash_sources_the_completion_and_completes_subcommands() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_snp-build"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = r#"source <(snp-build completions bash) && complete -p snp-build &&
+        COMP_WORDS=(snp-build pl); COMP_CWORD=1; _snp__build snp-build pl snp-build;
+        echo "sub: ${COMPREPLY[*]}";
+        COMP_WORDS=(snp-build completions ''); COMP_CWORD=2; _snp__build snp-build '' completions;
+        echo "shells: ${COMPREPLY[*]}";
+        COMP_WORDS=(snp-build import-legacy --f); COMP_CWORD=2; _snp__build snp-build --f import-legacy;
+        echo "flags: ${COMPREPLY[*]}""#;
+    let out = std::process::Command::new("bash")
+        .args(["-c", script])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("complete -o bashdefault"), "{stdout}");
+    assert!(stdout.contains("-F _snp__build snp-build"), "{stdout}");
+    assert!(stdout.contains("sub: plan\n"), "{stdout}");
+    // The shells come after the subcommand's flags (an empty word offers both).
+    assert!(stdout.contains(" --help bash zsh fish\n"), "{stdout}");
+    assert!(stdout.contains("flags: --force\n"), "{stdout}");
+}
+
+#[test]
+fn the_man_page_is_roff_naming_every_subcommand_and_each_has_its_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = snp(dir.path()).arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH snp-build 1 "), "{page}");
+    assert!(page.contains(".SH SUBCOMMANDS"), "{page}");
+    for sub in SUBCOMMANDS {
+        assert!(
+            page.contains(&format!("snp\\-build\\-{sub}(1)")),
+            "{sub}: {page}"
+        );
+    }
+    // The exit codes and the registry's components are in the page.
+    assert!(page.contains("4 preflight"), "{page}");
+    assert!(page.contains("kernel host"), "{page}");
+    // Hidden and clap's own: no page of their own, so not named.
+    assert!(!page.contains("snp\\-build\\-man("), "{page}");
+    assert!(!page.contains("snp\\-build\\-help("), "{page}");
+
+    // --dir: the same main page, and a page for every one it names.
+    let pages = dir.path().join("man1");
+    snp(dir.path())
+        .args(["man", "--dir"])
+        .arg(&pages)
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(pages.join("snp-build.1")).unwrap(),
+        page
+    );
+    let named: Vec<&str> = page
+        .split("snp\\-build\\-")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("(1)").map(|(name, _)| name))
+        .collect();
+    assert!(named.len() >= 14, "{named:?}");
+    for name in named {
+        let file = pages.join(format!("snp-build-{}.1", name.replace("\\-", "-")));
+        let sub = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+        assert!(
+            sub.starts_with(".ie") && sub.contains(".TH snp-build-"),
+            "{sub}"
+        );
+    }
+    let install = std::fs::read_to_string(pages.join("snp-build-install.1")).unwrap();
+    assert!(install.contains("\\-\\-allow\\-downgrade"), "{install}");
 }
