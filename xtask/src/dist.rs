@@ -7,6 +7,10 @@
 //! no OpenSSL 3, and on Fedora a differently named zlib. So OpenSSL and
 //! zlib are linked in statically (Cargo.toml), and this chore fails when
 //! the ELF's `NEEDED` entries name anything outside [`ALLOWED`].
+//!
+//! Then it packages that binary as `target/debian/snp-build_<version>_amd64.deb`
+//! (under `CARGO_TARGET_DIR` when set; see [`crate::deb`]), whose
+//! `Depends:` are the packages of those same libraries.
 
 use anyhow::{Context, Result, bail};
 use std::path::Path;
@@ -31,7 +35,8 @@ pub const OLDEST_GLIBC: (u32, u32) = (2, 35);
 
 /// Builds the release binary, checks its dynamic dependencies against
 /// [`ALLOWED`] and the glibc symbol versions it needs against
-/// [`OLDEST_GLIBC`], and prints its path, size and `NEEDED` list.
+/// [`OLDEST_GLIBC`], prints its path, size and `NEEDED` list, then
+/// builds the .deb from it and prints the package's path.
 pub fn run() -> Result<()> {
     let bin = crate::report::release_binary()?;
     let needed = needed_libraries(&bin)?;
@@ -76,6 +81,15 @@ pub fn run() -> Result<()> {
     println!(
         "ok:      only libc-family libraries, glibc <= {}.{} (see xtask/src/dist.rs)",
         OLDEST_GLIBC.0, OLDEST_GLIBC.1
+    );
+    let deb = crate::deb::build(&bin, &crate::report::target_dir().join("debian"))?;
+    let size = std::fs::metadata(&deb)
+        .with_context(|| format!("reading {}", deb.display()))?
+        .len();
+    println!(
+        "deb:     {} ({:.1} MiB)",
+        deb.display(),
+        size as f64 / 1048576.0
     );
     Ok(())
 }

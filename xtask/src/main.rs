@@ -76,8 +76,10 @@ enum Chore {
         #[arg(long)]
         keep: bool,
     },
-    /// Build the release binary and check that it needs no shared library
-    /// beyond the C library's family (readelf -d against an allow-list).
+    /// Build the release binary, check that it needs no shared library
+    /// beyond the C library's family (readelf -d against an allow-list),
+    /// and package it as target/debian/snp-build_<version>_amd64.deb
+    /// (with completions and man pages).
     Dist,
 }
 

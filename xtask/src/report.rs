@@ -21,6 +21,14 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// cargo's target directory: `CARGO_TARGET_DIR` when set (a shared or
+/// per-worktree one), else `target/` at the workspace root.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 /// Builds `snp-build` in release mode and returns its path.
 pub fn release_binary() -> Result<PathBuf> {
     let root = workspace_root();
@@ -31,10 +39,7 @@ pub fn release_binary() -> Result<PathBuf> {
         .status()
         .context("running cargo build --release")?;
     ensure!(status.success(), "cargo build --release failed: {status}");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release/snp-build");
+    let bin = target_dir().join("release/snp-build");
     ensure!(bin.is_file(), "{} was not built", bin.display());
     Ok(bin)
 }
