@@ -251,6 +251,21 @@ enum Net {
 impl System {
     /// `None` (after saying why) when no system can be made here.
     fn new(kind: Base) -> Option<System> {
+        let sys = System::bare(kind)?;
+        sh(Command::new("cp")
+            .arg("-a")
+            .arg(release())
+            .arg(sys.root.join("root")));
+        std::fs::create_dir_all(sys.root.join("etc/modprobe.d")).unwrap();
+        std::fs::write(sys.root.join("etc/modprobe.d/kvm.conf"), ORIGINAL_KVM_CONF).unwrap();
+        // The mount point [`Self::run`] binds this build's snp-build on.
+        std::fs::write(sys.root.join("usr/local/bin/snp-build"), "").unwrap();
+        Some(sys)
+    }
+
+    /// A private copy of the base system as debootstrap made it: no
+    /// release (so no fixture build), no snp-build bound in.
+    fn bare(kind: Base) -> Option<System> {
         if let Some(reason) = unavailable() {
             skip(&reason);
             return None;
@@ -268,14 +283,7 @@ impl System {
             .unwrap();
         let root = dir.path().join("root");
         sh(Command::new("cp").arg("-a").arg(&base).arg(&root));
-        sh(Command::new("cp")
-            .arg("-a")
-            .arg(release())
-            .arg(root.join("root")));
         std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).ok();
-        std::fs::create_dir_all(root.join("etc/modprobe.d")).unwrap();
-        std::fs::write(root.join("etc/modprobe.d/kvm.conf"), ORIGINAL_KVM_CONF).unwrap();
-        std::fs::write(root.join("usr/local/bin/snp-build"), "").unwrap();
         Some(System { _dir: dir, root })
     }
 
@@ -284,13 +292,15 @@ impl System {
     }
 
     /// Runs `cmd` inside the system (chroot), with /proc, /sys, /dev and
-    /// the snp-build binary bound in a mount namespace of its own.
+    /// (on a [`Self::new`] system) the snp-build binary bound in a mount
+    /// namespace of its own.
     fn run(&self, net: Net, cmd: &[&str]) -> Run {
         let root = self.root.to_str().unwrap();
         let bin = env!("CARGO_BIN_EXE_snp-build");
         let script = format!(
             "set -e; for d in proc sys dev; do mount --rbind /$d '{root}'/$d; done; \
-             mount --bind '{bin}' '{root}'/usr/local/bin/snp-build; \
+             if [ -e '{root}'/usr/local/bin/snp-build ]; then \
+             mount --bind '{bin}' '{root}'/usr/local/bin/snp-build; fi; \
              exec chroot '{root}' \"$@\""
         );
         let mut unshare = Command::new("unshare");
@@ -504,6 +514,117 @@ fn the_binary_runs_on_a_minimal_debian() {
         );
         assert!(!line.contains("not found"), "{line}");
     }
+}
+
+/// The .deb of `cargo xtask dist` (built by the same function, from this
+/// build's binary) on a bare minbase system: `dpkg -i` installs it
+/// offline (its Depends, libc6 and libgcc-s1, are in every minimal
+/// Debian), the command, its man pages (man-db installed from the
+/// mirror) and its bash completion work there, `dpkg --verify` finds
+/// every file as packaged, and `dpkg -r` leaves none of them.
+#[test]
+fn the_deb_installs_on_a_minimal_debian_and_removes_cleanly() {
+    let Some(sys) = System::bare(Base::Minbase) else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let deb = xtask::deb::build(Path::new(env!("CARGO_BIN_EXE_snp-build")), out.path())
+        .expect("building the .deb as cargo xtask dist does");
+    let name = deb.file_name().unwrap().to_str().unwrap().to_string();
+    std::fs::copy(&deb, sys.path(&format!("/root/{name}"))).unwrap();
+    let shipped: Vec<&str> = xtask::deb::COMPLETIONS
+        .iter()
+        .map(|(_, path)| *path)
+        .chain([
+            xtask::deb::BINARY,
+            xtask::deb::COPYRIGHT,
+            "usr/share/man/man1/snp-build.1.gz",
+            "usr/share/man/man1/snp-build-install.1.gz",
+        ])
+        .collect();
+    assert_eq!(sys.dpkg_state("snp-build"), "");
+    assert!(!sys.path("/usr/bin/snp-build").exists());
+
+    let r = sys.run(Net::Cut, &["dpkg", "-i", &format!("/root/{name}")]);
+    assert_eq!(r.code, 0, "{}", all_output(&r));
+    assert_eq!(sys.dpkg_state("snp-build"), "ii");
+    for path in &shipped {
+        assert!(sys.path(path).is_file(), "{path} not installed");
+    }
+    let r = sys.run(Net::Cut, &["dpkg", "--verify", "snp-build"]);
+    assert_eq!(r.code, 0, "{}", all_output(&r));
+    assert_eq!(r.stdout, "", "files differ from the package's md5sums");
+    // Nothing is bound in: this is the packaged binary, on PATH.
+    let r = sys.run(
+        Net::Cut,
+        &["sh", "-c", "command -v snp-build && snp-build --version"],
+    );
+    assert_eq!(r.code, 0, "{}", all_output(&r));
+    assert_eq!(
+        r.stdout,
+        format!(
+            "/usr/bin/snp-build\nsnp-build {}\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let r = sys.run(
+        Net::Cut,
+        &[
+            "bash",
+            "-c",
+            "source /usr/share/bash-completion/completions/snp-build && complete -p snp-build",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", all_output(&r));
+    assert!(
+        r.stdout.contains("-F _snp__build snp-build"),
+        "{}",
+        r.stdout
+    );
+
+    // man-db, as a user would get it (minbase has none).
+    let r = sys.run(
+        Net::On,
+        &[
+            "sh",
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends man-db",
+        ],
+    );
+    assert_eq!(r.code, 0, "installing man-db: {}", all_output(&r));
+    for (page, file) in [
+        ("snp-build", "/usr/share/man/man1/snp-build.1.gz"),
+        (
+            "snp-build-install",
+            "/usr/share/man/man1/snp-build-install.1.gz",
+        ),
+    ] {
+        let r = sys.run(Net::Cut, &["man", "-w", page]);
+        assert_eq!(r.code, 0, "man -w {page}: {}", all_output(&r));
+        assert_eq!(r.stdout.trim(), file);
+    }
+    let r = sys.run(
+        Net::Cut,
+        &["sh", "-c", "MANPAGER=cat MANWIDTH=80 man snp-build"],
+    );
+    assert_eq!(r.code, 0, "{}", all_output(&r));
+    for text in ["SUBCOMMANDS", "snp-build-install(1)", "--work-dir"] {
+        assert!(r.stdout.contains(text), "{text}: {}", r.stdout);
+    }
+
+    let r = sys.run(Net::Cut, &["dpkg", "-r", "snp-build"]);
+    assert_eq!(r.code, 0, "{}", all_output(&r));
+    assert_eq!(
+        sys.dpkg_state("snp-build"),
+        "",
+        "no conffiles: nothing kept"
+    );
+    for path in &shipped {
+        assert!(!sys.path(path).exists(), "{path} left after dpkg -r");
+    }
+    assert!(!sys.path("/usr/share/doc/snp-build").exists());
+    let r = sys.run(Net::Cut, &["man", "-w", "snp-build"]);
+    assert_ne!(r.code, 0, "man still finds a page: {}", r.stdout);
 }
 
 /// README's command 1 on a fresh machine (issue 24). A minbase Debian 12

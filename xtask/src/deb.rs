@@ -288,6 +288,10 @@ fn stage_and_pack(
 
 /// DEBIAN/control.
 fn control(meta: &Meta, arch: &str, depends: &str, installed_kib: u64) -> String {
+    let long = format!(
+        "{}. Includes bash, zsh and fish completions and the man pages.",
+        meta.description.trim_end_matches('.')
+    );
     format!(
         "Package: snp-build\n\
          Version: {version}\n\
@@ -297,14 +301,35 @@ fn control(meta: &Meta, arch: &str, depends: &str, installed_kib: u64) -> String
          Depends: {depends}\n\
          Section: {section}\n\
          Priority: optional\n\
-         Description: {synopsis}\n {description}.\n \
-         Includes bash, zsh and fish completions and the man pages.\n",
+         Description: {synopsis}\n{long}",
         version = meta.version,
         maintainer = meta.maintainer,
         section = meta.section,
         synopsis = meta.synopsis,
-        description = meta.description.trim_end_matches('.'),
+        long = continuation_lines(&long),
     )
+}
+
+/// `text` as a field's continuation lines: each begins with a space and
+/// keeps within 80 columns (lintian's limit for a description), words
+/// unbroken.
+fn continuation_lines(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > 79 {
+            out.push_str(&format!(" {line}\n"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(&format!(" {line}\n"));
+    }
+    out
 }
 
 /// What dpkg-gencontrol writes as Installed-Size: each file's size in KiB
@@ -420,11 +445,24 @@ mod tests {
         assert!(meta.maintainer.contains('<') && meta.maintainer.ends_with('>'));
         let control = control(&meta, "amd64", "libc6 (>= 2.35)", 42);
         assert!(control.contains("\nInstalled-Size: 42\n"), "{control}");
-        // Every continuation line of the description starts with a space.
+        // Every continuation line of the description starts with a space
+        // and fits in 80 columns; no word is lost.
         let desc = control.split("Description: ").nth(1).unwrap();
-        for line in desc.lines().skip(1) {
+        let long: Vec<&str> = desc.lines().skip(1).collect();
+        assert!(long.len() >= 2, "{control}");
+        for line in &long {
             assert!(line.starts_with(' ') && line.len() > 1, "{control}");
+            assert!(line.len() <= 80, "{line}");
         }
+        assert_eq!(
+            long.concat().split_whitespace().collect::<Vec<_>>(),
+            format!(
+                "{}. Includes bash, zsh and fish completions and the man pages.",
+                meta.description.trim_end_matches('.')
+            )
+            .split_whitespace()
+            .collect::<Vec<_>>()
+        );
     }
 
     #[test]
