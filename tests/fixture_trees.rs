@@ -1,7 +1,7 @@
 //! The fixture upstreams (`xtask::fixtures`) behave like the real trees
 //! through the interface snp-build uses: each fake tree is driven here by
-//! hand, with the same commands the tool runs (see SPEC.md, "What the
-//! original build.sh does").
+//! hand, with the same commands the tool runs (the ones AMD's build.sh
+//! runs: clone, configure, make, the kernel's scripts/config and bindeb-pkg).
 //!
 //! Needs git, make, gcc, python3, dpkg-deb and rpmbuild (Debian package
 //! `rpm`): a missing tool fails the test with a message, never skips it.
@@ -137,8 +137,8 @@ fn kernel(fx: &Fixtures, work: &Path) {
     run(make(&tree, &["olddefconfig"]));
     assert_ne!(state(&tree, "KVM_AMD_SEV"), "y");
 
-    // From tinyconfig the default edits lose SEV; SPEC.md's dependency set
-    // brings it back.
+    // From tinyconfig the default edits lose SEV; KVM_AMD_SEV's dependency
+    // set (64BIT ... KVM_AMD as modules, xtask/src/real.rs) brings it back.
     let edits = default_edits(&sha);
     run(make(&tree, &["tinyconfig"]));
     assert_eq!(

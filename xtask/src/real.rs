@@ -36,8 +36,10 @@ const APT_ONE_LINE: &str = "/etc/apt/sources.list.d/snp-build-src.list";
 /// The kernel source package (its tarball is the tree).
 const LINUX_PACKAGE: &str = "linux-source-6.1";
 
-/// What SEV needs to survive `olddefconfig` on a `tinyconfig` base
-/// (SPEC.md, point 6): switched on, and as modules.
+/// What SEV needs to survive `olddefconfig` on a `tinyconfig` base:
+/// switched on, and as modules. On Linux 6.1 `KVM_AMD_SEV` depends on
+/// `KVM_AMD && CRYPTO_DEV_SP_PSP`, and from tinyconfig those need this
+/// whole set, or `olddefconfig` silently drops SEV.
 const SEV_DEPS_ENABLE: &[&str] = &[
     "64BIT",
     "HIGH_RES_TIMERS",
@@ -50,7 +52,7 @@ const SEV_DEPS_ENABLE: &[&str] = &[
 ];
 const SEV_DEPS_MODULE: &[&str] = &["KVM", "KVM_AMD"];
 
-/// Beyond SPEC.md's set: options a tinyconfig base lacks that the default
+/// Beyond that set: options a tinyconfig base lacks that the default
 /// edits need, found by running `make tinyconfig`, the edits and
 /// `make olddefconfig` on linux-source-6.1, with why.
 const EXTRA_ENABLE: &[(&str, &str)] = &[
@@ -592,9 +594,9 @@ fn pin_file(dir: &Path, qemu: &Imported, ovmf: &Imported, linux: &Imported) -> R
 
 [kernel]
 # Sized for a 2-core box: tinyconfig (a full distro config takes hours)
-# plus what SEV needs to survive `olddefconfig` (SPEC.md, point 6).
+# plus what SEV needs to survive `olddefconfig` (KVM_AMD_SEV's dependencies).
 base-config = \"tinyconfig\"
-# The default list, then SEV's dependencies on a tinyconfig base (SPEC.md),
+# The default list, then SEV's dependencies on a tinyconfig base,
 # then what tinyconfig lacks for the default list's SEV options:
 {extra_why}enable = {enable}
 disable = {disable}
