@@ -5,6 +5,9 @@
 //! - One `MultiProgress` for the process, so stages draw side by side;
 //!   every log line is written through [`suspend_bars`], so bars and lines
 //!   never tear each other.
+//! - A finished step leaves a plain `<label>: <message>` line above the
+//!   live bars (fetch results, `done in`, a failure), which stays on the
+//!   terminal after the run, as cargo's lines do.
 //! - Without a terminal nothing here draws: each step is an `info` event
 //!   (`<stage>: <message>`) and transient detail is left to the logs.
 //! - **How far a stage is**: ninja's `[N/M]` in its output (QEMU), else
@@ -203,20 +206,32 @@ impl Progress {
         }
     }
 
-    /// The step failed or was stopped; `message` stays on screen (a bar
-    /// is left where it was, never drawn full).
+    /// The step failed or was stopped; `message` stays on screen.
     pub fn fail(&self, message: impl AsRef<str>) {
-        match &self.bar {
-            Some(bar) => bar.abandon_with_message(message.as_ref().to_string()),
-            None => tracing::info!(stage = %self.label, "{}", message.as_ref()),
-        }
+        self.leave(message.as_ref());
     }
 
     /// The step is over; `message` stays on screen.
     pub fn finish(&self, message: impl AsRef<str>) {
-        match &self.bar {
-            Some(bar) => bar.finish_with_message(message.as_ref().to_string()),
-            None => tracing::info!(stage = %self.label, "{}", message.as_ref()),
+        self.leave(message.as_ref());
+    }
+
+    /// Ends the step with a line that stays. On a terminal the live bar
+    /// goes and `<label>: <message>` is printed above the bars still
+    /// running, as cargo's `Compiling` lines are: indicatif redraws its
+    /// bars in place (and finished ones vanish with the last redraw), but
+    /// what `MultiProgress::println` writes is ordinary scrollback, so
+    /// the fetch results and `done in` times outlive the run. Without a
+    /// terminal it is the same line as a log event.
+    fn leave(&self, message: &str) {
+        let Some(bar) = &self.bar else {
+            tracing::info!(stage = %self.label, "{message}");
+            return;
+        };
+        bar.finish_and_clear();
+        if let Some(multi) = MULTI.get() {
+            // A write error means the terminal is gone: nothing to keep.
+            let _ = multi.println(format!("{}: {message}", self.label));
         }
     }
 
