@@ -97,11 +97,11 @@ impl Meta {
 }
 
 /// The package a shared library the binary needs comes from, on Debian
-/// and Ubuntu: the whole of [`crate::dist::ALLOWED`].
+/// and Ubuntu: the whole of [`crate::elf::ALLOWED`].
 fn package_of(soname: &str) -> Option<&'static str> {
     match soname {
         "libgcc_s.so.1" => Some("libgcc-s1"),
-        s if crate::dist::ALLOWED.contains(&s) => Some("libc6"),
+        s if crate::elf::ALLOWED.contains(&s) => Some("libc6"),
         _ => None,
     }
 }
@@ -114,14 +114,14 @@ pub fn depends(needed: &[String]) -> Result<String> {
     let mut packages: Vec<&str> = Vec::new();
     for soname in needed {
         let package = package_of(soname).with_context(|| {
-            format!("{soname} is not in xtask::dist::ALLOWED: no Debian package for it")
+            format!("{soname} is not in xtask::elf::ALLOWED: no Debian package for it")
         })?;
         if !packages.contains(&package) {
             packages.push(package);
         }
     }
     packages.sort();
-    let (major, minor) = crate::dist::OLDEST_GLIBC;
+    let (major, minor) = crate::elf::OLDEST_GLIBC;
     Ok(packages
         .iter()
         .map(|p| match *p {
@@ -183,7 +183,7 @@ pub fn build(bin: &Path, out_dir: &Path) -> Result<PathBuf> {
         said.trim(),
         meta.version
     );
-    let depends = depends(&crate::dist::needed_libraries(bin)?)?;
+    let depends = depends(&crate::elf::needed_libraries(bin)?)?;
 
     fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let name = format!("snp-build_{}_{arch}", meta.version);
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn depends_names_the_package_of_every_allowed_library() {
-        let all: Vec<String> = crate::dist::ALLOWED.iter().map(|s| s.to_string()).collect();
+        let all: Vec<String> = crate::elf::ALLOWED.iter().map(|s| s.to_string()).collect();
         assert_eq!(depends(&all).unwrap(), "libc6 (>= 2.35), libgcc-s1");
         assert_eq!(
             depends(&["libc.so.6".into(), "libm.so.6".into()]).unwrap(),

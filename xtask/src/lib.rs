@@ -11,6 +11,7 @@ pub mod bench;
 pub mod build_dir;
 pub mod deb;
 pub mod dist;
+pub mod elf;
 pub mod fetch;
 pub mod fixtures;
 pub mod real;
