@@ -11,7 +11,7 @@
 //!   `SOURCE_DATE_EPOCH` and the manifest's SHA-256), never the signing
 //!   time, so it says the same on every rebuild. (The signature itself
 //!   differs each time: minisign adds random noise.) It binds the
-//!   signature to its release: `host/verify.rs` refuses the files under
+//!   signature to its release: `commands/verify.rs` refuses the files under
 //!   another name or with another manifest.
 //! - Keys are machine policy: nothing here reaches a fingerprint, the
 //!   manifest or `source-config`.

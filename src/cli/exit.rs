@@ -5,12 +5,14 @@
 //! typed error found anywhere in the chain. Anything else is a failed
 //! fetch or build step (exit 1).
 
+use crate::commands::install::{Downgrade, StepFailed};
+use crate::commands::verify::{
+    ChecksumMismatch, DocumentMismatch, SignatureRefused, TarballRefused,
+};
 use crate::config::ConfigError;
 use crate::error::{NotImplemented, UsageError};
 use crate::exec::Interrupted;
 use crate::host::doctor::PreflightFailed;
-use crate::host::install::{Downgrade, StepFailed};
-use crate::host::verify::{ChecksumMismatch, DocumentMismatch, SignatureRefused, TarballRefused};
 use crate::source::lock::{LockMismatch, TagMoved};
 use crate::source::tree::LocalChanges;
 use crate::workdir::WorkDirInUse;

@@ -22,11 +22,11 @@ use std::ffi::OsString;
 use serde_json::{Value, json};
 
 use crate::commands::build::{BuildFailed, BuildResult};
+use crate::commands::install::InstallInterrupted;
 use crate::commands::{self, Globals};
 use crate::error::UsageError;
 use crate::exec::Interrupted;
 use crate::host::doctor::PreflightFailed;
-use crate::host::install::InstallInterrupted;
 use crate::host::snp::HostNotReady;
 use crate::stage::Registry;
 use args::{Cli, Command, FetchArgs};
@@ -238,8 +238,8 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             yes,
             trusted_key,
             allow_downgrade,
-        }) => render::fields(&crate::host::install::install(
-            &crate::host::install::InstallRequest {
+        }) => render::fields(&crate::commands::install::install(
+            &crate::commands::install::InstallRequest {
                 release: release.as_deref(),
                 dry_run,
                 root: root.as_deref(),
@@ -254,7 +254,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             release,
             trusted_key,
         }) => {
-            let v = crate::host::verify::verify(&release, &trusted_key)?;
+            let v = crate::commands::verify::verify(&release, &trusted_key)?;
             tracing::info!(
                 "verified {}: {} files match SHA256SUMS; {}; checked: {}",
                 v.release.display(),
@@ -282,7 +282,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             }))
         }
         Some(Command::Uninstall { root, dry_run, yes }) => render::fields(
-            &crate::host::install::uninstall(&crate::host::install::UninstallRequest {
+            &crate::commands::install::uninstall(&crate::commands::install::UninstallRequest {
                 root: root.as_deref(),
                 dry_run,
                 yes,

@@ -1,11 +1,14 @@
 //! The commands, each a function from a plain request (no clap types) to a
 //! typed result the CLI renders: the build ([`build`]), `plan`
 //! ([`plan`]), `fetch`/`update` ([`fetch`]), `doctor` ([`doctor`]),
-//! `clean` ([`clean`]), and the pin file chores ([`pins`]).
+//! `clean` ([`clean`]), and the pin file chores ([`pins`]); and the host
+//! admin's commands on a built release, which need no pin file:
+//! `install`/`uninstall` ([`install`]) and `verify` ([`verify`]).
 //!
 //! Guarantees:
-//! - Each validates the pin file against the registry before anything
-//!   else, so a bad file is reported (exit 2) before any work.
+//! - Each command that reads the pin file validates it against the
+//!   registry before anything else, so a bad file is reported (exit 2)
+//!   before any work.
 //! - They loop over the configured components; none names one.
 //! - Never: parses a command line, prints JSON, or picks an exit code.
 
@@ -13,10 +16,12 @@ pub mod build;
 pub mod clean;
 pub mod doctor;
 pub mod fetch;
+pub mod install;
 pub mod package;
 pub mod pins;
 pub mod plan;
 pub mod settle;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,9 @@
 //! This machine as a build box and as an SNP host: its distribution family
 //! and package format ([`os_release`], [`PackageFormat`]), its package
 //! manager ([`packages`]), the build checks ([`doctor`], [`preflight`]),
-//! whether it can run SNP guests ([`snp`]), and installing a release on
-//! it ([`install`]).
+//! whether it can run SNP guests ([`snp`]), and whether it can boot a
+//! kernel release ([`boot`]). Installing a release on it is a command
+//! (`commands::install`); this module holds only the machine's facts.
 //!
 //! Guarantees:
 //! - Debian-like means os-release `ID` or any word of `ID_LIKE` is
@@ -13,12 +14,10 @@
 
 pub mod boot;
 pub mod doctor;
-pub mod install;
 pub mod launcher;
 pub mod packages;
 pub mod preflight;
 pub mod snp;
-pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

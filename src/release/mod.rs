@@ -66,7 +66,7 @@ const INSTALL_SH: &[u8] = include_bytes!("../../templates/install.sh");
 fn install_sh() -> Vec<u8> {
     let template = String::from_utf8_lossy(INSTALL_SH);
     let marker = "declare -A SONAME_PACKAGES=() # @soname-packages@";
-    let table: String = crate::host::install::debian_soname_packages()
+    let table: String = crate::commands::install::debian_soname_packages()
         .iter()
         .map(|(soname, package)| format!("    [{soname}]={package}\n"))
         .collect();

@@ -7,8 +7,8 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use crate::commands::verify::{check_end, check_entry, one_top, open_tarball};
 use crate::error::UsageError;
-use crate::host::verify::{check_end, check_entry, one_top, open_tarball};
 
 /// A release ready to read: a directory, possibly unpacked from a tarball.
 pub(super) struct Opened {
@@ -60,9 +60,9 @@ pub(super) fn open_release(release: Option<&Path>) -> anyhow::Result<Opened> {
 
 impl Opened {
     /// The names it is found under, which a trusted signature must name.
-    pub(super) fn found_as(&self) -> Vec<crate::host::verify::FoundAs> {
+    pub(super) fn found_as(&self) -> Vec<crate::commands::verify::FoundAs> {
         let top = self.given.is_file().then_some(self.name.as_str());
-        crate::host::verify::found_as(&self.given, top)
+        crate::commands::verify::found_as(&self.given, top)
     }
 }
 

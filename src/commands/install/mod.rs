@@ -6,14 +6,14 @@
 //! - **Only a trusted signature installs, when keys are trusted**:
 //!   `--trusted-key PUB`, else `[install] trusted-keys` in
 //!   `<root>/etc/snp-build/config.toml`, else every `*.pub` in
-//!   `<root>/etc/snp-build/trusted-keys/` ([`crate::host::verify`]).
+//!   `<root>/etc/snp-build/trusted-keys/` ([`crate::commands::verify`]).
 //! - **Nothing changes before the whole install is planned and checked**:
 //!   the release verified (a private copy, or the tarball unpacked into a
 //!   private temporary directory), the package chosen, the libraries QEMU
 //!   lacks mapped to packages, kvm.conf compared, every tool found, the
 //!   confirmation given. A verification failure exits 8; a trusted
 //!   signature must name the release as it is found (its directory or
-//!   tarball name, its manifest: [`crate::host::verify`]).
+//!   tarball name, its manifest: [`crate::commands::verify`]).
 //! - **Never backwards by accident**: a release dated before the one the
 //!   target's record says is installed is refused (exit 10) unless
 //!   `--allow-downgrade`; the date is the name's (`snp-release-<date>`,
@@ -63,12 +63,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::PackageFormat;
-use super::doctor::Check;
-use super::verify::Contents;
-pub use super::verify::{ChecksumMismatch, Problem, ProblemKind};
+use crate::commands::verify::Contents;
+pub use crate::commands::verify::{ChecksumMismatch, Problem, ProblemKind};
 use crate::error::UsageError;
 use crate::hash::sha256_hex;
+use crate::host::PackageFormat;
+use crate::host::doctor::Check;
 use crate::signing::TrustedKey;
 use deps::Dependencies;
 pub use deps::debian_soname_packages;
@@ -342,10 +342,14 @@ pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
     let trusted = trusted_keys(&target, req.trusted_keys)?;
     let opened = open_release(req.release)?;
     let contents = Contents::from_dir(&opened.dir)?;
-    let sums = super::verify::check_sums(&contents, &opened.given)?;
-    let signature =
-        super::verify::require_signature(&contents, &opened.given, &trusted, &opened.found_as())?;
-    super::verify::check_documents(&contents, &opened.given, &sums, false)?;
+    let sums = crate::commands::verify::check_sums(&contents, &opened.given)?;
+    let signature = crate::commands::verify::require_signature(
+        &contents,
+        &opened.given,
+        &trusted,
+        &opened.found_as(),
+    )?;
+    crate::commands::verify::check_documents(&contents, &opened.given, &sums, false)?;
     tracing::info!(
         "verified {}: {} files match SHA256SUMS; {}",
         opened.given.display(),
@@ -692,7 +696,7 @@ fn execute(plan: &Plan, opened: &Opened) -> anyhow::Result<(PathBuf, Vec<Check>)
         run.finish(StepName::KvmConf, "kvm.conf")?;
     }
     let boot = if plan.target.is_live() {
-        super::boot::check(Path::new("/"), &plan.package.kernel_release, plan.format)
+        crate::host::boot::check(Path::new("/"), &plan.package.kernel_release, plan.format)
     } else {
         Vec::new()
     };
