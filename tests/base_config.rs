@@ -26,6 +26,7 @@ fn snp_build(dir: &Path, args: &[&str]) -> Run {
     let out = assert_cmd::Command::cargo_bin("snp-build")
         .unwrap()
         .current_dir(dir)
+        .env(common::INSTALLER_ENV, "none")
         .args(args)
         .output()
         .unwrap();

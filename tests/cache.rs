@@ -229,6 +229,7 @@ fn input_tool_version_reruns_the_stages_that_use_the_tool() {
         let out = assert_cmd::Command::cargo_bin("snp-build")
             .unwrap()
             .current_dir(s.path())
+            .env(INSTALLER_ENV, "none")
             .env("PATH", path)
             .args([
                 "--config",

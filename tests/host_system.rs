@@ -178,7 +178,7 @@ fn release() -> &'static Path {
                 "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\n",
                 "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\nconfigure-args = [\"--extra-ldflags=-Wl,--no-as-needed -l:libpixman-1.so.0\"]\n",
             );
-            s.run_ok(&["--package", "--date", DATE, "--output", "out", "-j2"]);
+            build_with_installer(&s, DATE);
             let dir = s.path().join("out").join(NAME);
             (s, dir)
         })
@@ -200,7 +200,7 @@ fn newer_release() -> &'static Path {
                 "[kernel]\n",
                 "[kernel]\nset-str = { LOCALVERSION = \"-snp2-{kernel}-{sha}\" }\n",
             );
-            s.run_ok(&["--package", "--date", NEWER_DATE, "--output", "out", "-j2"]);
+            build_with_installer(&s, NEWER_DATE);
             let dir = s.path().join("out").join(format!("snp-release-{NEWER_DATE}"));
             (s, dir)
         })
@@ -208,6 +208,24 @@ fn newer_release() -> &'static Path {
 }
 
 const NEWER_DATE: &str = "2026-11-23";
+
+/// `--package` with the release carrying this build's snp-build, stripped
+/// as `cargo xtask dist` ships it: the installer `install.sh` runs.
+fn build_with_installer(s: &Scratch, date: &str) {
+    let r = s.run_env(
+        &[(INSTALLER_ENV, installer().as_os_str())],
+        &[
+            "--package",
+            "--date",
+            date,
+            "--output",
+            "out",
+            "-j2",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
 
 /// The kernel release of the fixture host kernel.
 fn kernel_release() -> String {
@@ -431,6 +449,10 @@ impl System {
         assert_eq!(self.kvm_conf(), ORIGINAL_KVM_CONF, "{what}: kvm.conf");
         assert!(self.backups().is_empty(), "{what}: {:?}", self.backups());
         assert!(self.record().is_none(), "{what}: the record is left");
+        assert!(
+            !self.path("/opt/snp-build").exists(),
+            "{what}: the stack is left in /opt/snp-build"
+        );
     }
 
     fn assert_kernel_gone(&self, kr: &str, what: &str) {
@@ -449,6 +471,14 @@ impl System {
             "{what}"
         );
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn sh(cmd: &mut Command) {
@@ -718,6 +748,7 @@ fn an_offline_host_gets_nothing_half_installed_and_uninstall_restores_it() {
             steps(&record),
             pairs(&[
                 ("dependencies", "failed"),
+                ("stack", "planned"),
                 ("kernel-package", "planned"),
                 ("kvm-conf", "planned")
             ]),
@@ -793,6 +824,7 @@ fn a_host_without_initramfs_tools_is_told_what_is_missing_and_uninstall_undoes_i
             steps(&record),
             pairs(&[
                 ("dependencies", "done"),
+                ("stack", "done"),
                 ("kernel-package", "done"),
                 ("kvm-conf", "done")
             ]),
@@ -906,12 +938,13 @@ fn a_failing_kernel_hook_is_named_and_the_record_lists_the_package() {
             steps(&record),
             pairs(&[
                 ("dependencies", "done"),
+                ("stack", "done"),
                 ("kernel-package", "failed"),
                 ("kvm-conf", "planned")
             ]),
             "{installer:?}: {record}"
         );
-        let note = record["steps"][1]["note"].as_str().unwrap_or_default();
+        let note = record["steps"][2]["note"].as_str().unwrap_or_default();
         assert!(
             note.contains("zz-fail") && note.contains("iF"),
             "{installer:?}: {record}"
@@ -939,6 +972,31 @@ fn the_installers_share_one_table_of_exit_codes() {
     }
     fn untamper(sys: &System) {
         let _ = std::fs::remove_file(sys.path(&format!("/root/{NAME}/extra.sh")));
+        // The release as built again: its .deb and SHA256SUMS.
+        sh(Command::new("cp")
+            .arg("-a")
+            .arg(release())
+            .arg(sys.path("/root")));
+    }
+    /// The host kernel .deb changed, and its SHA256SUMS line updated to
+    /// match: the SBOM still names the built one.
+    fn change_deb(sys: &System) {
+        let dir = sys.path(&format!("/root/{NAME}"));
+        let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+        let mut out = String::new();
+        for line in sums.lines() {
+            let (_, rel) = line.split_once("  ").unwrap();
+            if rel.starts_with("linux/host/linux-image-") && !rel.contains("-dbg") {
+                let path = dir.join(rel);
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes.extend_from_slice(b"changed");
+                std::fs::write(&path, &bytes).unwrap();
+                out.push_str(&format!("{}  {rel}\n", sha256_hex(&bytes)));
+            } else {
+                out.push_str(&format!("{line}\n"));
+            }
+        }
+        std::fs::write(dir.join("SHA256SUMS"), out).unwrap();
     }
     let cases: &[(&str, &[&str], Net, Prepare, i32)] = &[
         ("an unknown option", &["--bogus"], Net::On, nothing, 2),
@@ -954,6 +1012,13 @@ fn the_installers_share_one_table_of_exit_codes() {
             &["--yes"],
             Net::On,
             tamper,
+            8,
+        ),
+        (
+            "a changed .deb, its SHA256SUMS line updated, no key",
+            &["--yes"],
+            Net::On,
+            change_deb,
             8,
         ),
         ("a dry run", &["--dry-run"], Net::Cut, untamper, 0),
@@ -1016,7 +1081,38 @@ fn the_installers_share_one_table_of_exit_codes() {
                 );
             }
         }
+        // The stack is on the host: launch-qemu.sh runs from there and
+        // finds QEMU and OVMF, and doctor --host finds the release itself.
+        let launch = "/opt/snp-build/current/launch-qemu.sh";
+        std::fs::write(sys.path("/root/disk.img"), "disk").unwrap();
+        let r = sys.run(
+            Net::On,
+            &[launch, "-dry-run", "-sev-snp", "-hda", "/root/disk.img"],
+        );
+        assert_eq!(r.code, 0, "{installer:?}: {}", all_output(&r));
+        assert!(
+            r.stdout
+                .contains("/opt/snp-build/current/usr/local/bin/qemu-system-x86_64")
+                && r.stdout.contains("OVMF.fd"),
+            "{installer:?}: {}",
+            all_output(&r)
+        );
+        let r = sys.run(Net::On, &["snp-build", "doctor", "--host", "--json"]);
+        let doc: Value =
+            serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}", all_output(&r)));
+        let line = doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "installed release")
+            .unwrap_or_else(|| panic!("{installer:?}: {doc:#}"));
+        assert_eq!(line["status"], "ok", "{installer:?}: {doc:#}");
+        assert!(line["found"].as_str().unwrap().contains(NAME), "{doc:#}");
         let record = std::fs::read(sys.path("/var/lib/snp-build/installed.json")).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&record).contains("snp-build-install-"),
+            "{installer:?}: the record names a temp path"
+        );
         let r = sys.run_tty("snp-build uninstall", "n\n");
         assert_eq!(r.code, 1, "uninstall on a terminal: {}", all_output(&r));
         assert!(all_output(&r).contains("Uninstall"), "{}", all_output(&r));
@@ -1077,7 +1173,7 @@ fn repeat_and_newer_installs_are_undone_by_one_uninstall() {
         );
         assert_eq!(record["package_preinstalled"], false, "{record}");
         assert!(!record["kvm_conf"]["backup"].is_null(), "{record}");
-        assert_eq!(record["steps"][2]["state"], "done", "{record}");
+        assert_eq!(record["steps"][3]["state"], "done", "{record}");
         assert_eq!(
             record["dependencies_installed"],
             serde_json::json!(["libpixman-1-0"])

@@ -24,16 +24,21 @@ fn built(format: &str) -> &'static Path {
     let cell = if format == "rpm" { &RPM } else { &DEB };
     cell.get_or_init(|| {
         let s = Scratch::new(shared_fixtures());
-        s.run_ok(&[
-            "--package",
-            "--package-format",
-            format,
-            "--date",
-            DATE,
-            "--output",
-            "out",
-            "-j2",
-        ]);
+        // With the installer, which install.sh checks and runs.
+        let r = s.run_env(
+            &[(INSTALLER_ENV, installer().as_os_str())],
+            &[
+                "--package",
+                "--package-format",
+                format,
+                "--date",
+                DATE,
+                "--output",
+                "out",
+                "-j2",
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
         s
     })
     .path()
@@ -200,8 +205,10 @@ fn install_root_stages_the_image_package_and_kvm_conf_and_a_second_run_backs_up_
     assert!(rec["kvm_conf"]["backup"].is_null());
     assert_eq!(rec["remove_command"][0], "dpkg");
     assert_eq!(rec["remove_command"][1], "--purge");
-    assert_eq!(rec["steps"][1]["step"], "kernel-package");
+    assert_eq!(rec["steps"][1]["step"], "stack");
     assert_eq!(rec["steps"][1]["state"], "done");
+    assert_eq!(rec["steps"][2]["step"], "kernel-package");
+    assert_eq!(rec["steps"][2]["state"], "done");
     assert_eq!(rec["complete"], true);
     assert!(rec["installed_at"].as_str().unwrap().ends_with('Z'));
 
@@ -667,7 +674,7 @@ fn a_failed_staging_step_is_exit_9_and_the_advice_keeps_the_root() {
     let undo = format!("snp-build uninstall --root {} --yes", root.display());
     assert!(r.stderr.contains(&undo), "{}", r.stderr);
     assert!(r.stderr.contains(&format!("--root {}", root.display())));
-    assert_eq!(record(&root)["steps"][1]["state"], "failed");
+    assert_eq!(record(&root)["steps"][2]["state"], "failed");
 
     let root = tmp.path().join("root-sh");
     let out = Command::new(copy.join("install.sh"))
@@ -683,7 +690,7 @@ fn a_failed_staging_step_is_exit_9_and_the_advice_keeps_the_root() {
     );
     let undo = format!("snp-build uninstall --root {} --yes", root.display());
     assert!(stderr.contains(&undo), "{stderr}");
-    assert_eq!(record(&root)["steps"][1]["state"], "failed");
+    assert_eq!(record(&root)["steps"][2]["state"], "failed");
 }
 
 /// A release dated before the installed one is refused (exit 10, nothing
@@ -953,7 +960,7 @@ fn ctrl_c_during_an_install_finishes_or_marks_the_step_and_says_how_to_go_on() {
         let rec = record(&root);
         assert_eq!(rec["interrupted"], true, "{case}: {rec}");
         assert_eq!(rec["complete"], false, "{case}: {rec}");
-        let state = &rec["steps"][1]["state"];
+        let state = &rec["steps"][2]["state"];
         if group {
             assert_eq!(state, "interrupted", "{case}: {rec}");
         } else {

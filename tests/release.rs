@@ -223,6 +223,7 @@ fn identical_inputs_give_a_byte_identical_tarball_and_the_epoch_only_changes_tim
     let out = assert_cmd::Command::cargo_bin("snp-build")
         .unwrap()
         .current_dir(s.path())
+        .env(INSTALLER_ENV, "none")
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .args([
             "--config",
@@ -491,6 +492,7 @@ fn run_with_file_limit(s: &Scratch, kib: u64, args: &[&str]) -> Run {
             &kib.to_string(),
         ])
         .arg(assert_cmd::cargo::cargo_bin("snp-build"))
+        .env(INSTALLER_ENV, "none")
         .args(["--config", "stable-commits.toml", "--work-dir", "build"])
         .args(args)
         .output()

@@ -9,6 +9,8 @@
 //! (setpriv).
 //! Several cases assume the tests run as root (as CI does); they say so.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +19,6 @@ use std::process::{Command, Output, Stdio};
 
 const HOST_REL: &str = "6.1.0-snp-host-abc";
 const GUEST_REL: &str = "6.1.0-snp-guest-def";
-const KVM_CONF: &str = "options kvm_amd sev-snp=1 sev=1 sev-es=1";
 /// The stand-in QEMU: prints its arguments, exits with $FAKE_QEMU_STATUS.
 const FAKE_QEMU: &str = "#!/bin/sh\n\
     for a in \"$@\"; do echo \"ARG:$a\"; done\n\
@@ -141,6 +142,8 @@ impl Release {
         write(&dir.join("stable-commits.lock"), "[qemu]\n");
         write(&dir.join("kernel-config.host"), "CONFIG_KVM_AMD_SEV=y\n");
         write(&dir.join("kernel-config.guest"), "CONFIG_SEV_GUEST=m\n");
+        // The one installer, which install.sh checks and runs.
+        common::add_installer(&dir);
         match packages {
             Packages::Deb => r.add_debs(),
             Packages::Rpm => r.add_rpms(),
@@ -167,19 +170,6 @@ impl Release {
         let p = self.tmp.path().join("scratch").join(name);
         fs::create_dir_all(&p).unwrap();
         p
-    }
-
-    fn host_deb(&self) -> PathBuf {
-        self.dir().join(format!(
-            "linux/host/linux-image-{HOST_REL}_{HOST_REL}-1_amd64.deb"
-        ))
-    }
-
-    fn host_rpm(&self) -> PathBuf {
-        self.dir().join(format!(
-            "linux/host/kernel-{}-1.x86_64.rpm",
-            HOST_REL.replace('-', "_")
-        ))
     }
 
     /// The packages `make bindeb-pkg` makes, for host and guest.
@@ -304,16 +294,6 @@ impl Release {
             .unwrap()
     }
 
-    fn install_ok(&self, args: &[&str]) -> String {
-        let out = self.install(args);
-        assert!(
-            out.status.success(),
-            "install.sh {args:?}: {}",
-            describe(&out)
-        );
-        text(&out.stdout)
-    }
-
     fn launch(&self, args: &[&str]) -> Output {
         Command::new(self.dir().join("launch-qemu.sh"))
             .args(args)
@@ -361,141 +341,215 @@ fn as_nobody(program: &Path, args: &[&str], cwd: &Path) -> Output {
         .unwrap()
 }
 
-fn backups(modprobe_d: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(modprobe_d)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("kvm.conf.bak-"))
-        .collect();
-    names.sort();
-    names
-}
-
-/// `kvm.conf.bak-YYYYmmddTHHMMSSZ`
-fn is_backup_name(name: &str) -> bool {
-    let Some(stamp) = name.strip_prefix("kvm.conf.bak-") else {
-        return false;
-    };
-    let b = stamp.as_bytes();
-    b.len() == 16
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'T'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && b[15] == b'Z'
-}
-
 // ---------------------------------------------------------------- install.sh
 
-#[test]
-fn install_dry_run_with_root_lists_the_image_package_not_dbg_and_changes_nothing() {
-    let r = Release::new(Packages::Deb);
-    let before = snapshot(&r.dir());
-    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
-
-    let deb = r.host_deb();
-    let expected = format!(
-        "would run: dpkg-deb -x {} {}",
-        deb.display(),
-        r.root().display()
-    );
-    assert!(stdout.contains(&expected), "{expected:?} not in:\n{stdout}");
-    assert!(
-        !stdout.contains("-dbg"),
-        "a -dbg package was chosen:\n{stdout}"
-    );
-    assert!(!stdout.contains("linux-headers"), "{stdout}");
-    assert!(!stdout.contains("guest"), "{stdout}");
-    let copy = format!(
-        "would copy {} to {}",
-        r.dir().join("kvm.conf").display(),
-        r.root().join("etc/modprobe.d/kvm.conf").display()
-    );
-    assert!(stdout.contains(&copy), "{copy:?} not in:\n{stdout}");
-    assert!(
-        stdout.contains(&format!("SNP host kernel {HOST_REL}")),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("cat /sys/module/kvm_amd/parameters/sev_snp"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("snp-build doctor --host"), "{stdout}");
-
-    assert!(
-        snapshot(&r.root()).is_empty(),
-        "the dry run wrote into the root"
-    );
-    assert!(
-        before == snapshot(&r.dir()),
-        "the dry run changed the release"
-    );
+/// How an install is started: the release's `install.sh`, or this build's
+/// `snp-build install DIR`. One installer runs behind both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    Script,
+    Binary,
 }
 
+impl Release {
+    fn install_by(&self, entry: Entry, args: &[&str]) -> Output {
+        match entry {
+            Entry::Script => self.install(args),
+            Entry::Binary => Command::new(assert_cmd::cargo::cargo_bin("snp-build"))
+                .arg("install")
+                .args(args)
+                .arg(self.dir())
+                .current_dir(self.tmp.path())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        }
+    }
+}
+
+/// Every case through both entry points, each on a fresh release: the
+/// same exit code, and the same files in the staging root (issue 27: one
+/// order, one record, one table of exit codes).
 #[test]
-fn install_with_root_unpacks_the_image_and_keeps_a_differing_kvm_conf() {
+fn install_sh_and_snp_build_install_are_one_installer() {
+    type Case = (&'static str, Packages, fn(&Release), Vec<&'static str>, i32);
+    fn nothing(_: &Release) {}
+    fn older_installed(r: &Release) {
+        // The record of a newer install.
+        let record = r.root().join("var/lib/snp-build/installed.json");
+        fs::create_dir_all(record.parent().unwrap()).unwrap();
+        let out = Command::new(assert_cmd::cargo::cargo_bin("snp-build"))
+            .args(["install", "--root"])
+            .arg(r.root())
+            .arg(r.dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        let text = fs::read_to_string(&record)
+            .unwrap()
+            .replace("snp-release-2025-01-01", "snp-release-2025-06-01");
+        fs::write(&record, text).unwrap();
+    }
+    fn rpm_only(_: &Release) {}
+    let cases: Vec<Case> = vec![
+        (
+            "dry run",
+            Packages::Deb,
+            nothing,
+            vec!["--dry-run", "--root", "@ROOT@"],
+            0,
+        ),
+        (
+            "staging install",
+            Packages::Deb,
+            nothing,
+            vec!["--root", "@ROOT@"],
+            0,
+        ),
+        (
+            "older than the installed one",
+            Packages::Deb,
+            older_installed,
+            vec!["--root", "@ROOT@"],
+            10,
+        ),
+        (
+            "older, allowed",
+            Packages::Deb,
+            older_installed,
+            vec!["--root", "@ROOT@", "--allow-downgrade"],
+            0,
+        ),
+        (
+            "rpm packages for a Debian root",
+            Packages::Rpm,
+            rpm_only,
+            vec!["--root", "@ROOT@"],
+            1,
+        ),
+        (
+            "an unknown option",
+            Packages::Deb,
+            nothing,
+            vec!["--frobnicate"],
+            2,
+        ),
+        (
+            "a trusted key that is not there",
+            Packages::Deb,
+            nothing,
+            vec!["--root", "@ROOT@", "--trusted-key", "/nonexistent.pub"],
+            2,
+        ),
+        (
+            "live, no terminal, no --yes",
+            Packages::Deb,
+            nothing,
+            vec![],
+            2,
+        ),
+    ];
+    for (what, packages, prepare, args, code) in cases {
+        let mut staged = Vec::new();
+        for entry in [Entry::Script, Entry::Binary] {
+            let r = Release::new(packages);
+            fs::create_dir_all(r.root().join("etc")).unwrap();
+            fs::write(r.root().join("etc/os-release"), "ID=debian\n").unwrap();
+            prepare(&r);
+            let before = snapshot(&r.root());
+            let root = r.root_str();
+            let args: Vec<&str> = args
+                .iter()
+                .map(|a| if *a == "@ROOT@" { root.as_str() } else { a })
+                .collect();
+            let out = r.install_by(entry, &args);
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{entry:?}, {what}: {}",
+                describe(&out)
+            );
+            let after = snapshot(&r.root());
+            if code != 0 || args.contains(&"--dry-run") {
+                assert!(before == after, "{entry:?}, {what}: the root changed");
+            }
+            let record = r.root().join("var/lib/snp-build/installed.json");
+            if code == 0 && !args.contains(&"--dry-run") {
+                let text = fs::read_to_string(&record).unwrap();
+                assert!(
+                    !text.contains("snp-build-install-"),
+                    "{entry:?}, {what}: the record names a temp path:\n{text}"
+                );
+                let current = r.root().join("opt/snp-build/current");
+                assert!(
+                    current.join("launch-qemu.sh").is_file(),
+                    "{entry:?}, {what}: no stack placed"
+                );
+                assert!(current.join("usr/local/share/qemu/OVMF.fd").is_file());
+                assert!(current.join("bin/snp-build").is_file());
+                assert!(!current.join("linux").exists(), "packages placed");
+            }
+            staged.push(after.into_keys().collect::<Vec<_>>());
+        }
+        assert_eq!(
+            staged[0], staged[1],
+            "{what}: the two entry points staged different files"
+        );
+    }
+}
+
+/// What only the launcher checks, before it runs anything of the
+/// release's: the binary's SHA256SUMS line, and that there is one.
+#[test]
+fn install_sh_runs_only_the_binary_sha256sums_names() {
     let r = Release::new(Packages::Deb);
-    let root = r.root();
-    let stdout = r.install_ok(&["--root", &r.root_str()]);
-    assert!(stdout.contains("not installing dependencies") || stdout.contains("no libraries"));
+    let bin = r.dir().join("bin/snp-build");
+    // Replaced by another program whose line was not updated: refused, and
+    // the replacement never runs.
+    fs::remove_file(&bin).unwrap();
+    write(&bin, "#!/bin/sh\ntouch \"$0.ran\"\n");
+    set_mode(&bin, 0o755);
+    let out = r.install(&["--dry-run", "--root", &r.root_str()]);
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("bin/snp-build does not match SHA256SUMS"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        !r.dir().join("bin/snp-build.ran").exists(),
+        "the unchecked binary ran"
+    );
+    // A release built without it says how to install it instead.
+    fs::remove_file(&bin).unwrap();
+    r.write_sums();
+    let out = r.install(&["--dry-run", "--root", &r.root_str()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("carries no bin/snp-build"),
+        "{}",
+        describe(&out)
+    );
+    assert!(snapshot(&r.root()).is_empty());
+}
 
-    let vmlinuz = root.join(format!("boot/vmlinuz-{HOST_REL}"));
+/// `install.sh uninstall` is `snp-build uninstall`: the stack, the
+/// staged package's record and kvm.conf go.
+#[test]
+fn install_sh_uninstall_undoes_a_staging_install() {
+    let r = Release::new(Packages::Deb);
+    let out = r.install(&["--root", &r.root_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(r.root().join("opt/snp-build/current").exists());
+    let out = r.install(&["uninstall", "--root", &r.root_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        fs::read_to_string(&vmlinuz).unwrap(),
-        format!("vmlinuz {HOST_REL}\n")
+        doc["stacks_removed"],
+        serde_json::json!(["/opt/snp-build/releases/snp-release-2025-01-01"])
     );
-    assert!(
-        root.join(format!("lib/modules/{HOST_REL}/modules.order"))
-            .exists()
-    );
-    assert!(
-        !root.join("usr/lib/debug").exists(),
-        "the -dbg package was unpacked"
-    );
-    assert!(
-        !root.join("usr/src").exists(),
-        "the headers package was unpacked"
-    );
-    assert!(
-        !root.join("usr/include").exists(),
-        "linux-libc-dev was unpacked"
-    );
-    assert!(!root.join(format!("boot/vmlinuz-{GUEST_REL}")).exists());
-
-    let modprobe_d = root.join("etc/modprobe.d");
-    let conf = modprobe_d.join("kvm.conf");
-    assert_eq!(fs::read_to_string(&conf).unwrap().trim_end(), KVM_CONF);
-    assert!(backups(&modprobe_d).is_empty());
-
-    // What is installed is a private copy made after verification, never
-    // the release's own file (which could be swapped in between).
-    let running = stdout
-        .lines()
-        .find(|l| l.contains("running: dpkg-deb -x"))
-        .unwrap_or_else(|| panic!("{stdout}"));
-    assert!(
-        !running.contains(&r.dir().display().to_string()),
-        "installed from the release directory itself: {running}"
-    );
-
-    // Again: the same kvm.conf is left alone, nothing backed up.
-    let stdout = r.install_ok(&["--root", &r.root_str()]);
-    assert!(stdout.contains("already up to date"), "{stdout}");
-    assert!(
-        backups(&modprobe_d).is_empty(),
-        "{:?}",
-        backups(&modprobe_d)
-    );
-
-    // A different kvm.conf is kept, under a name modprobe does not read.
-    let old = "options kvm_amd sev=1\n";
-    fs::write(&conf, old).unwrap();
-    let stdout = r.install_ok(&["--root", &r.root_str()]);
-    let kept = backups(&modprobe_d);
-    assert_eq!(kept.len(), 1, "{kept:?}\n{stdout}");
-    assert!(is_backup_name(&kept[0]), "{kept:?}");
-    assert!(stdout.contains(&kept[0]), "{stdout}");
-    assert_eq!(fs::read_to_string(modprobe_d.join(&kept[0])).unwrap(), old);
-    assert_eq!(fs::read_to_string(&conf).unwrap().trim_end(), KVM_CONF);
+    assert!(!r.root().join("opt/snp-build").exists());
+    assert!(!r.root().join("var/lib/snp-build/installed.json").exists());
 }
 
 #[test]
@@ -672,229 +726,6 @@ fn both_installers_refuse_the_same_tampered_releases() {
         );
     }
 }
-
-/// install.sh, as `snp-build install`: a release dated before the one the
-/// record says is installed is refused (exit 10, nothing changed, also in
-/// a dry run) unless --allow-downgrade; the same release again is fine.
-#[test]
-fn install_refuses_an_older_release_unless_allow_downgrade() {
-    let r = Release::new(Packages::Deb);
-    let root = r.root();
-    r.install_ok(&["--root", &r.root_str()]);
-    r.install_ok(&["--root", &r.root_str()]);
-    // A newer release installed since (the record is what counts).
-    let record = root.join("var/lib/snp-build/installed.json");
-    let was = fs::read_to_string(&record).unwrap();
-    let newer = was.replace(
-        "\"release\": \"snp-release-2025-01-01\"",
-        "\"release\": \"snp-release-2026-12-04\"",
-    );
-    assert_ne!(was, newer);
-    fs::write(&record, newer).unwrap();
-    let before = snapshot(&root);
-    for args in [
-        &["--root", &r.root_str()][..],
-        &["--dry-run", "--root", &r.root_str()][..],
-    ] {
-        let out = r.install(args);
-        assert_eq!(out.status.code(), Some(10), "{args:?}: {}", describe(&out));
-        let err = text(&out.stderr);
-        for says in [
-            "snp-release-2025-01-01 is older than snp-release-2026-12-04",
-            "nothing was changed",
-            "--allow-downgrade",
-        ] {
-            assert!(err.contains(says), "{args:?}: no {says:?} in {err}");
-        }
-        assert!(snapshot(&root) == before, "{args:?} changed the root");
-    }
-    let stdout = r.install_ok(&["--root", &r.root_str(), "--allow-downgrade"]);
-    assert!(stdout.contains("going back to it"), "{stdout}");
-    assert!(
-        fs::read_to_string(&record)
-            .unwrap()
-            .contains("\"release\": \"snp-release-2025-01-01\""),
-    );
-}
-
-#[test]
-fn install_rpm_release_picks_kernel_not_headers_or_devel_and_unpacks_with_rpm2cpio() {
-    require_tool("rpm2cpio", "rpm");
-    require_tool("cpio", "cpio");
-    let r = Release::new(Packages::Rpm);
-    let root = r.root();
-    // The staging root's os-release decides the package format.
-    write(
-        &root.join("etc/os-release"),
-        "NAME=\"Fedora Linux\"\nID=fedora\n",
-    );
-
-    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
-    let expected = format!(
-        "would run: rpm2cpio {} | (cd {} && cpio -idm --quiet)",
-        r.host_rpm().display(),
-        root.display()
-    );
-    assert!(stdout.contains(&expected), "{expected:?} not in:\n{stdout}");
-    assert!(!stdout.contains("kernel-headers"), "{stdout}");
-    assert!(!stdout.contains("kernel-devel"), "{stdout}");
-    assert!(!root.join("boot").exists(), "the dry run unpacked");
-
-    let stdout = r.install_ok(&["--root", &r.root_str()]);
-    let vmlinuz = root.join(format!("boot/vmlinuz-{HOST_REL}"));
-    assert_eq!(
-        fs::read_to_string(&vmlinuz).unwrap(),
-        format!("vmlinuz {HOST_REL}\n")
-    );
-    assert!(
-        !root.join("usr/include").exists(),
-        "kernel-headers was unpacked"
-    );
-    assert!(!root.join("usr/src").exists(), "kernel-devel was unpacked");
-    assert!(!root.join(format!("boot/vmlinuz-{GUEST_REL}")).exists());
-    assert_eq!(
-        fs::read_to_string(root.join("etc/modprobe.d/kvm.conf"))
-            .unwrap()
-            .trim_end(),
-        KVM_CONF
-    );
-    // The kernel release, not the rpm version with '_'.
-    assert!(
-        stdout.contains(&format!("SNP host kernel {HOST_REL}")),
-        "{stdout}"
-    );
-}
-
-#[test]
-fn install_detects_debian_from_any_id_like_word_and_refuses_the_wrong_format() {
-    let r = Release::new(Packages::Deb);
-    let os_release = r.root().join("etc/os-release");
-    write(&os_release, "ID=pop\nID_LIKE=\"ubuntu debian\"\n");
-    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
-    assert!(stdout.contains("using .deb packages"), "{stdout}");
-    assert!(stdout.contains("would run: dpkg-deb -x"), "{stdout}");
-
-    write(&os_release, "ID=fedora\n");
-    let out = r.install(&["--dry-run", "--root", &r.root_str()]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains("needs .rpm packages"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("linux-image-{HOST_REL}_")),
-        "{stderr}"
-    );
-}
-
-#[test]
-fn install_refuses_to_run_as_non_root_without_dry_run_or_root() {
-    require_tool("setpriv", "util-linux");
-    assert_root("it drops to the user nobody with setpriv");
-    let r = Release::new(Packages::Deb);
-    let script = r.dir().join("install.sh");
-    let out = as_nobody(&script, &[], r.tmp.path());
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(
-        text(&out.stderr).contains("must be run as root"),
-        "{}",
-        describe(&out)
-    );
-    assert!(!text(&out.stdout).contains("dpkg"), "{}", describe(&out));
-
-    // A dry run is fine without root.
-    let out = as_nobody(&script, &["--dry-run"], r.tmp.path());
-    assert!(out.status.success(), "{}", describe(&out));
-    assert!(
-        text(&out.stdout).contains("would run: dpkg -i"),
-        "{}",
-        describe(&out)
-    );
-}
-
-#[test]
-fn install_installs_distro_qemu_packages_only_when_libraries_are_missing() {
-    require_tool("gcc", "gcc");
-    require_tool("ldd", "libc-bin");
-    let r = Release::new(Packages::Deb);
-    write(&r.root().join("etc/os-release"), "ID=debian\n");
-    let qemu = r.dir().join("usr/local/bin/qemu-system-x86_64");
-
-    // A QEMU that needs a library this host does not have.
-    let build = r.scratch("ldd");
-    write(&build.join("lib.c"), "int snp_fake(void) { return 0; }\n");
-    write(
-        &build.join("main.c"),
-        "int snp_fake(void);\nint main(void) { return snp_fake(); }\n",
-    );
-    ok(Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o", "libsnpfake.so", "lib.c"])
-        .current_dir(&build));
-    ok(Command::new("gcc")
-        .args(["-o", "qemu", "main.c", "-L.", "-lsnpfake"])
-        .current_dir(&build));
-    fs::remove_file(build.join("libsnpfake.so")).unwrap();
-    fs::copy(build.join("qemu"), &qemu).unwrap();
-    r.write_sums();
-
-    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
-    assert!(stdout.contains("libsnpfake.so"), "{stdout}");
-    assert!(
-        stdout.contains(
-            "on the target system run: apt-get install -y --no-install-recommends qemu-system-x86"
-        ),
-        "{stdout}"
-    );
-    // Without --root the dry run names the install it would do.
-    if fs::read_to_string("/etc/os-release").is_ok_and(|s| s.contains("ID=debian")) {
-        let stdout = r.install_ok(&["--dry-run"]);
-        assert!(
-            stdout
-                .contains("would run: apt-get install -y --no-install-recommends qemu-system-x86"),
-            "{stdout}"
-        );
-    }
-
-    // A QEMU whose libraries are all present: nothing to install.
-    fs::copy("/bin/true", &qemu).unwrap();
-    r.write_sums();
-    let stdout = r.install_ok(&["--dry-run", "--root", &r.root_str()]);
-    assert!(stdout.contains("all present"), "{stdout}");
-    assert!(!stdout.contains("apt-get"), "{stdout}");
-}
-
-#[test]
-fn install_usage_errors_and_help() {
-    let r = Release::new(Packages::None);
-    let out = r.install(&["--bogus"]);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    let out = r.install(&["--root"]);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    // A missing root is made, but only when the install goes ahead (here
-    // it stops first: the release holds no kernel package).
-    let missing = r.tmp.path().join("no-such-root");
-    let out = r.install(&["--root", missing.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(
-        text(&out.stderr).contains("no host kernel"),
-        "{}",
-        describe(&out)
-    );
-    assert!(!missing.exists());
-    let file = r.tmp.path().join("a-file");
-    write(&file, "not a directory\n");
-    let out = r.install(&["--root", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(
-        text(&out.stderr).contains("not a directory"),
-        "{}",
-        describe(&out)
-    );
-    let help = r.install_ok(&["--help"]);
-    for word in ["--dry-run", "--root DIR", "--allow-downgrade", "Exit codes"] {
-        assert!(help.contains(word), "{word} not in:\n{help}");
-    }
-}
-
-// ------------------------------------------------------------ launch-qemu.sh
 
 fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()

@@ -89,6 +89,7 @@ fn another_builder_elsewhere_gets_the_same_tarball() {
     let a = scratch_with(&pins);
     let out = Command::new(&binary)
         .env("PATH", path)
+        .env(INSTALLER_ENV, "none")
         .current_dir(a.path())
         .args(["--config", "stable-commits.toml", "--work-dir", "build"])
         .args(["--package", "--date", DATE, "--output", "out", "-j2"])
@@ -153,6 +154,7 @@ fn another_builder_elsewhere_gets_the_same_tarball() {
             .env("LANG", "de_DE.UTF-8")
             .env("LC_ALL", "de_DE.UTF-8")
             .env("SOURCE_DATE_EPOCH", "")
+            .env(INSTALLER_ENV, "none")
             .output()
             .unwrap()
     };

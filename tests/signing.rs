@@ -30,16 +30,23 @@ impl Signed {
         let s = Scratch::new(shared_fixtures());
         let keygen = s.run(&["keygen", "-o", "k.key", "--no-password"]);
         assert_eq!(keygen.code, 0, "{}", keygen.stderr);
-        let summary = s.run_ok(&[
-            "--package",
-            "--output",
-            "out",
-            "--date",
-            DATE,
-            "--sign",
-            "k.key",
-            "-j2",
-        ]);
+        // With the installer, which install.sh checks and runs.
+        let r = s.run_env(
+            &[(INSTALLER_ENV, installer().as_os_str())],
+            &[
+                "--package",
+                "--output",
+                "out",
+                "--date",
+                DATE,
+                "--sign",
+                "k.key",
+                "-j2",
+                "--json",
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let summary = r.json();
         Signed { s, summary }
     }
 
@@ -158,6 +165,7 @@ impl Signed {
 fn snp_build(args: &[&std::ffi::OsStr]) -> Run {
     let out = assert_cmd::Command::cargo_bin("snp-build")
         .unwrap()
+        .env(INSTALLER_ENV, "none")
         .args(args)
         .output()
         .unwrap();
@@ -330,6 +338,7 @@ fn each_forgery_is_refused_with_nothing_written() {
                 // second release build (the signature is all we take).
                 let out = cmd
                     .current_dir(k.s.path())
+                    .env(INSTALLER_ENV, installer())
                     .args([
                         "--package",
                         "--output",

@@ -114,6 +114,9 @@ pub fn build(
         Some(t) => Some(t.sign_with(key.as_deref())?),
         None => None,
     };
+    let target = target
+        .map(|t| anyhow::Ok(t.with_installer(super::installer_binary(&stack)?)))
+        .transpose()?;
     let policy = match (req.fetch.discard_changes, req.allow_dirty) {
         (true, _) => DirtyPolicy::Discard,
         (false, true) => DirtyPolicy::Allow,

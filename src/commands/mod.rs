@@ -139,6 +139,8 @@ pub struct ReleaseTarget {
     /// The key id the release should be signed by (the signer's; for
     /// `plan`, read from the key's `.pub` without opening the key).
     pub sign_key_id: Option<String>,
+    /// The snp-build binary the release carries ([`installer_binary`]).
+    pub installer: Option<PathBuf>,
 }
 
 /// Where the signing key comes from: `--sign PATH`, else
@@ -151,6 +153,48 @@ pub fn signing_key_path(flag: Option<&Path>, stack: &crate::stage::Stack) -> Opt
                 .map(PathBuf::from)
         })
         .or_else(|| stack.build.signing_key.clone())
+}
+
+/// The environment variable that overrides `[release] installer`.
+pub const INSTALLER_ENV: &str = "SNP_BUILD_INSTALLER";
+
+/// The binary a release carries as `bin/snp-build`: `SNP_BUILD_INSTALLER`,
+/// else `[release] installer`, else the running snp-build. A named file
+/// that is not one is refused now, before any work (exit 2).
+pub fn installer_binary(stack: &crate::stage::Stack) -> anyhow::Result<Option<PathBuf>> {
+    use crate::config::InstallerBinary;
+    let (choice, from) = match std::env::var(INSTALLER_ENV) {
+        Ok(v) if !v.is_empty() => (
+            InstallerBinary::parse(&v, Path::new("")),
+            INSTALLER_ENV.to_string(),
+        ),
+        _ => (
+            stack.build.installer.clone(),
+            format!(
+                "[release] installer in {}",
+                stack.file.origin.display_name()
+            ),
+        ),
+    };
+    match choice {
+        InstallerBinary::Omitted => Ok(None),
+        InstallerBinary::Running => std::env::current_exe()
+            .map(Some)
+            .context("finding the running snp-build, which the release carries as bin/snp-build"),
+        InstallerBinary::File(path) => {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            if path.is_file() {
+                Ok(Some(path))
+            } else {
+                Err(UsageError::new(format!(
+                    "{from}: {}: no such file",
+                    path.display()
+                ))
+                .help("name an snp-build binary (`cargo xtask dist` makes a portable one), `self` for this one, or `none` for a release without bin/snp-build")
+                .into())
+            }
+        }
+    }
 }
 
 impl ReleaseTarget {
@@ -180,7 +224,14 @@ impl ReleaseTarget {
             source_date_epoch: crate::release::source_date_epoch()?,
             signer: None,
             sign_key_id: None,
+            installer: None,
         })
+    }
+
+    /// Carries `installer` as the release's `bin/snp-build`.
+    pub fn with_installer(mut self, installer: Option<PathBuf>) -> ReleaseTarget {
+        self.installer = installer;
+        self
     }
 
     /// Opens the signing key (asking for its password now, before any

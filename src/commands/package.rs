@@ -66,5 +66,6 @@ pub fn release_of<'a>(
         source_date_epoch: target.source_date_epoch,
         signer: target.signer.as_deref(),
         sign_key_id: target.sign_key_id.clone(),
+        installer: target.installer.clone(),
     })
 }

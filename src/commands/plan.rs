@@ -162,7 +162,9 @@ pub fn command(
         .package
         .then(|| ReleaseTarget::new(&req.output, req.date.as_deref()))
         .transpose()?
-        .map(|t| t.expect_signed_by(key.as_deref()));
+        .map(|t| t.expect_signed_by(key.as_deref()))
+        .map(|t| anyhow::Ok(t.with_installer(super::installer_binary(&stack)?)))
+        .transpose()?;
     show(
         &stack,
         &env,

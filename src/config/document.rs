@@ -57,9 +57,41 @@ pub struct BuildKnobs {
     /// `[release] signing-key`, relative to the pin file's directory:
     /// machine policy, kept out of `source-config`.
     pub signing_key: Option<PathBuf>,
+    /// `[release] installer`: which snp-build binary a release carries as
+    /// `bin/snp-build` (machine policy too: it says how this machine ships
+    /// releases, not what is built from the pins).
+    pub installer: InstallerBinary,
     /// `[cache]`: machine policy too, kept out of `source-config` and of
     /// every fingerprint (settled with the machine files in `commands`).
     pub cache: super::cache::CacheTable,
+}
+
+/// Which snp-build binary a release carries as `bin/snp-build`, the one
+/// installer that `install.sh` launches: `[release] installer`, or
+/// `SNP_BUILD_INSTALLER` (`self`, `none` or a path).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum InstallerBinary {
+    /// The snp-build that builds the release (`self`, the default).
+    #[default]
+    Running,
+    /// None (`none`): the release installs only through an snp-build the
+    /// host already has; its `install.sh` says so.
+    Omitted,
+    /// This file, such as the portable binary `cargo xtask dist` makes
+    /// (relative to the pin file's directory, or to the current one when
+    /// it comes from the environment).
+    File(PathBuf),
+}
+
+impl InstallerBinary {
+    /// Reads `self`, `none` or a path (relative ones joined to `base`).
+    pub fn parse(text: &str, base: &std::path::Path) -> InstallerBinary {
+        match text {
+            "" | "self" => InstallerBinary::Running,
+            "none" => InstallerBinary::Omitted,
+            path => InstallerBinary::File(base.join(path)),
+        }
+    }
 }
 
 /// Tables of machine policy (how this machine signs and shares), never
@@ -82,6 +114,7 @@ fn is_policy_header(line: &str) -> bool {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ReleaseTable {
     signing_key: Option<String>,
+    installer: Option<String>,
 }
 
 /// A parsed pin file, knobs merged.
@@ -269,6 +302,10 @@ impl<'a> Document<'a> {
                 .signing_key
                 .filter(|k| !k.is_empty())
                 .map(|k| self.file.base_dir.join(k)),
+            installer: release
+                .installer
+                .map(|i| InstallerBinary::parse(&i, &self.file.base_dir))
+                .unwrap_or_default(),
         })
     }
 

@@ -25,7 +25,7 @@ pub mod legacy;
 pub mod pin;
 pub mod url;
 
-pub use document::{BuildKnobs, Document, Layout};
+pub use document::{BuildKnobs, Document, InstallerBinary, Layout};
 pub use error::{ConfigError, Errors, both};
 pub use file::{DEFAULT_FILE, EMBEDDED, Origin, PinFile};
 pub use pin::{Rev, Source, SourceSpec};

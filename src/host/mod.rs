@@ -19,6 +19,13 @@ pub mod packages;
 pub mod preflight;
 pub mod snp;
 
+/// Where `install` places each release's userland (QEMU, OVMF,
+/// `launch-qemu.sh`, ...), one directory per release, under the root.
+pub const RELEASES_REL: &str = "opt/snp-build/releases";
+/// The link to the release installed last, which `doctor --host` checks
+/// when no `--release` is given.
+pub const STACK_CURRENT_REL: &str = "opt/snp-build/current";
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -16,7 +16,10 @@
 //!   Version Reference": host kernel 6.11, QEMU 9.1, OVMF
 //!   edk2-stable202405. On a CPU that is not AMD the SEV checks are
 //!   skipped: nothing fixes them.
-//! - With `--release DIR`: `DIR/usr/local/bin/qemu-system-x86_64 --version`
+//! - The release: `--release DIR`, else the one `snp-build install` placed
+//!   (`/opt/snp-build/current`, named on its own line; none there is said,
+//!   and does not block).
+//! - With a release DIR: `DIR/usr/local/bin/qemu-system-x86_64 --version`
 //!   (the one subprocess) must say 9.1 or later, and `DIR/usr/local/share/
 //!   qemu/OVMF.fd` (what SNP guests boot with `-bios`) must exist. Its edk2
 //!   version is read from any `edk2-stableYYYYMM` in `DIR/manifest.json`;
@@ -185,7 +188,18 @@ pub fn check_host(root: &Root, release: Option<&Path>) -> HostReport {
         checks.push(dev_sev_check(root));
     }
     checks.push(kernel_check(root));
-    if let Some(dir) = release {
+    // Without --release: the release `install` placed, found through its
+    // `current` link.
+    let installed = root.path(&format!("/{}", super::STACK_CURRENT_REL));
+    let release = match release {
+        Some(dir) => Some(dir.to_path_buf()),
+        None => {
+            let (check, found) = installed_check(&installed);
+            checks.push(check);
+            found
+        }
+    };
+    if let Some(dir) = release.as_deref() {
         checks.push(qemu_check(dir));
         checks.push(ovmf_check(dir));
         checks.extend(boot_checks(root, dir));
@@ -193,6 +207,30 @@ pub fn check_host(root: &Root, release: Option<&Path>) -> HostReport {
     HostReport {
         ready: !checks.iter().any(|c| c.status.blocks()),
         checks,
+    }
+}
+
+/// The release `install` placed: `current` and the directory it names.
+fn installed_check(current: &Path) -> (Check, Option<PathBuf>) {
+    let name = "installed release";
+    match std::fs::canonicalize(current) {
+        Ok(dir) if dir.is_dir() => {
+            let found = format!(
+                "{} ({})",
+                dir.file_name().unwrap_or_default().to_string_lossy(),
+                dir.display()
+            );
+            (Check::new(name, Status::Ok, found), Some(dir))
+        }
+        _ => (
+            Check::new(name, Status::Info, "none")
+                .needed("a release's QEMU and firmware")
+                .help(format!(
+                    "`snp-build install RELEASE` places one in {} (or give --release DIR to check a release directory)",
+                    Path::new("/").join(super::RELEASES_REL).display()
+                )),
+            None,
+        ),
     }
 }
 

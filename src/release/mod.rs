@@ -59,21 +59,8 @@ pub const MANIFEST_SCHEMA: u32 = 1;
 pub const STAGE: &str = "release";
 
 const INSTALL_SH: &[u8] = include_bytes!("../../templates/install.sh");
-
-/// The release's `install.sh`: the template with snp-build's soname to
-/// Debian package table filled in, so both installers install the same
-/// packages for the libraries QEMU lacks.
-fn install_sh() -> Vec<u8> {
-    let template = String::from_utf8_lossy(INSTALL_SH);
-    let marker = "declare -A SONAME_PACKAGES=() # @soname-packages@";
-    let table: String = crate::commands::install::debian_soname_packages()
-        .iter()
-        .map(|(soname, package)| format!("    [{soname}]={package}\n"))
-        .collect();
-    template
-        .replace(marker, &format!("declare -A SONAME_PACKAGES=(\n{table})"))
-        .into_bytes()
-}
+/// Where the release carries snp-build, the installer `install.sh` runs.
+pub const INSTALLER_REL: &str = "bin/snp-build";
 const LAUNCH_QEMU_SH: &[u8] = include_bytes!("../../templates/launch-qemu.sh");
 const KVM_CONF: &[u8] = include_bytes!("../../templates/kvm.conf");
 const LIBVIRT_SNP_XML: &[u8] = include_bytes!("../../templates/libvirt-snp.xml");
@@ -177,6 +164,9 @@ pub struct Release<'a> {
     /// The key id the release should be signed by (`plan` knows it without
     /// the key being opened).
     pub sign_key_id: Option<String>,
+    /// The snp-build binary the release carries as [`INSTALLER_REL`]; its
+    /// hash is in the fingerprint like every file's.
+    pub installer: Option<PathBuf>,
 }
 
 /// Where the release went.
@@ -263,7 +253,10 @@ impl Release<'_> {
         if let Ok(lock) = std::fs::read(self.lock_path) {
             entries.push(bytes_entry("stable-commits.lock", &lock, false));
         }
-        entries.push(bytes_entry("install.sh", &install_sh(), true));
+        entries.push(bytes_entry("install.sh", INSTALL_SH, true));
+        if let Some(binary) = &self.installer {
+            entries.push(file_entry(INSTALLER_REL.into(), binary.clone(), true)?);
+        }
         entries.push(bytes_entry("launch-qemu.sh", LAUNCH_QEMU_SH, true));
         entries.push(bytes_entry("kvm.conf", KVM_CONF, false));
         entries.push(bytes_entry("libvirt-snp.xml", LIBVIRT_SNP_XML, false));

@@ -40,6 +40,9 @@ pub const PACKAGE: &[&str] = &[
     "-j2",
 ];
 
+/// Which snp-build a release carries (`self`, `none` or a path).
+pub const INSTALLER_ENV: &str = "SNP_BUILD_INSTALLER";
+
 /// A test's scratch area: a pin file (copied from `fixtures`, optionally
 /// edited) and a work dir.
 pub struct Scratch {
@@ -90,6 +93,10 @@ impl Scratch {
         let out = Command::cargo_bin("snp-build")
             .unwrap()
             .current_dir(self.path())
+            // A release carries no bin/snp-build unless a test asks (with
+            // SNP_BUILD_INSTALLER in `env`): this debug binary is ~250 MB,
+            // and hashing and packing it would dominate every release.
+            .env(INSTALLER_ENV, "none")
             .envs(env.iter().copied())
             .args(args)
             .args(["--config", "stable-commits.toml", "--work-dir", "build"])
@@ -243,6 +250,7 @@ impl Scratch {
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("snp-build"))
             .current_dir(self.path())
+            .env(INSTALLER_ENV, "none")
             .args(["--config", "stable-commits.toml", "--work-dir", "build"])
             .args(args)
             .stdout(std::process::Stdio::null())
@@ -363,3 +371,39 @@ pub fn stage<'a>(doc: &'a Value, name: &str) -> &'a Value {
 /// A real OCI registry on loopback (shared with `cargo xtask bench`).
 #[allow(unused_imports)] // each test binary compiles its own copy of common
 pub use xtask::registry::OciRegistry;
+
+/// This build's snp-build stripped, as `cargo xtask dist` ships it (about
+/// 45 MB where the debug build is 250): what a test release carries as
+/// `bin/snp-build`, the installer its `install.sh` runs. Made once per
+/// test binary.
+pub fn installer() -> &'static Path {
+    static STRIPPED: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &STRIPPED
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("snp-build-installer-")
+                .tempdir()
+                .unwrap();
+            let out = dir.path().join("snp-build");
+            let ok = std::process::Command::new("strip")
+                .arg("-o")
+                .arg(&out)
+                .arg(assert_cmd::cargo::cargo_bin("snp-build"))
+                .status()
+                .expect("strip (binutils, from .ci/install-deps)");
+            assert!(ok.success(), "strip failed");
+            (dir, out)
+        })
+        .1
+}
+
+/// Puts [`installer`] into the release `dir` as `bin/snp-build` (a hard
+/// link when it can: no copy of 45 MB per test).
+pub fn add_installer(dir: &Path) {
+    let to = dir.join("bin/snp-build");
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&to);
+    if std::fs::hard_link(installer(), &to).is_err() {
+        std::fs::copy(installer(), &to).unwrap();
+    }
+}

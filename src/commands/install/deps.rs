@@ -66,12 +66,6 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("libzstd.so.1", "libzstd1"),
 ];
 
-/// The soname to Debian package table (also written into the release's
-/// `install.sh`).
-pub fn debian_soname_packages() -> &'static [(&'static str, &'static str)] {
-    DEBIAN_PACKAGES
-}
-
 /// What provides every library QEMU can link on Debian-like systems.
 pub(super) const DEBIAN_FALLBACK: &str = "qemu-system-x86";
 

@@ -54,6 +54,7 @@ mod kvm;
 mod package;
 pub mod record;
 mod release;
+mod stack;
 mod target;
 mod uninstall;
 
@@ -71,7 +72,6 @@ use crate::host::PackageFormat;
 use crate::host::doctor::Check;
 use crate::signing::TrustedKey;
 use deps::Dependencies;
-pub use deps::debian_soname_packages;
 use kvm::{KvmAction, apply_kvm_conf, plan_kvm_conf};
 pub use package::HostPackage;
 use package::{PackageStep, choose_package, failed_hook, target_format};
@@ -79,6 +79,7 @@ use record::{
     RECORD_SCHEMA, Record, StepName, StepRecord, StepState, iso_time, kvm_record, read_record,
 };
 use release::{Opened, open_release};
+use stack::StackPlan;
 use target::{Target, check_privileges};
 pub use uninstall::{Uninstalled, uninstall};
 
@@ -272,6 +273,8 @@ struct Plan {
     package: HostPackage,
     package_step: PackageStep,
     deps: Dependencies,
+    /// Where the release's userland goes.
+    stack: StackPlan,
     kvm_src: Vec<u8>,
     kvm_dest: PathBuf,
     kvm_action: KvmAction,
@@ -290,8 +293,13 @@ impl Plan {
         self.previous.as_ref().filter(|p| p.done(StepName::KvmConf))
     }
 
-    /// `snp-build install [--root DIR] --yes RELEASE`: what finishes it.
+    /// `snp-build install [--root DIR] --yes RELEASE`: what finishes it
+    /// (through `install.sh`, that script: the host may have no other
+    /// snp-build).
     fn again(&self, release: &Path) -> String {
+        if let Some(script) = launched_by() {
+            return format!("{script}{}{} --yes", self.root_flag(), self.carried);
+        }
         format!(
             "snp-build install{}{} --yes {}",
             self.root_flag(),
@@ -302,6 +310,9 @@ impl Plan {
 
     /// `snp-build uninstall [--root DIR] --yes`: what undoes it.
     fn undo(&self) -> String {
+        if let Some(script) = launched_by() {
+            return format!("{script} uninstall{} --yes", self.root_flag());
+        }
         format!("snp-build uninstall{} --yes", self.root_flag())
     }
 
@@ -361,7 +372,7 @@ pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
         }
     );
     let plan = make_plan(&target, &opened, &sums, req)?;
-    describe_plan(&plan, req.dry_run);
+    describe_plan(&plan, &opened, req.dry_run);
     if req.dry_run {
         tracing::info!("dry run: nothing was changed");
         return Ok(summary(&opened, &plan, sums.len(), true, None, Vec::new()));
@@ -383,6 +394,16 @@ pub fn install(req: &InstallRequest) -> anyhow::Result<Installed> {
         Some(record_path),
         boot,
     ))
+}
+
+/// Set by the release's `install.sh` to its own path, so that printed
+/// advice names the command the admin ran.
+pub const LAUNCHER_ENV: &str = "SNP_BUILD_LAUNCHED_BY";
+
+/// The `install.sh` that runs this install, quoted, when one does.
+fn launched_by() -> Option<String> {
+    let script = std::env::var_os(LAUNCHER_ENV).filter(|s| !s.is_empty())?;
+    Some(quoted(Path::new(&script)))
 }
 
 /// A path as the user's shell takes it back.
@@ -427,6 +448,7 @@ fn make_plan(
     );
     let package_step = PackageStep::new(target, &opened.dir.join(&package.file), format);
     let deps = Dependencies::plan(&opened.dir, format, target.is_live());
+    let stack = StackPlan::new(target, &opened.name, sums.keys());
     let kvm_src = std::fs::read(opened.dir.join("kvm.conf"))
         .with_context(|| format!("reading kvm.conf from {}", opened.given.display()))?;
     let kvm_dest = target.path(KVM_CONF_REL);
@@ -473,6 +495,7 @@ fn make_plan(
         package,
         package_step,
         deps,
+        stack,
         kvm_src,
         kvm_dest,
         kvm_action,
@@ -489,7 +512,7 @@ fn is_older(release: &str, installed: &str) -> bool {
 }
 
 /// Prints each step, in the order they run; in a dry run as "would".
-fn describe_plan(plan: &Plan, dry_run: bool) {
+fn describe_plan(plan: &Plan, opened: &Opened, dry_run: bool) {
     let will = if dry_run { "[dry-run] would" } else { "will" };
     if let Target::Staging(root) = &plan.target {
         tracing::info!(
@@ -514,7 +537,15 @@ fn describe_plan(plan: &Plan, dry_run: bool) {
             deps.command.join(" ")
         );
     }
-    tracing::info!("{will} run: {}", plan.package_step.display());
+    tracing::info!(
+        "{will} place the release's QEMU, firmware, launch-qemu.sh, MEASUREMENTS and libvirt domains ({} files) in {} and point {} at it",
+        plan.stack.files.len(),
+        plan.stack.on_target.display(),
+        Path::new("/")
+            .join(crate::host::STACK_CURRENT_REL)
+            .display()
+    );
+    tracing::info!("{will} run: {}", opened.shown(&plan.package_step.display()));
     let dest = plan.kvm_dest.display();
     match &plan.kvm_action {
         KvmAction::Unchanged => tracing::info!("{dest} is already up to date: left alone"),
@@ -552,8 +583,9 @@ fn confirm(plan: &Plan, ask: Ask<'_>) -> anyhow::Result<()> {
         String::new()
     };
     if ask(&format!(
-        "Install {deps}{} and kvm.conf on this system?",
-        plan.package.name
+        "Install {deps}{}, kvm.conf and the release's QEMU and firmware in {} on this system?",
+        plan.package.name,
+        plan.stack.on_target.display()
     ))? {
         return Ok(());
     }
@@ -603,6 +635,27 @@ fn first_record(plan: &Plan, opened: &Opened) -> Record {
     }
     earlier_packages.retain(|id| *id != ours);
     earlier_packages.dedup();
+    // Releases earlier installs placed stay uninstall's to remove too.
+    let mut earlier_stacks: Vec<String> = previous
+        .map(|p| {
+            let placed = p
+                .stack
+                .as_ref()
+                .filter(|_| p.touched().contains(&StepName::Stack));
+            p.earlier_stacks
+                .iter()
+                .cloned()
+                .chain(
+                    placed
+                        .and_then(|d| d.file_name())
+                        .map(|n| n.to_string_lossy().into_owned()),
+                )
+                .collect()
+        })
+        .unwrap_or_default();
+    earlier_stacks.retain(|n| *n != opened.name);
+    earlier_stacks.sort();
+    earlier_stacks.dedup();
     let step = |step, run: bool, command: Option<String>| StepRecord {
         step,
         state: if run {
@@ -643,6 +696,8 @@ fn first_record(plan: &Plan, opened: &Opened) -> Record {
             .map(|p| p.dependencies_installed.clone())
             .unwrap_or_default(),
         earlier_packages,
+        stack: Some(plan.stack.on_target.clone()),
+        earlier_stacks,
         steps: vec![
             step(
                 StepName::Dependencies,
@@ -650,9 +705,18 @@ fn first_record(plan: &Plan, opened: &Opened) -> Record {
                 plan.deps.run.then(|| plan.deps.command.join(" ")),
             ),
             step(
+                StepName::Stack,
+                true,
+                Some(format!(
+                    "place {} files in {}",
+                    plan.stack.files.len(),
+                    plan.stack.on_target.display()
+                )),
+            ),
+            step(
                 StepName::KernelPackage,
                 true,
-                Some(plan.package_step.display()),
+                Some(opened.shown(&plan.package_step.display())),
             ),
             kvm_step,
         ],
@@ -682,6 +746,19 @@ fn execute(plan: &Plan, opened: &Opened) -> anyhow::Result<(PathBuf, Vec<Check>)
     if plan.deps.run {
         install_dependencies(plan, &mut run)?;
     }
+    run.start(StepName::Stack)?;
+    if let Err(e) = plan.stack.place(&opened.dir) {
+        return Err(run.fail(
+            StepName::Stack,
+            format!("{e:#}"),
+            None,
+            format!("fix the cause, then run: {}", run.again),
+        ));
+    }
+    run.finish(
+        StepName::Stack,
+        &format!("{}", plan.stack.on_target.display()),
+    )?;
     install_package(plan, &mut run)?;
     if plan.kvm_action != KvmAction::Unchanged {
         run.start(StepName::KvmConf)?;
@@ -925,7 +1002,7 @@ fn next_steps_lines(plan: &Plan, boot: &[Check]) -> Vec<String> {
                 c.help.as_deref().unwrap_or_default()
             ));
         }
-        lines.push("then run `snp-build doctor --host --release DIR` to check again".into());
+        lines.push("then run `snp-build doctor --host` to check again".into());
         return lines;
     }
     // A staging root has no initramfs or boot entry yet: rebooting is
@@ -940,6 +1017,13 @@ fn next_steps_lines(plan: &Plan, boot: &[Check]) -> Vec<String> {
         ),
         "  cat /sys/module/kvm_amd/parameters/sev_snp    # should print Y".into(),
         "  snp-build doctor --host".into(),
+        format!(
+            "The release's QEMU and firmware are in {} (linked as {}): start guests with its launch-qemu.sh; undo everything with its bin/snp-build uninstall",
+            plan.stack.on_target.display(),
+            Path::new("/")
+                .join(crate::host::STACK_CURRENT_REL)
+                .display()
+        ),
     ]
 }
 
@@ -974,6 +1058,8 @@ pub struct Installed {
     package: HostPackage,
     package_command: String,
     dependencies: Dependencies,
+    /// Where the release's userland goes (as the target sees it).
+    stack: PathBuf,
     kvm_conf: KvmConfOutcome,
     record: Option<PathBuf>,
     /// The live install's boot checks (initramfs, boot loader entry).
@@ -1012,8 +1098,9 @@ fn summary(
         mode: plan.target.mode(),
         dry_run,
         package: plan.package.clone(),
-        package_command: plan.package_step.display(),
+        package_command: opened.shown(&plan.package_step.display()),
         dependencies: plan.deps.clone(),
+        stack: plan.stack.on_target.clone(),
         kvm_conf: KvmConfOutcome {
             path: plan.kvm_dest.clone(),
             action: plan.kvm_action.name(),

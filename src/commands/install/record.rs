@@ -1,14 +1,11 @@
 //! `<root>/var/lib/snp-build/installed.json`: what an install did, for
-//! `uninstall` and for people. Both installers write it (`install.sh`
-//! too, in the same layout), so either undoes the other's work.
+//! `uninstall` and for people. Written by `snp-build install` only
+//! (`install.sh` runs the release's own snp-build), so there is one layout.
 //!
 //! It is written before the first change, with every step `planned`, and
 //! again after each step changes state, so that whatever stops an install
 //! (a failed step, a kill, a power cut between steps) leaves a record of
 //! exactly what was done. Paths in it are as seen on the target system.
-//!
-//! Its keys are unique in the whole document, which lets `install.sh`
-//! read back the few it needs with `sed` (it has no JSON parser).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +27,9 @@ pub const RECORD_SCHEMA: u32 = 2;
 pub enum StepName {
     /// The distribution packages QEMU's missing libraries come from.
     Dependencies,
+    /// The release's userland in `/opt/snp-build/releases/<name>`, and the
+    /// `current` link ([`super::stack`]).
+    Stack,
     /// The host kernel image package.
     KernelPackage,
     /// `/etc/modprobe.d/kvm.conf`.
@@ -40,6 +40,7 @@ impl StepName {
     pub fn word(self) -> &'static str {
         match self {
             StepName::Dependencies => "dependencies",
+            StepName::Stack => "stack",
             StepName::KernelPackage => "kernel-package",
             StepName::KvmConf => "kvm-conf",
         }
@@ -111,6 +112,15 @@ pub struct Record {
     /// Package names (deb) or `name-version.arch` (rpm).
     #[serde(default)]
     pub earlier_packages: Vec<String>,
+    /// Where this release's userland was placed, as the target sees it
+    /// (`/opt/snp-build/releases/<name>`); none in records of installs
+    /// that placed nothing.
+    #[serde(default)]
+    pub stack: Option<PathBuf>,
+    /// The releases earlier installs placed beside it (their directory
+    /// names): `uninstall` removes them too.
+    #[serde(default)]
+    pub earlier_stacks: Vec<String>,
     /// Every step, in order, with its state. Empty in records of schema 1,
     /// which were written only after a complete install.
     #[serde(default)]

@@ -60,6 +60,22 @@ pub(super) fn open_release(release: Option<&Path>) -> anyhow::Result<Opened> {
 
 impl Opened {
     /// The names it is found under, which a trusted signature must name.
+    /// `text` (a command naming files of the private copy) as the user
+    /// knows the release: the directory they gave, or, for a tarball, the
+    /// paths in it and the tarball's name. The private copy is gone once
+    /// the install ends, so nothing kept or printed names it.
+    pub(super) fn shown(&self, text: &str) -> String {
+        let private = self.dir.to_string_lossy();
+        if self.given.is_dir() {
+            return text.replace(&*private, &self.given.to_string_lossy());
+        }
+        format!(
+            "{} (unpacked from {})",
+            text.replace(&format!("{private}/"), ""),
+            self.given.display()
+        )
+    }
+
     pub(super) fn found_as(&self) -> Vec<crate::commands::verify::FoundAs> {
         let top = self.given.is_file().then_some(self.name.as_str());
         crate::commands::verify::found_as(&self.given, top)

@@ -34,6 +34,13 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
     let remove_deps = live
         && record.package.format == PackageFormat::Deb
         && !record.dependencies_installed.is_empty();
+    // The releases placed in /opt/snp-build: this one, and those earlier
+    // installs placed (staging roots too: they are files like any other).
+    let mut stacks: Vec<String> = record.earlier_stacks.clone();
+    let placed_stack = did(StepName::Stack);
+    if placed_stack && let Some(name) = record.stack.as_ref().and_then(|d| d.file_name()) {
+        stacks.push(name.to_string_lossy().into_owned());
+    }
     let earlier = if live {
         record.earlier_packages.clone()
     } else {
@@ -46,6 +53,15 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
         }
         if remove_package {
             what.push(format!("remove {}", record.package.name));
+        }
+        for name in &stacks {
+            what.push(format!(
+                "remove {}",
+                Path::new("/")
+                    .join(crate::host::RELEASES_REL)
+                    .join(name)
+                    .display()
+            ));
         }
         for id in &earlier {
             what.push(format!("remove {id} (an earlier install's)"));
@@ -136,6 +152,11 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
         }
     }
     stop_if_interrupted(&record, &format!("the kernel package ({package_action})"))?;
+    let stacks_removed = super::stack::remove(&target, &stacks, req.dry_run)?;
+    if placed_stack {
+        record.set(StepName::Stack, StepState::Undone, None);
+    }
+    record.earlier_stacks.clear();
     let mut dependencies_removed = Vec::new();
     if remove_deps && package_action != "kept" {
         dependencies_removed = remove_dependencies(&record.dependencies_installed, req.dry_run);
@@ -159,6 +180,7 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
         },
         package_action,
         dependencies_removed,
+        stacks_removed,
         release: record.release,
         record: record_path,
         package: record.package,
@@ -181,6 +203,8 @@ pub struct Uninstalled {
     package_action: &'static str,
     /// Dependency packages this install added and uninstall removed.
     dependencies_removed: Vec<String>,
+    /// The release directories removed from `/opt/snp-build/releases`.
+    stacks_removed: Vec<PathBuf>,
     remove_command: Vec<String>,
 }
 
