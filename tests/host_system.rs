@@ -730,10 +730,13 @@ fn an_offline_host_gets_nothing_half_installed_and_uninstall_restores_it() {
             "{installer:?}: {out}"
         );
         assert!(out.contains("libpixman-1-0"), "{installer:?}: {out}");
-        assert!(
-            out.contains("snp-build uninstall --yes"),
-            "{installer:?}: {out}"
-        );
+        // `snp-build uninstall --yes`, or through install.sh its own
+        // `install.sh uninstall --yes`: the host may have no snp-build.
+        let undo = match installer {
+            Installer::Binary => "snp-build uninstall --yes".to_string(),
+            Installer::Script => format!("/root/{NAME}/install.sh uninstall --yes"),
+        };
+        assert!(out.contains(&undo), "{installer:?}: {out}");
         assert!(!out.contains("Reboot into"), "{installer:?}: {out}");
         assert_eq!(
             sys.dpkg_state(&format!("linux-image-{kr}")),
@@ -1184,4 +1187,86 @@ fn repeat_and_newer_installs_are_undone_by_one_uninstall() {
         sys.assert_kernel_gone(&newer, &format!("{installer:?}: the newer kernel"));
         sys.assert_as_before(&format!("{installer:?}, {other:?}, {installer:?}"));
     }
+}
+
+/// install.sh with a trusted key on a minimal Debian, which has no
+/// minisign: the launcher must check the signature before it runs the
+/// release's snp-build. In a dry run it installs nothing and names the apt
+/// line (exit 1), offline apt fails and it says so (exit 1); online it
+/// installs Debian's minisign, checks, and the install goes through.
+#[test]
+fn install_sh_with_a_trusted_key_installs_minisign_first() {
+    let Some(sys) = System::new(Base::Minbase) else {
+        return;
+    };
+    let dir = sys.path(&format!("/root/{NAME}"));
+    let keys = tempfile::tempdir().unwrap();
+    let secret = keys.path().join("k.key");
+    let public = sys.path("/root/k.pub");
+    sh(Command::new("minisign")
+        .args(["-G", "-W", "-f", "-p"])
+        .arg(&public)
+        .arg("-s")
+        .arg(&secret));
+    let manifest = sha256_hex(&std::fs::read(dir.join("manifest.json")).unwrap());
+    sh(Command::new("minisign")
+        .arg("-S")
+        .arg("-s")
+        .arg(&secret)
+        .arg("-m")
+        .arg(dir.join("SHA256SUMS"))
+        .arg("-t")
+        .arg(format!("release:{NAME} manifest_sha256:{manifest}")));
+    let script = format!("/root/{NAME}/install.sh");
+    let with_key = |net: Net, extra: &[&str]| {
+        let mut cmd = vec![script.as_str(), "--trusted-key", "/root/k.pub"];
+        cmd.extend_from_slice(extra);
+        sys.run(net, &cmd)
+    };
+    assert!(
+        !sys.path("/usr/bin/minisign").exists(),
+        "the base system already has minisign"
+    );
+    let r = with_key(Net::On, &["--dry-run"]);
+    assert_eq!(r.code, 1, "{}", all_output(&r));
+    assert!(
+        r.stderr
+            .contains("apt-get install -y --no-install-recommends minisign"),
+        "{}",
+        all_output(&r)
+    );
+    let r = with_key(Net::Cut, &["--yes"]);
+    assert_eq!(r.code, 1, "{}", all_output(&r));
+    assert!(
+        r.stderr.contains("is the package mirror reachable"),
+        "{}",
+        all_output(&r)
+    );
+    assert!(sys.record().is_none(), "offline: a record was written");
+    let r = with_key(Net::On, &["--yes"]);
+    assert_eq!(r.code, 0, "{}", all_output(&r));
+    assert!(sys.path("/usr/bin/minisign").exists());
+    assert!(r.stderr.contains("signed by"), "{}", all_output(&r));
+    // Signed by another key: refused before the release's binary runs.
+    let other = sys.path("/root/other.pub");
+    sh(Command::new("minisign")
+        .args(["-G", "-W", "-f", "-p"])
+        .arg(&other)
+        .arg("-s")
+        .arg(keys.path().join("other.key")));
+    let r = sys.run(
+        Net::On,
+        &[&script, "--trusted-key", "/root/other.pub", "--yes"],
+    );
+    assert_eq!(r.code, 8, "{}", all_output(&r));
+    assert!(
+        r.stderr
+            .contains("is not a valid signature of SHA256SUMS by a trusted key"),
+        "{}",
+        all_output(&r)
+    );
+    let r = sys.run(Net::On, &[&script, "uninstall", "--yes"]);
+    assert_eq!(r.code, 0, "{}", all_output(&r));
+    assert!(sys.record().is_none());
+    assert!(!sys.path("/opt/snp-build").exists());
 }
