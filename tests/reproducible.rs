@@ -87,9 +87,19 @@ fn another_builder_elsewhere_gets_the_same_tarball() {
 
     // The first builder: this user, its environment, short names.
     let a = scratch_with(&pins);
+    // Each carries the same installer bytes from its own path: the release
+    // holds the file, never where it came from. (A stand-in: the 250 MB
+    // debug binary would only make this slow.)
+    let installer = |dir: &Path| {
+        let p = dir.join("installer/snp-build");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "#!/bin/sh\necho the same installer\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
     let out = Command::new(&binary)
         .env("PATH", path)
-        .env(INSTALLER_ENV, "none")
+        .env(INSTALLER_ENV, installer(a.path()))
         .current_dir(a.path())
         .args(["--config", "stable-commits.toml", "--work-dir", "build"])
         .args(["--package", "--date", DATE, "--output", "out", "-j2"])
@@ -102,12 +112,18 @@ fn another_builder_elsewhere_gets_the_same_tarball() {
         String::from_utf8_lossy(&out.stderr)
     );
     let tar_a = a.path().join(format!("out/snp-release-{DATE}.tar.gz"));
+    assert!(
+        a.path()
+            .join(format!("out/snp-release-{DATE}/bin/snp-build"))
+            .is_file()
+    );
 
     // The second: other dir names (deeper, so no path is the same length
     // either), umask 077, another time zone and locale, and as `nobody`
     // when we may switch users. It runs its own copy of the binary, which
     // `nobody` can read wherever the checkout is.
     let b = scratch_with(&pins);
+    let b_installer = installer(&b.path().join("elsewhere"));
     let home = b.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let exe = b.path().join("snp-build");
@@ -154,7 +170,7 @@ fn another_builder_elsewhere_gets_the_same_tarball() {
             .env("LANG", "de_DE.UTF-8")
             .env("LC_ALL", "de_DE.UTF-8")
             .env("SOURCE_DATE_EPOCH", "")
-            .env(INSTALLER_ENV, "none")
+            .env(INSTALLER_ENV, &b_installer)
             .output()
             .unwrap()
     };

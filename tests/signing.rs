@@ -477,8 +477,22 @@ fn sbom_and_provenance_match_sha256sums() {
         git(&clone, &["format-patch", "--stdout", "HEAD~1..HEAD"]) + "\n",
     )
     .unwrap();
-    s.run_ok(&["--package", "--output", "out", "--date", DATE, "-j2"]);
+    // The release carries an installer (any file will do here): it is a
+    // release file like the others, in SHA256SUMS, the SBOM and the
+    // provenance.
+    let installer = s.path().join("an-snp-build");
+    std::fs::write(&installer, "#!/bin/sh\necho stand-in\n").unwrap();
+    let r = s.run_env(
+        &[(INSTALLER_ENV, installer.as_os_str())],
+        &["--package", "--output", "out", "--date", DATE, "-j2"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let release = s.path().join("out").join(RELEASE);
+    assert_eq!(
+        sums(&release).get("bin/snp-build"),
+        Some(&sha256(&installer)),
+        "bin/snp-build is not in SHA256SUMS with its hash"
+    );
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
     let sbom: Value =
@@ -524,6 +538,10 @@ fn sbom_and_provenance_match_sha256sums() {
 
     let components = sbom["components"].as_array().unwrap();
     let by_ref = |r: &str| components.iter().find(|c| c["bom-ref"] == r);
+    assert!(
+        by_ref("file:bin/snp-build").is_some(),
+        "the installer is not in the SBOM"
+    );
     // Each source at its full SHA, with its URL and declared licence.
     for (source, license) in [
         ("qemu", "GPL-2.0-only"),
