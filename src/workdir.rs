@@ -76,6 +76,12 @@ impl WorkDir {
         self.state().join("tool-versions.json")
     }
 
+    /// `<work>/state/installer-sha256.json`: the installer binary's hash,
+    /// by its file's identity (see `release::installer`).
+    pub fn installer_hash(&self) -> PathBuf {
+        self.state().join("installer-sha256.json")
+    }
+
     /// `<work>/git`: the object stores.
     pub fn stores(&self) -> PathBuf {
         self.root.join("git")

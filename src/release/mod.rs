@@ -49,6 +49,7 @@ use crate::workdir::WorkDir;
 use measure::ReleaseMeasurements;
 
 mod facts;
+mod installer;
 pub mod measure;
 mod place;
 pub mod provenance;
@@ -255,7 +256,15 @@ impl Release<'_> {
         }
         entries.push(bytes_entry("install.sh", INSTALL_SH, true));
         if let Some(binary) = &self.installer {
-            entries.push(file_entry(INSTALLER_REL.into(), binary.clone(), true)?);
+            // Hashed once per version of the file, not on every run.
+            let (sha256, size) = installer::sha256(binary, &self.work.installer_hash())?;
+            entries.push(Entry {
+                rel: INSTALLER_REL.into(),
+                content: Content::File(binary.clone()),
+                executable: true,
+                sha256,
+                size,
+            });
         }
         entries.push(bytes_entry("launch-qemu.sh", LAUNCH_QEMU_SH, true));
         entries.push(bytes_entry("kvm.conf", KVM_CONF, false));
