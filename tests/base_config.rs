@@ -17,22 +17,6 @@ fn repo_fragment(kernel: &str) -> String {
     .unwrap()
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-fn snp_build(dir: &Path, args: &[&str]) -> Run {
-    let out = assert_cmd::Command::cargo_bin("snp-build")
-        .unwrap()
-        .current_dir(dir)
-        .env(common::INSTALLER_ENV, "none")
-        .args(args)
-        .output()
-        .unwrap();
-    Run::from(out)
-}
-
 /// Builds and packages both kernels into `out`: the release dir and its
 /// manifest.
 fn package_kernels(s: &Scratch, out: &str) -> (PathBuf, Value) {
@@ -46,8 +30,7 @@ fn package_kernels(s: &Scratch, out: &str) -> (PathBuf, Value) {
         "-j2",
     ]);
     let release = PathBuf::from(doc["release"]["path"].as_str().unwrap());
-    let manifest =
-        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let manifest = release_manifest(&release);
     (release, manifest)
 }
 
@@ -122,7 +105,7 @@ fn the_release_records_the_base_config_and_an_edited_fragment_rebuilds_its_kerne
         assert_eq!(fragment["origin"], "embedded", "{base}");
         assert_eq!(
             fragment["sha256"],
-            sha256(repo_fragment(kernel).as_bytes()),
+            sha256_hex(repo_fragment(kernel).as_bytes()),
             "{base}"
         );
         let sha = base["sha256"].as_str().unwrap();
@@ -162,7 +145,7 @@ fn the_release_records_the_base_config_and_an_edited_fragment_rebuilds_its_kerne
     let (release, manifest) = package_kernels(&s, "out2");
     let base = &manifest["kernels"]["host"]["base_config"];
     assert_eq!(base["fragments"][0]["origin"], "file", "{base}");
-    assert_eq!(base["fragments"][0]["sha256"], sha256(text.as_bytes()));
+    assert_eq!(base["fragments"][0]["sha256"], sha256_hex(text.as_bytes()));
     let config = std::fs::read_to_string(release.join("kernel-config.host")).unwrap();
     assert!(
         config.contains("CONFIG_IOMMU_DEFAULT_DMA_STRICT=y"),

@@ -1,21 +1,17 @@
 //! The command line as a user meets it: the embedded default, `init`,
 //! `config`, global flags, JSON on stdout, exit codes.
 
+mod common;
+
 use std::path::Path;
 
-use assert_cmd::Command;
+use common::*;
 use serde_json::Value;
-
-fn snp(dir: &std::path::Path) -> Command {
-    let mut c = Command::cargo_bin("snp-build").unwrap();
-    c.current_dir(dir);
-    c
-}
 
 #[test]
 fn without_a_pin_file_the_embedded_default_is_used_and_said() {
     let dir = tempfile::tempdir().unwrap();
-    let out = snp(dir.path()).arg("config").output().unwrap();
+    let out = snp_build_in(dir.path()).arg("config").output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("embedded default"), "{stderr}");
@@ -36,16 +32,16 @@ fn without_a_pin_file_the_embedded_default_is_used_and_said() {
 #[test]
 fn init_writes_the_default_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    snp(dir.path()).arg("init").assert().success();
+    snp_build_in(dir.path()).arg("init").assert().success();
     let written = std::fs::read_to_string(dir.path().join("stable-commits.toml")).unwrap();
     assert_eq!(written, include_str!("../stable-commits.toml"));
 
-    let again = snp(dir.path()).arg("init").output().unwrap();
+    let again = snp_build_in(dir.path()).arg("init").output().unwrap();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 
     // With ./stable-commits.toml present, it is used without the note.
-    let out = snp(dir.path()).arg("config").output().unwrap();
+    let out = snp_build_in(dir.path()).arg("config").output().unwrap();
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("embedded"));
 }
@@ -58,7 +54,7 @@ fn config_fills_knobs_a_partial_file_leaves_out() {
         "[qemu]\nurl = \"file:///srv/qemu.git\"\nbranch = \"snp-latest\"\nconfigure-args = [\"--disable-docs\"]\n",
     )
     .unwrap();
-    let out = snp(dir.path())
+    let out = snp_build_in(dir.path())
         .args(["config", "--config", "only-qemu.toml", "--json"])
         .output()
         .unwrap();
@@ -85,7 +81,7 @@ fn a_source_the_file_lacks_is_named() {
         "[qemu]\nurl = \"file:///srv/qemu.git\"\nbranch = \"snp-latest\"\n",
     )
     .unwrap();
-    let out = snp(dir.path())
+    let out = snp_build_in(dir.path())
         .args(["--config", "only-qemu.toml", "kernel", "host"])
         .output()
         .unwrap();
@@ -118,7 +114,7 @@ fn global_flags_go_before_or_after_the_subcommand() {
             "--json",
         ],
     ] {
-        let out = snp(dir.path()).args(args).output().unwrap();
+        let out = snp_build_in(dir.path()).args(args).output().unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -138,17 +134,17 @@ fn usage_errors_exit_2() {
         &["-j", "0"],
         &["--bogus"],
     ] {
-        let out = snp(dir.path()).args(args).output().unwrap();
+        let out = snp_build_in(dir.path()).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
-    snp(dir.path()).arg("--help").assert().success();
-    snp(dir.path()).arg("--version").assert().success();
+    snp_build_in(dir.path()).arg("--help").assert().success();
+    snp_build_in(dir.path()).arg("--version").assert().success();
 }
 
 /// `snp-build completions SHELL`'s stdout, after checking it succeeded.
 fn completions(shell: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let out = snp(dir.path())
+    let out = snp_build_in(dir.path())
         .args(["completions", shell])
         .output()
         .unwrap();
@@ -181,7 +177,7 @@ fn completions_are_printed_for_bash_zsh_and_fish() {
     }
     // With --json the script is the document's field, not printed beside it.
     let dir = tempfile::tempdir().unwrap();
-    let out = snp(dir.path())
+    let out = snp_build_in(dir.path())
         .args(["completions", "fish", "--json"])
         .output()
         .unwrap();
@@ -195,7 +191,7 @@ fn completions_are_printed_for_bash_zsh_and_fish() {
 #[test]
 fn an_unknown_shell_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = snp(dir.path())
+    let out = snp_build_in(dir.path())
         .args(["completions", "ksh"])
         .output()
         .unwrap();
@@ -204,7 +200,10 @@ fn an_unknown_shell_is_a_usage_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("invalid value 'ksh'"), "{stderr}");
     assert!(stderr.contains("bash, zsh, fish"), "{stderr}");
-    let out = snp(dir.path()).arg("completions").output().unwrap();
+    let out = snp_build_in(dir.path())
+        .arg("completions")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 }
@@ -250,7 +249,7 @@ fn bash_sources_the_completion_and_completes_subcommands() {
 #[test]
 fn the_man_page_is_roff_naming_every_subcommand_and_each_has_its_page() {
     let dir = tempfile::tempdir().unwrap();
-    let out = snp(dir.path()).arg("man").output().unwrap();
+    let out = snp_build_in(dir.path()).arg("man").output().unwrap();
     assert!(out.status.success());
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains(".TH snp-build 1 "), "{page}");
@@ -270,7 +269,7 @@ fn the_man_page_is_roff_naming_every_subcommand_and_each_has_its_page() {
 
     // --dir: the same main page, and a page for every one it names.
     let pages = dir.path().join("man1");
-    snp(dir.path())
+    snp_build_in(dir.path())
         .args(["man", "--dir"])
         .arg(&pages)
         .assert()

@@ -85,8 +85,7 @@ fn a_hand_edit_stops_every_build_until_discarded_or_allowed() {
         .unwrap();
     assert_eq!(qemu["status"], "ok", "{doc}");
     let release = std::path::PathBuf::from(doc["release"]["path"].as_str().unwrap());
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let manifest = release_manifest(&release);
     let source = &manifest["sources"]["qemu"];
     assert_eq!(source["dirty"], true, "{source}");
     assert!(
@@ -95,13 +94,7 @@ fn a_hand_edit_stops_every_build_until_discarded_or_allowed() {
     );
     let diff = std::fs::read(release.join("dirty/qemu.diff")).unwrap();
     assert!(String::from_utf8_lossy(&diff).contains("+# my local fix"));
-    let sha = {
-        use sha2::{Digest, Sha256};
-        Sha256::digest(&diff)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let sha = sha256_hex(&diff);
     assert_eq!(source["dirty_diff_sha256"], sha.as_str());
     assert!(
         std::fs::read_to_string(release.join("source-commit.qemu"))
@@ -180,11 +173,6 @@ fn ovmf(extra: &[&'static str]) -> Vec<&'static str> {
     all
 }
 
-fn manifest(doc: &serde_json::Value) -> serde_json::Value {
-    let release = std::path::PathBuf::from(doc["release"]["path"].as_str().unwrap());
-    serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap()
-}
-
 #[test]
 fn an_edit_inside_a_submodule_is_caught_kept_in_the_diff_and_discarded() {
     let s = Scratch::new(shared_fixtures());
@@ -204,7 +192,7 @@ fn an_edit_inside_a_submodule_is_caught_kept_in_the_diff_and_discarded() {
     // --allow-dirty: the diff holds the change itself, with its path from
     // the top of the tree, not `Subproject commit ...-dirty`.
     let doc = s.run_ok(&ovmf(&["--allow-dirty"]));
-    let m = manifest(&doc);
+    let m = manifest_of(&doc);
     assert_eq!(m["sources"]["ovmf"]["dirty"], true, "{m}");
     let release = std::path::PathBuf::from(doc["release"]["path"].as_str().unwrap());
     let diff = std::fs::read_to_string(release.join("dirty/ovmf.diff")).unwrap();
@@ -228,7 +216,7 @@ fn an_edit_inside_a_submodule_is_caught_kept_in_the_diff_and_discarded() {
         git(&s.tree("ovmf").join(BROTLI), &["status", "--porcelain"]),
         ""
     );
-    assert!(manifest(&doc)["sources"]["ovmf"].get("dirty").is_none());
+    assert!(manifest_of(&doc)["sources"]["ovmf"].get("dirty").is_none());
 }
 
 #[test]

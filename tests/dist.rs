@@ -7,21 +7,16 @@
 //! Needs Debian's dpkg-deb, binutils' strip, gzip and md5sum, which CI's
 //! Debian has (binutils from .ci/install-deps).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
-fn out(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
+use common::*;
 
+/// What snp-build prints for `args`, which must succeed.
 fn snp(args: &[&str]) -> String {
-    out(Command::new(env!("CARGO_BIN_EXE_snp-build")).args(args))
+    run_succeeds(snp_build_std(Path::new(".")).args(args))
 }
 
 #[test]
@@ -48,7 +43,8 @@ fn the_deb_holds_the_binary_completions_man_pages_and_copyright_and_is_reproduci
         .collect();
     assert_eq!(leftovers.len(), 1, "staging left behind: {leftovers:?}");
 
-    let field = |name: &str| out(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg(name));
+    let field =
+        |name: &str| run_succeeds(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg(name));
     assert_eq!(field("Package").trim(), "snp-build");
     assert_eq!(field("Version").trim(), version);
     assert_eq!(field("Architecture").trim(), "amd64");
@@ -64,7 +60,7 @@ fn the_deb_holds_the_binary_completions_man_pages_and_copyright_and_is_reproduci
     );
 
     // The listing: `-rwxr-xr-x root/root 123 2026-01-01 00:00 ./usr/bin/snp-build`.
-    let listing = out(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    let listing = run_succeeds(Command::new("dpkg-deb").arg("-c").arg(&deb));
     let entries: Vec<(&str, &str, &str)> = listing
         .lines()
         .map(|l| {
@@ -108,7 +104,7 @@ fn the_deb_holds_the_binary_completions_man_pages_and_copyright_and_is_reproduci
 
     // The contents are what the binary prints.
     let x = a.path().join("x");
-    out(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x));
+    run_succeeds(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x));
     for (shell, path) in xtask::deb::COMPLETIONS {
         assert_eq!(
             std::fs::read_to_string(x.join(path)).unwrap(),
@@ -121,9 +117,11 @@ fn the_deb_holds_the_binary_completions_man_pages_and_copyright_and_is_reproduci
     assert_eq!(&gz[..3], &[0x1f, 0x8b, 8]);
     assert_eq!(gz[3] & 0x08, 0, "a file name in the gzip header");
     assert_eq!(&gz[4..8], &[0, 0, 0, 0], "a time in the gzip header");
-    let page = out(Command::new("gzip")
-        .arg("-dc")
-        .arg(x.join("usr/share/man/man1/snp-build.1.gz")));
+    let page = run_succeeds(
+        Command::new("gzip")
+            .arg("-dc")
+            .arg(x.join("usr/share/man/man1/snp-build.1.gz")),
+    );
     assert_eq!(page, snp(&["man"]));
     let copyright = std::fs::read_to_string(x.join("usr/share/doc/snp-build/copyright")).unwrap();
     assert!(
@@ -134,9 +132,9 @@ fn the_deb_holds_the_binary_completions_man_pages_and_copyright_and_is_reproduci
     assert!(copyright.contains("License: MIT"));
     // The shipped binary is stripped, and still this snp-build.
     let shipped = x.join("usr/bin/snp-build");
-    assert!(!out(Command::new("readelf").arg("-S").arg(&shipped)).contains(".symtab"));
+    assert!(!run_succeeds(Command::new("readelf").arg("-S").arg(&shipped)).contains(".symtab"));
     assert_eq!(
-        out(Command::new(&shipped).arg("--version")),
+        run_succeeds(Command::new(&shipped).arg("--version")),
         snp(&["--version"])
     );
 }

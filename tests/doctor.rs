@@ -1,49 +1,21 @@
 //! `snp-build doctor` (issue 8): the build host's tools, versions and the
 //! one line that installs what is missing; `doctor --host` on fake sysroots.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::*;
 use serde_json::Value;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-    }
-
-    /// The table row of `check` (columns are two or more spaces apart).
-    fn row(&self, check: &str) -> &str {
-        self.stderr
-            .lines()
-            .find(|l| {
-                l.strip_prefix(check)
-                    .is_some_and(|rest| rest.starts_with("  "))
-            })
-            .unwrap_or_else(|| panic!("no `{check}` row in:\n{}", self.stderr))
-    }
-}
 
 /// Runs snp-build in `dir`; `path` replaces PATH when given.
 fn snp(dir: &Path, path: Option<&Path>, args: &[&str]) -> Run {
-    let mut cmd = Command::cargo_bin("snp-build").unwrap();
-    cmd.current_dir(dir).args(args);
+    let mut cmd = snp_build_in(dir);
     if let Some(p) = path {
         cmd.env("PATH", p);
     }
-    let out = cmd.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
+    Run::from(cmd.args(args).output().unwrap())
 }
 
 /// A PATH directory holding only links to these programs of this machine.

@@ -176,7 +176,7 @@ fn svsm_upstream(dir: &Path) -> PathBuf {
 
 /// Runs the CLI in process with the toy registry; returns the JSON
 /// document.
-fn run(args: &[&str]) -> Value {
+fn run_in_process(args: &[&str]) -> Value {
     let mut all = vec!["snp-build"];
     all.extend_from_slice(args);
     all.push("--json");
@@ -214,20 +214,19 @@ fn a_fifth_component_registered_alone_is_planned_built_and_released() {
     // It is a stage of the plan, selected by its table's word too.
     let mut args = common.to_vec();
     args.extend(["plan", "--package", "svsm"]);
-    let plan = run(&args);
+    let plan = run_in_process(&args);
     assert_eq!(stage(&plan, "svsm")["action"], "run", "{plan}");
 
     // It builds beside the standard four, and the release carries it.
     let mut args = common.to_vec();
     args.extend(["--package", "--output", &out, "--date", "2026-11-29", "-j2"]);
-    let doc = run(&args);
+    let doc = run_in_process(&args);
     let svsm = stage(&doc, "svsm");
     assert_eq!(svsm["status"], "ok", "{doc}");
     assert_eq!(svsm["outputs"]["version"], "0.1-fixture");
     assert_eq!(stage(&doc, "qemu")["status"], "ok");
     let release = PathBuf::from(doc["release"]["path"].as_str().unwrap());
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let manifest = release_manifest(&release);
     assert_eq!(manifest["svsm"]["version"], "0.1-fixture", "{manifest}");
     assert!(manifest["sources"]["svsm"]["sha"].is_string(), "{manifest}");
     assert!(manifest["qemu"]["version"].is_string(), "{manifest}");
@@ -238,6 +237,6 @@ fn a_fifth_component_registered_alone_is_planned_built_and_released() {
     // A second run: up to date, from its stamp's typed outputs.
     let mut args = common.to_vec();
     args.extend(["plan", "svsm"]);
-    let again = run(&args);
+    let again = run_in_process(&args);
     assert_eq!(stage(&again, "svsm")["action"], "skip", "{again}");
 }

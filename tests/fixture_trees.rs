@@ -6,11 +6,14 @@
 //! Needs git, make, gcc, python3, dpkg-deb and rpmbuild (Debian package
 //! `rpm`): a missing tool fails the test with a message, never skips it.
 
-use std::borrow::BorrowMut;
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{run_fails, run_succeeds};
 use xtask::fixtures::{self, Fixtures, Size};
 
 #[test]
@@ -89,19 +92,24 @@ fn check_pin_file(fx: &Fixtures) {
 fn kernel(fx: &Fixtures, work: &Path) {
     fs::create_dir_all(work).unwrap();
     let tree = work.join("linux");
-    run(git(&[
-        "clone",
-        "-q",
-        "--single-branch",
-        "--branch",
-        "snp-host-latest",
-    ])
-    .arg(fx.url(&fx.linux))
-    .arg(&tree));
+    run_succeeds(
+        git(&[
+            "clone",
+            "-q",
+            "--single-branch",
+            "--branch",
+            "snp-host-latest",
+        ])
+        .arg(fx.url(&fx.linux))
+        .arg(&tree),
+    );
     let sha = git_out(&["rev-parse", "--short=7", "HEAD"], &tree)
         .trim()
         .to_string();
-    assert_eq!(run(make(&tree, &["kernelversion"])).trim(), "6.1.0");
+    assert_eq!(
+        run_succeeds(make(&tree, &["kernelversion"])).trim(),
+        "6.1.0"
+    );
 
     // Like Linux: no .config, no build.
     let out = run_fails(make(&tree, &["-j2"]));
@@ -111,12 +119,12 @@ fn kernel(fx: &Fixtures, work: &Path) {
     );
 
     // `--enable DEBUG_INFO` alone is silently undone (Linux 5.18+).
-    run(make(&tree, &["defconfig"]));
-    run(config(
+    run_succeeds(make(&tree, &["defconfig"]));
+    run_succeeds(config(
         &tree,
         &["--enable", "DEBUG_INFO", "--enable", "NOT_A_SYMBOL"],
     ));
-    run(make(&tree, &["olddefconfig"]));
+    run_succeeds(make(&tree, &["olddefconfig"]));
     assert_eq!(state(&tree, "DEBUG_INFO"), "undef");
     assert_eq!(
         state(&tree, "NOT_A_SYMBOL"),
@@ -125,31 +133,31 @@ fn kernel(fx: &Fixtures, work: &Path) {
     );
 
     // The real trap: KVM_AMD=y with CRYPTO_DEV_CCP_DD=m loses SEV.
-    run(make(&tree, &["defconfig"]));
+    run_succeeds(make(&tree, &["defconfig"]));
     assert_eq!(state(&tree, "KVM_AMD_SEV"), "undef", "defconfig has no KVM");
-    run(config(&tree, &["-m", "KVM", "-m", "KVM_AMD"]));
-    run(make(&tree, &["olddefconfig"]));
+    run_succeeds(config(&tree, &["-m", "KVM", "-m", "KVM_AMD"]));
+    run_succeeds(make(&tree, &["olddefconfig"]));
     assert_eq!(state(&tree, "KVM_AMD_SEV"), "y");
-    run(config(
+    run_succeeds(config(
         &tree,
         &["-e", "KVM", "-e", "KVM_AMD", "-m", "CRYPTO_DEV_CCP_DD"],
     ));
-    run(make(&tree, &["olddefconfig"]));
+    run_succeeds(make(&tree, &["olddefconfig"]));
     assert_ne!(state(&tree, "KVM_AMD_SEV"), "y");
 
     // From tinyconfig the default edits lose SEV; KVM_AMD_SEV's dependency
     // set (64BIT ... KVM_AMD as modules, xtask/src/real.rs) brings it back.
     let edits = default_edits(&sha);
-    run(make(&tree, &["tinyconfig"]));
+    run_succeeds(make(&tree, &["tinyconfig"]));
     assert_eq!(
         state(&tree, "64BIT"),
         "n",
         "tinyconfig on ARCH=x86 is 32-bit"
     );
-    run(config(&tree, &edits.args));
-    run(make(&tree, &["olddefconfig"]));
+    run_succeeds(config(&tree, &edits.args));
+    run_succeeds(make(&tree, &["olddefconfig"]));
     assert_ne!(state(&tree, "KVM_AMD_SEV"), "y");
-    run(config(
+    run_succeeds(config(
         &tree,
         &[
             "-e",
@@ -174,29 +182,29 @@ fn kernel(fx: &Fixtures, work: &Path) {
             "KVM_AMD",
         ],
     ));
-    run(make(&tree, &["olddefconfig"]));
+    run_succeeds(make(&tree, &["olddefconfig"]));
     assert_eq!(state(&tree, "KVM_AMD_SEV"), "y");
 
     // defconfig + every default edit: as on Linux 6.1, SEV and the
     // switchdev/DCB options are dropped (defconfig has no KVM, DCB or
     // switchdev)...
-    run(make(&tree, &["defconfig"]));
-    run(config(&tree, &edits.args));
-    run(make(&tree, &["olddefconfig"]));
+    run_succeeds(make(&tree, &["defconfig"]));
+    run_succeeds(config(&tree, &edits.args));
+    run_succeeds(make(&tree, &["olddefconfig"]));
     for option in ["KVM_AMD_SEV", "SEV_GUEST", "MLX5_ESWITCH", "MLX4_EN_DCB"] {
         assert_eq!(state(&tree, option), "undef", "{option}");
     }
     // ...and with snp-build's fragment merged first, all survive.
-    run(make(&tree, &["defconfig"]));
+    run_succeeds(make(&tree, &["defconfig"]));
     let fragment =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/snp-host.config"))
             .unwrap();
     let mut merged = fs::read_to_string(tree.join(".config")).unwrap();
     merged.push_str(&fragment);
     fs::write(tree.join(".config"), merged).unwrap();
-    run(make(&tree, &["olddefconfig"]));
-    run(config(&tree, &edits.args));
-    run(make(&tree, &["olddefconfig"]));
+    run_succeeds(make(&tree, &["olddefconfig"]));
+    run_succeeds(config(&tree, &edits.args));
+    run_succeeds(make(&tree, &["olddefconfig"]));
     let cfg = read_config(&tree.join(".config"));
     for (name, want) in &edits.expect {
         let got = cfg.get(name).map(String::as_str);
@@ -224,7 +232,7 @@ fn kernel(fx: &Fixtures, work: &Path) {
     .unwrap();
     chmod_x(&launcher);
     let cc = format!("CC={} gcc", launcher.display());
-    run(make(&tree, &["-j2", &cc]));
+    run_succeeds(make(&tree, &["-j2", &cc]));
     assert!(tree.join("vmlinux").is_file() && tree.join("arch/x86/boot/bzImage").is_file());
     assert!(tree.join("arch/x86/kvm/kvm-amd.ko").is_file());
     let launched = fs::read_to_string(&launcher_log).unwrap();
@@ -237,7 +245,7 @@ fn kernel(fx: &Fixtures, work: &Path) {
         read_trimmed(&tree.join("include/config/kernel.release")),
         release
     );
-    run(make(&tree, &["-j2", &cc]));
+    run_succeeds(make(&tree, &["-j2", &cc]));
     assert_eq!(
         read_trimmed(&tree.join(".version")),
         "1",
@@ -245,7 +253,7 @@ fn kernel(fx: &Fixtures, work: &Path) {
     );
 
     // bindeb-pkg: four packages in the parent directory, Linux 6.1 names.
-    run(make(&tree, &["-j2", &cc, "bindeb-pkg"]));
+    run_succeeds(make(&tree, &["-j2", &cc, "bindeb-pkg"]));
     let debs = [
         format!("linux-image-{release}_{release}-1_amd64.deb"),
         format!("linux-image-{release}-dbg_{release}-1_amd64.deb"),
@@ -255,12 +263,14 @@ fn kernel(fx: &Fixtures, work: &Path) {
     for deb in &debs {
         let path = work.join(deb);
         assert!(path.is_file(), "{deb} missing; parent has {:?}", list(work));
-        let info = run(Command::new("dpkg-deb").arg("--info").arg(&path));
+        let info = run_succeeds(Command::new("dpkg-deb").arg("--info").arg(&path));
         assert!(info.contains(&format!("Version: {release}-1")), "{info}");
     }
-    let contents = run(Command::new("dpkg-deb")
-        .arg("--contents")
-        .arg(work.join(&debs[0])));
+    let contents = run_succeeds(
+        Command::new("dpkg-deb")
+            .arg("--contents")
+            .arg(work.join(&debs[0])),
+    );
     assert!(
         contents.contains(&format!("./boot/vmlinuz-{release}")),
         "{contents}"
@@ -277,9 +287,9 @@ fn kernel(fx: &Fixtures, work: &Path) {
     let mut src = fs::read_to_string(&sched).unwrap();
     src.push_str("/* second build */\n");
     fs::write(&sched, src).unwrap();
-    run(make(&tree, &["-j2", &cc]));
+    run_succeeds(make(&tree, &["-j2", &cc]));
     assert_eq!(read_trimmed(&tree.join(".version")), "2");
-    run(make(&tree, &["-j2", &cc, "bindeb-pkg"]));
+    run_succeeds(make(&tree, &["-j2", &cc, "bindeb-pkg"]));
     assert!(
         work.join(format!("linux-image-{release}_{release}-2_amd64.deb"))
             .is_file()
@@ -291,7 +301,7 @@ fn kernel(fx: &Fixtures, work: &Path) {
         rpmbuild.is_ok_and(|o| o.status.success()),
         "rpmbuild not found: install the Debian package `rpm` (apt-get install rpm)"
     );
-    run(make(&tree, &["-j2", &cc, "binrpm-pkg"]));
+    run_succeeds(make(&tree, &["-j2", &cc, "binrpm-pkg"]));
     let rpm_release = release.replace('-', "_");
     let rpms = tree.join("rpmbuild/RPMS/x86_64");
     let image_rpm = rpms.join(format!("kernel-{rpm_release}-2.x86_64.rpm"));
@@ -300,22 +310,22 @@ fn kernel(fx: &Fixtures, work: &Path) {
         rpms.join(format!("kernel-headers-{rpm_release}-2.x86_64.rpm"))
             .is_file()
     );
-    let files = run(Command::new("rpm").arg("-qpl").arg(&image_rpm));
+    let files = run_succeeds(Command::new("rpm").arg("-qpl").arg(&image_rpm));
     assert!(
         files.contains(&format!("/boot/vmlinuz-{release}")),
         "{files}"
     );
 
     // A config knob breaks the build, with make's usual error.
-    run(config(&tree, &["--enable", "FIXTURE_BROKEN"]));
-    run(make(&tree, &["olddefconfig"]));
+    run_succeeds(config(&tree, &["--enable", "FIXTURE_BROKEN"]));
+    run_succeeds(make(&tree, &["olddefconfig"]));
     let out = run_fails(make(&tree, &["-j2", &cc]));
     assert!(
         out.contains("#error") && out.contains("kernel/fixture.o] Error 1"),
         "{out}"
     );
 
-    run(make(&tree, &["distclean"]));
+    run_succeeds(make(&tree, &["distclean"]));
     for gone in [".config", ".version", "vmlinux", "include/generated"] {
         assert!(!tree.join(gone).exists(), "distclean left {gone}");
     }
@@ -393,7 +403,9 @@ fn config(tree: &Path, args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
 }
 
 fn state(tree: &Path, name: &str) -> String {
-    run(config(tree, &["--state", name])).trim().to_string()
+    run_succeeds(config(tree, &["--state", name]))
+        .trim()
+        .to_string()
 }
 
 // -------------------------------------------------------------------- qemu
@@ -402,9 +414,11 @@ fn qemu(fx: &Fixtures, work: &Path) {
     fs::create_dir_all(work).unwrap();
     let tree = work.join("qemu");
     let prefix = work.join("usr/local");
-    run(git(&["clone", "-q", "--branch", "snp-latest"])
-        .arg(fx.url(&fx.qemu))
-        .arg(&tree));
+    run_succeeds(
+        git(&["clone", "-q", "--branch", "snp-latest"])
+            .arg(fx.url(&fx.qemu))
+            .arg(&tree),
+    );
     // roms/* submodules stay uninitialised, as build.sh leaves them.
     assert!(
         fs::read_to_string(tree.join(".gitmodules"))
@@ -426,7 +440,7 @@ fn qemu(fx: &Fixtures, work: &Path) {
     );
 
     let prefix_arg = format!("--prefix={}", prefix.display());
-    run(configure(
+    run_succeeds(configure(
         &tree,
         &[
             prefix_arg.as_str(),
@@ -437,7 +451,7 @@ fn qemu(fx: &Fixtures, work: &Path) {
     let out = run_fails(make(&tree, &["-j2"]));
     assert!(out.contains("#error"), "{out}");
 
-    run(configure(
+    run_succeeds(configure(
         &tree,
         &[
             prefix_arg.as_str(),
@@ -445,9 +459,10 @@ fn qemu(fx: &Fixtures, work: &Path) {
             "--disable-docs",
         ],
     ));
-    run(make(&tree, &["-j2"]));
-    run(make(&tree, &["install"]));
-    let version = run(Command::new(prefix.join("bin/qemu-system-x86_64")).arg("--version"));
+    run_succeeds(make(&tree, &["-j2"]));
+    run_succeeds(make(&tree, &["install"]));
+    let version =
+        run_succeeds(Command::new(prefix.join("bin/qemu-system-x86_64")).arg("--version"));
     let mut lines = version.lines();
     assert_eq!(
         lines.next(),
@@ -488,17 +503,19 @@ const OVMF_BUILD: &[&str] = &[
 fn edk2(fx: &Fixtures, work: &Path) {
     fs::create_dir_all(work).unwrap();
     let tree = work.join("ovmf");
-    run(git(&[
-        "-c",
-        "protocol.file.allow=always",
-        "clone",
-        "-q",
-        "--recurse-submodules",
-        "--branch",
-        "snp-latest",
-    ])
-    .arg(fx.url(&fx.ovmf))
-    .arg(&tree));
+    run_succeeds(
+        git(&[
+            "-c",
+            "protocol.file.allow=always",
+            "clone",
+            "-q",
+            "--recurse-submodules",
+            "--branch",
+            "snp-latest",
+        ])
+        .arg(fx.url(&fx.ovmf))
+        .arg(&tree),
+    );
     assert!(
         tree.join(fixtures::OVMF_SUBMODULE_PATH)
             .join("c/dec/decode.c")
@@ -516,8 +533,8 @@ fn edk2(fx: &Fixtures, work: &Path) {
         "{out}"
     );
 
-    run(make(&tree, &["-C", "BaseTools"]));
-    run(edk2_build(&tree, OVMF_BUILD));
+    run_succeeds(make(&tree, &["-C", "BaseTools"]));
+    run_succeeds(edk2_build(&tree, OVMF_BUILD));
     let fv = tree.join("Build/OvmfX64/DEBUG_GCC5/FV");
     let mut images = vec![];
     for name in ["OVMF_CODE.fd", "OVMF_VARS.fd", "OVMF.fd"] {
@@ -537,11 +554,11 @@ fn edk2(fx: &Fixtures, work: &Path) {
     );
 
     // Same inputs, same bytes; another define, other bytes.
-    run(edk2_build(&tree, OVMF_BUILD));
+    run_succeeds(edk2_build(&tree, OVMF_BUILD));
     assert_eq!(fs::read(fv.join("OVMF.fd")).unwrap(), images[2]);
     let mut other = OVMF_BUILD.to_vec();
     other.push("-DSECURE_BOOT_ENABLE=FALSE");
-    run(edk2_build(&tree, &other));
+    run_succeeds(edk2_build(&tree, &other));
     assert_ne!(fs::read(fv.join("OVMF.fd")).unwrap(), images[2]);
 
     let mut broken = OVMF_BUILD.to_vec();
@@ -561,7 +578,7 @@ fn edk2(fx: &Fixtures, work: &Path) {
         "{out}"
     );
     fs::write(tree.join("OvmfPkg/AmdSev/Grub/grub.efi"), b"").unwrap();
-    run(edk2_build(&tree, &amd));
+    run_succeeds(edk2_build(&tree, &amd));
     let amd_fd = fs::read(tree.join("Build/AmdSev/DEBUG_GCC5/FV/OVMF.fd")).unwrap();
     assert_eq!(&amd_fd[40..44], b"_FVH");
 
@@ -576,10 +593,12 @@ fn edk2(fx: &Fixtures, work: &Path) {
 
     // Without the submodule checked out: edk2's "not found in workspace".
     let bare = work.join("no-submodule");
-    run(git(&["clone", "-q", "--branch", "snp-latest"])
-        .arg(fx.url(&fx.ovmf))
-        .arg(&bare));
-    run(make(&bare, &["-C", "BaseTools"]));
+    run_succeeds(
+        git(&["clone", "-q", "--branch", "snp-latest"])
+            .arg(fx.url(&fx.ovmf))
+            .arg(&bare),
+    );
+    run_succeeds(make(&bare, &["-C", "BaseTools"]));
     let out = run_fails(edk2_build(&bare, OVMF_BUILD));
     assert!(
         out.contains(": error 000E: File/directory not found in workspace"),
@@ -615,7 +634,7 @@ fn git(args: &[&str]) -> Command {
 }
 
 fn git_out(args: &[&str], dir: &Path) -> String {
-    run(git(args).current_dir(dir))
+    run_succeeds(git(args).current_dir(dir))
 }
 
 fn make(dir: &Path, args: &[&str]) -> Command {
@@ -628,39 +647,6 @@ fn make(dir: &Path, args: &[&str]) -> Command {
         .env_remove("CC")
         .env_remove("ARCH");
     c
-}
-
-fn describe(cmd: &Command, out: &Output) -> String {
-    format!(
-        "{cmd:?} exited with {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Run; panic with the whole output unless it succeeds. Returns stdout.
-fn run(mut cmd: impl BorrowMut<Command>) -> String {
-    let cmd = cmd.borrow_mut();
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{}", describe(cmd, &out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Run; panic unless it fails. Returns stdout and stderr together.
-fn run_fails(mut cmd: impl BorrowMut<Command>) -> String {
-    let cmd = cmd.borrow_mut();
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        !out.status.success(),
-        "expected a failure: {}",
-        describe(cmd, &out)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn read_trimmed(path: &Path) -> String {

@@ -233,8 +233,7 @@ fn kernel_release() -> String {
 }
 
 fn kernel_release_of(release: &Path) -> String {
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let manifest = release_manifest(release);
     manifest["kernels"]["host"]["release"]
         .as_str()
         .unwrap()
@@ -471,14 +470,6 @@ impl System {
             "{what}"
         );
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn sh(cmd: &mut Command) {

@@ -18,7 +18,7 @@ const DATE: &str = "2026-11-22";
 const NAME: &str = "snp-release-2026-11-22";
 
 /// A release built from the fixtures, shared by the tests.
-fn built(format: &str) -> &'static Path {
+fn built(format: &str) -> &'static Scratch {
     static DEB: OnceLock<Scratch> = OnceLock::new();
     static RPM: OnceLock<Scratch> = OnceLock::new();
     let cell = if format == "rpm" { &RPM } else { &DEB };
@@ -41,57 +41,18 @@ fn built(format: &str) -> &'static Path {
         assert_eq!(r.code, 0, "{}", r.stderr);
         s
     })
-    .path()
 }
 
 fn release() -> PathBuf {
-    built("deb").join("out").join(NAME)
+    built("deb").release("out", DATE)
 }
 
 fn tarball() -> PathBuf {
-    built("deb").join("out").join(format!("{NAME}.tar.gz"))
-}
-
-/// Runs snp-build in `cwd` (no pin file: install needs none).
-fn snp(cwd: &Path, args: &[&str]) -> Run {
-    let out = Command::new(assert_cmd::cargo::cargo_bin("snp-build"))
-        .current_dir(cwd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run::from(out)
-}
-
-/// `snp` with --json, asserting success; returns the document.
-fn snp_ok(cwd: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let r = snp(cwd, &all);
-    assert_eq!(r.code, 0, "snp-build {args:?} failed:\n{}", r.stderr);
-    r.json()
+    built("deb").tarball("out", DATE)
 }
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Every file under `dir`, relative, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
 }
 
 /// Every file under `dir` with its content.
@@ -168,7 +129,7 @@ fn copy_as(dir: &Path, name: &str) -> PathBuf {
 #[test]
 fn install_root_stages_the_image_package_and_kvm_conf_and_a_second_run_backs_up_nothing() {
     let root = tempfile::tempdir().unwrap();
-    let doc = snp_ok(
+    let doc = snp_build_json(
         Path::new("."),
         &["install", "--root", s(root.path()), s(&release())],
     );
@@ -214,7 +175,7 @@ fn install_root_stages_the_image_package_and_kvm_conf_and_a_second_run_backs_up_
 
     // Again: same content, so nothing is backed up, and the record still
     // knows the first install created kvm.conf.
-    let again = snp_ok(
+    let again = snp_build_json(
         Path::new("."),
         &["install", "--root", s(root.path()), s(&release())],
     );
@@ -234,7 +195,7 @@ fn a_different_kvm_conf_is_backed_up_and_uninstall_puts_it_back() {
     std::fs::create_dir_all(root.path().join("etc/modprobe.d")).unwrap();
     std::fs::write(kvm_conf(root.path()), old).unwrap();
 
-    let doc = snp_ok(
+    let doc = snp_build_json(
         Path::new("."),
         &["install", "--root", s(root.path()), s(&release())],
     );
@@ -255,14 +216,14 @@ fn a_different_kvm_conf_is_backed_up_and_uninstall_puts_it_back() {
 
     // A dry run changes nothing.
     let before = snapshot(root.path());
-    let dry = snp_ok(
+    let dry = snp_build_json(
         Path::new("."),
         &["uninstall", "--root", s(root.path()), "--dry-run"],
     );
     assert_eq!(dry["kvm_conf"]["action"], "restored");
     assert_eq!(snapshot(root.path()), before);
 
-    let r = snp(
+    let r = snp_build(
         Path::new("."),
         &["uninstall", "--root", s(root.path()), "--json"],
     );
@@ -287,7 +248,7 @@ fn a_different_kvm_conf_is_backed_up_and_uninstall_puts_it_back() {
         r.stderr
     );
     // Nothing left to undo.
-    let r = snp(Path::new("."), &["uninstall", "--root", s(root.path())]);
+    let r = snp_build(Path::new("."), &["uninstall", "--root", s(root.path())]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("nothing to uninstall"), "{}", r.stderr);
 }
@@ -295,21 +256,21 @@ fn a_different_kvm_conf_is_backed_up_and_uninstall_puts_it_back() {
 #[test]
 fn uninstall_removes_the_kvm_conf_it_created_but_never_one_edited_since() {
     let created = tempfile::tempdir().unwrap();
-    snp_ok(
+    snp_build_json(
         Path::new("."),
         &["install", "--root", s(created.path()), s(&release())],
     );
-    let doc = snp_ok(Path::new("."), &["uninstall", "--root", s(created.path())]);
+    let doc = snp_build_json(Path::new("."), &["uninstall", "--root", s(created.path())]);
     assert_eq!(doc["kvm_conf"]["action"], "removed");
     assert!(!kvm_conf(created.path()).exists());
 
     let edited = tempfile::tempdir().unwrap();
-    snp_ok(
+    snp_build_json(
         Path::new("."),
         &["install", "--root", s(edited.path()), s(&release())],
     );
     std::fs::write(kvm_conf(edited.path()), "options kvm_amd sev-snp=0\n").unwrap();
-    let r = snp(Path::new("."), &["uninstall", "--root", s(edited.path())]);
+    let r = snp_build(Path::new("."), &["uninstall", "--root", s(edited.path())]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr.contains("changed since the install"),
@@ -335,7 +296,7 @@ fn a_tampered_release_is_refused_before_anything_is_written() {
 
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let r = snp(
+    let r = snp_build(
         Path::new("."),
         &["install", "--root", s(&root), s(&copy), "--json"],
     );
@@ -361,7 +322,7 @@ fn a_tampered_release_is_refused_before_anything_is_written() {
 
     // A listed file that is gone is named too, also in a dry run.
     std::fs::remove_file(copy.join("kvm.conf")).unwrap();
-    let r = snp(
+    let r = snp_build(
         Path::new("."),
         &["install", "--root", s(&root), "--dry-run", s(&copy)],
     );
@@ -372,7 +333,7 @@ fn a_tampered_release_is_refused_before_anything_is_written() {
 #[test]
 fn the_tarball_installs_too() {
     let root = tempfile::tempdir().unwrap();
-    let doc = snp_ok(
+    let doc = snp_build_json(
         Path::new("."),
         &["install", "--root", s(root.path()), s(&tarball())],
     );
@@ -406,10 +367,10 @@ fn a_tarball_with_an_entry_outside_the_release_is_refused() {
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).unwrap();
     // A verification failure (exit 8), from install and from verify.
-    let r = snp(tmp.path(), &["install", "--root", s(&root), s(&evil)]);
+    let r = snp_build(tmp.path(), &["install", "--root", s(&root), s(&evil)]);
     assert_eq!(r.code, 8, "{}", r.stderr);
     assert!(r.stderr.contains("`..`"), "{}", r.stderr);
-    let r = snp(tmp.path(), &["verify", s(&evil)]);
+    let r = snp_build(tmp.path(), &["verify", s(&evil)]);
     assert_eq!(r.code, 8, "{}", r.stderr);
     assert!(r.stderr.contains("`..`"), "{}", r.stderr);
     assert!(std::fs::read_dir(&root).unwrap().next().is_none());
@@ -421,7 +382,7 @@ fn dry_run_with_root_changes_nothing_and_names_the_package() {
     std::fs::create_dir_all(root.path().join("etc/modprobe.d")).unwrap();
     std::fs::write(kvm_conf(root.path()), "options kvm_amd sev=1\n").unwrap();
     let before = snapshot(root.path());
-    let r = snp(
+    let r = snp_build(
         Path::new("."),
         &[
             "install",
@@ -460,11 +421,11 @@ fn without_an_argument_the_newest_release_here_is_installed() {
     std::fs::write(tmp.path().join("snp-release-2027-01-01.tar.gz"), "").unwrap();
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let doc = snp_ok(tmp.path(), &["install", "--dry-run", "--root", s(&root)]);
+    let doc = snp_build_json(tmp.path(), &["install", "--dry-run", "--root", s(&root)]);
     assert_eq!(doc["release"], NAME);
 
     let empty = tempfile::tempdir().unwrap();
-    let r = snp(empty.path(), &["install", "--dry-run", "--root", s(&root)]);
+    let r = snp_build(empty.path(), &["install", "--dry-run", "--root", s(&root)]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("no snp-release-* directory"),
@@ -476,14 +437,14 @@ fn without_an_argument_the_newest_release_here_is_installed() {
 #[test]
 fn a_live_install_without_a_terminal_needs_yes_and_a_live_dry_run_changes_nothing() {
     // stdin is /dev/null: a live install must refuse rather than wait.
-    let r = snp(Path::new("."), &["install", s(&release())]);
+    let r = snp_build(Path::new("."), &["install", s(&release())]);
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr.contains("--yes") || r.stderr.contains("must run as root"),
         "{}",
         r.stderr
     );
-    let r = snp(Path::new("."), &["install", "--dry-run", s(&release())]);
+    let r = snp_build(Path::new("."), &["install", "--dry-run", s(&release())]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr.contains("[dry-run] would run: dpkg -i"),
@@ -531,7 +492,7 @@ fn an_rpm_system_gets_the_kernel_rpm_and_refuses_debs() {
     .unwrap();
     // A deb release does not fit: refused, naming what it holds.
     let before = snapshot(root.path());
-    let r = snp(
+    let r = snp_build(
         Path::new("."),
         &["install", "--root", s(root.path()), s(&release())],
     );
@@ -540,8 +501,8 @@ fn an_rpm_system_gets_the_kernel_rpm_and_refuses_debs() {
     assert!(r.stderr.contains("linux-image-"), "{}", r.stderr);
     assert_eq!(snapshot(root.path()), before);
 
-    let rpm_release = built("rpm").join("out").join(NAME);
-    let doc = snp_ok(
+    let rpm_release = built("rpm").release("out", DATE);
+    let doc = snp_build_json(
         Path::new("."),
         &["install", "--root", s(root.path()), s(&rpm_release)],
     );
@@ -625,7 +586,7 @@ fn a_qemu_lacking_libraries_gets_the_distro_command_printed_in_a_staging_install
 
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let r = snp(
+    let r = snp_build(
         Path::new("."),
         &["install", "--root", s(&root), s(&copy), "--json"],
     );
@@ -663,7 +624,7 @@ fn a_failed_staging_step_is_exit_9_and_the_advice_keeps_the_root() {
     let copy = release_with_a_broken_package(tmp.path());
 
     let root = tmp.path().join("root");
-    let r = snp(Path::new("."), &["install", "--root", s(&root), s(&copy)]);
+    let r = snp_build(Path::new("."), &["install", "--root", s(&root), s(&copy)]);
     assert_eq!(r.code, 9, "{}", r.stderr);
     assert!(
         r.stderr
@@ -708,12 +669,12 @@ fn an_older_release_over_a_newer_one_needs_allow_downgrade() {
     let newer = copy_as(tmp.path(), "snp-release-2026-12-04");
     let older = copy_as(tmp.path(), "snp-release-2024-05-01");
     let root = tmp.path().join("root");
-    snp_ok(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
+    snp_build_json(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
     let before = snapshot(&root);
     for dry_run in [&[][..], &["--dry-run"][..]] {
         let mut args = vec!["install", "--root", s(&root), s(&older)];
         args.extend(dry_run);
-        let r = snp(Path::new("."), &args);
+        let r = snp_build(Path::new("."), &args);
         assert_eq!(r.code, 10, "{args:?}: {}", r.stderr);
         for says in [
             "snp-release-2024-05-01 is older than snp-release-2026-12-04",
@@ -728,14 +689,14 @@ fn an_older_release_over_a_newer_one_needs_allow_downgrade() {
         }
         assert!(snapshot(&root) == before, "{args:?} changed the root");
     }
-    let r = snp(
+    let r = snp_build(
         Path::new("."),
         &["install", "--root", s(&root), s(&older), "--json"],
     );
     assert_eq!(r.json()["exit_code"], 10, "{}", r.stdout);
-    snp_ok(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
+    snp_build_json(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
 
-    let doc = snp_ok(
+    let doc = snp_build_json(
         Path::new("."),
         &[
             "install",
@@ -747,7 +708,7 @@ fn an_older_release_over_a_newer_one_needs_allow_downgrade() {
     );
     assert_eq!(doc["release"], "snp-release-2024-05-01");
     assert_eq!(record(&root)["release"], "snp-release-2024-05-01");
-    snp_ok(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
+    snp_build_json(Path::new("."), &["install", "--root", s(&root), s(&newer)]);
 }
 
 /// Signs `dir`'s SHA256SUMS with a fresh passwordless key, by Debian's
@@ -760,11 +721,7 @@ fn sign_with_minisign(dir: &Path, keys: &Path) -> PathBuf {
         .output()
         .expect("Debian's minisign: run .ci/install-deps");
     assert!(st.status.success(), "{st:?}");
-    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
-    let sha = {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(&manifest))
-    };
+    let sha = sha256_file(&dir.join("manifest.json"));
     let name = dir.file_name().unwrap().to_str().unwrap();
     let comment = format!("release:{name} source_date_epoch:0 manifest_sha256:{sha}");
     let st = Command::new("minisign")
@@ -811,7 +768,7 @@ fn the_printed_advice_keeps_the_checks_and_works_verbatim() {
     let key = sign_with_minisign(&copy, tmp.path());
 
     let root = tmp.path().join("root");
-    let r = snp(
+    let r = snp_build(
         Path::new("."),
         &[
             "install",

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{Scratch, shared_fixtures};
+use common::*;
 use serde_json::Value;
 
 const DATE: &str = "2026-11-22";
@@ -54,11 +54,7 @@ fn built() -> &'static Built {
 }
 
 fn release() -> PathBuf {
-    built()
-        .scratch
-        .path()
-        .join("out")
-        .join(format!("snp-release-{DATE}"))
+    built().scratch.release("out", DATE)
 }
 
 fn ovmf() -> PathBuf {
@@ -66,16 +62,7 @@ fn ovmf() -> PathBuf {
 }
 
 fn manifest() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(release().join("manifest.json")).unwrap())
-        .unwrap()
-}
-
-fn snp_build() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("snp-build")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    release_manifest(&release())
 }
 
 /// `sev-snp-measure` from the test venv; fails clearly when it is missing.
@@ -109,7 +96,7 @@ fn reference_digest(args: &[String]) -> String {
 
 /// `snp-build measure ARGS --json`: the measurement record.
 fn measure_json(args: &[String]) -> Value {
-    let out = Command::new(snp_build())
+    let out = snp_build_std(Path::new("."))
         .arg("measure")
         .args(args)
         .arg("--json")
@@ -294,7 +281,7 @@ fn the_release_records_the_default_shape_with_every_input_and_prints_it() {
 #[test]
 fn measure_prints_the_digest_alone_on_stdout_and_checks_its_arguments() {
     let dir = release();
-    let out = Command::new(snp_build())
+    let out = snp_build_std(Path::new("."))
         .args(["measure", "--release", dir.to_str().unwrap()])
         .output()
         .unwrap();
@@ -326,7 +313,7 @@ fn measure_prints_the_digest_alone_on_stdout_and_checks_its_arguments() {
         (vec!["measure", "--ovmf", "x", "--initrd", "i"], "--kernel"),
         (vec!["measure", "--release", "/nonexistent"], "OVMF.fd"),
     ] {
-        let out = Command::new(snp_build()).args(&args).output().unwrap();
+        let out = snp_build_std(Path::new(".")).args(&args).output().unwrap();
         assert_eq!(
             out.status.code(),
             Some(2),
@@ -339,7 +326,7 @@ fn measure_prints_the_digest_alone_on_stdout_and_checks_its_arguments() {
             text(&out.stderr)
         );
     }
-    let out = Command::new(snp_build())
+    let out = snp_build_std(Path::new("."))
         .args(["measure", "--ovmf"])
         .arg(ovmf())
         .args(["--kernel", "/nonexistent/bzImage"])
@@ -351,7 +338,7 @@ fn measure_prints_the_digest_alone_on_stdout_and_checks_its_arguments() {
         "{}",
         text(&out.stderr)
     );
-    let out = Command::new(snp_build())
+    let out = snp_build_std(Path::new("."))
         .args(["measure", "--ovmf"])
         .arg(ovmf())
         .args(["--kernel", "/etc/hostname", "--append", " leading-space"])
@@ -418,7 +405,7 @@ fn firmware_without_sev_metadata_is_a_clear_error_naming_the_file() {
     for (name, bytes, problem) in cases {
         let path = tmp.path().join(name);
         std::fs::write(&path, bytes).unwrap();
-        let out = Command::new(snp_build())
+        let out = snp_build_std(Path::new("."))
             .args(["measure", "--ovmf"])
             .arg(&path)
             .output()
@@ -436,7 +423,7 @@ fn firmware_without_sev_metadata_is_a_clear_error_naming_the_file() {
     let (kernel, _) = boot_files(tmp.path());
     let plain = measure_json(&strings(&["--ovmf", path.to_str().unwrap()]));
     assert_eq!(plain["firmware"]["kernel_hashes_table"], Value::Null);
-    let out = Command::new(snp_build())
+    let out = snp_build_std(Path::new("."))
         .args(["measure", "--ovmf"])
         .arg(&path)
         .arg("--kernel")
@@ -476,7 +463,10 @@ fn run_hint(stderr: &str) -> String {
         .unwrap_or_else(|| panic!("no snp-build measure hint:\n{stderr}"));
     let path = format!(
         "{}:{}",
-        snp_build().parent().unwrap().display(),
+        assert_cmd::cargo::cargo_bin("snp-build")
+            .parent()
+            .unwrap()
+            .display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let out = Command::new("bash")

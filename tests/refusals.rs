@@ -190,15 +190,6 @@ fn a_second_writer_of_a_release_name_waits_for_the_first() {
         "{text}"
     );
     let tarball = out.join("snp-release-2026-11-29.tar.gz");
-    let sha = sha256_of(&tarball);
+    let sha = sha256_file(&tarball);
     assert!(text.contains(&format!("(sha256 {sha})")), "{text}");
-}
-
-fn sha256_of(path: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).unwrap();
-    Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -3,40 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
 use serde_json::Value;
 
 const DATE: &str = "2026-11-22";
-
-fn release_dir(s: &Scratch, out: &str) -> PathBuf {
-    s.path().join(out).join(format!("snp-release-{DATE}"))
-}
-
-fn tarball(s: &Scratch, out: &str) -> PathBuf {
-    s.path()
-        .join(out)
-        .join(format!("snp-release-{DATE}.tar.gz"))
-}
-
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
 
 fn package(s: &Scratch, out: &str, extra: &[&str]) -> Value {
     let mut args = vec!["--package", "--date", DATE, "--output", out, "-j2"];
@@ -48,7 +21,7 @@ fn package(s: &Scratch, out: &str, extra: &[&str]) -> Value {
 fn the_release_holds_the_listed_files_verified_by_its_checksums_and_manifest() {
     let s = Scratch::new(shared_fixtures());
     let doc = package(&s, "out", &[]);
-    let dir = release_dir(&s, "out");
+    let dir = s.release("out", DATE);
     let files = files_under(&dir);
     for want in [
         "SHA256SUMS",
@@ -116,8 +89,7 @@ fn the_release_holds_the_listed_files_verified_by_its_checksums_and_manifest() {
         "SHA256SUMS covers every other file"
     );
 
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest = release_manifest(&dir);
     assert_eq!(manifest["schema_version"], 1);
     for (name, bare, branch) in [
         ("qemu", "qemu.git", "snp-latest"),
@@ -172,8 +144,8 @@ fn the_release_holds_the_listed_files_verified_by_its_checksums_and_manifest() {
     // --json: the release path, the tarball and its SHA-256.
     let r = &doc["release"];
     assert_eq!(r["path"], dir.display().to_string());
-    assert_eq!(r["tarball"], tarball(&s, "out").display().to_string());
-    let sha = fingerprint_of(&tarball(&s, "out"));
+    assert_eq!(r["tarball"], s.tarball("out", DATE).display().to_string());
+    let sha = fingerprint_of(&s.tarball("out", DATE));
     assert_eq!(r["tarball_sha256"], sha.as_str());
     // No temporary directories are left beside it.
     let left: Vec<String> = std::fs::read_dir(s.path().join("out"))
@@ -214,8 +186,8 @@ fn identical_inputs_give_a_byte_identical_tarball_and_the_epoch_only_changes_tim
         "no stage reran"
     );
     let (a, b) = (
-        std::fs::read(tarball(&s, "a")).unwrap(),
-        std::fs::read(tarball(&s, "b")).unwrap(),
+        std::fs::read(s.tarball("a", DATE)).unwrap(),
+        std::fs::read(s.tarball("b", DATE)).unwrap(),
     );
     assert!(a == b, "tarballs differ");
 
@@ -243,7 +215,7 @@ fn identical_inputs_give_a_byte_identical_tarball_and_the_epoch_only_changes_tim
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let c = std::fs::read(tarball(&s, "c")).unwrap();
+    let c = std::fs::read(s.tarball("c", DATE)).unwrap();
     assert!(a != c);
     let listing = |t: &Path| {
         let out = Command::new("tar")
@@ -254,7 +226,10 @@ fn identical_inputs_give_a_byte_identical_tarball_and_the_epoch_only_changes_tim
             .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let (la, lc) = (listing(&tarball(&s, "a")), listing(&tarball(&s, "c")));
+    let (la, lc) = (
+        listing(&s.tarball("a", DATE)),
+        listing(&s.tarball("c", DATE)),
+    );
     assert!(
         lc.contains("2023-11-14 22:13"),
         "mtime is SOURCE_DATE_EPOCH: {lc}"
@@ -277,7 +252,7 @@ fn identical_inputs_give_a_byte_identical_tarball_and_the_epoch_only_changes_tim
     }
     // The manifest, the SBOM (timestamp) and the provenance record the
     // epoch (and so each other's digests); every other file is the same.
-    let (da, dc) = (release_dir(&s, "a"), release_dir(&s, "c"));
+    let (da, dc) = (s.release("a", DATE), s.release("c", DATE));
     for f in files_under(&da) {
         if [
             "manifest.json",
@@ -315,7 +290,7 @@ fn old_packages_never_reach_a_release_and_kernels_are_never_mixed_in_rpm_either(
     )
     .unwrap();
     package(&s, "out", &["--package-format", "rpm", "--force"]);
-    let files = files_under(&release_dir(&s, "out"));
+    let files = files_under(&s.release("out", DATE));
     assert!(!files.iter().any(|f| f.contains("5.0.0")), "{files:?}");
     let host: Vec<&String> = files
         .iter()
@@ -350,7 +325,7 @@ fn install_sh_in_a_fixture_release_stages_the_host_image_and_stops_on_tampering(
         &["--package", "--date", DATE, "--output", "out", "-j2"],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let dir = release_dir(&s, "out");
+    let dir = s.release("out", DATE);
     let root = s.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
 
@@ -431,7 +406,7 @@ fn install_sh_in_a_fixture_release_stages_the_host_image_and_stops_on_tampering(
 fn launch_qemu_dry_run_uses_the_releases_own_qemu_and_firmware() {
     let s = Scratch::new(shared_fixtures());
     package(&s, "out", &[]);
-    let dir = release_dir(&s, "out");
+    let dir = s.release("out", DATE);
     let out = Command::new("bash")
         .arg(dir.join("launch-qemu.sh"))
         .args(["-dry-run", "-cbitpos", "51", "-sev-snp"])
@@ -524,7 +499,7 @@ fn a_failed_write_leaves_the_previous_release_and_no_temporary_files() {
     let s = Scratch::new(shared_fixtures());
     package(&s, "out", &[]);
     let out = s.path().join("out");
-    let (dir, tar) = (release_dir(&s, "out"), tarball(&s, "out"));
+    let (dir, tar) = (s.release("out", DATE), s.tarball("out", DATE));
     let before = names(&out);
     let tar_before = std::fs::read(&tar).unwrap();
     let manifest_before = std::fs::read(dir.join("manifest.json")).unwrap();

@@ -17,6 +17,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::{describe, sha256_file, text};
+
 const HOST_REL: &str = "6.1.0-snp-host-abc";
 const GUEST_REL: &str = "6.1.0-snp-guest-def";
 /// The stand-in QEMU: prints its arguments, exits with $FAKE_QEMU_STATUS.
@@ -50,19 +52,6 @@ fn is_root() -> bool {
 
 fn assert_root(why: &str) {
     assert!(is_root(), "this test must run as root (as CI does): {why}");
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
 }
 
 /// Runs a command that must succeed; returns its output.
@@ -626,7 +615,7 @@ fn both_installers_refuse_the_same_tampered_releases() {
             "a ../ entry in SHA256SUMS",
             |r| {
                 let p = outside(r, "outside", "outside the release\n");
-                append_sum(r, format!("{}  ../outside\n", sha256_hex(&p)));
+                append_sum(r, format!("{}  ../outside\n", sha256_file(&p)));
             },
             8,
         ),
@@ -634,7 +623,7 @@ fn both_installers_refuse_the_same_tampered_releases() {
             "an absolute entry in SHA256SUMS",
             |r| {
                 let p = outside(r, "abs", "absolute\n");
-                append_sum(r, format!("{}  {}\n", sha256_hex(&p), p.display()));
+                append_sum(r, format!("{}  {}\n", sha256_file(&p), p.display()));
             },
             8,
         ),
@@ -1057,12 +1046,6 @@ fn release_scripts_are_shellcheck_clean() {
 
 // ------------------------------------------------------- launch measurement
 
-/// SHA-256 of a file, hex, as `sha256sum` prints it.
-fn sha256_hex(path: &Path) -> String {
-    let out = ok(Command::new("sha256sum").arg(path));
-    text(&out.stdout).split(' ').next().unwrap().to_string()
-}
-
 /// The note a dry run prints about the launch digest (its one line).
 fn digest_note(stderr: &str) -> &str {
     stderr
@@ -1085,7 +1068,7 @@ fn launch_dry_run_notes_the_snp_digest_from_measurements_or_the_measure_command(
              # firmware-sha256: {}\n\
              {d4}  --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1\n\
              {d2}  --vcpus 2 --vcpu-type EPYC-Milan --guest-features 0x1\n",
-            sha256_hex(&fw)
+            sha256_file(&fw)
         ),
     );
     let snp = |extra: &[&str]| {

@@ -65,8 +65,7 @@ fn a_password_in_a_git_url_is_written_nowhere() {
     // What is shown is redacted; the tree's remote has no user-info.
     let doc = r.json();
     let release = Path::new(doc["release"]["path"].as_str().unwrap());
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    let manifest = release_manifest(release);
     assert_eq!(
         manifest["sources"]["qemu"]["url"],
         format!("git://snp:***@{at}")

@@ -24,7 +24,7 @@ fn cache_in_pins(s: &Scratch, remote: &str, mode: &str) {
 
 /// Runs snp-build with no machine config but the scratch's own
 /// (`<scratch>/xdg/snp-build/config.toml`, if written) and `env`.
-fn run(s: &Scratch, env: &[(&str, &str)], args: &[&str]) -> Run {
+fn run_isolated(s: &Scratch, env: &[(&str, &str)], args: &[&str]) -> Run {
     let xdg = s.path().join("xdg");
     let mut all: Vec<(&str, &std::ffi::OsStr)> = vec![("XDG_CONFIG_HOME", xdg.as_os_str())];
     all.extend(env.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(*v))));
@@ -34,7 +34,7 @@ fn run(s: &Scratch, env: &[(&str, &str)], args: &[&str]) -> Run {
 fn run_json(s: &Scratch, env: &[(&str, &str)], args: &[&str]) -> (Value, String) {
     let mut all = args.to_vec();
     all.push("--json");
-    let r = run(s, env, &all);
+    let r = run_isolated(s, env, &all);
     assert_eq!(r.code, 0, "snp-build {args:?} failed:\n{}", r.stderr);
     (r.json(), r.stderr)
 }
@@ -77,7 +77,7 @@ fn curl(url: &str) -> (bool, String) {
 }
 
 /// The one tag of `repo` and its manifest, read with curl.
-fn manifest(reg: &OciRegistry, repo: &str) -> (String, Value) {
+fn oci_manifest(reg: &OciRegistry, repo: &str) -> (String, Value) {
     let (ok, tags) = curl(&format!(
         "http://127.0.0.1:{}/v2/{repo}/tags/list",
         reg.port
@@ -136,7 +136,7 @@ fn a_second_box_pulls_every_stage_fetches_no_tree_and_makes_the_same_tarball() {
     assert_eq!(err_a.matches(": pushed to oci://").count(), 4, "{err_a}");
 
     // A second client reads the artifact: the layout is standard OCI.
-    let (tag, m) = manifest(&reg, "team/snp/qemu");
+    let (tag, m) = oci_manifest(&reg, "team/snp/qemu");
     assert!(tag.starts_with("fp-") && tag.len() == 67, "{tag}");
     assert_eq!(m["artifactType"], "application/vnd.snp-build.stage.v1");
     assert_eq!(
@@ -203,7 +203,7 @@ fn a_second_box_pulls_every_stage_fetches_no_tree_and_makes_the_same_tarball() {
         format!("[cache]\nremote = \"{remote}\"\ninsecure = true\n"),
     )
     .unwrap();
-    let plan = run(&b, &[], &["plan", "--package", "--json"]);
+    let plan = run_isolated(&b, &[], &["plan", "--package", "--json"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let plan = plan.json();
     for name in ALL {
@@ -328,12 +328,12 @@ fn a_registry_that_is_down_warns_once_and_builds_unless_required() {
     assert_eq!(statuses(&doc), all("ok"));
     assert_eq!(err.matches("the cache remote oci://").count(), 1, "{err}");
     assert!(err.contains("not asked again"), "{err}");
-    let r = run(&s, &[], &["--force", "--cache-remote-required", "qemu"]);
+    let r = run_isolated(&s, &[], &["--force", "--cache-remote-required", "qemu"]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("--cache-remote-required"), "{}", r.stderr);
     assert!(r.stderr.contains(&remote), "{}", r.stderr);
     // --no-cache-remote: not asked at all.
-    let r = run(&s, &[], &["--force=qemu", "--no-cache-remote", "qemu"]);
+    let r = run_isolated(&s, &[], &["--force=qemu", "--no-cache-remote", "qemu"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("cache remote"), "{}", r.stderr);
 }
@@ -359,7 +359,7 @@ fn pushed_qemu() -> (OciRegistry, String, Value) {
     let a = Scratch::new(shared_fixtures());
     cache_in_pins(&a, &reg.remote("snp"), "read-write");
     run_json(&a, &[], &["qemu"]);
-    let (tag, m) = manifest(&reg, "snp/qemu");
+    let (tag, m) = oci_manifest(&reg, "snp/qemu");
     (reg, tag, m)
 }
 
@@ -640,7 +640,7 @@ fn locked_is_checked_before_anything_is_pulled() {
         b.path().join("stable-commits.lock"),
     )
     .unwrap();
-    let r = run(&b, &[], &["--locked", "qemu", "ovmf"]);
+    let r = run_isolated(&b, &[], &["--locked", "qemu", "ovmf"]);
     assert_ne!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("ovmf"), "{}", r.stderr);
     assert!(!r.stderr.contains("pulled"), "{}", r.stderr);
@@ -691,7 +691,7 @@ fn a_tag_is_written_once_and_other_bytes_for_it_are_named_not_pushed() {
     let path_a = launcher_on_path(&a, "");
     let (_, err) = run_json(&a, &[("PATH", &path_a)], &["qemu"]);
     assert!(err.contains("qemu: pushed to"), "{err}");
-    let (tag, first) = manifest(&reg, "snp/qemu");
+    let (tag, first) = oci_manifest(&reg, "snp/qemu");
 
     // Another read-write box, the same pins, a forced build (no pull) of
     // other bytes: the first copy stays, and the files are named.
@@ -707,7 +707,7 @@ fn a_tag_is_written_once_and_other_bytes_for_it_are_named_not_pushed() {
     assert!(err.contains("not reproducible"), "{err}");
     assert!(err.contains("install/bin/qemu-system-x86_64"), "{err}");
     assert!(!err.contains("qemu: pushed to"), "{err}");
-    assert_eq!(manifest(&reg, "snp/qemu"), (tag.clone(), first.clone()));
+    assert_eq!(oci_manifest(&reg, "snp/qemu"), (tag.clone(), first.clone()));
 
     // The same bytes again (built afresh: the last objects were -O0):
     // nothing to push, nothing replaced.
@@ -718,7 +718,7 @@ fn a_tag_is_written_once_and_other_bytes_for_it_are_named_not_pushed() {
         &["qemu", "--force=qemu", "--clean"],
     );
     assert!(err.contains("already holds these bytes"), "{err}");
-    assert_eq!(manifest(&reg, "snp/qemu"), (tag, first));
+    assert_eq!(oci_manifest(&reg, "snp/qemu"), (tag, first));
 
     // A dirty build is never pushed (its fingerprint differs, and it is
     // not shareable at all).

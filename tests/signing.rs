@@ -84,12 +84,15 @@ impl Signed {
     fn assert_refused_by_all(&self, release: &Path, says: &[&str]) {
         let what = release.display();
         let root = self.path("refused-root");
-        let r = snp_build(&[
-            os("verify"),
-            release.as_os_str(),
-            os("--trusted-key"),
-            self.public().as_os_str(),
-        ]);
+        let r = snp_build(
+            Path::new("."),
+            &[
+                os("verify"),
+                release.as_os_str(),
+                os("--trusted-key"),
+                self.public().as_os_str(),
+            ],
+        );
         assert_eq!(r.code, 8, "verify {what}: {}", r.stderr);
         for s in says {
             assert!(
@@ -132,14 +135,17 @@ impl Signed {
 
     /// `snp-build install RELEASE --root ROOT --trusted-key k.key.pub`.
     fn install(&self, release: &Path, root: &Path) -> Run {
-        snp_build(&[
-            os("install"),
-            release.as_os_str(),
-            os("--root"),
-            root.as_os_str(),
-            os("--trusted-key"),
-            self.public().as_os_str(),
-        ])
+        snp_build(
+            Path::new("."),
+            &[
+                os("install"),
+                release.as_os_str(),
+                os("--root"),
+                root.as_os_str(),
+                os("--trusted-key"),
+                self.public().as_os_str(),
+            ],
+        )
     }
 
     /// A copy of the release to tamper with.
@@ -160,16 +166,6 @@ impl Signed {
         assert!(out.status.success(), "{out:?}");
         to
     }
-}
-
-fn snp_build(args: &[&std::ffi::OsStr]) -> Run {
-    let out = assert_cmd::Command::cargo_bin("snp-build")
-        .unwrap()
-        .env(INSTALLER_ENV, "none")
-        .args(args)
-        .output()
-        .unwrap();
-    Run::from(out)
 }
 
 fn os<S: AsRef<std::ffi::OsStr> + ?Sized>(s: &S) -> &std::ffi::OsStr {
@@ -210,11 +206,6 @@ fn write_sums(release: &Path, sums: &BTreeMap<String, String>) {
     std::fs::write(release.join("SHA256SUMS"), text).unwrap();
 }
 
-fn sha256(path: &Path) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
-}
-
 #[test]
 fn a_signed_release_verifies_with_debian_minisign_and_installs_with_its_key() {
     let k = Signed::build();
@@ -243,7 +234,7 @@ fn a_signed_release_verifies_with_debian_minisign_and_installs_with_its_key() {
         said.contains(&format!(
             "Trusted comment: release:{RELEASE} source_date_epoch:{} manifest_sha256:{}\n",
             k.epoch(),
-            sha256(&release.join("manifest.json"))
+            sha256_file(&release.join("manifest.json"))
         )),
         "{said}"
     );
@@ -251,13 +242,16 @@ fn a_signed_release_verifies_with_debian_minisign_and_installs_with_its_key() {
     // verify: the directory and the tarball (not unpacked).
     let tarball = k.path("out").join(format!("{RELEASE}.tar.gz"));
     for target in [&release, &tarball] {
-        let r = snp_build(&[
-            os("verify"),
-            target.as_os_str(),
-            os("--trusted-key"),
-            k.public().as_os_str(),
-            os("--json"),
-        ]);
+        let r = snp_build(
+            Path::new("."),
+            &[
+                os("verify"),
+                target.as_os_str(),
+                os("--trusted-key"),
+                k.public().as_os_str(),
+                os("--json"),
+            ],
+        );
         assert_eq!(r.code, 0, "{}", r.stderr);
         let v = r.json();
         assert_eq!(v["trusted"], true, "{v}");
@@ -304,12 +298,15 @@ fn a_signed_release_verifies_with_debian_minisign_and_installs_with_its_key() {
         policy_root.join("etc/snp-build/trusted-keys/nightly.pub"),
     )
     .unwrap();
-    let r = snp_build(&[
-        os("install"),
-        release.as_os_str(),
-        os("--root"),
-        policy_root.as_os_str(),
-    ]);
+    let r = snp_build(
+        Path::new("."),
+        &[
+            os("install"),
+            release.as_os_str(),
+            os("--root"),
+            policy_root.as_os_str(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("nightly.pub"), "{}", r.stderr);
 }
@@ -367,7 +364,7 @@ fn each_forgery_is_refused_with_nothing_written() {
                 let conf = r.join("kvm.conf");
                 std::fs::write(&conf, "options kvm_amd sev-snp=0\n").unwrap();
                 let mut s = sums(r);
-                s.insert("kvm.conf".into(), sha256(&conf));
+                s.insert("kvm.conf".into(), sha256_file(&conf));
                 write_sums(r, &s);
             },
             "does not match SHA256SUMS",
@@ -381,7 +378,7 @@ fn each_forgery_is_refused_with_nothing_written() {
                 assert_ne!(text, renamed);
                 std::fs::write(&manifest, renamed).unwrap();
                 let mut s = sums(r);
-                s.insert("manifest.json".into(), sha256(&manifest));
+                s.insert("manifest.json".into(), sha256_file(&manifest));
                 write_sums(r, &s);
             },
             "does not match SHA256SUMS",
@@ -427,12 +424,15 @@ fn each_forgery_is_refused_with_nothing_written() {
             root.display()
         );
 
-        let r = snp_build(&[
-            os("verify"),
-            release.as_os_str(),
-            os("--trusted-key"),
-            k.public().as_os_str(),
-        ]);
+        let r = snp_build(
+            Path::new("."),
+            &[
+                os("verify"),
+                release.as_os_str(),
+                os("--trusted-key"),
+                k.public().as_os_str(),
+            ],
+        );
         assert_ne!(r.code, 0, "{what}: verify passed it");
         assert!(r.stderr.contains(says), "{what}: verify: {}", r.stderr);
     }
@@ -443,12 +443,15 @@ fn each_forgery_is_refused_with_nothing_written() {
     let root = k.path("policy-root");
     std::fs::create_dir_all(root.join("etc/snp-build/trusted-keys")).unwrap();
     std::fs::copy(k.public(), root.join("etc/snp-build/trusted-keys/k.pub")).unwrap();
-    let r = snp_build(&[
-        os("install"),
-        release.as_os_str(),
-        os("--root"),
-        root.as_os_str(),
-    ]);
+    let r = snp_build(
+        Path::new("."),
+        &[
+            os("install"),
+            release.as_os_str(),
+            os("--root"),
+            root.as_os_str(),
+        ],
+    );
     assert_ne!(
         r.code, 0,
         "an unsigned release installed under a key policy"
@@ -490,7 +493,7 @@ fn sbom_and_provenance_match_sha256sums() {
     let release = s.path().join("out").join(RELEASE);
     assert_eq!(
         sums(&release).get("bin/snp-build"),
-        Some(&sha256(&installer)),
+        Some(&sha256_file(&installer)),
         "bin/snp-build is not in SHA256SUMS with its hash"
     );
     let manifest: Value =
@@ -617,11 +620,11 @@ fn sbom_and_provenance_match_sha256sums() {
     let params = &prov["predicate"]["buildDefinition"]["externalParameters"];
     assert_eq!(
         params["pinFile"]["digest"]["sha256"],
-        sha256(&release.join("source-config")).as_str()
+        sha256_file(&release.join("source-config")).as_str()
     );
     assert_eq!(
         params["lock"]["digest"]["sha256"],
-        sha256(&release.join("stable-commits.lock")).as_str()
+        sha256_file(&release.join("stable-commits.lock")).as_str()
     );
     assert_eq!(
         prov["predicate"]["runDetails"]["builder"]["version"]["snp-build"],
@@ -701,9 +704,12 @@ fn sbom_and_provenance_match_sha256sums() {
     )
     .unwrap();
     let mut s2 = sums(&bad);
-    s2.insert("sbom.cdx.json".into(), sha256(&bad.join("sbom.cdx.json")));
+    s2.insert(
+        "sbom.cdx.json".into(),
+        sha256_file(&bad.join("sbom.cdx.json")),
+    );
     write_sums(&bad, &s2);
-    let r = snp_build(&[os("verify"), bad.as_os_str()]);
+    let r = snp_build(Path::new("."), &[os("verify"), bad.as_os_str()]);
     assert_ne!(r.code, 0);
     assert!(
         r.stderr.contains("sbom.cdx.json gives kvm.conf the digest"),
@@ -966,12 +972,15 @@ fn tarball_tricks_are_refused() {
     // Every trick is a verification failure: exit 8 from `verify` and
     // from `install` (which unpacks first), nothing written.
     let check = |path: &Path, says: &str| {
-        let r = snp_build(&[
-            os("verify"),
-            path.as_os_str(),
-            os("--trusted-key"),
-            k.public().as_os_str(),
-        ]);
+        let r = snp_build(
+            Path::new("."),
+            &[
+                os("verify"),
+                path.as_os_str(),
+                os("--trusted-key"),
+                k.public().as_os_str(),
+            ],
+        );
         assert_eq!(r.code, 8, "verify {}: {}", path.display(), r.stderr);
         assert!(r.stderr.contains(says), "verify: {}", r.stderr);
         let root = k.path("trick-root");
@@ -987,12 +996,15 @@ fn tarball_tricks_are_refused() {
 
     // The plain copy passes: the tricks below are what fails.
     let plain = tarball("plain.tar.gz", &|_| {});
-    let r = snp_build(&[
-        os("verify"),
-        plain.as_os_str(),
-        os("--trusted-key"),
-        k.public().as_os_str(),
-    ]);
+    let r = snp_build(
+        Path::new("."),
+        &[
+            os("verify"),
+            plain.as_os_str(),
+            os("--trusted-key"),
+            k.public().as_os_str(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // A second gzip member after the archive (tar -xzf unpacks it too).
@@ -1018,7 +1030,7 @@ fn tarball_tricks_are_refused() {
     });
     check(&setuid, "has mode 4755");
     let twice = tarball("twice.tar.gz", &|b| file(b, "kvm.conf", 0o644, b"evil\n"));
-    let r = snp_build(&[os("verify"), twice.as_os_str()]);
+    let r = snp_build(Path::new("."), &[os("verify"), twice.as_os_str()]);
     assert_eq!(r.code, 8, "{}", r.stderr);
     assert!(r.stderr.contains("kvm.conf appears twice"), "{}", r.stderr);
 
@@ -1085,12 +1097,15 @@ fn a_renamed_release_is_refused() {
     let back = k.path("back").join(RELEASE);
     std::fs::create_dir_all(back.parent().unwrap()).unwrap();
     std::fs::rename(&renamed, &back).unwrap();
-    let r = snp_build(&[
-        os("verify"),
-        back.as_os_str(),
-        os("--trusted-key"),
-        k.public().as_os_str(),
-    ]);
+    let r = snp_build(
+        Path::new("."),
+        &[
+            os("verify"),
+            back.as_os_str(),
+            os("--trusted-key"),
+            k.public().as_os_str(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
@@ -1110,7 +1125,7 @@ fn a_manifest_that_disagrees_with_the_signature_is_refused() {
         &release,
         &format!("release:{RELEASE} source_date_epoch:{epoch} manifest_sha256:{zeros}"),
     );
-    let actual = sha256(&release.join("manifest.json"));
+    let actual = sha256_file(&release.join("manifest.json"));
     k.assert_refused_by_all(
         &release,
         &[&format!(
@@ -1131,7 +1146,7 @@ fn a_manifest_that_disagrees_with_the_signature_is_refused() {
         ),
     )
     .unwrap();
-    let digest = sha256(&manifest);
+    let digest = sha256_file(&manifest);
     let mut s = sums(&release);
     s.insert("manifest.json".into(), digest.clone());
     write_sums(&release, &s);
@@ -1158,12 +1173,15 @@ fn a_manifest_that_disagrees_with_the_signature_is_refused() {
         &release,
         &format!("release:{RELEASE} source_date_epoch:{epoch}"),
     );
-    let r = snp_build(&[
-        os("verify"),
-        release.as_os_str(),
-        os("--trusted-key"),
-        k.public().as_os_str(),
-    ]);
+    let r = snp_build(
+        Path::new("."),
+        &[
+            os("verify"),
+            release.as_os_str(),
+            os("--trusted-key"),
+            k.public().as_os_str(),
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let root = k.path("older-root");
     let r = install_sh(

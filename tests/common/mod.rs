@@ -2,6 +2,7 @@
 //! and git plumbing to change upstreams the way real ones change.
 #![allow(dead_code)]
 
+use std::borrow::BorrowMut;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
@@ -83,6 +84,18 @@ impl Scratch {
         std::fs::write(self.pins(), text.replacen(from, to, 1)).unwrap();
     }
 
+    /// `<scratch>/<out>/snp-release-<date>`: a release `--package` wrote.
+    pub fn release(&self, out: &str, date: &str) -> PathBuf {
+        self.path().join(out).join(format!("snp-release-{date}"))
+    }
+
+    /// The tarball beside [`Scratch::release`].
+    pub fn tarball(&self, out: &str, date: &str) -> PathBuf {
+        self.path()
+            .join(out)
+            .join(format!("snp-release-{date}.tar.gz"))
+    }
+
     /// Runs snp-build in the scratch dir with this pin file and work dir.
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_env(&[], args)
@@ -90,13 +103,7 @@ impl Scratch {
 
     /// `run` with extra environment variables (e.g. a narrowed PATH).
     pub fn run_env(&self, env: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> Run {
-        let out = Command::cargo_bin("snp-build")
-            .unwrap()
-            .current_dir(self.path())
-            // A release carries no bin/snp-build unless a test asks (with
-            // SNP_BUILD_INSTALLER in `env`): this debug binary is ~250 MB,
-            // and hashing and packing it would dominate every release.
-            .env(INSTALLER_ENV, "none")
+        let out = snp_build_in(self.path())
             .envs(env.iter().copied())
             .args(args)
             .args(["--config", "stable-commits.toml", "--work-dir", "build"])
@@ -136,6 +143,126 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
+
+    /// The row of `check` in a printed table (columns are two or more
+    /// spaces apart), e.g. doctor's.
+    pub fn row(&self, check: &str) -> &str {
+        self.stderr
+            .lines()
+            .find(|l| {
+                l.strip_prefix(check)
+                    .is_some_and(|rest| rest.starts_with("  "))
+            })
+            .unwrap_or_else(|| panic!("no `{check}` row in:\n{}", self.stderr))
+    }
+}
+
+/// This build's snp-build, to run in `cwd`. A release it packages carries
+/// no bin/snp-build unless the test asks (with [`INSTALLER_ENV`]): the
+/// debug binary is ~250 MB, and hashing and packing it would dominate
+/// every release.
+pub fn snp_build_in(cwd: &Path) -> Command {
+    Command::from_std(snp_build_std(cwd))
+}
+
+/// [`snp_build_in`] as a plain `std::process::Command` (to spawn).
+pub fn snp_build_std(cwd: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("snp-build"));
+    cmd.current_dir(cwd).env(INSTALLER_ENV, "none");
+    cmd
+}
+
+/// Runs snp-build in `cwd` with `args`.
+pub fn snp_build<S: AsRef<std::ffi::OsStr>>(cwd: &Path, args: &[S]) -> Run {
+    Run::from(snp_build_in(cwd).args(args).output().unwrap())
+}
+
+/// [`snp_build`] with --json, asserting success; returns the document.
+pub fn snp_build_json(cwd: &Path, args: &[&str]) -> Value {
+    let r = snp_build(cwd, &[args, &["--json"]].concat());
+    assert_eq!(r.code, 0, "snp-build {args:?} failed:\n{}", r.stderr);
+    r.json()
+}
+
+/// Bytes as text, lossily (for messages and `contains` checks).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A finished process's status and both streams, for a failure message.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// Runs `cmd`; panics with the whole output unless it succeeds. Returns
+/// its stdout.
+pub fn run_succeeds(mut cmd: impl BorrowMut<std::process::Command>) -> String {
+    let cmd = cmd.borrow_mut();
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", describe(&out));
+    text(&out.stdout)
+}
+
+/// Runs `cmd`; panics unless it fails. Returns stdout and stderr together.
+pub fn run_fails(mut cmd: impl BorrowMut<std::process::Command>) -> String {
+    let cmd = cmd.borrow_mut();
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        !out.status.success(),
+        "{cmd:?}: expected a failure: {}",
+        describe(&out)
+    );
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// SHA-256 of the file at `path`, as `sha256sum` prints it.
+pub fn sha256_file(path: &Path) -> String {
+    sha256_hex(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The `manifest.json` of the release `dir`.
+pub fn release_manifest(dir: &Path) -> Value {
+    let path = dir.join("manifest.json");
+    serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+/// The `manifest.json` of the release a `--package --json` document names.
+pub fn manifest_of(doc: &Value) -> Value {
+    release_manifest(Path::new(
+        doc["release"]["path"].as_str().expect("release.path"),
+    ))
 }
 
 /// Runs git with a fixed identity; panics on failure.
@@ -248,9 +375,7 @@ impl Scratch {
 
     /// Starts snp-build in the background (stdout discarded, stderr piped).
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("snp-build"))
-            .current_dir(self.path())
-            .env(INSTALLER_ENV, "none")
+        snp_build_std(self.path())
             .args(["--config", "stable-commits.toml", "--work-dir", "build"])
             .args(args)
             .stdout(std::process::Stdio::null())
