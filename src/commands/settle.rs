@@ -22,7 +22,7 @@ use super::decide::{Cache, Choice, Tree, judge, pulled};
 use crate::fingerprint::{Decision, Fingerprint};
 use crate::source::lock::Lock;
 use crate::source::patch;
-use crate::source::Synced;
+use crate::source::{Origin, Synced};
 use crate::stage::share::recorded_source;
 use crate::stage::{BuildEnv, Component};
 use crate::tools::versions::ToolVersions;
@@ -92,7 +92,14 @@ fn settle_one(
         },
     };
     Ok(Some(Settled {
-        synced: Synced::from_record(source, entry, &series, record, tree),
+        synced: Synced::new(
+            source,
+            &series,
+            entry.sha.clone(),
+            entry.submodules.clone(),
+            tree,
+            Origin::Recorded(record),
+        ),
         inputs: judged.inputs,
         decision,
     }))
