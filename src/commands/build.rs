@@ -12,11 +12,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::decide::{Cache, Choice, Tree, judge, pulled};
 use super::fetch::{FetchRequest, sync};
 use super::package::release_of;
 use super::plan::{Action, Planned};
 use super::{EnvRequest, Globals, ReleaseTarget};
-use crate::fingerprint::{Decision, Reason};
+use crate::fingerprint::Reason;
 use crate::host::preflight::preflight;
 use crate::source::Synced;
 use crate::source::lock::Lock;
@@ -168,10 +169,11 @@ fn build_locked(
         let sources: Vec<_> = components.iter().filter_map(|c| c.source()).collect();
         crate::source::check_locked(&sources, &lock, Mode::UseLock, &env.work)?;
     }
-    let settling = super::settle::settle(env, &lock, components, share.as_ref(), &mut tools)?;
+    let cache = Cache::new(share.as_ref());
+    let settled = super::settle::settle(env, &lock, components, &cache, &mut tools)?;
     let to_fetch: Vec<&dyn Component> = components
         .iter()
-        .zip(&settling.settled)
+        .zip(&settled)
         .filter(|(_, s)| s.is_none())
         .map(|(c, _)| *c)
         .collect();
@@ -179,12 +181,14 @@ fn build_locked(
     // lock says will run (none on a no-op run, so no checks at all).
     let mut checked: Vec<&str> = Vec::new();
     if !req.no_preflight {
-        // The lock settling read (settling writes none).
-        let will_run: Vec<&dyn Component> = super::plan::plan(env, &lock, &to_fetch, None)?
-            .iter()
-            .filter(|p| p.action == Action::Run)
-            .filter_map(|p| stack.get(&p.stage))
-            .collect();
+        // The lock settling read (settling writes none); the trees are
+        // checked by the fetch.
+        let will_run: Vec<&dyn Component> =
+            super::plan::plan(env, &lock, &to_fetch, &Cache::new(None), None)?
+                .iter()
+                .filter(|p| p.action == Action::Run)
+                .filter_map(|p| stack.get(&p.stage))
+                .collect();
         check_host(env, &will_run)?;
         checked = will_run.iter().map(|c| c.spec().name).collect();
     }
@@ -198,7 +202,7 @@ fn build_locked(
     let mut fetched = fetched.into_iter();
     let mut synced = Vec::new();
     let mut work: Vec<Work<'_>> = Vec::new();
-    for (c, settled) in components.iter().zip(settling.settled) {
+    for (c, settled) in components.iter().zip(settled) {
         if let Some(s) = settled {
             synced.push(s.synced.clone());
             work.push(Work {
@@ -216,38 +220,24 @@ fn build_locked(
         // (by the stat cache, as git status does)...
         check_clean(&mut s, &env.work, policy, false)?;
         // Decide from the SHAs actually resolved, with the plan's functions.
-        let mut inputs = c.fingerprint(env, &SourceFacts::from(&s), &mut tools);
-        let name = c.spec().name;
-        let forced = env.force.forces(name);
-        let mut decision = c.decide(&env.work, &inputs, forced);
+        let mut judged = judge(env, *c, &SourceFacts::from(&s), &mut tools);
         // ...and, where its bytes will be built, by hash: the stat cache
         // can be fooled. What it finds changes the tree's facts.
-        if decision.run {
+        if judged.decision.run {
             check_clean(&mut s, &env.work, policy, true)?;
-            inputs = c.fingerprint(env, &SourceFacts::from(&s), &mut tools);
-            decision = c.decide(&env.work, &inputs, forced);
+            judged = judge(env, *c, &SourceFacts::from(&s), &mut tools);
         }
         // A pin the lock did not cover is known now: the cache may have it
         // (unless settling already asked for this very tag).
-        let ask = share
-            .as_ref()
-            .filter(|_| decision.run && !forced && s.dirty.is_none())
-            .filter(|sh| !settling.asked.contains(&sh.location(name, &inputs)));
-        if let Some(pulled) = ask
-            .map(|sh| sh.pull(env, *c, &inputs))
-            .transpose()?
-            .flatten()
-        {
-            decision = Decision {
-                run: false,
-                reasons: vec![pulled.reason],
-            };
-        }
+        let decision = match cache.build(env, *c, &judged, || Tree::of(s.dirty.is_some()))? {
+            Choice::Pull(p) => pulled(p.reason),
+            Choice::Skip | Choice::Build => judged.decision,
+        };
         synced.push(s.clone());
         work.push(Work {
             component: *c,
             synced: s,
-            inputs,
+            inputs: judged.inputs,
             decision,
         });
     }
@@ -276,13 +266,7 @@ fn build_locked(
     }
     // What was built here goes to the shared cache (read-write), whether
     // or not another stage failed.
-    if let Some(share) = share.as_ref().filter(|s| s.pushes()) {
-        for (o, w) in outcomes.iter().zip(&work) {
-            if o.status == Status::Ok && w.synced.dirty.is_none() {
-                share.push(env, w.component)?;
-            }
-        }
-    }
+    cache.push(env, &work, &outcomes)?;
     let failed: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| o.status == Status::Failed)

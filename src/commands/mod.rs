@@ -14,6 +14,7 @@
 
 pub mod build;
 pub mod clean;
+pub mod decide;
 pub mod doctor;
 pub mod fetch;
 pub mod install;

@@ -5,13 +5,15 @@
 //! that differs from its pin is shown as the build would treat it), and
 //! never fetch or write.
 //! A build decides with the same functions after fetching, from the SHAs
-//! it actually resolved; with a lock that covers the pins both see the
-//! same SHAs, so the plan and the build cannot disagree.
+//! it actually resolved (pull, skip or build: [`super::decide`]); with a
+//! lock that covers the pins both see the same SHAs, so the plan and the
+//! build cannot disagree.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::decide::{self, Cache, Choice, Tree};
 use super::{EnvRequest, Globals, ReleaseTarget};
 use crate::config::Source;
 use crate::fingerprint::{Decision, Reason};
@@ -78,14 +80,18 @@ pub fn facts_from_lock(source: &Source, lock: &Lock) -> anyhow::Result<SourceFac
     })
 }
 
-/// The plan for `components`, from the lock; with a shared cache, a stage
-/// that would run and that the cache has (whole manifest, this
-/// fingerprint) is a pull, named by its tag.
+/// The plan for `components`, from the lock, with [`decide::choose`]'s
+/// table: with a shared cache, a stage that would run and that the cache
+/// has (whole manifest, this fingerprint) is a pull, named by its tag.
+/// With `dirty`, each tree's status is read and a tree that differs from
+/// its pin is shown as the build would treat it; without (the build's
+/// preflight, before the fetch checks the trees), trees are not read.
 pub fn plan(
     env: &BuildEnv,
     lock: &Lock,
     components: &[&dyn Component],
-    share: Option<&Share>,
+    cache: &Cache<'_>,
+    dirty: Option<DirtyPolicy>,
 ) -> anyhow::Result<Vec<Planned>> {
     let mut tools = ToolVersions::load(&env.work);
     let mut out = Vec::new();
@@ -94,18 +100,29 @@ pub fn plan(
         let source = c
             .source()
             .ok_or_else(|| anyhow::anyhow!("{name}: not pinned"))?;
-        let facts = facts_from_lock(source, lock)?;
-        let inputs = c.fingerprint(env, &facts, &mut tools);
-        let forced = env.force.forces(name);
-        let decision = c.decide(&env.work, &inputs, forced);
-        let mut planned = Planned::new(name, &decision);
-        if let Some(share) = share.filter(|_| decision.run && !forced)
-            && share.has(name, &inputs)?
-        {
+        let judged = decide::judge(env, *c, &facts_from_lock(source, lock)?, &mut tools);
+        let files = match dirty {
+            Some(_) => crate::source::tree_changes(&env.work.stage(name).tree())?,
+            None => Vec::new(),
+        };
+        // What the build would build: the lock's commit (a tree with
+        // changes is reset to it under --discard-changes), the tree as it
+        // is (--allow-dirty; a refusing build stops), or a commit the
+        // fetch has yet to resolve.
+        let tree = || match (lock.decide(source), dirty) {
+            (None, _) => Tree::Unresolved,
+            (Some(_), Some(DirtyPolicy::Allow | DirtyPolicy::Refuse)) if !files.is_empty() => {
+                Tree::Differs
+            }
+            (Some(_), _) => Tree::Pinned,
+        };
+        let mut planned = Planned::new(name, &judged.decision);
+        if let Choice::Pull(at) = cache.plan(name, &judged, tree)? {
             planned.action = Action::Pull;
-            planned.reasons.push(Reason::InCache {
-                at: share.location(name, &inputs),
-            });
+            planned.reasons.push(Reason::InCache { at });
+        }
+        if let Some(dirty) = dirty.filter(|_| !files.is_empty()) {
+            say_tree_differs(&mut planned, files, dirty);
         }
         out.push(planned);
     }
@@ -190,13 +207,8 @@ pub fn show(
         &stack.names(),
     )?;
     let share = Share::open(env)?;
-    let mut planned = plan(env, &lock, components, share.as_ref())?;
-    for p in &mut planned {
-        let files = crate::source::tree_changes(&env.work.stage(&p.stage).tree())?;
-        if !files.is_empty() {
-            say_tree_differs(p, files, dirty);
-        }
-    }
+    let cache = Cache::new(share.as_ref());
+    let mut planned = plan(env, &lock, components, &cache, Some(dirty))?;
     if let Some(target) = release {
         if planned.iter().any(|p| p.action == Action::Stop) {
             planned.push(Planned {

@@ -12,16 +12,18 @@
 //! - it must run, is not `--force`d, and the shared cache has it whole:
 //!   pulled.
 //!
+//! Which of the two is [`super::decide`]'s choice, as for the plan and
+//! the build.
+//!
 //! Everything else is fetched and decided as before, and may still be
 //! pulled once its fingerprint is known (a pin the lock does not cover).
 
-use std::collections::BTreeSet;
-
+use super::decide::{Cache, Choice, Tree, judge, pulled};
 use crate::fingerprint::{Decision, Fingerprint};
-use crate::source::Synced;
 use crate::source::lock::Lock;
 use crate::source::patch;
-use crate::stage::share::{Share, recorded_source};
+use crate::source::{Origin, Synced};
+use crate::stage::share::recorded_source;
 use crate::stage::{BuildEnv, Component};
 use crate::tools::versions::ToolVersions;
 
@@ -32,39 +34,28 @@ pub struct Settled {
     pub decision: Decision,
 }
 
-/// What settling found: for each component, in order, settled or `None`
-/// (fetch it); and the tags it already asked the cache for (a miss or a
-/// refusal is not asked for again after the fetch).
-pub struct Settling {
-    pub settled: Vec<Option<Settled>>,
-    pub asked: BTreeSet<String>,
-}
-
+/// For each component, in order, settled or `None` (fetch it). The tags
+/// asked for stay in `cache` (a miss or a refusal is not asked for again
+/// after the fetch).
 pub fn settle(
     env: &BuildEnv,
     lock: &Lock,
     components: &[&dyn Component],
-    share: Option<&Share>,
+    cache: &Cache<'_>,
     tools: &mut ToolVersions,
-) -> anyhow::Result<Settling> {
-    let mut out = Settling {
-        settled: Vec::new(),
-        asked: BTreeSet::new(),
-    };
-    for c in components {
-        let s = settle_one(env, lock, *c, share, tools, &mut out.asked)?;
-        out.settled.push(s);
-    }
-    Ok(out)
+) -> anyhow::Result<Vec<Option<Settled>>> {
+    components
+        .iter()
+        .map(|c| settle_one(env, lock, *c, cache, tools))
+        .collect()
 }
 
 fn settle_one(
     env: &BuildEnv,
     lock: &Lock,
     c: &dyn Component,
-    share: Option<&Share>,
+    cache: &Cache<'_>,
     tools: &mut ToolVersions,
-    asked: &mut BTreeSet<String>,
 ) -> anyhow::Result<Option<Settled>> {
     let name = c.spec().name;
     let Some(source) = c.source() else {
@@ -74,47 +65,42 @@ fn settle_one(
         return Ok(None);
     };
     let tree = env.work.stage(name).tree();
-    let facts = super::plan::facts_from_lock(source, lock)?;
-    let inputs = c.fingerprint(env, &facts, tools);
-    let forced = env.force.forces(name);
-    let decision = c.decide(&env.work, &inputs, forced);
+    let judged = judge(env, c, &super::plan::facts_from_lock(source, lock)?, tools);
     let series = patch::read_series(&source.patches)?;
-    // A tree there: unless the stage would be pulled, it goes through the
-    // fetch as always (which checks the tree against its pin); one with
-    // local changes, or one that cannot be read (the fetch recovers a
-    // broken tree), is fetched and decided there too.
-    let pulls = decision.run && !forced && share.is_some_and(|s| !s.is_down());
-    if tree.exists()
-        && (!pulls || !crate::source::tree_changes(&tree).is_ok_and(|files| files.is_empty()))
-    {
-        return Ok(None);
-    }
-    if !decision.run {
+    // No tree: the lock's commit is what would be built. A tree there is
+    // pulled over only when it has no local changes (one that cannot be
+    // read counts as changed: the fetch recovers a broken tree).
+    let there = tree.exists();
+    let choice = cache.build(env, c, &judged, || {
+        let clean = !there || crate::source::tree_changes(&tree).is_ok_and(|f| f.is_empty());
+        if clean { Tree::Pinned } else { Tree::Differs }
+    })?;
+    let (record, decision) = match choice {
         // Up to date without its tree: if the stamp can speak for it.
-        return Ok(recorded_source(env, name).map(|record| Settled {
-            synced: Synced::from_record(source, entry, &series, record, tree),
-            inputs,
-            decision,
-        }));
-    }
-    let Some(share) = share.filter(|_| pulls) else {
-        return Ok(None);
-    };
-    asked.insert(share.location(name, &inputs));
-    let Some(pulled) = share.pull(env, c, &inputs)? else {
-        return Ok(None);
-    };
-    let Some(record) = pulled.source else {
-        // An artifact without the tree's facts: the tree is fetched for
-        // the release (the outputs stand).
-        return Ok(None);
+        Choice::Skip if !there => match recorded_source(env, name) {
+            Some(record) => (record, judged.decision),
+            None => return Ok(None),
+        },
+        // A tree there goes through the fetch as always (which checks
+        // it against its pin), and is decided there.
+        Choice::Skip | Choice::Build => return Ok(None),
+        Choice::Pull(p) => match p.source {
+            Some(record) => (record, pulled(p.reason)),
+            // An artifact without the tree's facts: the tree is fetched
+            // for the release (the outputs stand).
+            None => return Ok(None),
+        },
     };
     Ok(Some(Settled {
-        synced: Synced::from_record(source, entry, &series, record, tree),
-        inputs,
-        decision: Decision {
-            run: false,
-            reasons: vec![pulled.reason],
-        },
+        synced: Synced::new(
+            source,
+            &series,
+            entry.sha.clone(),
+            entry.submodules.clone(),
+            tree,
+            Origin::Recorded(record),
+        ),
+        inputs: judged.inputs,
+        decision,
     }))
 }

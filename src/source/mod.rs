@@ -298,6 +298,27 @@ pub struct ContentCheck {
     pub after_s: Option<f64>,
 }
 
+/// Where a [`Synced`] comes from.
+pub enum Origin {
+    /// Fetched now.
+    Fetched(Fetched),
+    /// Not fetched ([`SyncAction::Recorded`]): its stage's stamp recorded
+    /// what the release says of the tree.
+    Recorded(SourceRecord),
+}
+
+/// What a fetch did and read of a tree.
+pub struct Fetched {
+    pub action: SyncAction,
+    pub transfer: Transfer,
+    pub moved_aside: Option<PathBuf>,
+    pub saved_diff: Option<PathBuf>,
+    /// The patched commit, when patches are carried.
+    pub patched_head: Option<String>,
+    /// Committer time of the pinned commit (Unix seconds).
+    pub commit_time: i64,
+}
+
 /// A commit's short name: 12 hex digits, the kernel's own abbreviation
 /// length.
 pub fn short_sha(sha: &str) -> &str {
@@ -305,35 +326,53 @@ pub fn short_sha(sha: &str) -> &str {
 }
 
 impl Synced {
-    /// A source that is not fetched: its lock entry, its patch series
-    /// (read from the pin file's side, not the tree) and what a stamp
-    /// recorded of its tree. `tree` is where its tree would be.
-    pub fn from_record(
+    /// The one way a `Synced` is made: `source` at `sha` with its
+    /// `submodules` (as resolved, or as the lock has them) and its patch
+    /// series (read from the pin file's side); `tree` is where its tree is
+    /// (or would be); `origin` says whether it was fetched now or stands
+    /// for a tree that was not fetched, as its stamp recorded it.
+    pub fn new(
         source: &Source,
-        entry: &Entry,
         series: &Series,
-        record: SourceRecord,
+        sha: String,
+        submodules: BTreeMap<String, String>,
         tree: PathBuf,
+        origin: Origin,
     ) -> Synced {
+        let (fetched, recorded) = match origin {
+            Origin::Fetched(f) => (f, None),
+            // Nothing received or moved: the tree's facts as recorded.
+            Origin::Recorded(r) => (
+                Fetched {
+                    action: SyncAction::Recorded,
+                    transfer: Transfer::default(),
+                    moved_aside: None,
+                    saved_diff: None,
+                    patched_head: r.patched_head.clone(),
+                    commit_time: r.commit_time,
+                },
+                Some(r),
+            ),
+        };
         Synced {
             source: source.name,
             url: source.url.redacted(),
             pin: source.rev.to_string(),
-            sha: entry.sha.clone(),
+            sha,
             previous_sha: None,
-            submodules: entry.submodules.clone(),
-            received_objects: 0,
-            received_bytes: 0,
-            action: SyncAction::Recorded,
+            submodules,
+            received_objects: fetched.transfer.objects,
+            received_bytes: fetched.transfer.bytes,
+            action: fetched.action,
             tree,
-            moved_aside: None,
-            saved_diff: None,
-            patched_head: record.patched_head.clone(),
+            moved_aside: fetched.moved_aside,
+            saved_diff: fetched.saved_diff,
+            patched_head: fetched.patched_head,
             series_hash: (!series.is_empty()).then(|| series.hash.clone()),
             dirty: None,
-            commit_time: record.commit_time,
+            commit_time: fetched.commit_time,
             patches: series.files.clone(),
-            recorded: Some(record),
+            recorded,
             content_check: None,
         }
     }
@@ -510,6 +549,9 @@ fn check_tags(sources: &[&Source], lock: &Lock, work: &WorkDir) -> anyhow::Resul
     Ok(())
 }
 
+/// Brings one source's tree to its pin: the store, the pin, the patches,
+/// the tree, its refs and submodules, each a step below, and one line of
+/// progress that says what was done.
 fn sync_one(
     source: &Source,
     series: &Series,
@@ -524,123 +566,235 @@ fn sync_one(
             source.table
         ));
     }
+    let store = trusted_store(source, work, locked, &progress)?;
+    let (oid, transfer) = pin(&store, source, locked, &progress)?;
+    // A series that does not apply leaves the tree at the pinned commit.
+    let patched = patched_commit(&store, source.name, oid, series);
+    let target = *patched.as_ref().unwrap_or(&oid);
+    let placed = place_tree(source, work, &store, target, opts, &progress)?;
+    set_refs(&store, &placed, source, oid, series, target)?;
+    let patched = patched?;
+    let (submodules, discarded) = sync_submodules(source, work, &placed.repo, opts, &progress)?;
+    progress.finish(synced_line(
+        source,
+        series,
+        oid,
+        patched,
+        placed.action,
+        transfer,
+    ));
+    let fetched = Fetched {
+        action: placed.action,
+        transfer,
+        moved_aside: placed.moved_aside,
+        saved_diff: placed.saved_diff.or(discarded),
+        patched_head: (!series.is_empty()).then(|| patched.to_string()),
+        commit_time: store.find_commit(oid)?.time().seconds(),
+    };
+    Ok(Synced::new(
+        source,
+        series,
+        oid.to_string(),
+        submodules,
+        placed.path,
+        Origin::Fetched(fetched),
+    ))
+}
+
+/// The source's object store, opened (re-made when unreadable) and,
+/// when something must be fetched into it, checked first: a fetch would
+/// trust refs whose objects are gone.
+fn trusted_store(
+    source: &Source,
+    work: &WorkDir,
+    locked: Option<&Entry>,
+    progress: &Progress,
+) -> anyhow::Result<Repository> {
     let store_path = work.store(source.store);
-    let mut store = open_store(&store_path, &progress)?;
+    let store = open_store(&store_path, progress)?;
     let have_locked = locked
         .and_then(|e| Oid::from_str(&e.sha).ok())
         .is_some_and(|oid| has_commit(&store, oid));
-    if !have_locked {
-        // Something must be fetched: first make sure the store can be trusted.
-        tracing::debug!(
-            stage = source.name,
-            "fetch decision: the locked commit is not in {}: checking the store, then fetching",
-            store_path.display()
-        );
-        store = repair_store(store, &progress)?;
+    if have_locked {
+        return Ok(store);
     }
-    let (oid, transfer) = resolve(&store, source, locked, &progress)?;
+    tracing::debug!(
+        stage = source.name,
+        "fetch decision: the locked commit is not in {}: checking the store, then fetching",
+        store_path.display()
+    );
+    repair_store(store, progress)
+}
+
+/// The pinned commit, in the store (fetched if missing) and named there
+/// by `refs/snp/<source>/pinned`; and what its fetch transferred.
+fn pin(
+    store: &Repository,
+    source: &Source,
+    locked: Option<&Entry>,
+    progress: &Progress,
+) -> anyhow::Result<(Oid, Transfer)> {
+    let (oid, transfer) = resolve(store, source, locked, progress)?;
     store.reference(
         &format!("refs/snp/{}/pinned", source.name),
         oid,
         true,
         "pinned",
     )?;
-    let store_objects = store.path().join("objects");
-    // A series that does not apply leaves the tree at the pinned commit.
-    let patched = patched_commit(&store, source.name, oid, series);
-    let target = *patched.as_ref().unwrap_or(&oid);
+    Ok((oid, transfer))
+}
 
+/// The source's tree, brought to `target`.
+struct Placed {
+    repo: Repository,
+    path: PathBuf,
+    action: SyncAction,
+    /// A broken tree that held (or may have held) work, moved here.
+    moved_aside: Option<PathBuf>,
+    /// Hand edits dropped by `--discard-changes`, saved here.
+    saved_diff: Option<PathBuf>,
+}
+
+/// The tree's state machine: a missing tree is created, a healthy one
+/// checked out at `target` (hand edits stop it, or with
+/// `--discard-changes` are saved and dropped), a broken one removed (no
+/// work in it) or moved aside, and created again.
+fn place_tree(
+    source: &Source,
+    work: &WorkDir,
+    store: &Repository,
+    target: Oid,
+    opts: Options,
+    progress: &Progress,
+) -> anyhow::Result<Placed> {
+    let store_objects = store.path().join("objects");
     let stage_dir = work.stage(source.name);
-    let tree_path = stage_dir.tree();
-    let mut moved_aside = None;
-    let mut saved_diff = None;
-    let (repo, action) = match tree::inspect(&tree_path, &store_objects) {
+    let path = stage_dir.tree();
+    let placed = |repo, action, moved_aside, saved_diff| Placed {
+        repo,
+        path: path.clone(),
+        action,
+        moved_aside,
+        saved_diff,
+    };
+    match tree::inspect(&path, &store_objects) {
         tree::State::Missing => {
             progress.step(format!("checking out {}", short(target)));
-            (
-                tree::create(&tree_path, &store_objects, &source.url.for_remote(), target)?,
-                SyncAction::Cloned,
-            )
+            let repo = tree::create(&path, &store_objects, &source.url.for_remote(), target)?;
+            Ok(placed(repo, SyncAction::Cloned, None, None))
         }
         tree::State::Healthy { head } => {
-            let repo = Repository::open(&tree_path)?;
+            let repo = Repository::open(&path)?;
             if head == target {
-                (repo, SyncAction::Unchanged)
-            } else {
-                progress.step(format!("checking out {}", short(target)));
-                let diff_path = work.saved_diff(source.name, &utc_stamp(SystemTime::now()));
-                saved_diff = tree::checkout(
-                    &repo,
-                    target,
-                    source.name,
-                    opts.discard_changes.then_some(diff_path.as_path()),
-                )?;
-                if let Some(p) = &saved_diff {
-                    progress.warn(format!(
-                        "local changes discarded; their diff is saved in {}",
-                        p.display()
-                    ));
-                }
-                (repo, SyncAction::CheckedOut)
+                return Ok(placed(repo, SyncAction::Unchanged, None, None));
             }
+            progress.step(format!("checking out {}", short(target)));
+            let diff_path = work.saved_diff(source.name, &utc_stamp(SystemTime::now()));
+            let saved_diff = tree::checkout(
+                &repo,
+                target,
+                source.name,
+                opts.discard_changes.then_some(diff_path.as_path()),
+            )?;
+            if let Some(p) = &saved_diff {
+                progress.warn(format!(
+                    "local changes discarded; their diff is saved in {}",
+                    p.display()
+                ));
+            }
+            Ok(placed(repo, SyncAction::CheckedOut, None, saved_diff))
         }
         tree::State::Broken { reason, user_work } => {
+            let mut moved_aside = None;
             if user_work == Some(false) {
                 progress.warn(format!(
                     "{} is broken ({reason}) and holds no local changes: cloning it again",
-                    tree_path.display()
+                    path.display()
                 ));
-                std::fs::remove_dir_all(&tree_path)
-                    .with_context(|| format!("removing {}", tree_path.display()))?;
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
             } else {
                 let aside = tree::move_aside(&stage_dir)?;
                 progress.warn(format!(
                     "{} is broken ({reason}); it {} local changes, so it was moved aside to {} and is cloned again",
-                    tree_path.display(),
+                    path.display(),
                     if user_work.is_some() { "holds" } else { "may hold" },
                     aside.display()
                 ));
                 moved_aside = Some(aside);
             }
-            let repo = tree::create(&tree_path, &store_objects, &source.url.for_remote(), target)
+            let repo = tree::create(&path, &store_objects, &source.url.for_remote(), target)
                 .with_context(|| {
-                format!(
-                    "{}: the fresh clone of {} failed too",
-                    source.name, source.url
-                )
-            })?;
-            (repo, SyncAction::Recovered)
+                    format!(
+                        "{}: the fresh clone of {} failed too",
+                        source.name, source.url
+                    )
+                })?;
+            Ok(placed(repo, SyncAction::Recovered, moved_aside, None))
         }
-    };
-    tree::set_remote(&repo, &source.url.for_remote())?;
-    sync_shallow(&store, &tree_path)?;
-    set_tree_refs(&repo, &source.rev, oid)?;
-    set_patched_branch(&repo, (!series.is_empty()).then_some(target))?;
-    let patched = patched?;
-    let submodules = if source.submodules {
-        let diff_path = work.saved_diff(
-            &format!("{}-submodules", source.name),
-            &utc_stamp(SystemTime::now()),
-        );
-        let edits = submodule::Edits {
-            source: source.name,
-            discard: opts.discard_changes.then_some(diff_path.as_path()),
-        };
-        let (shas, discarded) = submodule::update(&repo, &progress, edits)
-            .with_context(|| format!("{}: submodules", source.name))?;
-        if let Some(p) = discarded {
-            progress.warn(format!(
-                "local changes in submodules discarded; their diff is saved in {}",
-                p.display()
-            ));
-            saved_diff.get_or_insert(p);
-        }
-        shas
-    } else {
-        BTreeMap::new()
-    };
+    }
+}
 
-    progress.finish(format!(
+/// The tree's refs: its remote (the pinned URL, redacted), the store's
+/// shallow list, the pin's branch or tag at `oid`, and
+/// `snp-build/patched` at `target` when patches are carried.
+fn set_refs(
+    store: &Repository,
+    placed: &Placed,
+    source: &Source,
+    oid: Oid,
+    series: &Series,
+    target: Oid,
+) -> anyhow::Result<()> {
+    tree::set_remote(&placed.repo, &source.url.for_remote())?;
+    sync_shallow(store, &placed.path)?;
+    set_tree_refs(&placed.repo, &source.rev, oid)?;
+    set_patched_branch(&placed.repo, (!series.is_empty()).then_some(target))
+}
+
+/// The tree's submodules at the commits it records (when the pin asks
+/// for them): their SHAs, and where hand edits dropped from them
+/// (`--discard-changes`) were saved.
+fn sync_submodules(
+    source: &Source,
+    work: &WorkDir,
+    repo: &Repository,
+    opts: Options,
+    progress: &Progress,
+) -> anyhow::Result<(BTreeMap<String, String>, Option<PathBuf>)> {
+    if !source.submodules {
+        return Ok((BTreeMap::new(), None));
+    }
+    let diff_path = work.saved_diff(
+        &format!("{}-submodules", source.name),
+        &utc_stamp(SystemTime::now()),
+    );
+    let edits = submodule::Edits {
+        source: source.name,
+        discard: opts.discard_changes.then_some(diff_path.as_path()),
+    };
+    let (shas, discarded) = submodule::update(repo, progress, edits)
+        .with_context(|| format!("{}: submodules", source.name))?;
+    if let Some(p) = &discarded {
+        progress.warn(format!(
+            "local changes in submodules discarded; their diff is saved in {}",
+            p.display()
+        ));
+    }
+    Ok((shas, discarded))
+}
+
+/// The progress line of a synced source: pin, commit, patches, what was
+/// done to the tree and what was received.
+fn synced_line(
+    source: &Source,
+    series: &Series,
+    oid: Oid,
+    patched: Oid,
+    action: SyncAction,
+    transfer: Transfer,
+) -> String {
+    format!(
         "{} at {}{} ({}{})",
         source.rev,
         short(oid),
@@ -659,28 +813,7 @@ fn sync_one(
         } else {
             String::new()
         }
-    ));
-    Ok(Synced {
-        source: source.name,
-        url: source.url.redacted(),
-        pin: source.rev.to_string(),
-        sha: oid.to_string(),
-        previous_sha: None,
-        submodules,
-        received_objects: transfer.objects,
-        received_bytes: transfer.bytes,
-        action,
-        tree: tree_path,
-        moved_aside,
-        saved_diff,
-        patched_head: (!series.is_empty()).then(|| patched.to_string()),
-        commit_time: store.find_commit(oid)?.time().seconds(),
-        series_hash: (!series.is_empty()).then(|| series.hash.clone()),
-        dirty: None,
-        patches: series.files.clone(),
-        recorded: None,
-        content_check: None,
-    })
+    )
 }
 
 /// The pinned commit with `series` applied, made once per (commit, series)
