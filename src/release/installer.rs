@@ -34,8 +34,8 @@ struct Remembered {
 }
 
 fn identity(path: &Path) -> anyhow::Result<Identity> {
-    let m = std::fs::metadata(path)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let m =
+        std::fs::metadata(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
     Ok(Identity {
         path: path.to_path_buf(),

@@ -323,7 +323,7 @@ pub trait Component: Send + Sync {
     fn recorded(&self, work: &WorkDir) -> Option<Built>;
     /// Outputs read from their JSON (a pulled record), if they are this
     /// stage's.
-    fn parse_outputs(&self, value: serde_json::Value) -> Option<Built>;
+    fn parse_outputs(&self, outputs: &crate::cache::artifact::Outputs) -> Option<Built>;
     fn output_files(&self, built: &Built) -> Vec<PathBuf>;
     fn release_files(
         &self,
@@ -418,10 +418,8 @@ impl<S: Stage> Component for S {
         Some(Built::new(stamp.summary))
     }
 
-    fn parse_outputs(&self, value: serde_json::Value) -> Option<Built> {
-        serde_json::from_value::<S::Outputs>(value)
-            .ok()
-            .map(Built::new)
+    fn parse_outputs(&self, outputs: &crate::cache::artifact::Outputs) -> Option<Built> {
+        outputs.read::<S::Outputs>().map(Built::new)
     }
 
     fn output_files(&self, built: &Built) -> Vec<PathBuf> {
