@@ -226,6 +226,19 @@ impl Serialize for Reason {
     }
 }
 
+impl schemars::JsonSchema for Reason {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Reason".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Why a stage runs, or why it does not: a sentence for people."
+        })
+    }
+}
+
 /// Whether a stage runs, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
