@@ -121,10 +121,8 @@ pub fn schemas(registry: &Registry) -> Vec<(&'static str, Schema)> {
         schema.insert("title".into(), title.into());
         schema
     }
-    let mut manifest = registry.manifest_schema();
-    manifest.insert("title".into(), "snp-build manifest.json".into());
     vec![
-        ("manifest", manifest),
+        ("manifest", registry.manifest_schema()),
         (
             "provenance",
             titled::<crate::release::provenance::Statement>("snp-build provenance.json"),

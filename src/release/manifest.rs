@@ -198,6 +198,7 @@ impl Manifest {
 /// their definitions are part of the result.
 pub fn schema(generator: &mut SchemaGenerator, sections: Vec<(&[&str], Schema)>) -> Schema {
     let mut root = generator.root_schema_for::<Manifest>();
+    root.insert("title".into(), "snp-build manifest.json".into());
     let mut top = Map::new();
     for (key, schema) in sections {
         let Some((first, rest)) = key.split_first() else {
