@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 
-const DATE: &str = "2026-11-29";
 const RELEASE: &str = "snp-release-2026-11-29";
 
 fn docs_schemas() -> PathBuf {
