@@ -144,8 +144,8 @@ pub struct SourceRecord {
 /// summary's type).
 pub fn recorded_duration(path: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
-    let stamp: serde_json::Value = serde_json::from_str(&text).ok()?;
-    stamp["duration_s"].as_f64()
+    let stamp: Stamp<serde::de::IgnoredAny> = serde_json::from_str(&text).ok()?;
+    stamp.duration_s
 }
 
 /// Why a stage runs, or why it does not.
