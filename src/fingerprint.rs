@@ -144,8 +144,8 @@ pub struct SourceRecord {
 /// summary's type).
 pub fn recorded_duration(path: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
-    let stamp: serde_json::Value = serde_json::from_str(&text).ok()?;
-    stamp["duration_s"].as_f64()
+    let stamp: Stamp<serde::de::IgnoredAny> = serde_json::from_str(&text).ok()?;
+    stamp.duration_s
 }
 
 /// Why a stage runs, or why it does not.
@@ -223,6 +223,19 @@ impl fmt::Display for Reason {
 impl Serialize for Reason {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl schemars::JsonSchema for Reason {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Reason".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Why a stage runs, or why it does not: a sentence for people."
+        })
     }
 }
 

@@ -16,6 +16,7 @@ pub mod host;
 pub mod progress;
 pub mod release;
 pub mod release_name;
+pub mod schema;
 pub mod signing;
 pub mod source;
 pub mod stage;

@@ -583,7 +583,7 @@ fn host_release_qemu_and_ovmf_minimums() {
 
     std::fs::write(
         release.join("manifest.json"),
-        r#"{"sources": [{"source": "ovmf", "tag": "edk2-stable202402"}]}"#,
+        manifest(Some("tag edk2-stable202402"), None),
     )
     .unwrap();
     let r = host(&SNP_READY, &["--release", &rel]);
@@ -592,6 +592,45 @@ fn host_release_qemu_and_ovmf_minimums() {
         r.row(&fd.display().to_string())
             .contains("edk2-stable202402")
     );
+}
+
+/// A release's `manifest.json` (the published schema's shape) whose OVMF
+/// source has the pin `ovmf_pin` and whose host kernel is `host_kernel`.
+fn manifest(ovmf_pin: Option<&str>, host_kernel: Option<&str>) -> String {
+    let source = |pin: &str| {
+        serde_json::json!({
+            "url": "file:///srv/x.git", "pin": pin, "sha": "a".repeat(40),
+            "short_sha": "aaaaaaaaaaaa", "submodules": {}, "patched_head": null,
+            "patch_series_sha256": null, "patches": []
+        })
+    };
+    let mut sources = serde_json::Map::new();
+    if let Some(pin) = ovmf_pin {
+        sources.insert("ovmf".into(), source(pin));
+    }
+    let mut kernels = serde_json::Map::new();
+    if let Some(kr) = host_kernel {
+        kernels.insert(
+            "host".into(),
+            serde_json::json!({
+                "release": kr, "localversion": null, "package_format": "deb",
+                "base_config": { "setting": "defconfig", "fragments": [], "sha256": "b" },
+                "config_edits": { "set_str": {}, "set_val": {}, "enable": [], "disable": [],
+                                  "module": [], "allow_dropped": [] },
+                "verification": { "checked": 0, "failures": [], "warnings": [] },
+                "image": null
+            }),
+        );
+    }
+    serde_json::json!({
+        "schema_version": 1, "snp_build_version": "0.1.0",
+        "release": "snp-release-2025-01-01", "date": "2025-01-01", "source_date_epoch": 0,
+        "build_host": { "distro": null, "id": null, "id_like": null, "gcc": "12",
+                        "package_format": "deb" },
+        "sources": sources, "measurement": null, "artifacts": [],
+        "qemu": null, "ovmf": null, "kernels": kernels
+    })
+    .to_string()
 }
 
 #[test]
@@ -617,11 +656,7 @@ fn host_release_kernel_must_be_bootable() {
     std::fs::create_dir_all(fd.parent().unwrap()).unwrap();
     std::fs::write(&fd, "firmware").unwrap();
     let kr = "6.11.0-snp-host-9f8e7d6";
-    std::fs::write(
-        release.join("manifest.json"),
-        format!(r#"{{"kernels": {{"host": {{"release": "{kr}"}}}}}}"#),
-    )
-    .unwrap();
+    std::fs::write(release.join("manifest.json"), manifest(None, Some(kr))).unwrap();
     let rel = release.display().to_string();
 
     // Not installed: install it.

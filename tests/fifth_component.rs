@@ -70,7 +70,7 @@ struct Outputs {
     version: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct Manifest {
     version: String,
 }
@@ -145,10 +145,10 @@ impl Stage for Svsm {
 
 /// The standard registry plus the toy component: its one registry line.
 fn registry() -> Registry {
-    Registry::standard().with(Entry {
-        spec: SPEC,
-        configure: Box::new(|doc| Ok(Box::new(Svsm::configure(doc)?))),
-    })
+    Registry::standard().with(Entry::new::<Svsm>(
+        SPEC,
+        Box::new(|doc| Ok(Box::new(Svsm::configure(doc)?))),
+    ))
 }
 
 /// A tiny upstream: a Makefile that makes `svsm.bin`, on branch `main`.

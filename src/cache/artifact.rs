@@ -91,17 +91,54 @@ impl Roots {
     /// root that is `/` is left alone (every path is under it): a box
     /// whose root is elsewhere then finds the summary's paths are not
     /// where the files go, and refuses the artifact.
-    pub fn tokenize(&self, value: &mut Value) {
+    fn tokenize(&self, value: &mut Value) {
         for (_, token, root) in self.roots.iter().filter(|r| r.2 != "/") {
             relocate(value, root, token);
         }
     }
 
     /// Every token in `value` made this box's path (from a record).
-    pub fn resolve(&self, value: &mut Value) {
+    fn resolve(&self, value: &mut Value) {
         for (_, token, root) in &self.roots {
             relocate(value, token, root);
         }
+    }
+}
+
+/// A stage's typed outputs as the cache carries them: opaque here (the
+/// cache knows no component), read back as the stage's own type
+/// ([`Outputs::read`]) by the stage that asks. Its paths are either this
+/// box's ([`Outputs::of`], [`Outputs::resolved`]) or tokens
+/// ([`Outputs::tokenized`]). Serializes as the outputs themselves, so a
+/// stamp's `summary` and a record's `summary` are the same JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Outputs(Value);
+
+impl Outputs {
+    /// Any outputs, as their JSON.
+    pub fn of(outputs: &impl Serialize) -> anyhow::Result<Outputs> {
+        Ok(Outputs(serde_json::to_value(outputs)?))
+    }
+
+    /// These outputs with every path under one of `roots` made its token
+    /// (for a record).
+    pub fn tokenized(&self, roots: &Roots) -> Outputs {
+        let mut value = self.0.clone();
+        roots.tokenize(&mut value);
+        Outputs(value)
+    }
+
+    /// These outputs with every token made this box's path (from a record).
+    pub fn resolved(&self, roots: &Roots) -> Outputs {
+        let mut value = self.0.clone();
+        roots.resolve(&mut value);
+        Outputs(value)
+    }
+
+    /// The outputs as `T`, if they read as one.
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        T::deserialize(&self.0).ok()
     }
 }
 
@@ -118,7 +155,7 @@ pub struct Record {
     pub stage: String,
     /// The stage's typed outputs, paths under a root as its token
     /// ([`Roots`]).
-    pub summary: Value,
+    pub summary: Outputs,
     pub files: Vec<RecordFile>,
     pub source: Option<SourceRecord>,
     pub duration_s: Option<f64>,
@@ -341,7 +378,7 @@ mod tests {
     fn record() -> Record {
         Record {
             stage: "qemu".into(),
-            summary: Value::Null,
+            summary: Outputs(Value::Null),
             files: vec![RecordFile {
                 path: "work/qemu/destdir/bin/qemu".into(),
                 size: 3,

@@ -353,6 +353,16 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Write the JSON Schema of every document snp-build writes (the
+    /// manifest, the provenance, the install record, each command's
+    /// --json) into DIR as NAME.schema.json. Hidden: it is for the
+    /// repository's docs/schemas/ (held there by tests/schemas.rs)
+    #[command(hide = true)]
+    Schema {
+        /// Where to write them
+        #[arg(long, value_name = "DIR", default_value = "docs/schemas")]
+        dir: PathBuf,
+    },
 }
 
 /// The shells `completions` writes for: the three whose completion
@@ -440,6 +450,7 @@ impl Cli {
             Some(Command::Measure(_)) => "measure",
             Some(Command::Completions { .. }) => "completions",
             Some(Command::Man { .. }) => "man",
+            Some(Command::Schema { .. }) => "schema",
         }
     }
 }

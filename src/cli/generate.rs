@@ -7,12 +7,24 @@
 //!
 //! The .deb (`cargo xtask dist`) runs the binary it ships to get both, so
 //! a package never carries a page for another build.
+//!
+//! `snp-build schema [--dir DIR]` (hidden) writes the JSON Schema of every
+//! document snp-build writes ([`schemas`]) into `DIR` (`docs/schemas`):
+//! generated from the types the binary writes them with, and the
+//! registry's stage sections, as the release's own `manifest.schema.json`
+//! is. It is a subcommand, not an xtask, for that reason: the manifest's
+//! schema depends on the registry (a fifth component adds its section),
+//! and the binary must make it for every release anyway.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use schemars::{JsonSchema, Schema};
+
 use super::args::{self, CompletionShell};
+use super::render::{self, Outcome};
+use crate::commands;
 use crate::stage::Registry;
 
 /// The name completions are registered under and the man page is titled
@@ -94,4 +106,93 @@ fn render(cmd: &clap::Command) -> std::io::Result<String> {
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
     Ok(String::from_utf8(out).expect("clap_mangen writes UTF-8"))
+}
+
+/// Every document snp-build writes, by name, with its JSON Schema: the
+/// release's files (`manifest`, `provenance`), the install record, the
+/// launch measurement record, and each command's `--json` document (by
+/// the command's name; `update`'s is `fetch`'s).
+pub fn schemas(registry: &Registry) -> Vec<(&'static str, Schema)> {
+    fn output<T: JsonSchema>(command: &str) -> Schema {
+        titled::<Outcome<T>>(&format!("snp-build {command} --json"))
+    }
+    fn titled<T: JsonSchema>(title: &str) -> Schema {
+        let mut schema = crate::schema::of::<T>();
+        schema.insert("title".into(), title.into());
+        schema
+    }
+    vec![
+        ("manifest", registry.manifest_schema()),
+        (
+            "provenance",
+            titled::<crate::release::provenance::Statement>("snp-build provenance.json"),
+        ),
+        (
+            "install-record",
+            titled::<commands::install::record::Record>(
+                "snp-build installed.json (the install record)",
+            ),
+        ),
+        (
+            "measurement",
+            titled::<crate::release::measure::MeasurementRecord>(
+                "snp-build launch measurement (measure --json's and the manifest's measurement)",
+            ),
+        ),
+        ("build", output::<commands::build::BuildResult>("build")),
+        ("plan", output::<render::Plan>("plan")),
+        ("fetch", output::<commands::fetch::Fetched>("fetch")),
+        ("update", output::<commands::fetch::Fetched>("update")),
+        ("doctor", output::<commands::doctor::Doctor>("doctor")),
+        ("install", output::<commands::install::Installed>("install")),
+        (
+            "uninstall",
+            output::<commands::install::Uninstalled>("uninstall"),
+        ),
+        ("verify", output::<commands::verify::Verified>("verify")),
+        ("keygen", output::<render::Keys>("keygen")),
+        ("clean", output::<commands::clean::Cleaned>("clean")),
+        (
+            "import-legacy",
+            output::<commands::pins::Imported>("import-legacy"),
+        ),
+        ("init", output::<commands::pins::Initialized>("init")),
+        ("config", output::<render::Config>("config")),
+        ("measure", output::<render::Measured>("measure")),
+        ("completions", output::<render::Completions>("completions")),
+        ("man", output::<render::Man>("man")),
+        ("schema", output::<render::Schemas>("schema")),
+    ]
+}
+
+/// Writes every schema into `dir` (made when missing) as
+/// `NAME.schema.json`; returns the files, in [`schemas`]' order.
+pub fn write_schemas(registry: &Registry, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for (name, schema) in schemas(registry) {
+        let path = dir.join(format!("{name}.schema.json"));
+        // A plain write, as the man pages (mode 0644).
+        std::fs::write(&path, crate::schema::to_bytes(&schema))
+            .with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command has its document's schema.
+    #[test]
+    fn every_command_has_a_schema() {
+        let registry = Registry::standard();
+        let names: Vec<&str> = schemas(&registry).iter().map(|(n, _)| *n).collect();
+        let cmd = args::command(&registry);
+        for sub in cmd.get_subcommands() {
+            assert!(names.contains(&sub.get_name()), "{}", sub.get_name());
+        }
+        assert!(names.contains(&"build"));
+    }
 }

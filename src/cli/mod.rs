@@ -19,7 +19,7 @@ pub mod render;
 
 use std::ffi::OsString;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::commands::build::{BuildFailed, BuildResult};
 use crate::commands::install::InstallInterrupted;
@@ -30,6 +30,7 @@ use crate::host::doctor::PreflightFailed;
 use crate::host::snp::HostNotReady;
 use crate::stage::Registry;
 use args::{Cli, Command, FetchArgs};
+use render::{DocumentStatus, Fields, fields};
 
 /// How a run ended: its exit code, and its JSON document with `--json`.
 #[derive(Debug)]
@@ -77,16 +78,19 @@ where
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let json = cli.global.json;
     let command = cli.command_name();
-    match dispatch(registry, cli) {
-        Ok(mut fields) => {
-            if let Value::Object(map) = &mut fields {
-                map.insert("status".into(), json!("ok"));
-            }
-            Finished {
-                code: exit::OK,
-                json: json.then(|| render::document(command, fields)),
-            }
-        }
+    let result = dispatch(registry, cli).and_then(|fields| {
+        // Rendered before the run counts as a success: a document that
+        // cannot be made is an error like any other.
+        Ok(match json {
+            true => Some(render::document(command, fields, DocumentStatus::Ok)?),
+            false => None,
+        })
+    });
+    match result {
+        Ok(json) => Finished {
+            code: exit::OK,
+            json,
+        },
         Err(err) => {
             let code = exit::code_for(&err);
             let says_so = err
@@ -105,26 +109,27 @@ where
                 text
             };
             tracing::error!("{text}");
+            let failure = json.then(|| failure(command, &err, code));
             Finished {
                 code,
-                json: json.then(|| render::document(command, error_fields(command, &err, code))),
+                json: failure.map(|(fields, status)| {
+                    render::document(command, fields, status)
+                        .expect("a failure's fields are plain data")
+                }),
             }
         }
     }
 }
 
 /// The JSON fields of a failed command: what it can still report, then
-/// `status`, `exit_code` and `error` (last, so nothing overwrites them).
-fn error_fields(command: &str, err: &anyhow::Error, code: i32) -> Value {
-    let mut doc = serde_json::Map::new();
-    let mut status = "error";
+/// `exit_code` and `error`; and its status.
+fn failure<'a>(
+    command: &str,
+    err: &'a anyhow::Error,
+    code: i32,
+) -> (render::Failure<'a>, DocumentStatus) {
     // A failed build still reports every stage and source.
-    if let Some(failed) = err.downcast_ref::<BuildFailed>()
-        && let Ok(Value::Object(summary)) = render::fields(&failed.summary)
-    {
-        doc.extend(summary);
-        status = "failed";
-    }
+    let summary = err.downcast_ref::<BuildFailed>().map(|f| &*f.summary);
     // A machine that is not ready: every check. The doctor answers with
     // one document shape whatever it found (the report's fields at the
     // top, as when it exits 0); a build keeps its own top level and gives
@@ -133,29 +138,36 @@ fn error_fields(command: &str, err: &anyhow::Error, code: i32) -> Value {
         err.downcast_ref::<PreflightFailed>(),
         err.downcast_ref::<HostNotReady>(),
     ) {
-        (Some(pf), _) => render::fields(&pf.report).ok(),
-        (None, Some(host)) => render::fields(&host.report).ok(),
+        (Some(pf), _) => Some(render::Checks::Build(&pf.report)),
+        (None, Some(host)) => Some(render::Checks::Host(&host.report)),
         (None, None) => None,
     };
-    match report {
-        Some(Value::Object(fields)) if command == "doctor" => doc.extend(fields),
-        Some(report) => {
-            doc.insert("preflight".into(), report);
-        }
-        None => {}
-    }
-    doc.insert("status".into(), json!(status));
-    doc.insert("exit_code".into(), json!(code));
-    doc.insert("error".into(), json!(format!("{err:#}")));
-    Value::Object(doc)
+    let (report, preflight) = match command {
+        "doctor" => (report, None),
+        _ => (None, report),
+    };
+    let status = match summary {
+        Some(_) => DocumentStatus::Failed,
+        None => DocumentStatus::Error,
+    };
+    (
+        render::Failure {
+            summary,
+            report,
+            preflight,
+            exit_code: code,
+            error: format!("{err:#}"),
+        },
+        status,
+    )
 }
 
 /// Runs the parsed command; returns its JSON fields.
-fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
+fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Fields> {
     let globals: Globals = cli.global.to_globals();
     let json = cli.global.json;
     let fetch = |update, locked, discard_changes, components| {
-        render::fields(&commands::fetch::fetch(
+        fields(commands::fetch::fetch(
             registry,
             &globals,
             &commands::fetch::FetchRequest {
@@ -172,9 +184,9 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 if !json {
                     print!("{}", render::plan_table(&stages));
                 }
-                Ok(json!({ "stages": stages }))
+                fields(render::Plan { stages })
             }
-            built => render::fields(&built),
+            built => fields(built),
         },
         Some(Command::Plan {
             components,
@@ -200,7 +212,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             if !json {
                 print!("{}", render::plan_table(&stages));
             }
-            Ok(json!({ "stages": stages }))
+            fields(render::Plan { stages })
         }
         Some(Command::Fetch {
             fetch:
@@ -220,7 +232,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             release,
             fix,
             components,
-        }) => render::fields(&commands::doctor::doctor(
+        }) => fields(commands::doctor::doctor(
             registry,
             &globals,
             &commands::doctor::DoctorRequest {
@@ -238,7 +250,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             yes,
             trusted_key,
             allow_downgrade,
-        }) => render::fields(&crate::commands::install::install(
+        }) => fields(crate::commands::install::install(
             &crate::commands::install::InstallRequest {
                 release: release.as_deref(),
                 dry_run,
@@ -262,7 +274,7 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 v.signature,
                 v.documents.join(", ")
             );
-            render::fields(&v)
+            fields(v)
         }
         Some(Command::Keygen {
             output,
@@ -275,21 +287,21 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 if no_password { ", unencrypted" } else { "" },
                 public.display()
             );
-            render::fields(&serde_json::json!({
-                "secret_key": output,
-                "public_key": public,
-                "encrypted": !no_password,
-            }))
+            fields(render::Keys {
+                secret_key: output,
+                public_key: public,
+                encrypted: !no_password,
+            })
         }
-        Some(Command::Uninstall { root, dry_run, yes }) => render::fields(
-            &crate::commands::install::uninstall(&crate::commands::install::UninstallRequest {
+        Some(Command::Uninstall { root, dry_run, yes }) => fields(
+            crate::commands::install::uninstall(&crate::commands::install::UninstallRequest {
                 root: root.as_deref(),
                 dry_run,
                 yes,
                 ask: &ask,
             })?,
         ),
-        Some(Command::Clean { all, broken }) => render::fields(&commands::clean::command(
+        Some(Command::Clean { all, broken }) => fields(commands::clean::command(
             registry,
             &globals,
             &commands::clean::CleanRequest { all, broken },
@@ -304,25 +316,22 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             if output.is_none() && !json {
                 print!("{}", imported.toml);
             }
-            render::fields(&imported)
+            fields(imported)
         }
-        Some(Command::Init { output, force }) => {
-            render::fields(&commands::pins::init(&output, force)?)
-        }
+        Some(Command::Init { output, force }) => fields(commands::pins::init(&output, force)?),
         Some(Command::Config) => {
             let stack = commands::load(registry, globals.config.as_deref())?;
             let origin = stack.file.origin.display_name();
-            if json {
-                return Ok(json!({
-                    "origin": origin,
-                    "config": serde_json::to_value(&stack.effective)?,
-                }));
+            if !json {
+                print!(
+                    "# Effective configuration from {origin} (defaults filled in)\n{}",
+                    toml::to_string_pretty(&stack.effective)?
+                );
             }
-            print!(
-                "# Effective configuration from {origin} (defaults filled in)\n{}",
-                toml::to_string_pretty(&stack.effective)?
-            );
-            Ok(json!({}))
+            fields(render::Config {
+                origin: origin.to_string(),
+                config: stack.effective,
+            })
         }
         Some(Command::Measure(ref args)) => {
             let m = crate::release::measure::command(&args.to_request())?;
@@ -332,7 +341,9 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
                 }
                 println!("{}", m.digest);
             }
-            Ok(json!({ "measurement": m.to_json(&m.firmware.path.display().to_string()) }))
+            fields(render::Measured {
+                measurement: m.record(&m.firmware.path.display().to_string()),
+            })
         }
         // With --json the text is a field of the one document (as
         // import-legacy's TOML), not printed beside it.
@@ -341,19 +352,27 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Value> {
             if !json {
                 print!("{script}");
             }
-            Ok(json!({ "shell": shell.name(), "script": script }))
+            fields(render::Completions {
+                shell: shell.name().into(),
+                script,
+            })
         }
         Some(Command::Man { dir: None }) => {
             let roff = generate::man_page(registry)?;
             if !json {
                 print!("{roff}");
             }
-            Ok(json!({ "roff": roff }))
+            fields(render::Man::Page { roff })
         }
         Some(Command::Man { dir: Some(dir) }) => {
             let pages = generate::man_pages(registry, &dir)?;
             tracing::info!("wrote {} man pages into {}", pages.len(), dir.display());
-            Ok(json!({ "pages": pages }))
+            fields(render::Man::Pages { pages })
+        }
+        Some(Command::Schema { dir }) => {
+            let files = generate::write_schemas(registry, &dir)?;
+            tracing::info!("wrote {} JSON Schemas into {}", files.len(), dir.display());
+            fields(render::Schemas { files })
         }
     }
 }
@@ -411,15 +430,16 @@ mod tests {
             checks: vec![check],
         };
         for fields in [
-            render::fields(&report).unwrap(),
-            render::fields(&host).unwrap(),
+            serde_json::to_value(&report).unwrap(),
+            serde_json::to_value(&host).unwrap(),
         ] {
             for key in fields.as_object().unwrap().keys() {
                 assert!(!envelope.contains(&key.as_str()), "{key}");
             }
         }
-        let failed = PreflightFailed { report };
-        let doc = error_fields("doctor", &failed.into(), 4);
+        let failed: anyhow::Error = PreflightFailed { report }.into();
+        let (fields, status) = failure("doctor", &failed, 4);
+        let doc = render::document("doctor", fields, status).unwrap();
         assert_eq!(doc["exit_code"], 4);
         assert_eq!(doc["checks"][0]["check"], "iasl");
         assert!(doc["error"].as_str().unwrap().contains("iasl"));

@@ -46,7 +46,7 @@ pub struct BuildRequest {
 }
 
 /// What a build did (its JSON document), or what a dry run would do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum BuildResult {
     Built(Box<BuildSummary>),
@@ -54,7 +54,7 @@ pub enum BuildResult {
 }
 
 /// Every source and stage of a build, and its release.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BuildSummary {
     pub lock: PathBuf,
     pub sources: Vec<Synced>,
@@ -66,7 +66,7 @@ pub struct BuildSummary {
 }
 
 /// What happened to the release.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ReleaseOutcome {
     pub status: Status,
     pub reasons: Vec<Reason>,

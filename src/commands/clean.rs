@@ -24,7 +24,7 @@ use crate::stage::{Registry, Stack};
 use crate::workdir::WorkDir;
 
 /// What `clean` removed.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct Cleaned {
     pub removed: Vec<PathBuf>,
     pub bytes: u64,

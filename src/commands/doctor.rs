@@ -9,7 +9,9 @@ use super::Globals;
 use crate::error::UsageError;
 use crate::host::doctor::{PreflightFailed, Report};
 use crate::host::preflight::{Env, check_build};
-use crate::host::snp::HostReport;
+use crate::host::snp::{HostReport, ReleaseFacts};
+use crate::release::manifest::Manifest;
+use crate::stage::kernel::{self, Kernel};
 use crate::stage::{Registry, Selection};
 
 /// What `snp-build doctor` was asked.
@@ -24,11 +26,24 @@ pub struct DoctorRequest {
 }
 
 /// The report (its JSON document).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Doctor {
     Build(Report),
     Host(HostReport),
+}
+
+/// What `doctor --host` reads of a release's `manifest.json` (nothing
+/// from a file that is not one).
+fn release_facts(dir: &Path) -> ReleaseFacts {
+    let Ok(manifest) = Manifest::read(dir) else {
+        return ReleaseFacts::default();
+    };
+    let host = manifest.section::<kernel::Manifest>(kernel::spec(Kernel::Host).manifest);
+    ReleaseFacts {
+        host_kernel_release: host.map(|k| k.release),
+        pins: manifest.sources.into_values().map(|s| s.pin).collect(),
+    }
 }
 
 /// `snp-build doctor [--host ...] [--fix] [COMPONENT...]`: exactly the
@@ -50,7 +65,11 @@ pub fn doctor(
             .help("run `snp-build doctor [COMPONENT...]` for the build checks")
             .into());
         }
-        let report = crate::host::snp::command(req.sysroot.as_deref(), req.release.as_deref())?;
+        let report = crate::host::snp::command(
+            req.sysroot.as_deref(),
+            req.release.as_deref(),
+            &release_facts,
+        )?;
         return Ok(Doctor::Host(report));
     }
     let selection = Selection::parse(&req.components, registry)?;

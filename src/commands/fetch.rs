@@ -25,7 +25,7 @@ pub struct FetchRequest {
 }
 
 /// What was fetched (its JSON document).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Fetched {
     pub lock: PathBuf,
     pub sources: Vec<Synced>,

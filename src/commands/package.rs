@@ -67,5 +67,6 @@ pub fn release_of<'a>(
         signer: target.signer.as_deref(),
         sign_key_id: target.sign_key_id.clone(),
         installer: target.installer.clone(),
+        manifest_schema: crate::schema::to_bytes(&stack.manifest_schema()),
     })
 }

@@ -13,7 +13,7 @@ use crate::stage::Registry;
 use crate::stage::kernel::base::EMBEDDED_FRAGMENTS;
 
 /// What `init` wrote.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Initialized {
     pub path: PathBuf,
     /// The kernel config fragments the default names, written beside it.
@@ -79,7 +79,7 @@ pub fn init(output: &Path, force: bool) -> anyhow::Result<Initialized> {
 }
 
 /// What `import-legacy` made (its JSON document).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Imported {
     pub toml: String,
     pub output: Option<PathBuf>,

@@ -25,7 +25,7 @@ use crate::stage::{BuildEnv, Component, Registry, Selection, SourceFacts, Stack}
 use crate::tools::versions::ToolVersions;
 
 /// What the plan says of a stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Run,
@@ -48,7 +48,7 @@ impl Action {
 }
 
 /// One line of the plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Planned {
     pub stage: String,
     pub action: Action,

@@ -32,10 +32,11 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::release::manifest::Manifest;
+use crate::release::provenance::Statement;
 use crate::signing::{self, SignatureCheck, TrustedKey};
 
 pub const SUMS: &str = "SHA256SUMS";
@@ -58,13 +59,13 @@ pub struct ChecksumMismatch {
 }
 
 /// One file that fails verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     pub path: String,
     pub kind: ProblemKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProblemKind {
     /// Listed, present, different content.
@@ -591,9 +592,9 @@ fn other_release(
             ));
         }
     }
-    let named = serde_json::from_slice::<Value>(manifest)
+    let named = serde_json::from_slice::<Manifest>(manifest)
         .ok()
-        .and_then(|m| m.get("release")?.as_str().map(String::from));
+        .map(|m| m.release);
     match named {
         Some(n) if n == signed.release => None,
         Some(n) => differs(format!("its {MANIFEST} names the release {n}")),
@@ -628,7 +629,7 @@ pub fn check_documents(
     for (document, read) in [
         (
             SBOM,
-            sbom_files as fn(&Value) -> Option<BTreeMap<String, String>>,
+            sbom_files as fn(&[u8]) -> Result<Option<BTreeMap<String, String>>, serde_json::Error>,
         ),
         (PROVENANCE, provenance_subjects),
     ] {
@@ -641,9 +642,8 @@ pub fn check_documents(
         if !sums.contains_key(document) {
             return Err(fail(document, "is not listed in SHA256SUMS".into()));
         }
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| fail(document, format!("is not JSON: {e}")))?;
-        let got = read(&value)
+        let got = read(bytes)
+            .map_err(|e| fail(document, format!("does not read as one: {e}")))?
             .ok_or_else(|| fail(document, "has no file list, or names a file twice".into()))?;
         if let Some(diff) = first_difference(&want, &got) {
             return Err(fail(document, diff));
@@ -653,45 +653,59 @@ pub fn check_documents(
     Ok(checked)
 }
 
-/// The SBOM's `file:` components: name -> SHA-256.
-fn sbom_files(sbom: &Value) -> Option<BTreeMap<String, String>> {
-    let components = sbom.get("components")?.as_array()?;
-    unique(
-        components
-            .iter()
-            .filter(|c| {
-                c.get("bom-ref")
-                    .and_then(Value::as_str)
-                    .is_some_and(|r| r.starts_with("file:"))
-            })
-            .filter_map(|c| {
-                let name = c.get("name")?.as_str()?;
-                let hash = c
-                    .get("hashes")?
-                    .as_array()?
-                    .iter()
-                    .find(|h| h.get("alg").and_then(Value::as_str) == Some("SHA-256"))?
-                    .get("content")?
-                    .as_str()?;
-                Some((name.to_string(), hash.to_string()))
-            })
-            .collect(),
-    )
+/// What verify reads of a CycloneDX SBOM: its components' names and
+/// hashes (the rest is CycloneDX's, checked against its own schema by the
+/// tests).
+#[derive(Deserialize)]
+struct SbomFiles {
+    #[serde(default)]
+    components: Vec<SbomComponent>,
 }
 
-/// The provenance's subjects: name -> sha256.
-fn provenance_subjects(statement: &Value) -> Option<BTreeMap<String, String>> {
-    let subjects = statement.get("subject")?.as_array()?;
-    unique(
-        subjects
-            .iter()
-            .filter_map(|s| {
-                let name = s.get("name")?.as_str()?;
-                let hash = s.get("digest")?.get("sha256")?.as_str()?;
-                Some((name.to_string(), hash.to_string()))
-            })
+#[derive(Deserialize)]
+struct SbomComponent {
+    #[serde(rename = "bom-ref", default)]
+    bom_ref: Option<String>,
+    name: String,
+    #[serde(default)]
+    hashes: Vec<SbomHash>,
+}
+
+#[derive(Deserialize)]
+struct SbomHash {
+    alg: String,
+    content: String,
+}
+
+/// The SBOM's `file:` components with a SHA-256: name -> SHA-256 (`None`
+/// when a name is given twice).
+fn sbom_files(bytes: &[u8]) -> Result<Option<BTreeMap<String, String>>, serde_json::Error> {
+    let sbom: SbomFiles = serde_json::from_slice(bytes)?;
+    let files = sbom
+        .components
+        .into_iter()
+        .filter(|c| c.bom_ref.as_deref().is_some_and(|r| r.starts_with("file:")))
+        .filter_map(|c| {
+            let hash = c.hashes.into_iter().find(|h| h.alg == "SHA-256")?;
+            Some((c.name, hash.content))
+        })
+        .collect();
+    Ok(unique(files))
+}
+
+/// The provenance's subjects: name -> sha256 (`None` when a name is given
+/// twice).
+fn provenance_subjects(
+    bytes: &[u8],
+) -> Result<Option<BTreeMap<String, String>>, serde_json::Error> {
+    let statement: Statement = serde_json::from_slice(bytes)?;
+    Ok(unique(
+        statement
+            .subject
+            .into_iter()
+            .map(|s| (s.name, s.digest.sha256))
             .collect(),
-    )
+    ))
 }
 
 /// Name -> digest pairs as a map; a name given twice is a problem.
@@ -729,7 +743,7 @@ fn first_difference(
 // `snp-build verify`.
 
 /// What `verify` found (its `--json` document).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Verified {
     pub release: PathBuf,
     pub files: usize,

@@ -27,8 +27,9 @@ use super::packages::Fix;
 use super::{Distro, PackageFormat};
 
 /// How one check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schemars(rename = "CheckStatus")]
 pub enum Status {
     Ok,
     Missing,
@@ -61,7 +62,7 @@ impl Status {
 }
 
 /// One line of a report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Check {
     pub check: String,
     pub status: Status,
@@ -102,7 +103,7 @@ impl Check {
 
 /// The build checks of some stages, as `doctor` shows them and the build's
 /// preflight refuses them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub ready: bool,
     pub package_format: PackageFormat,

@@ -39,7 +39,7 @@ pub const OS_RELEASE: &str = "/etc/os-release";
 
 /// The kernel package format: the `package-format` knob (`auto`), or what
 /// a host uses (`deb`, `rpm`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PackageFormat {
     Auto,
@@ -55,18 +55,6 @@ impl PackageFormat {
             _ => "deb",
         }
     }
-}
-
-/// A release's `manifest.json` `kernels.host` `image` (its path in the
-/// release) and `release` (`uname -r` once booted), when it has them.
-pub fn release_host_kernel(dir: &Path) -> (Option<String>, Option<String>) {
-    let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let host = &manifest["kernels"]["host"];
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
-    (text(&host["image"]), text(&host["release"]))
 }
 
 /// `/etc/os-release` as key -> value (quotes removed).

@@ -26,7 +26,7 @@ use super::PackageFormat;
 use crate::exec::Cmd;
 
 /// The distro family whose package names and installer a fix uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Distro {
     Debian,
@@ -109,7 +109,7 @@ pub fn command(words: &[String]) -> Cmd {
 }
 
 /// What `doctor --fix` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Fix {
     /// The packages it set out to install (none: nothing was missing that
     /// a package provides).

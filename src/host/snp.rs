@@ -22,12 +22,15 @@
 //! - With a release DIR: `DIR/usr/local/bin/qemu-system-x86_64 --version`
 //!   (the one subprocess) must say 9.1 or later, and `DIR/usr/local/share/
 //!   qemu/OVMF.fd` (what SNP guests boot with `-bios`) must exist. Its edk2
-//!   version is read from any `edk2-stableYYYYMM` in `DIR/manifest.json`;
-//!   without one the line says it could not be verified (`unverified`,
-//!   which does not block). When the manifest names the host kernel
-//!   release (`kernels.host.release`), the host must be running it, or
+//!   version is the highest `edk2-stableYYYYMM` in the pins of
+//!   `DIR/manifest.json`'s sources; without one the line says it could not
+//!   be verified (`unverified`, which does not block). When the manifest
+//!   names the host kernel release (`kernels.host.release`), the host must
+//!   be running it, or
 //!   have `/boot/vmlinuz-<kr>` with its initramfs and a boot loader entry
 //!   (the checks of [`super::boot`], the same `install` runs).
+//! - The manifest is read by the caller ([`ReleaseFacts`]: this layer
+//!   knows the machine, not the release's format).
 //! - Every line says what it read, and, when it is wrong, what to do (the
 //!   BIOS setting, kvm.conf and reloading kvm_amd, booting the SNP host
 //!   kernel). Ready means no line blocks; otherwise the error is
@@ -37,7 +40,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::doctor::{Check, Status, render_checks};
 use crate::exec::Cmd;
@@ -93,7 +95,7 @@ impl Root {
 }
 
 /// Whether the host can run SNP guests, line by line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HostReport {
     pub ready: bool,
     pub checks: Vec<Check>,
@@ -131,10 +133,27 @@ impl fmt::Display for HostNotReady {
 
 impl std::error::Error for HostNotReady {}
 
+/// What the host checks need to know of a release's `manifest.json`
+/// (read by the caller; all `None` without a readable one).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseFacts {
+    /// Its host kernel's `uname -r` (`kernels.host.release`).
+    pub host_kernel_release: Option<String>,
+    /// Its sources' pins (the edk2 version is read from them).
+    pub pins: Vec<String>,
+}
+
+/// Reads a release directory's [`ReleaseFacts`].
+pub type ReadRelease<'a> = &'a dyn Fn(&Path) -> ReleaseFacts;
+
 /// `doctor --host`: the report on stderr (and for the JSON document), or
 /// [`HostNotReady`].
-pub fn command(sysroot: Option<&Path>, release: Option<&Path>) -> anyhow::Result<HostReport> {
-    let report = check_host(&Root::new(sysroot), release);
+pub fn command(
+    sysroot: Option<&Path>,
+    release: Option<&Path>,
+    read: ReadRelease<'_>,
+) -> anyhow::Result<HostReport> {
+    let report = check_host(&Root::new(sysroot), release, read);
     if !report.ready {
         return Err(HostNotReady { report }.into());
     }
@@ -146,8 +165,8 @@ pub fn command(sysroot: Option<&Path>, release: Option<&Path>) -> anyhow::Result
 /// Whether the host can boot the release's SNP host kernel: already
 /// running it, or installed with its initramfs and a boot loader entry
 /// ([`super::boot`]). Nothing when the manifest names no host kernel.
-fn boot_checks(root: &Root, release: &Path) -> Vec<Check> {
-    let (_, Some(kr)) = super::release_host_kernel(release) else {
+fn boot_checks(root: &Root, release: &Path, facts: &ReleaseFacts) -> Vec<Check> {
+    let Some(kr) = facts.host_kernel_release.clone() else {
         return Vec::new();
     };
     let name = format!("SNP host kernel {kr}");
@@ -178,7 +197,7 @@ fn boot_checks(root: &Root, release: &Path) -> Vec<Check> {
 }
 
 /// Every host check (see the module doc).
-pub fn check_host(root: &Root, release: Option<&Path>) -> HostReport {
+pub fn check_host(root: &Root, release: Option<&Path>, read: ReadRelease<'_>) -> HostReport {
     let cpuinfo = root.read("/proc/cpuinfo").unwrap_or_default();
     let vendor = cpuinfo_field(&cpuinfo, "vendor_id");
     let mut checks = vec![vendor_check(vendor.as_deref())];
@@ -200,9 +219,10 @@ pub fn check_host(root: &Root, release: Option<&Path>) -> HostReport {
         }
     };
     if let Some(dir) = release.as_deref() {
+        let facts = read(dir);
         checks.push(qemu_check(dir));
-        checks.push(ovmf_check(dir));
-        checks.extend(boot_checks(root, dir));
+        checks.push(ovmf_check(dir, &facts));
+        checks.extend(boot_checks(root, dir, &facts));
     }
     HostReport {
         ready: !checks.iter().any(|c| c.status.blocks()),
@@ -389,7 +409,7 @@ fn qemu_check(release: &Path) -> Check {
     }
 }
 
-fn ovmf_check(release: &Path) -> Check {
+fn ovmf_check(release: &Path, facts: &ReleaseFacts) -> Check {
     let firmware = release.join("usr/local/share/qemu/OVMF.fd");
     let name = firmware.display().to_string();
     let needed = format!("edk2-stable{MIN_EDK2} or later");
@@ -398,10 +418,7 @@ fn ovmf_check(release: &Path) -> Check {
             "SNP guests boot OVMF.fd with -bios: build the release with OVMF and `outputs` including \"OVMF.fd\"",
         );
     }
-    let manifest = std::fs::read_to_string(release.join("manifest.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-    match manifest.as_ref().and_then(edk2_stable_tag) {
+    match edk2_stable_tag(facts.pins.iter().map(String::as_str)) {
         Some(tag) if tag.as_str() < MIN_EDK2 => {
             Check::new(name, Status::TooOld, format!("edk2-stable{tag}"))
                 .needed(needed)
@@ -418,11 +435,10 @@ fn ovmf_check(release: &Path) -> Check {
     }
 }
 
-/// The highest `edk2-stableYYYYMM` anywhere in the manifest's strings
-/// (its schema is not fixed yet), as `YYYYMM`.
-fn edk2_stable_tag(manifest: &Value) -> Option<String> {
+/// The highest `edk2-stableYYYYMM` in `texts`, as `YYYYMM`.
+fn edk2_stable_tag<'a>(texts: impl Iterator<Item = &'a str>) -> Option<String> {
     let mut found: Vec<String> = Vec::new();
-    collect_strings(manifest, &mut |s| {
+    for s in texts {
         for (i, _) in s.match_indices("edk2-stable") {
             let digits: String = s[i + "edk2-stable".len()..]
                 .chars()
@@ -432,17 +448,8 @@ fn edk2_stable_tag(manifest: &Value) -> Option<String> {
                 found.push(digits);
             }
         }
-    });
-    found.into_iter().max()
-}
-
-fn collect_strings(v: &Value, f: &mut dyn FnMut(&str)) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, f)),
-        Value::Object(o) => o.values().for_each(|x| collect_strings(x, f)),
-        _ => {}
     }
+    found.into_iter().max()
 }
 
 #[cfg(test)]
@@ -463,9 +470,13 @@ mod tests {
     }
 
     #[test]
-    fn edk2_tag_is_found_anywhere_in_the_manifest() {
-        let m = serde_json::json!({"sources": [{"source": "ovmf", "ref": "edk2-stable202408"}], "x": "edk2-stable2024"});
-        assert_eq!(edk2_stable_tag(&m).as_deref(), Some("202408"));
-        assert_eq!(edk2_stable_tag(&serde_json::json!({"a": 1})), None);
+    fn edk2_tag_is_the_highest_in_the_pins() {
+        let pins = [
+            "tag edk2-stable202408",
+            "branch edk2-stable2024",
+            "tag edk2-stable202405",
+        ];
+        assert_eq!(edk2_stable_tag(pins.into_iter()).as_deref(), Some("202408"));
+        assert_eq!(edk2_stable_tag(["branch snp-latest"].into_iter()), None);
     }
 }

@@ -32,8 +32,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Serialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::UsageError;
@@ -137,17 +137,22 @@ impl FirmwareError {
 }
 
 /// One SEV metadata section of a firmware.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "SevMetadataSection")]
 pub struct Section {
+    /// Hex.
     pub gpa: String,
+    /// Hex.
     pub size: String,
+    /// `SNP_SEC_MEM`, `SNP_SECRETS`, `CPUID`, `SVSM_CAA`, `SNP_KERNEL_HASHES`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
 }
 
 /// What a firmware file is, as far as the measurement goes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Firmware {
+    /// As given (`measure --ovmf`), or its path in the release.
     pub path: PathBuf,
     pub sha256: String,
     pub size: u64,
@@ -325,7 +330,7 @@ pub fn inspect(path: &Path) -> Result<Firmware, FirmwareError> {
         sections.push(Section {
             gpa: format!("{gpa:#x}"),
             size: format!("{size:#x}"),
-            kind,
+            kind: kind.into(),
         });
     }
     let Some(reset) = entry(SEV_ES_RESET_GUID).filter(|d| d.len() >= 4) else {
@@ -459,7 +464,7 @@ pub fn parse_guest_features(value: &str) -> Result<u64, UsageError> {
 }
 
 /// The SHA-256s a direct kernel boot puts into the measured hashes page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct KernelHashes {
     pub kernel: PathBuf,
     pub kernel_sha256: String,
@@ -481,27 +486,79 @@ pub struct Measurement {
     pub kernel_hashes: Option<KernelHashes>,
 }
 
+/// A digest and what went into it, as JSON: the manifest's
+/// `measurement` (with [`ReleaseMeasurement`]'s fields) and `measure
+/// --json`'s.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MeasurementRecord {
+    /// SHA-384, lowercase hex.
+    pub digest: String,
+    /// `SHA-384`.
+    pub algorithm: String,
+    /// `snp`.
+    pub mode: String,
+    pub firmware: Firmware,
+    pub vcpus: u32,
+    /// The QEMU CPU model (`EPYC-v4`).
+    pub vcpu_type: String,
+    /// The SEV features bit mask, hex.
+    pub guest_features: String,
+    /// `QEMU`.
+    pub vmm_type: String,
+    /// The measured hashes of a direct kernel boot; null without one.
+    pub kernel_hashes: Option<KernelHashes>,
+    /// What computed the digest.
+    pub calculator: String,
+    /// The `sev-snp-measure` arguments that compute the same digest.
+    pub sev_snp_measure_args: Vec<String>,
+}
+
+/// The manifest's `measurement`: the default shape's record, then every
+/// shape `MEASUREMENTS` lists.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ReleaseMeasurement {
+    #[serde(flatten)]
+    pub default: MeasurementRecord,
+    /// What launches the default shape.
+    pub launch: String,
+    /// `MEASUREMENTS`.
+    pub measurements_file: String,
+    /// Every listed shape, the default first.
+    pub shapes: Vec<ShapeDigest>,
+}
+
+/// One line of `MEASUREMENTS`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ShapeDigest {
+    pub vcpus: u32,
+    pub vcpu_type: String,
+    /// Hex.
+    pub guest_features: String,
+    /// SHA-384, lowercase hex.
+    pub digest: String,
+}
+
 impl Measurement {
-    /// The JSON record (manifest `measurement`, `measure --json`).
-    /// `firmware_path` is how the firmware is named there.
-    pub fn to_json(&self, firmware_path: &str) -> Value {
-        let mut fw = serde_json::to_value(&self.firmware).unwrap_or(Value::Null);
-        fw["path"] = json!(firmware_path);
+    /// Its JSON record; `firmware_path` is how the firmware is named there.
+    pub fn record(&self, firmware_path: &str) -> MeasurementRecord {
         let mut smm = self.shape.sev_snp_measure_args();
         smm.extend(["--ovmf".into(), firmware_path.into()]);
-        json!({
-            "digest": self.digest,
-            "algorithm": "SHA-384",
-            "mode": "snp",
-            "firmware": fw,
-            "vcpus": self.shape.vcpus,
-            "vcpu_type": self.shape.vcpu_type,
-            "guest_features": format!("{:#x}", self.shape.guest_features),
-            "vmm_type": VMM_TYPE,
-            "kernel_hashes": self.kernel_hashes,
-            "calculator": calculator(),
-            "sev_snp_measure_args": smm,
-        })
+        MeasurementRecord {
+            digest: self.digest.clone(),
+            algorithm: "SHA-384".into(),
+            mode: "snp".into(),
+            firmware: Firmware {
+                path: firmware_path.into(),
+                ..self.firmware.clone()
+            },
+            vcpus: self.shape.vcpus,
+            vcpu_type: self.shape.vcpu_type.clone(),
+            guest_features: format!("{:#x}", self.shape.guest_features),
+            vmm_type: VMM_TYPE.into(),
+            kernel_hashes: self.kernel_hashes.clone(),
+            calculator: calculator(),
+            sev_snp_measure_args: smm,
+        }
     }
 }
 
@@ -690,25 +747,24 @@ impl ReleaseMeasurements {
     }
 
     /// The manifest's `measurement` section.
-    pub fn manifest(&self) -> Value {
-        let mut v = self.default.to_json(RELEASE_OVMF);
-        v["launch"] = json!(format!(
-            "launch-qemu.sh -sev-snp (defaults -smp {DEFAULT_VCPUS} -cpu {DEFAULT_VCPU_TYPE})"
-        ));
-        v["measurements_file"] = json!(MEASUREMENTS_FILE);
-        v["shapes"] = self
-            .shapes
-            .iter()
-            .map(|(s, d)| {
-                json!({
-                    "vcpus": s.vcpus,
-                    "vcpu_type": s.vcpu_type,
-                    "guest_features": format!("{:#x}", s.guest_features),
-                    "digest": d,
+    pub fn manifest(&self) -> ReleaseMeasurement {
+        ReleaseMeasurement {
+            default: self.default.record(RELEASE_OVMF),
+            launch: format!(
+                "launch-qemu.sh -sev-snp (defaults -smp {DEFAULT_VCPUS} -cpu {DEFAULT_VCPU_TYPE})"
+            ),
+            measurements_file: MEASUREMENTS_FILE.into(),
+            shapes: self
+                .shapes
+                .iter()
+                .map(|(s, d)| ShapeDigest {
+                    vcpus: s.vcpus,
+                    vcpu_type: s.vcpu_type.clone(),
+                    guest_features: format!("{:#x}", s.guest_features),
+                    digest: d.clone(),
                 })
-            })
-            .collect();
-        v
+                .collect(),
+        }
     }
 }
 

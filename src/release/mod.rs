@@ -11,8 +11,9 @@
 //!   once and leaves the previous release whole; what a killed run left is
 //!   swept by the next run under the release lock.
 //! - `SHA256SUMS` covers every file (and checks with `sha256sum -c`);
-//!   `manifest.json` (schema in README) records versions, SHAs, patches,
-//!   kernel config verification and every artifact's size and SHA-256.
+//!   `manifest.json` ([`manifest::Manifest`]; its JSON Schema beside it as
+//!   `manifest.schema.json`) records versions, SHAs, patches, kernel
+//!   config verification and every artifact's size and SHA-256.
 //! - `MEASUREMENTS` and the manifest's `measurement` hold the expected
 //!   SEV-SNP launch digest of the packaged `usr/local/share/qemu/OVMF.fd`
 //!   for the shape `launch-qemu.sh -sev-snp` launches (and a few more
@@ -36,7 +37,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde::de::IgnoredAny;
-use serde_json::{Value, json};
 
 use crate::fingerprint::{self, Decision, Fingerprint, Stamp};
 use crate::hash::{digest, sha256_file, sha256_hex};
@@ -50,12 +50,12 @@ use measure::ReleaseMeasurements;
 
 mod facts;
 mod installer;
+pub mod manifest;
 pub mod measure;
 mod place;
 pub mod provenance;
 pub mod sbom;
 
-pub const MANIFEST_SCHEMA: u32 = 1;
 /// The stage name of packaging, in plans, stamps and `--force`.
 pub const STAGE: &str = "release";
 
@@ -168,6 +168,9 @@ pub struct Release<'a> {
     /// The snp-build binary the release carries as [`INSTALLER_REL`]; its
     /// hash is in the fingerprint like every file's.
     pub installer: Option<PathBuf>,
+    /// `manifest.schema.json`: the manifest's JSON Schema, with the
+    /// registry's sections ([`manifest::schema`]).
+    pub manifest_schema: Vec<u8>,
 }
 
 /// Where the release went.
@@ -268,6 +271,11 @@ impl Release<'_> {
         }
         entries.push(bytes_entry("launch-qemu.sh", LAUNCH_QEMU_SH, true));
         entries.push(bytes_entry("kvm.conf", KVM_CONF, false));
+        entries.push(bytes_entry(
+            manifest::SCHEMA_FILE,
+            &self.manifest_schema,
+            false,
+        ));
         entries.push(bytes_entry("libvirt-snp.xml", LIBVIRT_SNP_XML, false));
         entries.push(bytes_entry("libvirt-sev.xml", LIBVIRT_SEV_XML, false));
         // The expected launch digests of the firmware launch-qemu.sh boots.
@@ -411,15 +419,16 @@ impl Release<'_> {
         for e in &entries {
             put(tmp, e)?;
         }
-        let manifest =
-            serde_json::to_vec_pretty(&self.manifest(&entries, epoch, measured.as_ref())?)?;
-        write_in(tmp, "manifest.json", &manifest)?;
+        let manifest = self
+            .manifest(&entries, epoch, measured.as_ref())?
+            .to_bytes()?;
+        write_in(tmp, manifest::FILE, &manifest)?;
         let manifest_sha256 = sha256_hex(&manifest);
         let mut artifacts: Vec<(String, String)> = entries
             .iter()
             .map(|e| (e.rel.clone(), e.sha256.clone()))
             .collect();
-        artifacts.push(("manifest.json".into(), manifest_sha256.clone()));
+        artifacts.push((manifest::FILE.into(), manifest_sha256.clone()));
         artifacts.sort();
         // The SBOM and the provenance describe every other file; SHA256SUMS
         // lists them too, so the signature covers them.
@@ -467,7 +476,7 @@ impl Release<'_> {
             outputs: fingerprint::record_outputs(
                 &[
                     final_dir.join("SHA256SUMS"),
-                    final_dir.join("manifest.json"),
+                    final_dir.join(manifest::FILE),
                     tarball,
                 ]
                 .into_iter()
@@ -516,86 +525,61 @@ impl Release<'_> {
         entries: &[Entry],
         epoch: u64,
         measured: Option<&ReleaseMeasurements>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<manifest::Manifest> {
         let os = crate::host::os_release(Path::new(crate::host::OS_RELEASE));
         let mut tools = ToolVersions::load(self.work);
-        let sources: BTreeMap<&str, Value> = self
+        let sources = self
             .synced
             .iter()
             .map(|s| {
-                let mut source = json!({
-                    "url": s.url,
-                    "pin": s.pin,
-                    "sha": s.sha,
-                    "short_sha": s.built_name(),
-                    "submodules": s.submodules,
-                    "patched_head": s.patched_head,
-                    "patch_series_sha256": s.series_hash,
-                    "patches": s.patches,
-                });
-                // Built with local changes: never the pinned SHA alone.
-                if let Some(d) = &s.dirty {
-                    source["dirty"] = json!(true);
-                    source["dirty_diff"] = json!(format!("dirty/{}.diff", s.source));
-                    source["dirty_diff_sha256"] = json!(d.diff_sha256);
-                    source["dirty_files"] = json!(d.files);
-                }
-                (s.source, source)
+                let source = manifest::Source {
+                    url: s.url.clone(),
+                    pin: s.pin.clone(),
+                    sha: s.sha.clone(),
+                    short_sha: s.built_name(),
+                    submodules: s.submodules.clone(),
+                    patched_head: s.patched_head.clone(),
+                    patch_series_sha256: s.series_hash.clone(),
+                    patches: s.patches.clone(),
+                    // Built with local changes: never the pinned SHA alone.
+                    dirty: s.dirty.as_ref().map(|_| true),
+                    dirty_diff: s.dirty.as_ref().map(|_| format!("dirty/{}.diff", s.source)),
+                    dirty_diff_sha256: s.dirty.as_ref().map(|d| d.diff_sha256.clone()),
+                    dirty_files: s.dirty.as_ref().map(|d| d.files.clone()),
+                };
+                (s.source.to_string(), source)
             })
             .collect();
-        let mut manifest = json!({
-            "schema_version": MANIFEST_SCHEMA,
-            "snp_build_version": env!("CARGO_PKG_VERSION"),
-            "release": self.name(),
-            "date": self.date,
-            "source_date_epoch": epoch,
-            "build_host": {
-                "distro": os.get("PRETTY_NAME"),
-                "id": os.get("ID"),
-                "id_like": os.get("ID_LIKE"),
-                "gcc": tools.version("gcc"),
-                "package_format": self.package_format,
+        let mut manifest = manifest::Manifest {
+            schema_version: manifest::SCHEMA_VERSION,
+            snp_build_version: env!("CARGO_PKG_VERSION").into(),
+            release: self.name(),
+            date: self.date.clone(),
+            source_date_epoch: epoch,
+            build_host: manifest::BuildHost {
+                distro: os.get("PRETTY_NAME").cloned(),
+                id: os.get("ID").cloned(),
+                id_like: os.get("ID_LIKE").cloned(),
+                gcc: tools.version("gcc"),
+                package_format: self.package_format,
             },
-            "sources": sources,
-            "measurement": measured.map(ReleaseMeasurements::manifest),
-            "artifacts": entries.iter().map(|e| json!({ "path": e.rel, "size": e.size, "sha256": e.sha256 })).collect::<Vec<_>>(),
-        });
-        for section in &self.sections {
-            place(&mut manifest, section)?;
-        }
+            sources,
+            measurement: measured.map(ReleaseMeasurements::manifest),
+            artifacts: entries
+                .iter()
+                .map(|e| manifest::Artifact {
+                    path: e.rel.clone(),
+                    size: e.size,
+                    sha256: e.sha256.clone(),
+                })
+                .collect(),
+            stages: BTreeMap::new(),
+        };
+        manifest.place(&self.sections)?;
         Ok(manifest)
     }
 }
 
-/// Puts a stage's section at its key path: a missing one-word section is
-/// `null` (`"qemu": null`), a missing nested one is left out of its
-/// (always present) parent (`"kernels": {}`).
-fn place(manifest: &mut Value, section: &Section) -> anyhow::Result<()> {
-    let Some((last, parents)) = section.key.split_last() else {
-        return Ok(());
-    };
-    let mut at = manifest;
-    for key in parents {
-        at = at
-            .as_object_mut()
-            .context("a manifest section inside a value")?
-            .entry(key.to_string())
-            .or_insert_with(|| json!({}));
-    }
-    let map = at
-        .as_object_mut()
-        .context("a manifest section inside a value")?;
-    match &section.body {
-        Some(body) => {
-            map.insert(last.to_string(), serde_json::to_value(body)?);
-        }
-        None if parents.is_empty() => {
-            map.insert(last.to_string(), Value::Null);
-        }
-        None => {}
-    }
-    Ok(())
-}
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)

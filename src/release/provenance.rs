@@ -11,8 +11,10 @@
 //! - The builder: snp-build and its version. No start or finish time: they
 //!   are optional in SLSA v1 and would make every build differ.
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::facts::BuildFacts;
 
@@ -26,25 +28,119 @@ pub const BUILD_TYPE: &str = "urn:snp-build:buildtype:release:v1";
 /// The builder: snp-build (its version is in `runDetails.builder.version`).
 pub const BUILDER_ID: &str = "urn:snp-build:builder";
 
-#[derive(Serialize)]
-struct Statement {
+// The predicate's fields are declared in name order: the bytes are those
+// of the sorted form earlier releases wrote.
+
+/// The in-toto Statement v1 (`provenance.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Statement {
+    /// [`STATEMENT_TYPE`].
     #[serde(rename = "_type")]
-    kind: &'static str,
-    subject: Vec<Subject>,
+    pub kind: String,
+    /// The release's files (but those that describe them).
+    pub subject: Vec<Subject>,
+    /// [`PREDICATE_TYPE`].
     #[serde(rename = "predicateType")]
-    predicate_type: &'static str,
-    predicate: Value,
+    pub predicate_type: String,
+    pub predicate: Predicate,
 }
 
-#[derive(Serialize)]
-struct Subject {
-    name: String,
-    digest: Digest,
+/// A file and its digest.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Subject {
+    pub name: String,
+    pub digest: Digest,
 }
 
-#[derive(Serialize)]
-struct Digest {
-    sha256: String,
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Digest {
+    pub sha256: String,
+}
+
+/// SLSA provenance v1.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Predicate {
+    pub build_definition: BuildDefinition,
+    pub run_details: RunDetails,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildDefinition {
+    /// [`BUILD_TYPE`].
+    pub build_type: String,
+    pub external_parameters: ExternalParameters,
+    pub internal_parameters: InternalParameters,
+    pub resolved_dependencies: Vec<ResourceDescriptor>,
+}
+
+/// What the release was asked to be.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalParameters {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// `stable-commits.lock`, when the release carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<ResourceDescriptor>,
+    /// The pin file as the release carries it (`source-config`).
+    pub pin_file: ResourceDescriptor,
+    pub release: String,
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct InternalParameters {
+    /// Tool name -> version, as the stages' stamps recorded them.
+    pub tools: BTreeMap<String, String>,
+}
+
+/// An in-toto ResourceDescriptor: a source at its commit, a patch, a
+/// submodule, the pin file.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceDescriptor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Annotations>,
+    /// Algorithm (`gitCommit`, `sha256`) -> digest.
+    pub digest: BTreeMap<String, String>,
+    pub name: String,
+    /// SPDX's VCS form, `git+<url>@<commit>`, when the URL can be a URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+/// What a source's descriptor adds.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Annotations {
+    /// SHA-256 of the local changes built (`--allow-dirty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty_diff_sha256: Option<String>,
+    /// HEAD once the patches are applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patched_head: Option<String>,
+    /// The pin (`branch snp-latest`).
+    pub pin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunDetails {
+    pub builder: Builder,
+    /// Empty: no start or finish time (they would make every build differ).
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Builder {
+    /// [`BUILDER_ID`].
+    pub id: String,
+    /// `snp-build` -> its version.
+    pub version: BTreeMap<String, String>,
+}
+
+fn digest(algorithm: &str, value: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(algorithm.to_string(), value.to_string())])
 }
 
 /// The provenance's bytes.
@@ -52,53 +148,43 @@ pub fn render(f: &BuildFacts<'_>) -> anyhow::Result<Vec<u8>> {
     let mut dependencies = Vec::new();
     for s in &f.sources {
         let synced = s.synced;
-        let mut dep = json!({
-            "name": synced.source,
-            "digest": { "gitCommit": synced.sha },
+        dependencies.push(ResourceDescriptor {
+            annotations: Some(Annotations {
+                dirty_diff_sha256: synced.dirty.as_ref().map(|d| d.diff_sha256.clone()),
+                patched_head: synced.patched_head.clone(),
+                pin: synced.pin.clone(),
+            }),
+            digest: digest("gitCommit", &synced.sha),
+            name: synced.source.to_string(),
+            // SPDX's VCS form, `git+<url>@<commit>`: the pin (`branch
+            // snp-latest`, with its space) is an annotation, not part of a URI.
+            uri: s
+                .uri
+                .as_ref()
+                .map(|uri| format!("git+{uri}@{}", synced.sha)),
         });
-        // SPDX's VCS form, `git+<url>@<commit>`: the pin (`branch
-        // snp-latest`, with its space) is an annotation, not part of a URI.
-        if let Some(uri) = &s.uri {
-            dep["uri"] = json!(format!("git+{uri}@{}", synced.sha));
-        }
-        let mut annotations = serde_json::Map::new();
-        annotations.insert("pin".into(), json!(synced.pin));
-        if let Some(h) = &synced.patched_head {
-            annotations.insert("patchedHead".into(), json!(h));
-        }
-        if let Some(d) = &synced.dirty {
-            annotations.insert("dirtyDiffSha256".into(), json!(d.diff_sha256));
-        }
-        dep["annotations"] = Value::Object(annotations);
-        dependencies.push(dep);
         for p in &synced.patches {
-            dependencies.push(json!({
-                "name": format!("{}/patches/{}", synced.source, p.file),
-                "digest": { "sha256": p.sha256 },
-            }));
+            dependencies.push(ResourceDescriptor {
+                annotations: None,
+                digest: digest("sha256", &p.sha256),
+                name: format!("{}/patches/{}", synced.source, p.file),
+                uri: None,
+            });
         }
         for (path, sha) in &synced.submodules {
-            let mut dep = json!({
-                "name": format!("{}/{path}", synced.source),
-                "digest": { "gitCommit": sha },
+            dependencies.push(ResourceDescriptor {
+                annotations: None,
+                digest: digest("gitCommit", sha),
+                name: format!("{}/{path}", synced.source),
+                uri: s
+                    .submodule_urls
+                    .get(path)
+                    .map(|url| format!("git+{url}@{sha}")),
             });
-            if let Some(url) = s.submodule_urls.get(path) {
-                dep["uri"] = json!(format!("git+{url}@{sha}"));
-            }
-            dependencies.push(dep);
         }
     }
-    let mut external = json!({
-        "release": f.release,
-        "date": f.date,
-        "sourceDateEpoch": f.epoch,
-        "pinFile": { "name": "source-config", "digest": { "sha256": f.pin_file_sha256 } },
-    });
-    if let Some(lock) = &f.lock_sha256 {
-        external["lock"] = json!({ "name": "stable-commits.lock", "digest": { "sha256": lock } });
-    }
     let statement = Statement {
-        kind: STATEMENT_TYPE,
+        kind: STATEMENT_TYPE.into(),
         subject: f
             .artifacts
             .iter()
@@ -109,22 +195,40 @@ pub fn render(f: &BuildFacts<'_>) -> anyhow::Result<Vec<u8>> {
                 },
             })
             .collect(),
-        predicate_type: PREDICATE_TYPE,
-        predicate: json!({
-            "buildDefinition": {
-                "buildType": BUILD_TYPE,
-                "externalParameters": external,
-                "internalParameters": { "tools": f.tools },
-                "resolvedDependencies": dependencies,
-            },
-            "runDetails": {
-                "builder": {
-                    "id": BUILDER_ID,
-                    "version": { "snp-build": env!("CARGO_PKG_VERSION") },
+        predicate_type: PREDICATE_TYPE.into(),
+        predicate: Predicate {
+            build_definition: BuildDefinition {
+                build_type: BUILD_TYPE.into(),
+                external_parameters: ExternalParameters {
+                    date: f.date.to_string(),
+                    lock: f.lock_sha256.as_ref().map(|lock| ResourceDescriptor {
+                        annotations: None,
+                        digest: digest("sha256", lock),
+                        name: "stable-commits.lock".into(),
+                        uri: None,
+                    }),
+                    pin_file: ResourceDescriptor {
+                        annotations: None,
+                        digest: digest("sha256", &f.pin_file_sha256),
+                        name: "source-config".into(),
+                        uri: None,
+                    },
+                    release: f.release.to_string(),
+                    source_date_epoch: f.epoch,
                 },
-                "metadata": {},
+                internal_parameters: InternalParameters {
+                    tools: f.tools.clone(),
+                },
+                resolved_dependencies: dependencies,
             },
-        }),
+            run_details: RunDetails {
+                builder: Builder {
+                    id: BUILDER_ID.into(),
+                    version: digest("snp-build", env!("CARGO_PKG_VERSION")),
+                },
+                metadata: BTreeMap::new(),
+            },
+        },
     };
     let mut out = serde_json::to_vec_pretty(&statement)?;
     out.push(b'\n');

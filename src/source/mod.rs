@@ -67,7 +67,7 @@ pub struct Options {
 }
 
 /// What a sync did to a tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SyncAction {
     /// A new tree.
@@ -96,7 +96,7 @@ impl std::fmt::Display for SyncAction {
 }
 
 /// A tree built with local changes (`--allow-dirty`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Dirty {
     /// What differs from the pinned (and patched) commit.
     pub files: Vec<String>,
@@ -253,7 +253,7 @@ pub fn check_unchanged(synced: &mut Synced, stamp: &Path) -> anyhow::Result<()> 
 }
 
 /// What happened to one source.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Synced {
     /// The source's name (`kernel-host`).
     pub source: &'static str,
@@ -291,7 +291,7 @@ pub struct Synced {
 
 /// What the check by hash cost for one tree: before its stage ran and
 /// after (seconds).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ContentCheck {
     pub files: usize,
     pub before_s: f64,

@@ -55,7 +55,7 @@ pub struct Series {
 }
 
 /// A patch file as recorded in manifests.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct PatchFile {
     pub file: String,
     pub sha256: String,

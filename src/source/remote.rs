@@ -12,7 +12,7 @@ use crate::config::PinUrl;
 use crate::progress::Progress;
 
 /// What one fetch transferred (from git2's transfer stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Transfer {
     pub objects: usize,
     pub bytes: usize,

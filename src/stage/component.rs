@@ -66,11 +66,28 @@ impl Spec {
 pub type Configure =
     Box<dyn Fn(&Document<'_>) -> Result<Box<dyn Component>, ConfigError> + Send + Sync>;
 
-/// One registered component: its spec, and how to configure it from a pin
-/// file (each component file offers an `entry()`; the registry lists them).
+/// The JSON Schema of a stage's manifest section (its `Stage::Manifest`),
+/// made with the manifest's generator (so it may refer to its definitions).
+pub type ManifestSchema = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// One registered component: its spec, how to configure it from a pin
+/// file, and its manifest section's schema (each component file offers an
+/// `entry()`, made with [`Entry::new`]; the registry lists them).
 pub struct Entry {
     pub spec: Spec,
     pub configure: Configure,
+    pub manifest_schema: ManifestSchema,
+}
+
+impl Entry {
+    /// The entry of the stage `S`: its section's schema is `S::Manifest`'s.
+    pub fn new<S: Stage>(spec: Spec, configure: Configure) -> Entry {
+        Entry {
+            spec,
+            configure,
+            manifest_schema: |generator| generator.subschema_for::<S::Manifest>(),
+        }
+    }
 }
 
 /// `--force`: which stages run even when up to date.
@@ -219,8 +236,9 @@ pub trait Stage: Send + Sync + 'static {
     type Inputs: Serialize;
     /// What `build()` made; the stamp records it, the release reads it.
     type Outputs: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
-    /// Its section of the release manifest.
-    type Manifest: Serialize + Send + Sync + 'static;
+    /// Its section of the release manifest (its schema is part of
+    /// `manifest.schema.json`).
+    type Manifest: Serialize + schemars::JsonSchema + Send + Sync + 'static;
 
     fn spec(&self) -> &Spec;
     /// Its pin, when the pin file has its table.
@@ -282,6 +300,20 @@ impl Serialize for Built {
     }
 }
 
+/// In a schema: the stage's own `Outputs` (each stage's type; see its file).
+impl schemars::JsonSchema for Built {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StageOutputs".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "The stage's typed outputs (its `Outputs` struct, as its stamp records them)."
+        })
+    }
+}
+
 impl Built {
     fn new<T: Serialize + Debug + Send + Sync + 'static>(outputs: T) -> Built {
         Built(Arc::new(outputs))
@@ -323,7 +355,7 @@ pub trait Component: Send + Sync {
     fn recorded(&self, work: &WorkDir) -> Option<Built>;
     /// Outputs read from their JSON (a pulled record), if they are this
     /// stage's.
-    fn parse_outputs(&self, value: serde_json::Value) -> Option<Built>;
+    fn parse_outputs(&self, outputs: &crate::cache::artifact::Outputs) -> Option<Built>;
     fn output_files(&self, built: &Built) -> Vec<PathBuf>;
     fn release_files(
         &self,
@@ -418,10 +450,8 @@ impl<S: Stage> Component for S {
         Some(Built::new(stamp.summary))
     }
 
-    fn parse_outputs(&self, value: serde_json::Value) -> Option<Built> {
-        serde_json::from_value::<S::Outputs>(value)
-            .ok()
-            .map(Built::new)
+    fn parse_outputs(&self, outputs: &crate::cache::artifact::Outputs) -> Option<Built> {
+        outputs.read::<S::Outputs>().map(Built::new)
     }
 
     fn output_files(&self, built: &Built) -> Vec<PathBuf> {

@@ -58,10 +58,7 @@ const SPEC: Spec = Spec {
 
 /// Its registry entry.
 pub fn entry() -> Entry {
-    Entry {
-        spec: SPEC,
-        configure: Box::new(|doc| Ok(Box::new(Ovmf::configure(doc)?))),
-    }
+    Entry::new::<Ovmf>(SPEC, Box::new(|doc| Ok(Box::new(Ovmf::configure(doc)?))))
 }
 
 /// `[ovmf]`'s knobs as written.
@@ -217,11 +214,15 @@ pub struct Outputs {
 }
 
 /// The manifest's `ovmf` section.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "OvmfSection")]
 pub struct Manifest {
-    platform: String,
-    toolchain: String,
-    defines: Vec<String>,
+    /// The platform description built (`OvmfPkg/OvmfPkgX64.dsc`).
+    pub platform: String,
+    /// The edk2 toolchain tag (`GCC5`).
+    pub toolchain: String,
+    /// The `-D` defines given to `build`.
+    pub defines: Vec<String>,
 }
 
 /// `$1` is the tree; the rest are `build`'s arguments, passed verbatim.

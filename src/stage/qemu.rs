@@ -56,10 +56,7 @@ const DESTDIR: &str = "destdir";
 
 /// Its registry entry.
 pub fn entry() -> Entry {
-    Entry {
-        spec: SPEC,
-        configure: Box::new(|doc| Ok(Box::new(Qemu::configure(doc)?))),
-    }
+    Entry::new::<Qemu>(SPEC, Box::new(|doc| Ok(Box::new(Qemu::configure(doc)?))))
 }
 
 /// `[qemu]`'s knobs as written.
@@ -138,9 +135,11 @@ pub struct Outputs {
 }
 
 /// The manifest's `qemu` section.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "QemuSection")]
 pub struct Manifest {
-    version: String,
+    /// `qemu-system-x86_64 --version`'s version.
+    pub version: String,
 }
 
 impl Stage for Qemu {

@@ -9,7 +9,7 @@
 use crate::config::{BuildKnobs, ConfigError, Document, Errors, Layout, PinFile};
 use crate::error::UsageError;
 
-use super::component::{Component, Entry, Spec};
+use super::component::{Component, Entry, ManifestSchema, Spec};
 use super::{kernel, ovmf, qemu};
 
 /// The components snp-build builds, in build order.
@@ -45,6 +45,18 @@ impl Registry {
 
     pub fn specs(&self) -> impl Iterator<Item = &Spec> {
         self.entries.iter().map(|e| &e.spec)
+    }
+
+    /// `manifest.json`'s JSON Schema, every registered stage's section in it.
+    pub fn manifest_schema(&self) -> schemars::Schema {
+        manifest_schema(&self.sections())
+    }
+
+    fn sections(&self) -> Vec<(&'static [&'static str], ManifestSchema)> {
+        self.entries
+            .iter()
+            .map(|e| (e.spec.manifest, e.manifest_schema))
+            .collect()
     }
 
     /// The tables a pin file may have.
@@ -90,8 +102,20 @@ impl Registry {
             redacted,
             build,
             components,
+            sections: self.sections(),
         })
     }
+}
+
+/// The manifest's schema with these sections (their schemas made first,
+/// with the generator the manifest's is made with).
+fn manifest_schema(sections: &[(&'static [&'static str], ManifestSchema)]) -> schemars::Schema {
+    let mut generator = crate::schema::generator();
+    let sections = sections
+        .iter()
+        .map(|(key, schema)| (*key, schema(&mut generator)))
+        .collect();
+    crate::release::manifest::schema(&mut generator, sections)
 }
 
 /// A pin file validated against the registry: its build knobs and every
@@ -104,6 +128,8 @@ pub struct Stack {
     pub redacted: String,
     pub build: BuildKnobs,
     components: Vec<Box<dyn Component>>,
+    /// Each stage's manifest key and section schema (the registry's).
+    sections: Vec<(&'static [&'static str], ManifestSchema)>,
 }
 
 impl Stack {
@@ -114,6 +140,11 @@ impl Stack {
 
     pub fn get(&self, name: &str) -> Option<&dyn Component> {
         self.components().find(|c| c.spec().name == name)
+    }
+
+    /// `manifest.json`'s JSON Schema (as [`Registry::manifest_schema`]).
+    pub fn manifest_schema(&self) -> schemars::Schema {
+        manifest_schema(&self.sections)
     }
 
     /// Every stage name, in build order.

@@ -50,8 +50,9 @@ pub struct Work<'a> {
 }
 
 /// How a stage ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "StageStatus")]
 pub enum Status {
     /// Built now.
     Ok,
@@ -66,7 +67,7 @@ pub enum Status {
 
 /// The result of one stage, as reported in `--json` and used by the
 /// release.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     pub stage: &'static str,
     pub status: Status,
@@ -90,7 +91,7 @@ pub struct Outcome {
 }
 
 /// A pull, in the `--json` summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PulledFrom {
     /// The cache remote (`oci://HOST/NAMESPACE`).
     pub from: String,

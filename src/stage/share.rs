@@ -18,7 +18,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use serde_json::Value;
 
 use super::component::{BuildEnv, Built, Component};
 use crate::cache::artifact::{self, Record, RecordFile};
@@ -202,10 +201,9 @@ impl Share {
         // The record's files must be exactly the outputs its summary
         // describes (what the release will read), each where this stage
         // keeps its products or in the install dir.
-        let mut summary = record.summary.clone();
-        roots.resolve(&mut summary);
+        let summary = record.summary.resolved(&roots);
         let built = c
-            .parse_outputs(summary.clone())
+            .parse_outputs(&summary)
             .ok_or_else(|| Damaged(format!("its outputs do not read as {name}'s")))?;
         let targets = layers
             .iter()
@@ -297,7 +295,7 @@ impl Share {
 
     fn upload(&self, env: &BuildEnv, name: &str) -> anyhow::Result<Upload> {
         let roots = roots(env)?;
-        let stamp: Stamp<Value> = fingerprint::read_stamp(&env.work.stamp(name))
+        let stamp: Stamp<artifact::Outputs> = fingerprint::read_stamp(&env.work.stamp(name))
             .ok_or_else(|| NotShareable(format!("{name} has no stamp")))?;
         // Only what was built from the pinned bytes is shared (the caller
         // pushes only a clean, hashed tree's build; this holds it here too).
@@ -334,11 +332,9 @@ impl Share {
                 mode: meta.permissions().mode() & 0o777,
             });
         }
-        let mut summary = stamp.summary.clone();
-        roots.tokenize(&mut summary);
         let record = Record {
             stage: name.to_string(),
-            summary,
+            summary: stamp.summary.tokenized(&roots),
             files,
             source: stamp.source.clone(),
             duration_s: stamp.duration_s,

@@ -29,7 +29,7 @@ pub use sample::Sampler;
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// One phase of a stage: `[start_s, end_s)` on the build's clock.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Phase {
     pub name: String,
     pub start_s: f64,

@@ -201,7 +201,7 @@ pub fn known_names() -> String {
 // Requirements as the pin file writes them.
 
 /// `"nasm >= 2.15.01"`: a catalog tool and an optional minimum version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Requirement {
     pub tool: String,
     #[serde(skip_serializing_if = "Option::is_none")]

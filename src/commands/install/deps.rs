@@ -70,7 +70,7 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
 pub(super) const DEBIAN_FALLBACK: &str = "qemu-system-x86";
 
 /// What the release's QEMU needs from the distribution.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub(super) struct Dependencies {
     /// Libraries `ldd` reports "not found".
     pub missing: Vec<String>,

@@ -91,7 +91,7 @@ pub const KVM_CONF_REL: &str = "etc/modprobe.d/kvm.conf";
 pub const RECORD_REL: &str = "var/lib/snp-build/installed.json";
 
 /// Where an install goes: the live system, or a staging root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InstallMode {
     Live,
@@ -1047,7 +1047,7 @@ fn next_steps(plan: &Plan, boot: &[Check]) {
 }
 
 /// What `install` did (its JSON document).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Installed {
     release: String,
     release_path: PathBuf,
@@ -1071,7 +1071,7 @@ pub struct Installed {
 }
 
 /// What happened to kvm.conf.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 struct KvmConfOutcome {
     path: PathBuf,
     action: &'static str,

@@ -13,7 +13,7 @@ use crate::exec::Cmd;
 use crate::host::{PackageFormat, is_debian_like, kernel_image_package, os_release};
 
 /// The host kernel image package an install puts on the target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HostPackage {
     /// Path inside the release (`linux/host/...`).
     pub file: String,
@@ -99,6 +99,19 @@ pub(super) fn target_format(target: &Target) -> (PackageFormat, PathBuf) {
     (format, path)
 }
 
+/// The release's host kernel as its manifest names it: its image
+/// package's path in the release and its `uname -r`, when it has them.
+pub fn release_host_kernel(dir: &Path) -> (Option<String>, Option<String>) {
+    use crate::stage::kernel::{self, Kernel};
+    let host = crate::release::manifest::Manifest::read(dir)
+        .ok()
+        .and_then(|m| m.section::<kernel::Manifest>(kernel::spec(Kernel::Host).manifest));
+    match host {
+        Some(k) => (k.image, Some(k.release)),
+        None => (None, None),
+    }
+}
+
 pub(super) fn choose_package(
     dir: &Path,
     sums: &BTreeMap<String, String>,
@@ -114,7 +127,7 @@ pub(super) fn choose_package(
         .copied()
         .filter(|p| kernel_image_package(&[PathBuf::from(p)], format).is_some())
         .collect();
-    let (manifest_image, manifest_release) = crate::host::release_host_kernel(dir);
+    let (manifest_image, manifest_release) = release_host_kernel(dir);
     let file = match images.as_slice() {
         [one] => (*one).clone(),
         [] if host.is_empty() => bail!(

@@ -22,7 +22,7 @@ use crate::fsutil::write_atomic;
 pub const RECORD_SCHEMA: u32 = 2;
 
 /// One change an install makes, in the order they are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepName {
     /// The distribution packages QEMU's missing libraries come from.
@@ -47,7 +47,7 @@ impl StepName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepState {
     /// Not started.
@@ -68,7 +68,7 @@ pub enum StepState {
     Interrupted,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepRecord {
     pub step: StepName,
     pub state: StepState,
@@ -80,7 +80,7 @@ pub struct StepRecord {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Record {
     pub schema_version: u32,
     /// `snp-release-<date>`.
@@ -139,7 +139,7 @@ fn complete_by_default() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KvmRecord {
     /// `/etc/modprobe.d/kvm.conf`.
     pub path: PathBuf,

@@ -189,7 +189,7 @@ pub fn uninstall(req: &UninstallRequest) -> anyhow::Result<Uninstalled> {
 }
 
 /// What `uninstall` did (its JSON document).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Uninstalled {
     root: PathBuf,
     mode: InstallMode,

@@ -138,7 +138,7 @@ pub struct Fragment {
 }
 
 /// Where a fragment's text came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FragmentOrigin {
     File,
@@ -320,7 +320,7 @@ impl BaseSpec {
 }
 
 /// What a kernel started from, for the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BaseRecord {
     /// `base-config` as written (`{kernel}` rendered).
     pub setting: String,
@@ -331,7 +331,7 @@ pub struct BaseRecord {
 }
 
 /// One merged fragment, for the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FragmentRecord {
     pub path: String,
     pub origin: FragmentOrigin,

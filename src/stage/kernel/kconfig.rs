@@ -44,7 +44,7 @@ use crate::error::UsageError;
 // Which kernel.
 
 /// One of the two kernels snp-build builds from the same edit list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kernel {
     Host,
@@ -72,7 +72,7 @@ impl fmt::Display for Kernel {
 // The base config and the edits, as the pin file gives them.
 
 /// The `scripts/config` edits, in the order they are applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KernelEdits {
     pub set_str: BTreeMap<String, String>,
     pub set_val: BTreeMap<String, String>,
@@ -393,7 +393,7 @@ fn parse_int(text: &str) -> Option<i128> {
 // Verification.
 
 /// One edited option whose final value is not what the edit asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Mismatch {
     pub option: String,
     /// `y`, `m`, `not set`, `"string"` or the number asked for.
@@ -405,7 +405,7 @@ pub struct Mismatch {
 }
 
 /// The verdict on one kernel's final `.config`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Verification {
     /// How many edited options were read back.
     pub checked: usize,

@@ -65,13 +65,14 @@ const CONFIGURED_WITH: &str = "configured-with";
 
 /// The registry entry of one kernel.
 pub fn entry(kernel: Kernel) -> Entry {
-    Entry {
-        spec: *spec(kernel),
-        configure: Box::new(move |doc| Ok(Box::new(KernelStage::configure(doc, kernel)?))),
-    }
+    Entry::new::<KernelStage>(
+        *spec(kernel),
+        Box::new(move |doc| Ok(Box::new(KernelStage::configure(doc, kernel)?))),
+    )
 }
 
-fn spec(kernel: Kernel) -> &'static Spec {
+/// The spec of the host or guest kernel stage.
+pub fn spec(kernel: Kernel) -> &'static Spec {
     match kernel {
         Kernel::Host => &HOST,
         Kernel::Guest => &GUEST,
@@ -206,15 +207,18 @@ pub struct Outputs {
 }
 
 /// The manifest's `kernels.<host|guest>` section.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "KernelSection")]
 pub struct Manifest {
-    release: String,
-    localversion: Option<String>,
-    package_format: PackageFormat,
-    base_config: BaseRecord,
-    config_edits: KernelEdits,
-    verification: Verification,
-    image: Option<String>,
+    /// Its `uname -r` once booted.
+    pub release: String,
+    pub localversion: Option<String>,
+    pub package_format: PackageFormat,
+    pub base_config: BaseRecord,
+    pub config_edits: KernelEdits,
+    pub verification: Verification,
+    /// The kernel image package's path in the release, when it has one.
+    pub image: Option<String>,
 }
 
 impl Stage for KernelStage {
