@@ -18,6 +18,7 @@ pub mod release;
 pub mod release_name;
 pub mod schema;
 pub mod signing;
+pub mod snp_support;
 pub mod source;
 pub mod stage;
 pub mod timings;

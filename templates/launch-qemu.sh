@@ -53,6 +53,13 @@
 # model, guest features 0x1, the release's OVMF.fd, no -kernel); otherwise the
 # note gives the `snp-build measure` command that computes it.
 #
+# VMSA mode: the digests assume how the host creates the guest (MEASUREMENTS'
+# `# vmsa-mode:` line): init2 (KVM_SEV_INIT2: Linux >= 6.10 with QEMU >= 9.1)
+# or legacy. SEV and SEV-ES guests of an init2 release get legacy-vm-type=off
+# (QEMU's SNP guests always use KVM_SEV_INIT2). An SNP launch warns when this
+# host's kernel cannot give the mode the digests assume; on a legacy host whose
+# kvm_amd has debug_swap on, KVM adds DEBUG_SWAP: the guest features are 0x21.
+#
 # Must run as root, except with -dry-run.
 #
 # Exit codes: 0 dry run done; otherwise QEMU's exit status after a launch;
@@ -66,6 +73,10 @@ QEMU="$RELEASE_DIR/usr/local/bin/qemu-system-x86_64"
 CBIT_PLACEHOLDER='<cbitpos>'
 MEASUREMENTS="$RELEASE_DIR/MEASUREMENTS"
 GUEST_FEATURES=0x1 # SEV features QEMU gives an SNP guest (SNPActive)
+VMSA_MODE=init2    # the VMSA mode the digests assume (read_vmsa_mode)
+VMSA_MODE_NAMED=0  # 1 when MEASUREMENTS names it
+# kvm_amd's parameters (SNP_LAUNCH_KVM_AMD_PARAMS: another sysfs, for tests and chroots)
+KVM_AMD_PARAMS=${SNP_LAUNCH_KVM_AMD_PARAMS:-/sys/module/kvm_amd/parameters}
 DEFAULT_APPEND="console=ttyS0 earlyprintk=serial root=/dev/sda2"
 
 SEV=0
@@ -285,6 +296,43 @@ plan_vars_copy() {
     fi
 }
 
+# The VMSA mode MEASUREMENTS' digests assume; a release without the line was
+# computed as init2.
+read_vmsa_mode() {
+    local mode=""
+    if [[ -r "$MEASUREMENTS" ]]; then
+        mode=$(awk '$1 == "#" && $2 == "vmsa-mode:" { print $3; exit }' "$MEASUREMENTS")
+    fi
+    case "$mode" in
+        "") VMSA_MODE=init2 ;;
+        init2 | legacy) VMSA_MODE=$mode VMSA_MODE_NAMED=1 ;;
+        *) die 1 "$MEASUREMENTS names an unknown vmsa-mode '$mode'" ;;
+    esac
+}
+
+# SNP: can this host give the guest the VMSA the digests assume? Linux
+# creates SNP guests with KVM_SEV_INIT2 from 6.10 (arch/x86/kvm/svm/sev.c);
+# a legacy host adds DEBUG_SWAP (0x20) when kvm_amd's debug_swap is on.
+check_vmsa_mode() {
+    local release major minor swap=""
+    [[ $SEV_SNP -eq 1 ]] || return 0
+    release=$(uname -r)
+    IFS=. read -r major minor _ <<<"$release"
+    [[ "$major" =~ ^[0-9]+$ && "$minor" =~ ^[0-9]+$ ]] || return 0
+    if [[ $VMSA_MODE == init2 ]] && ((major < 6 || (major == 6 && minor < 10))); then
+        note "warning: the digests assume vmsa-mode init2 (KVM_SEV_INIT2), which this host's kernel $release lacks (Linux >= 6.10): its guests' digests are the legacy ones (snp-build measure --vmsa-mode legacy)"
+    elif [[ $VMSA_MODE == legacy ]]; then
+        if ((major > 6 || (major == 6 && minor >= 10))); then
+            note "warning: the digests assume vmsa-mode legacy, but this host's kernel $release creates guests with KVM_SEV_INIT2 (Linux >= 6.10): expect the init2 digest (snp-build measure --vmsa-mode init2)"
+        fi
+        [[ -r "$KVM_AMD_PARAMS/debug_swap" ]] && swap=$(<"$KVM_AMD_PARAMS/debug_swap")
+        if [[ "$swap" == Y || "$swap" == 1 ]]; then
+            GUEST_FEATURES=0x21
+            note "kvm_amd debug_swap is on: KVM adds DEBUG_SWAP, so the guest features are 0x21"
+        fi
+    fi
+}
+
 sev_object() {
     local policy obj
     if [[ $SEV_SNP -eq 1 ]]; then
@@ -299,6 +347,8 @@ sev_object() {
         [[ $SEV_ES -eq 0 ]] || policy=$((policy | 0x4)) # ES
         obj="sev-guest,id=sev0,cbitpos=$CBITPOS,reduced-phys-bits=1"
         obj+=$(printf ',policy=0x%x' "$policy")
+        # An init2 release's QEMU (>= 9.1) creates the VM as its digests assume.
+        [[ $VMSA_MODE_NAMED -eq 0 || $VMSA_MODE != init2 ]] || obj+=",legacy-vm-type=off"
     fi
     printf '%s\n' "$obj"
 }
@@ -383,6 +433,7 @@ measure_command() {
     local cmd
     cmd="snp-build measure --ovmf $(shell_quote "$BIOS_DIR/OVMF.fd") --vcpus $SMP"
     cmd+=" --vcpu-type $(shell_quote "${CPU_MODEL%%,*}") --guest-features $GUEST_FEATURES"
+    cmd+=" --vmsa-mode $VMSA_MODE"
     if [[ -n "$KERNEL" ]]; then
         cmd+=" --kernel $(shell_quote "$KERNEL")"
         [[ -z "$INITRD" ]] || cmd+=" --initrd $(shell_quote "$INITRD")"
@@ -413,7 +464,7 @@ report_measurement() {
         if [[ -z "$recorded" || "$fw_sha" != "$recorded" ]]; then
             why="$BIOS_DIR/OVMF.fd is not the firmware MEASUREMENTS lists"
         else
-            want="--vcpus $SMP --vcpu-type $model --guest-features $GUEST_FEATURES"
+            want="--vcpus $SMP --vcpu-type $model --guest-features $GUEST_FEATURES --vmsa-mode $VMSA_MODE"
             digest=$(WANT=$want awk '!/^#/ && NF > 1 {
                     d = $1; $1 = ""; sub(/^ +/, "")
                     if ($0 == ENVIRON["WANT"]) { print d; exit }
@@ -473,6 +524,8 @@ main() {
     parse_args "$@"
     check_options
     determine_cbitpos
+    read_vmsa_mode
+    check_vmsa_mode
     plan_vars_copy
     build_command
     report_measurement

@@ -28,6 +28,7 @@ const SPEC: Spec = Spec {
     shared_knobs: None,
     store: "svsm",
     manifest: &["svsm"],
+    launch_role: None,
 };
 
 /// `[svsm]`'s knobs as written.

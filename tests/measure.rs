@@ -2,8 +2,11 @@
 //! end to end against a release built from the fixture upstreams.
 //!
 //! The digests are compared with the `sev-snp-measure` command-line tool
-//! (PyPI, 0.0.13), which `.ci/install-deps` installs into a venv at
-//! `$SNP_BUILD_TEST_VENV` (default `/opt/snp-build-test/venv`). The libvirt
+//! from PyPI, which `.ci/install-deps` installs twice: 0.0.13 (the init2
+//! VMSA) in a venv at `$SNP_BUILD_TEST_VENV` (default
+//! `/opt/snp-build-test/venv`), and 0.0.9 (the last with the legacy VMSA) at
+//! `$SNP_BUILD_TEST_VENV_LEGACY` (default `/opt/snp-build-test/venv-legacy`).
+//! The fixture release is `legacy`: its host kernel says 6.1. The libvirt
 //! checks need `virt-xml-validate` (Debian packages libvirt-clients and
 //! libxml2-utils, also from `.ci/install-deps`). A missing tool fails the
 //! test with what to install; nothing is skipped.
@@ -65,25 +68,39 @@ fn manifest() -> Value {
     release_manifest(&release())
 }
 
-/// `sev-snp-measure` from the test venv; fails clearly when it is missing.
-fn sev_snp_measure() -> PathBuf {
-    let venv = std::env::var_os("SNP_BUILD_TEST_VENV")
+/// The sev-snp-measure of a VMSA mode (`init2` or `legacy`), from its test
+/// venv; fails clearly when it is missing.
+fn sev_snp_measure(mode: &str) -> PathBuf {
+    let (var, default, version) = match mode {
+        "init2" => ("SNP_BUILD_TEST_VENV", "/opt/snp-build-test/venv", "0.0.13"),
+        "legacy" => (
+            "SNP_BUILD_TEST_VENV_LEGACY",
+            "/opt/snp-build-test/venv-legacy",
+            "0.0.9",
+        ),
+        other => panic!("no sev-snp-measure for VMSA mode {other:?}"),
+    };
+    let venv = std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/snp-build-test/venv"));
+        .unwrap_or_else(|| PathBuf::from(default));
     let bin = venv.join("bin/sev-snp-measure");
     assert!(
         bin.is_file(),
         "{} is missing: run `bash .ci/install-deps` (it installs the Debian package \
-         python3-venv and creates that venv with sev-snp-measure==0.0.13 from PyPI; \
-         SNP_BUILD_TEST_VENV chooses another venv)",
+         python3-venv and creates that venv with sev-snp-measure=={version} from PyPI; \
+         {var} chooses another venv)",
         bin.display()
     );
     bin
 }
 
-/// The digest sev-snp-measure prints for these arguments.
-fn reference_digest(args: &[String]) -> String {
-    let out = Command::new(sev_snp_measure()).args(args).output().unwrap();
+/// The digest sev-snp-measure prints for these arguments, with the release
+/// of it that computes `mode`'s VMSA.
+fn reference_digest_in(mode: &str, args: &[String]) -> String {
+    let out = Command::new(sev_snp_measure(mode))
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "sev-snp-measure {args:?}: {}",
@@ -92,6 +109,38 @@ fn reference_digest(args: &[String]) -> String {
     let d = text(&out.stdout).trim().to_string();
     assert_eq!(d.len(), 96, "not a SHA-384 hex digest: {d:?}");
     d
+}
+
+/// The VMSA mode of the fixture release (what its manifest names).
+fn release_mode() -> String {
+    manifest()["measurement"]["vmsa_mode"]
+        .as_str()
+        .expect("measurement.vmsa_mode")
+        .to_string()
+}
+
+/// The reference digest in the fixture release's mode, for QEMU's guest
+/// features (0x1) unless `args` name others (sev-snp-measure 0.0.9's
+/// default is 0x21).
+fn reference_digest(args: &[String]) -> String {
+    let mut args = args.to_vec();
+    if !args.iter().any(|a| a == "--guest-features") {
+        args.extend(strings(&["--guest-features", "0x1"]));
+    }
+    reference_digest_in(&release_mode(), &args)
+}
+
+/// A MEASUREMENTS line's arguments: (its mode, the rest, as sev-snp-measure
+/// takes them).
+fn split_mode(args: &str) -> (String, Vec<String>) {
+    let mut words: Vec<String> = args.split(' ').map(String::from).collect();
+    let at = words
+        .iter()
+        .position(|w| w == "--vmsa-mode")
+        .unwrap_or_else(|| panic!("no --vmsa-mode in {args:?}"));
+    let mode = words.remove(at + 1);
+    words.remove(at);
+    (mode, words)
 }
 
 /// `snp-build measure ARGS --json`: the measurement record.
@@ -160,18 +209,29 @@ fn digests_equal_sev_snp_measure_for_every_shape() {
     for (vcpus, vcpu_type, boot) in &table {
         let mut shape = strings(&["--vcpus", &vcpus.to_string(), "--vcpu-type", vcpu_type]);
         shape.extend(strings(boot));
-        let mut ours = strings(&["--ovmf", fw]);
-        ours.extend(shape.clone());
-        let m = measure_json(&ours);
-        let mut theirs = strings(&["--mode", "snp", "--ovmf", fw]);
+        // Guest features given: 0.0.9's default is 0x21, 0.0.13's 0x1.
+        let mut theirs = strings(&["--mode", "snp", "--guest-features", "0x1", "--ovmf", fw]);
         theirs.extend(shape.clone());
-        let want = reference_digest(&theirs);
-        assert_eq!(m["digest"], want.as_str(), "shape {shape:?}");
-        assert_eq!(m["vcpus"], *vcpus);
-        assert_eq!(m["vcpu_type"], *vcpu_type);
-        assert_eq!(m["kernel_hashes"].is_null(), boot.is_empty(), "{m}");
-        report.push(format!("{want}  {}", shape.join(" ")));
+        let mut digests = Vec::new();
+        for mode in ["legacy", "init2"] {
+            let mut ours = strings(&["--ovmf", fw, "--vmsa-mode", mode]);
+            ours.extend(shape.clone());
+            let m = measure_json(&ours);
+            let want = reference_digest_in(mode, &theirs);
+            assert_eq!(m["digest"], want.as_str(), "{mode} shape {shape:?}");
+            assert_eq!(m["vmsa_mode"], mode);
+            assert_eq!(m["vcpus"], *vcpus);
+            assert_eq!(m["vcpu_type"], *vcpu_type);
+            assert_eq!(m["kernel_hashes"].is_null(), boot.is_empty(), "{m}");
+            report.push(format!("{want}  {} --vmsa-mode {mode}", shape.join(" ")));
+            digests.push(want);
+        }
+        assert_ne!(digests[0], digests[1], "the two layouts differ: {shape:?}");
     }
+    // Without --vmsa-mode and without a release, the init2 layout.
+    let mut plain = strings(&["--ovmf", fw]);
+    plain.extend(strings(&["--vcpus", "2"]));
+    assert_eq!(measure_json(&plain)["vmsa_mode"], "init2");
     // The table, for the record (cargo test -- --nocapture).
     println!("{}", report.join("\n"));
 }
@@ -182,20 +242,32 @@ fn every_measurements_line_equals_sev_snp_measure_and_snp_build_measure() {
     let lines = snp_build::release::measure::parse_measurements(&text);
     assert_eq!(
         lines.len(),
-        snp_build::release::measure::release_shapes().len()
+        snp_build::release::measure::release_shapes(snp_build::snp_support::VmsaMode::Legacy).len()
     );
     assert_eq!(
-        lines[0].0, "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1",
-        "the first line is launch-qemu.sh -sev-snp's default shape"
+        lines[0].0, "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode legacy",
+        "the first line is launch-qemu.sh -sev-snp's default shape, in the release's mode"
+    );
+    assert_eq!(
+        snp_build::release::measure::recorded_mode(&text).map(|m| m.to_string()),
+        Some("legacy".to_string())
+    );
+    // The legacy lines come again with DEBUG_SWAP (0x21).
+    assert!(
+        lines
+            .iter()
+            .any(|(a, _)| a.contains("--guest-features 0x21"))
     );
     let fw = ovmf();
     for (args, digest) in &lines {
-        let shape: Vec<String> = args.split(' ').map(String::from).collect();
+        let (mode, shape) = split_mode(args);
+        assert_eq!(mode, "legacy", "{args}");
         let mut theirs = strings(&["--mode", "snp", "--ovmf", fw.to_str().unwrap()]);
         theirs.extend(shape.clone());
-        assert_eq!(reference_digest(&theirs), *digest, "{args}");
+        assert_eq!(reference_digest_in(&mode, &theirs), *digest, "{args}");
         if args.contains("--vcpus 2 ") {
-            // And `snp-build measure --release DIR ARGS` recomputes it.
+            // And `snp-build measure --release DIR ARGS` recomputes it,
+            // with the mode given or taken from the release.
             let mut ours = strings(&["--release", release().to_str().unwrap()]);
             ours.extend(shape);
             assert_eq!(measure_json(&ours)["digest"], digest.as_str(), "{args}");
@@ -254,8 +326,10 @@ fn the_release_records_the_default_shape_with_every_input_and_prints_it() {
     // MEASUREMENTS: greppable, one line per shape, its firmware named.
     let text = std::fs::read_to_string(release().join("MEASUREMENTS")).unwrap();
     assert!(
-        text.lines()
-            .any(|l| l == format!("{digest}  --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1")),
+        text.lines().any(|l| l
+            == format!(
+                "{digest}  --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode legacy"
+            )),
         "{text}"
     );
     assert!(
@@ -499,7 +573,7 @@ fn launch_qemu_dry_run_prints_the_expected_digest_or_the_measure_command() {
         &std::fs::read_to_string(release().join("MEASUREMENTS")).unwrap(),
     )
     .into_iter()
-    .find(|(a, _)| a == "--vcpus 8 --vcpu-type EPYC-Milan --guest-features 0x1")
+    .find(|(a, _)| a == "--vcpus 8 --vcpu-type EPYC-Milan --guest-features 0x1 --vmsa-mode legacy")
     .unwrap()
     .1;
     let (_, err) = launch_dry(&["-sev-snp", "-smp", "8", "-cpu", "EPYC-Milan,+avx2"]);

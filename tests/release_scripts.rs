@@ -1055,6 +1055,84 @@ fn digest_note(stderr: &str) -> &str {
 }
 
 #[test]
+fn launch_dry_run_starts_guests_in_the_vmsa_mode_measurements_assume() {
+    let r = Release::new(Packages::None);
+    let fw = r.dir().join("usr/local/share/qemu/OVMF.fd");
+    let params = r.guests().join("kvm_amd-parameters");
+    fs::create_dir_all(&params).unwrap();
+    let measurements = |mode: &str, lines: &str| {
+        write(
+            &r.dir().join("MEASUREMENTS"),
+            &format!(
+                "# firmware-sha256: {}\n# vmsa-mode: {mode}\n{lines}",
+                sha256_file(&fw)
+            ),
+        )
+    };
+    let dry = |args: &[&str]| {
+        let out = Command::new(r.dir().join("launch-qemu.sh"))
+            .args(["-dry-run", "-cbitpos", "51"])
+            .args(args)
+            .env("SNP_LAUNCH_KVM_AMD_PARAMS", &params)
+            .current_dir(r.guests())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let uname = text(&Command::new("uname").arg("-r").output().unwrap().stdout);
+    let nums: Vec<u32> = uname
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let host_has_init2 = (nums[0], nums[1]) >= (6, 10);
+
+    // init2: SEV guests are created with KVM_SEV_INIT2 too, and an SNP
+    // launch on a host without it says the digest will differ.
+    let (d1, d21) = ("c3".repeat(48), "d4".repeat(48));
+    measurements(
+        "init2",
+        &format!("{d1}  --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode init2\n"),
+    );
+    let (argv, _) = dry(&["-sev-es"]);
+    assert!(argv.contains(",legacy-vm-type=off\n"), "{argv}");
+    let (_, err) = dry(&["-sev-snp"]);
+    assert!(digest_note(&err).contains(&d1), "{err}");
+    assert_eq!(
+        err.contains("which this host's kernel"),
+        !host_has_init2,
+        "{err}"
+    );
+
+    // legacy: QEMU chooses; kvm_amd's debug_swap turns the guest features
+    // into 0x21, and the digest is looked up with them.
+    measurements(
+        "legacy",
+        &format!(
+            "{d1}  --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode legacy\n\
+             {d21}  --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x21 --vmsa-mode legacy\n"
+        ),
+    );
+    let (argv, _) = dry(&["-sev-es"]);
+    assert!(!argv.contains("legacy-vm-type"), "{argv}");
+    let (_, err) = dry(&["-sev-snp"]);
+    assert!(digest_note(&err).contains(&d1), "{err}");
+    write(&params.join("debug_swap"), "Y\n");
+    let (_, err) = dry(&["-sev-snp"]);
+    assert!(err.contains("debug_swap is on"), "{err}");
+    assert!(digest_note(&err).contains(&d21), "{err}");
+    let (_, err) = dry(&["-sev-snp", "-smp", "3"]);
+    assert!(
+        digest_note(&err)
+            .ends_with("--vcpus 3 --vcpu-type EPYC-v4 --guest-features 0x21 --vmsa-mode legacy"),
+        "{err}"
+    );
+}
+
+#[test]
 fn launch_dry_run_notes_the_snp_digest_from_measurements_or_the_measure_command() {
     let r = Release::new(Packages::None);
     let fw = r.dir().join("usr/local/share/qemu/OVMF.fd");
@@ -1066,8 +1144,9 @@ fn launch_dry_run_notes_the_snp_digest_from_measurements_or_the_measure_command(
             "# Expected SEV-SNP launch digests\n\
              # firmware: usr/local/share/qemu/OVMF.fd\n\
              # firmware-sha256: {}\n\
-             {d4}  --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1\n\
-             {d2}  --vcpus 2 --vcpu-type EPYC-Milan --guest-features 0x1\n",
+             # vmsa-mode: init2\n\
+             {d4}  --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode init2\n\
+             {d2}  --vcpus 2 --vcpu-type EPYC-Milan --guest-features 0x1 --vmsa-mode init2\n",
             sha256_file(&fw)
         ),
     );
@@ -1089,7 +1168,7 @@ fn launch_dry_run_notes_the_snp_digest_from_measurements_or_the_measure_command(
         digest_note(&err),
         format!(
             "launch-qemu.sh: expected SEV-SNP launch digest: {d4} \
-             (MEASUREMENTS: --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1)"
+             (MEASUREMENTS: --vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode init2)"
         )
     );
     assert!(argv.iter().all(|a| !a.contains(&d4)), "{argv:?}");
@@ -1107,7 +1186,7 @@ fn launch_dry_run_notes_the_snp_digest_from_measurements_or_the_measure_command(
     );
     assert!(
         note.ends_with(&measure(
-            "--vcpus 2 --vcpu-type EPYC-v4 --guest-features 0x1"
+            "--vcpus 2 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode init2"
         )),
         "{note}"
     );
@@ -1124,7 +1203,7 @@ fn launch_dry_run_notes_the_snp_digest_from_measurements_or_the_measure_command(
     assert!(note.contains("direct kernel boot"), "{note}");
     assert!(
         note.ends_with(&measure(&format!(
-            "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --kernel {kernel} \
+            "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode init2 --kernel {kernel} \
              --initrd {initrd} --append 'console=ttyS0 earlyprintk=serial root=/dev/sda2'"
         ))),
         "{note}"
@@ -1167,7 +1246,7 @@ fn launch_dry_run_notes_the_snp_digest_from_measurements_or_the_measure_command(
     assert!(
         note.contains("this release has no MEASUREMENTS file")
             && note.ends_with(&measure(
-                "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1"
+                "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode init2"
             )),
         "{note}"
     );

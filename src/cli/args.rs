@@ -13,6 +13,7 @@ use crate::commands::fetch::FetchRequest;
 use crate::commands::{EnvRequest, Globals};
 use crate::host::PackageFormat;
 use crate::release::measure::MeasureRequest;
+use crate::snp_support::VmsaMode;
 use crate::stage::Registry;
 use crate::stage::registry::choices;
 
@@ -111,6 +112,11 @@ pub struct BuildArgs {
     /// release says so, with the diff
     #[arg(long, conflicts_with = "discard_changes")]
     pub allow_dirty: bool,
+
+    /// Build a host kernel and QEMU that cannot launch SEV-SNP guests (an
+    /// upstream release older than SNP support) instead of refusing them
+    #[arg(long)]
+    pub allow_unsupported: bool,
 
     /// Run one stage at a time (each with -jN) instead of side by side
     #[arg(long)]
@@ -329,6 +335,12 @@ pub enum Command {
         /// Overwrite an existing pin file and fragments
         #[arg(long)]
         force: bool,
+        /// Which stack to pin: amd (AMD's SNP branches, as build.sh; the
+        /// default), upstream (Linux 6.12.y, QEMU 10.0, edk2-stable202502)
+        /// or coco (the confidential-containers pins: v6.12, v9.2.0,
+        /// edk2-stable202411)
+        #[arg(long, value_name = "NAME", default_value = "amd", value_parser = clap::builder::PossibleValuesParser::new(crate::commands::stacks::names()))]
+        stack: String,
     },
     /// Print the effective configuration (defaults filled in)
     Config,
@@ -428,6 +440,15 @@ pub struct MeasureArgs {
         allow_hyphen_values = true
     )]
     pub append: Option<String>,
+    /// The initial VMSA the host gives the guest: init2 (KVM_SEV_INIT2,
+    /// Linux >= 6.10 with QEMU >= 9.1) or legacy (default: the release's
+    /// own, from its MEASUREMENTS; else init2)
+    #[arg(long, value_name = "MODE", value_parser = parse_vmsa_mode)]
+    pub vmsa_mode: Option<VmsaMode>,
+}
+
+fn parse_vmsa_mode(s: &str) -> Result<VmsaMode, String> {
+    s.parse()
 }
 
 impl Cli {
@@ -495,6 +516,7 @@ impl BuildArgs {
                 components: self.components.clone(),
             },
             allow_dirty: self.allow_dirty,
+            allow_unsupported: self.allow_unsupported,
             package: self.package,
             output: self.output.clone(),
             date: self.date.clone(),
@@ -517,6 +539,7 @@ impl MeasureArgs {
             kernel: self.kernel.clone(),
             initrd: self.initrd.clone(),
             append: self.append.clone(),
+            vmsa_mode: self.vmsa_mode,
         }
     }
 }

@@ -318,7 +318,11 @@ fn dispatch(registry: &Registry, cli: Cli) -> anyhow::Result<Fields> {
             }
             fields(imported)
         }
-        Some(Command::Init { output, force }) => fields(commands::pins::init(&output, force)?),
+        Some(Command::Init {
+            output,
+            force,
+            stack,
+        }) => fields(commands::pins::init(&output, force, &stack)?),
         Some(Command::Config) => {
             let stack = commands::load(registry, globals.config.as_deref())?;
             let origin = stack.file.origin.display_name();

@@ -187,6 +187,9 @@ pub fn plan_table(plan: &[Planned]) -> String {
         for r in reasons {
             out.push_str(&format!("{:width$}  {:6}  {r}\n", "", ""));
         }
+        if let Some(pin) = &p.pin {
+            out.push_str(&format!("{:width$}  {:6}  pinned: {pin}\n", "", ""));
+        }
     }
     out
 }

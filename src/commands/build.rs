@@ -33,6 +33,9 @@ pub struct BuildRequest {
     pub fetch: FetchRequest,
     /// `--allow-dirty`: build trees that differ from their pins as they are.
     pub allow_dirty: bool,
+    /// `--allow-unsupported`: build a host kernel and QEMU that cannot
+    /// launch SNP guests instead of refusing them.
+    pub allow_unsupported: bool,
     /// `--package`: where the release goes.
     pub package: bool,
     pub output: PathBuf,
@@ -97,6 +100,7 @@ pub fn build(
     let selection = Selection::parse(&req.fetch.components, registry)?;
     let stack = super::load(registry, globals.config.as_deref())?;
     let components = stack.request(&selection, req.package)?;
+    super::support::check_pins(&components, req.allow_unsupported)?;
     let env = super::build_env(globals, &stack, &req.env)?;
     let target = req
         .package
@@ -242,6 +246,7 @@ fn build_locked(
         });
     }
     tools.save()?;
+    super::support::check_trees(components, &synced, req.allow_unsupported)?;
     // A stage the lock did not predict (e.g. a pin it did not cover) is
     // checked now, still before any build command.
     let unchecked: Vec<&dyn Component> = work

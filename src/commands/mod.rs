@@ -22,6 +22,8 @@ pub mod package;
 pub mod pins;
 pub mod plan;
 pub mod settle;
+pub mod stacks;
+pub mod support;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

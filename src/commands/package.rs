@@ -68,5 +68,6 @@ pub fn release_of<'a>(
         sign_key_id: target.sign_key_id.clone(),
         installer: target.installer.clone(),
         manifest_schema: crate::schema::to_bytes(&stack.manifest_schema()),
+        launch: super::support::release_choice(stack, outcomes),
     })
 }

@@ -7,25 +7,28 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::config::{EMBEDDED, Origin, PinFile, legacy};
+use crate::config::{Origin, PinFile, legacy};
 use crate::error::UsageError;
 use crate::stage::Registry;
-use crate::stage::kernel::base::EMBEDDED_FRAGMENTS;
 
 /// What `init` wrote.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Initialized {
     pub path: PathBuf,
+    /// The stack it pins (`amd`, `upstream`, ...).
+    pub stack: String,
     /// The kernel config fragments the default names, written beside it.
     pub fragments: Vec<PathBuf>,
     /// Fragments already there (yours: kept without --force).
     pub kept: Vec<PathBuf>,
 }
 
-/// `init`: writes the embedded default pin file for editing, and beside it
-/// the kernel config fragments it names (`configs/snp-{host,guest}.config`),
-/// so all of what a build starts from is there to read and change.
-pub fn init(output: &Path, force: bool) -> anyhow::Result<Initialized> {
+/// `init`: writes a named stack's pin file for editing (the default `amd`:
+/// the embedded default), and beside it the kernel config fragments it
+/// names (`configs/snp-{host,guest}.config`, ...), so all of what a build
+/// starts from is there to read and change.
+pub fn init(output: &Path, force: bool, stack: &str) -> anyhow::Result<Initialized> {
+    let stack = super::stacks::named(stack)?;
     if output.exists() && !force {
         return Err(
             UsageError::new(format!("{} already exists", output.display()))
@@ -36,11 +39,12 @@ pub fn init(output: &Path, force: bool) -> anyhow::Result<Initialized> {
     let dir = output.parent().unwrap_or(Path::new(""));
     let mut done = Initialized {
         path: output.to_path_buf(),
+        stack: stack.name.to_string(),
         fragments: Vec::new(),
         kept: Vec::new(),
     };
-    std::fs::write(output, EMBEDDED).with_context(|| format!("writing {}", output.display()))?;
-    for (rel, text) in EMBEDDED_FRAGMENTS {
+    std::fs::write(output, stack.pins).with_context(|| format!("writing {}", output.display()))?;
+    for (rel, text) in stack.fragment_texts() {
         let path = dir.join(rel);
         if path.exists() && !force {
             done.kept.push(path);
@@ -54,8 +58,10 @@ pub fn init(output: &Path, force: bool) -> anyhow::Result<Initialized> {
         done.fragments.push(path);
     }
     tracing::info!(
-        "wrote {} (AMD's default pins and build.sh's knobs){}; edit them, then run `snp-build --package`",
+        "wrote {} (the {} stack: {}){}; edit them, then run `snp-build --package`",
         output.display(),
+        stack.name,
+        stack.summary,
         if done.fragments.is_empty() {
             String::new()
         } else {

@@ -53,6 +53,10 @@ pub struct Planned {
     pub stage: String,
     pub action: Action,
     pub reasons: Vec<Reason>,
+    /// What its source is pinned to (`branch linux-6.12.y of URL`, the URL
+    /// redacted); none for the release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
 }
 
 impl Planned {
@@ -61,6 +65,7 @@ impl Planned {
             stage: stage.to_string(),
             action: if d.run { Action::Run } else { Action::Skip },
             reasons: d.reasons.clone(),
+            pin: None,
         }
     }
 }
@@ -117,6 +122,7 @@ pub fn plan(
             (Some(_), _) => Tree::Pinned,
         };
         let mut planned = Planned::new(name, &judged.decision);
+        planned.pin = Some(format!("{} of {}", source.rev, source.url.redacted()));
         if let Choice::Pull(at) = cache.plan(name, &judged, tree)? {
             planned.action = Action::Pull;
             planned.reasons.push(Reason::InCache { at });
@@ -173,6 +179,7 @@ pub fn command(
     let selection = Selection::parse(&req.components, registry)?;
     let stack = super::load(registry, globals.config.as_deref())?;
     let components = stack.request(&selection, req.package)?;
+    super::support::warn_pins(&components);
     let env = super::build_env(globals, &stack, &req.env)?;
     let key = super::signing_key_path(None, &stack);
     let target = req
@@ -215,6 +222,7 @@ pub fn show(
                 stage: crate::release::STAGE.to_string(),
                 action: Action::Stop,
                 reasons: vec![Reason::BuildStops],
+                pin: None,
             });
             return Ok(planned);
         }

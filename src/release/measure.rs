@@ -3,9 +3,14 @@
 //! the guest's shape (vCPU count and type, guest features, VMM type, and
 //! the kernel hashes of a direct kernel boot).
 //!
-//! The digest itself is computed by the `sev` crate's
-//! `measurement::snp::snp_calc_launch_digest` (virtee), the same algorithm
-//! as `sev-snp-measure --mode snp`; the test suite compares the two.
+//! The pieces come from the `sev` crate (virtee): its OVMF parser, its
+//! VMSA page for a QEMU vCPU and its kernel hashes page. The digest chain
+//! (the SNP firmware ABI's PAGE_INFO hash) is kept here, in
+//! [`LaunchDigest`], because the crate builds only the `KVM_SEV_INIT2`
+//! VMSA and does not hand out the digest of a chain it did not finish: the
+//! legacy layout (MXCSR and FCW zero, see [`crate::snp_support`]) is that
+//! page with two fields cleared. The test suite compares every digest with
+//! `sev-snp-measure --mode snp`: 0.0.13 for `init2`, 0.0.9 for `legacy`.
 //!
 //! Guarantees:
 //! - A firmware file is checked here before the crate sees it: a file that
@@ -15,6 +20,8 @@
 //!   naming the file and what is missing, never a panic. (The crate slices
 //!   and asserts on what it reads; every bound it relies on is checked
 //!   first.)
+//! - Every digest names the VMSA mode it assumes ([`VmsaMode`]); the
+//!   same shape gives different digests in the two modes.
 //! - The VMM type is always QEMU (what `launch-qemu.sh` and the libvirt
 //!   domain run), and the kernel command line is hashed as QEMU hashes it:
 //!   the bytes given plus a NUL. A command line with leading or trailing
@@ -39,10 +46,15 @@ use sha2::{Digest, Sha256};
 use crate::error::UsageError;
 use crate::hash::hex;
 
-use sev::measurement::snp::{SnpMeasurementArgs, calc_snp_ovmf_hash, snp_calc_launch_digest};
+use sev::launch::PageType;
+use sev::measurement::ovmf::{OVMF, SectionType};
+use sev::measurement::sev_hashes::SevHashes;
 use sev::measurement::vcpu_types::CpuType;
-use sev::measurement::vmsa::{GuestFeatures, VMMType};
+use sev::measurement::vmsa::{GuestFeatures, VMMType, VMSA};
 use sev::parser::ByteParser;
+use sha2::Sha384;
+
+pub use crate::snp_support::VmsaMode;
 
 /// vCPUs of `launch-qemu.sh -sev-snp` (its `-smp` default).
 pub const DEFAULT_VCPUS: u32 = 4;
@@ -374,16 +386,20 @@ pub struct Shape {
     pub vcpu_type: String,
     pub guest_features: u64,
     pub boot: Option<DirectBoot>,
+    /// The initial VMSA the host gives the vCPUs.
+    pub vmsa_mode: VmsaMode,
 }
 
 impl Shape {
-    /// The shape `launch-qemu.sh -sev-snp` launches by default.
-    pub fn launch_default() -> Shape {
+    /// The shape `launch-qemu.sh -sev-snp` launches by default, on a host
+    /// that starts guests in `mode`.
+    pub fn launch_default(mode: VmsaMode) -> Shape {
         Shape {
             vcpus: DEFAULT_VCPUS,
             vcpu_type: DEFAULT_VCPU_TYPE.into(),
             guest_features: DEFAULT_GUEST_FEATURES,
             boot: None,
+            vmsa_mode: mode,
         }
     }
 
@@ -396,6 +412,8 @@ impl Shape {
             self.vcpu_type.clone(),
             "--guest-features".into(),
             format!("{:#x}", self.guest_features),
+            "--vmsa-mode".into(),
+            self.vmsa_mode.to_string(),
         ];
         if let Some(b) = &self.boot {
             v.extend(["--kernel".into(), b.kernel.display().to_string()]);
@@ -410,10 +428,19 @@ impl Shape {
     }
 
     /// The equivalent `sev-snp-measure` arguments (firmware aside): the
-    /// same flags, in its `--mode snp`.
+    /// same flags but the mode, in its `--mode snp`. Which release of it
+    /// computes the same layout is [`VmsaMode::sev_snp_measure_versions`].
     pub fn sev_snp_measure_args(&self) -> Vec<String> {
         let mut v = vec!["--mode".to_string(), "snp".into()];
-        v.extend(self.args());
+        let args = self.args();
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            if a == "--vmsa-mode" {
+                it.next();
+            } else {
+                v.push(a);
+            }
+        }
         v
     }
 }
@@ -507,10 +534,16 @@ pub struct MeasurementRecord {
     pub vmm_type: String,
     /// The measured hashes of a direct kernel boot; null without one.
     pub kernel_hashes: Option<KernelHashes>,
+    /// The initial VMSA the digest assumes: `init2` (`KVM_SEV_INIT2`) or
+    /// `legacy`.
+    pub vmsa_mode: VmsaMode,
     /// What computed the digest.
     pub calculator: String,
     /// The `sev-snp-measure` arguments that compute the same digest.
     pub sev_snp_measure_args: Vec<String>,
+    /// The sev-snp-measure releases those arguments give it with
+    /// (`sev-snp-measure >= 0.0.10` for `init2`, `<= 0.0.9` for `legacy`).
+    pub sev_snp_measure: String,
 }
 
 /// The manifest's `measurement`: the default shape's record, then every
@@ -521,6 +554,8 @@ pub struct ReleaseMeasurement {
     pub default: MeasurementRecord,
     /// What launches the default shape.
     pub launch: String,
+    /// Why the release assumes its VMSA mode: its host kernel and QEMU.
+    pub vmsa_mode_reason: String,
     /// `MEASUREMENTS`.
     pub measurements_file: String,
     /// Every listed shape, the default first.
@@ -534,6 +569,7 @@ pub struct ShapeDigest {
     pub vcpu_type: String,
     /// Hex.
     pub guest_features: String,
+    pub vmsa_mode: VmsaMode,
     /// SHA-384, lowercase hex.
     pub digest: String,
 }
@@ -556,8 +592,10 @@ impl Measurement {
             guest_features: format!("{:#x}", self.shape.guest_features),
             vmm_type: VMM_TYPE.into(),
             kernel_hashes: self.kernel_hashes.clone(),
+            vmsa_mode: self.shape.vmsa_mode,
             calculator: calculator(),
             sev_snp_measure_args: smm,
+            sev_snp_measure: self.shape.vmsa_mode.sev_snp_measure_versions().into(),
         }
     }
 }
@@ -573,7 +611,7 @@ pub fn calculator() -> String {
         .map(|v| v.trim_matches('"').to_string())
         .unwrap_or_else(|| "?".into());
     format!(
-        "sev {version} measurement::snp::snp_calc_launch_digest (as sev-snp-measure --mode snp)"
+        "sev {version} pages (OVMF, VMSA, kernel hashes) in snp-build's launch digest chain (as sev-snp-measure --mode snp)"
     )
 }
 
@@ -585,28 +623,151 @@ fn crate_error(path: &Path, e: sev::error::MeasurementError) -> anyhow::Error {
     FirmwareError::new(path, format!("the SNP measurement failed: {e}")).into()
 }
 
-fn digest_args<'a>(
-    ovmf: &Path,
-    shape: &'a Shape,
-    ovmf_hash: Option<&'a str>,
-) -> anyhow::Result<SnpMeasurementArgs<'a>> {
+/// Where the SNP firmware ABI records every VMSA page: GPA (u64)-1,
+/// page-aligned, with the bits above 51 cleared.
+const VMSA_GPA: u64 = 0xFFFF_FFFF_F000;
+/// Offsets in the VMSA page of MXCSR (u32) and the x87 FCW (u16): AMD
+/// APM vol. 2, table B-4, the SEV-ES save area, as sev-snp-measure's
+/// `SevEsSaveArea` lays it out.
+const VMSA_MXCSR: usize = 0x408;
+const VMSA_X87_FCW: usize = 0x410;
+
+/// The launch digest as the SNP firmware builds it: for every page added
+/// to the guest, SHA-384 over PAGE_INFO (the digest so far, the page's
+/// contents hash, its length, type, IMI flag, VMPL permissions and GPA).
+#[derive(Clone)]
+struct LaunchDigest([u8; 48]);
+
+impl LaunchDigest {
+    fn update(&mut self, page_type: PageType, gpa: u64, contents: &[u8]) {
+        // PAGE_INFO: SNP firmware ABI, SNP_LAUNCH_UPDATE (0x70 bytes).
+        let mut info = Vec::with_capacity(0x70);
+        info.extend_from_slice(&self.0);
+        info.extend_from_slice(contents);
+        info.extend_from_slice(&0x70u16.to_le_bytes());
+        info.push(page_type as u8);
+        info.push(0); // IMI_PAGE
+        info.extend_from_slice(&[0, 0, 0]); // VMPL3, VMPL2, VMPL1 permissions
+        info.push(0); // reserved
+        info.extend_from_slice(&gpa.to_le_bytes());
+        debug_assert_eq!(info.len(), 0x70);
+        self.0.copy_from_slice(&Sha384::digest(&info));
+    }
+
+    /// Measured pages of data, 4 KiB each, from `gpa`.
+    fn data(&mut self, gpa: u64, data: &[u8]) {
+        for (i, page) in data.chunks(layout::PAGE as usize).enumerate() {
+            self.update(
+                PageType::Normal,
+                gpa + i as u64 * layout::PAGE,
+                &Sha384::digest(page),
+            );
+        }
+    }
+
+    /// Zero pages, 4 KiB each, from `gpa`: recorded with a zero contents
+    /// hash.
+    fn zero_pages(&mut self, path: &Path, gpa: u64, len: u64) -> Result<(), FirmwareError> {
+        if !len.is_multiple_of(layout::PAGE) {
+            return Err(FirmwareError::new(
+                path,
+                format!(
+                    "an SEV metadata section at {gpa:#x} is {len:#x} bytes, not whole 4 KiB pages"
+                ),
+            ));
+        }
+        for i in 0..len / layout::PAGE {
+            self.update(PageType::Zero, gpa + i * layout::PAGE, &[0; 48]);
+        }
+        Ok(())
+    }
+
+    fn hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+/// The digest of the firmware's own pages: where every shape starts.
+fn firmware_digest(ovmf: &OVMF) -> LaunchDigest {
+    let mut ld = LaunchDigest([0; 48]);
+    ld.data(ovmf.gpa(), ovmf.data());
+    ld
+}
+
+/// The VMSA page of a QEMU vCPU in `mode`: the crate's page (the
+/// `KVM_SEV_INIT2` layout) with MXCSR and FCW set to what the mode leaves.
+fn vmsa_page(page: &[u8], mode: VmsaMode) -> Vec<u8> {
+    let mut page = page.to_vec();
+    let (mxcsr, fcw) = mode.fpu_reset();
+    page[VMSA_MXCSR..VMSA_MXCSR + 4].copy_from_slice(&mxcsr.to_le_bytes());
+    page[VMSA_X87_FCW..VMSA_X87_FCW + 2].copy_from_slice(&fcw.to_le_bytes());
+    page
+}
+
+/// The launch digest of `shape` from the firmware's digest `seed`: the SEV
+/// metadata sections (a direct boot's kernel hashes page among them), then
+/// one VMSA page per vCPU, as QEMU adds them.
+fn launch_digest(
+    path: &Path,
+    ovmf: &OVMF,
+    seed: &LaunchDigest,
+    shape: &Shape,
+) -> anyhow::Result<String> {
     let vcpu_type = CpuType::try_from(shape.vcpu_type.as_str()).map_err(|_| {
         UsageError::new(format!("unknown vCPU type {:?}", shape.vcpu_type))
             .help(format!("one of {}", KNOWN_VCPU_TYPES.join(", ")))
     })?;
     let features = GuestFeatures::from_bytes_with(&shape.guest_features.to_le_bytes(), ())
         .context("encoding the guest features")?;
-    Ok(SnpMeasurementArgs {
-        vcpus: shape.vcpus,
+    let hashes = match &shape.boot {
+        Some(b) => Some(
+            SevHashes::new(b.kernel.clone(), b.initrd.clone(), b.append.as_deref())
+                .map_err(|e| crate_error(path, e))?,
+        ),
+        None => None,
+    };
+    let mut ld = seed.clone();
+    for desc in ovmf.metadata_items() {
+        let (gpa, size) = (u64::from(desc.gpa), u64::from(desc.size));
+        match desc.section_type {
+            SectionType::SnpSecMemory | SectionType::SvsmCaa => ld.zero_pages(path, gpa, size)?,
+            SectionType::SnpSecrets => ld.update(PageType::Secrets, gpa, &[0; 48]),
+            SectionType::Cpuid => ld.update(PageType::Cpuid, gpa, &[0; 48]),
+            SectionType::SnpKernelHashes => match &hashes {
+                Some(h) => {
+                    let table = ovmf.sev_hashes_table_gpa().map_err(|e| {
+                        FirmwareError::new(path, format!("the kernel hashes table: {e}"))
+                    })?;
+                    let page = h
+                        .construct_page((table & (layout::PAGE - 1)) as usize)
+                        .map_err(|e| crate_error(path, e))?;
+                    ld.data(gpa, &page);
+                }
+                None => ld.zero_pages(path, gpa, size)?,
+            },
+        }
+    }
+    let reset_eip = ovmf
+        .sev_es_reset_eip()
+        .map_err(|e| FirmwareError::new(path, format!("the SEV-ES reset block: {e}")))?;
+    let vmsa = VMSA::new(
+        reset_eip.into(),
         vcpu_type,
-        ovmf_file: ovmf.to_path_buf(),
-        guest_features: features,
-        kernel_file: shape.boot.as_ref().map(|b| b.kernel.clone()),
-        initrd_file: shape.boot.as_ref().and_then(|b| b.initrd.clone()),
-        append: shape.boot.as_ref().and_then(|b| b.append.as_deref()),
-        ovmf_hash_str: ovmf_hash,
-        vmm_type: Some(VMMType::QEMU),
-    })
+        VMMType::QEMU,
+        Some(u64::from(shape.vcpus)),
+        features,
+    );
+    for page in vmsa
+        .pages(shape.vcpus as usize)
+        .map_err(|e| crate_error(path, e))?
+    {
+        ld.update(
+            PageType::Vmsa,
+            VMSA_GPA,
+            &Sha384::digest(vmsa_page(&page, shape.vmsa_mode)),
+        );
+    }
+    Ok(ld.hex())
 }
 
 fn check_shape(shape: &Shape) -> anyhow::Result<()> {
@@ -627,10 +788,17 @@ fn check_shape(shape: &Shape) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The firmware checked ([`inspect`]), then parsed by the crate.
+fn open_firmware(path: &Path) -> anyhow::Result<(Firmware, OVMF)> {
+    let firmware = inspect(path)?;
+    let ovmf = OVMF::new(path.to_path_buf()).map_err(|e| crate_error(path, e))?;
+    Ok((firmware, ovmf))
+}
+
 /// The expected launch digest of `ovmf` for `shape`.
 pub fn measure(ovmf: &Path, shape: &Shape) -> anyhow::Result<Measurement> {
     check_shape(shape)?;
-    let firmware = inspect(ovmf)?;
+    let (firmware, parsed) = open_firmware(ovmf)?;
     let kernel_hashes = match &shape.boot {
         None => None,
         Some(b) => {
@@ -655,9 +823,7 @@ pub fn measure(ovmf: &Path, shape: &Shape) -> anyhow::Result<Measurement> {
             })
         }
     };
-    let digest = snp_calc_launch_digest(digest_args(ovmf, shape, None)?)
-        .map_err(|e| crate_error(ovmf, e))?
-        .get_hex_ld();
+    let digest = launch_digest(ovmf, &parsed, &firmware_digest(&parsed), shape)?;
     Ok(Measurement {
         digest,
         firmware,
@@ -672,49 +838,68 @@ pub fn measure(ovmf: &Path, shape: &Shape) -> anyhow::Result<Measurement> {
 pub struct ReleaseMeasurements {
     /// The default shape of `launch-qemu.sh -sev-snp`.
     pub default: Measurement,
+    /// Why the release assumes its mode (the host kernel and QEMU it has).
+    pub mode_reason: String,
     /// Every listed shape and its digest, the default first.
     pub shapes: Vec<(Shape, String)>,
 }
 
-/// The shapes a release's `MEASUREMENTS` lists: the launch default first,
-/// then every vCPU type of [`MATRIX_VCPU_TYPES`] with every count of
-/// [`MATRIX_VCPUS`].
-pub fn release_shapes() -> Vec<Shape> {
-    let mut shapes = vec![Shape::launch_default()];
-    for t in MATRIX_VCPU_TYPES {
-        for n in MATRIX_VCPUS {
-            let s = Shape {
-                vcpus: *n,
-                vcpu_type: t.to_string(),
-                ..Shape::launch_default()
-            };
-            if !shapes.contains(&s) {
-                shapes.push(s);
+/// Guest features with DEBUG_SWAP (bit 5) besides SNPActive: what a host
+/// of the legacy init with `kvm_amd debug_swap=Y` gives a guest (and
+/// sev-snp-measure 0.0.9's default).
+pub const LEGACY_DEBUG_SWAP_FEATURES: u64 = 0x21;
+
+/// The shapes a release's `MEASUREMENTS` lists in `mode`: the launch
+/// default first, then every vCPU type of [`MATRIX_VCPU_TYPES`] with every
+/// count of [`MATRIX_VCPUS`]; in `legacy` mode each again with
+/// [`LEGACY_DEBUG_SWAP_FEATURES`].
+pub fn release_shapes(mode: VmsaMode) -> Vec<Shape> {
+    let mut features = vec![DEFAULT_GUEST_FEATURES];
+    if mode == VmsaMode::Legacy {
+        features.push(LEGACY_DEBUG_SWAP_FEATURES);
+    }
+    let mut shapes = vec![Shape::launch_default(mode)];
+    for f in features {
+        for t in MATRIX_VCPU_TYPES {
+            for n in MATRIX_VCPUS {
+                let s = Shape {
+                    vcpus: *n,
+                    vcpu_type: t.to_string(),
+                    guest_features: f,
+                    ..Shape::launch_default(mode)
+                };
+                if !shapes.contains(&s) {
+                    shapes.push(s);
+                }
             }
         }
     }
     shapes
 }
 
-/// Measures a release's firmware for [`release_shapes`]. The firmware's
-/// pages are hashed once and the result seeds every other shape.
-pub fn release_measurements(ovmf: &Path) -> anyhow::Result<ReleaseMeasurements> {
-    let default = measure(ovmf, &Shape::launch_default())?;
-    let seed = calc_snp_ovmf_hash(ovmf.to_path_buf())
-        .map_err(|e| crate_error(ovmf, e))?
-        .get_hex_ld();
+/// Measures a release's firmware for [`release_shapes`] in `mode`. The
+/// firmware's pages are hashed once and the result seeds every shape.
+pub fn release_measurements(
+    ovmf: &Path,
+    mode: &crate::snp_support::Choice,
+) -> anyhow::Result<ReleaseMeasurements> {
+    let default = measure(ovmf, &Shape::launch_default(mode.mode))?;
+    let parsed = OVMF::new(ovmf.to_path_buf()).map_err(|e| crate_error(ovmf, e))?;
+    let seed = firmware_digest(&parsed);
     let mut shapes = Vec::new();
-    for shape in release_shapes() {
+    for shape in release_shapes(mode.mode) {
         let digest = if shape == default.shape {
             default.digest.clone()
         } else {
-            snp_calc_launch_digest(digest_args(ovmf, &shape, Some(&seed))?)
-                .map_err(|e| crate_error(ovmf, e))?
-                .get_hex_ld()
+            launch_digest(ovmf, &parsed, &seed, &shape)?
         };
         shapes.push((shape, digest));
     }
-    Ok(ReleaseMeasurements { default, shapes })
+    Ok(ReleaseMeasurements {
+        default,
+        mode_reason: mode.reason.clone(),
+        shapes,
+    })
 }
 
 impl ReleaseMeasurements {
@@ -732,13 +917,20 @@ impl ReleaseMeasurements {
              # arguments of the shape. The first line is what `launch-qemu.sh -sev-snp`\n\
              # launches by default ({DEFAULT_VCPUS} vCPUs, {DEFAULT_VCPU_TYPE}).\n\
              # VMM type {VMM_TYPE}; no direct kernel boot (with -kernel, run snp-build measure).\n\
+             # Every line assumes the VMSA mode it names (--vmsa-mode): {mode}, because\n\
+             # {reason}.\n\
+             # sev-snp-measure computes the same digests without --vmsa-mode: {smm}.\n\
              # Recompute a line: snp-build measure --release <this directory> ARGS\n\
              # Computed by snp-build {} with {}.\n\
              # firmware: {RELEASE_OVMF}\n\
-             # firmware-sha256: {}",
+             # firmware-sha256: {}\n\
+             # vmsa-mode: {mode}",
             env!("CARGO_PKG_VERSION"),
             calculator(),
-            fw.sha256
+            fw.sha256,
+            mode = self.default.shape.vmsa_mode,
+            reason = self.mode_reason,
+            smm = self.default.shape.vmsa_mode.sev_snp_measure_versions(),
         );
         for (shape, digest) in &self.shapes {
             let _ = writeln!(s, "{digest}  {}", shape.args().join(" "));
@@ -753,6 +945,7 @@ impl ReleaseMeasurements {
             launch: format!(
                 "launch-qemu.sh -sev-snp (defaults -smp {DEFAULT_VCPUS} -cpu {DEFAULT_VCPU_TYPE})"
             ),
+            vmsa_mode_reason: self.mode_reason.clone(),
             measurements_file: MEASUREMENTS_FILE.into(),
             shapes: self
                 .shapes
@@ -761,6 +954,7 @@ impl ReleaseMeasurements {
                     vcpus: s.vcpus,
                     vcpu_type: s.vcpu_type.clone(),
                     guest_features: format!("{:#x}", s.guest_features),
+                    vmsa_mode: s.vmsa_mode,
                     digest: d.clone(),
                 })
                 .collect(),
@@ -777,6 +971,14 @@ pub fn parse_measurements(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The VMSA mode a `MEASUREMENTS` file names (`# vmsa-mode: init2`).
+/// Files written before the mode was recorded have none.
+pub fn recorded_mode(text: &str) -> Option<VmsaMode> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("# vmsa-mode:"))
+        .and_then(|m| m.trim().parse().ok())
+}
+
 /// What `snp-build measure` was asked: the firmware and the guest shape.
 #[derive(Debug, Clone)]
 pub struct MeasureRequest {
@@ -790,6 +992,9 @@ pub struct MeasureRequest {
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     pub append: Option<String>,
+    /// `--vmsa-mode`; unset: the release's own (its `MEASUREMENTS`), else
+    /// `init2`.
+    pub vmsa_mode: Option<VmsaMode>,
 }
 
 /// `snp-build measure`: the expected launch digest of a firmware for a
@@ -815,6 +1020,16 @@ pub fn command(args: &MeasureRequest) -> anyhow::Result<Measurement> {
                 .into());
         }
     };
+    // The mode the release's digests assume, so that its MEASUREMENTS
+    // lines recompute as written; releases older than the mode line were
+    // computed in the init2 layout.
+    let vmsa_mode = args.vmsa_mode.unwrap_or_else(|| {
+        args.release
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join(MEASUREMENTS_FILE)).ok())
+            .and_then(|t| recorded_mode(&t))
+            .unwrap_or(VmsaMode::Init2)
+    });
     let shape = Shape {
         vcpus: args.vcpus,
         vcpu_type: parse_vcpu_type(&args.vcpu_type)?,
@@ -824,6 +1039,7 @@ pub fn command(args: &MeasureRequest) -> anyhow::Result<Measurement> {
             initrd: args.initrd.clone(),
             append: args.append.clone(),
         }),
+        vmsa_mode,
     };
     measure(&ovmf, &shape).map_err(|e| match e.downcast::<FirmwareError>() {
         // A firmware that cannot be measured is bad input: exit 2.
@@ -857,6 +1073,11 @@ pub fn describe(m: &Measurement) -> Vec<String> {
             "shape: {} vCPU(s) {}, guest features {:#x}, VMM {VMM_TYPE}, {boot}",
             m.shape.vcpus, m.shape.vcpu_type, m.shape.guest_features
         ),
+        format!(
+            "VMSA mode: {} (as {})",
+            m.shape.vmsa_mode,
+            m.shape.vmsa_mode.sev_snp_measure_versions()
+        ),
         "expected SEV-SNP launch digest (SHA-384):".to_string(),
     ]
 }
@@ -864,6 +1085,38 @@ pub fn describe(m: &Measurement) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_crate_vmsa_page_holds_init2_fpu_state_where_legacy_clears_it() {
+        let features = GuestFeatures::from_bytes_with(&1u64.to_le_bytes(), ()).unwrap();
+        let vmsa = VMSA::new(
+            0xffff_f000,
+            CpuType::try_from("EPYC-v4").unwrap(),
+            VMMType::QEMU,
+            Some(1),
+            features,
+        );
+        let page = &vmsa.pages(1).unwrap()[0];
+        // The crate's page is the init2 layout: if its offsets moved, the
+        // legacy page below would clear the wrong bytes.
+        assert_eq!(u32_at(page, VMSA_MXCSR), 0x1f80);
+        assert_eq!(u16_at(page, VMSA_X87_FCW), 0x37f);
+        assert_eq!(vmsa_page(page, VmsaMode::Init2), *page);
+        let legacy = vmsa_page(page, VmsaMode::Legacy);
+        assert_eq!(u32_at(&legacy, VMSA_MXCSR), 0);
+        assert_eq!(u16_at(&legacy, VMSA_X87_FCW), 0);
+        let changed = legacy.iter().zip(page).filter(|(a, b)| a != b).count();
+        assert_eq!(changed, 4, "only MXCSR's and FCW's set bytes differ");
+    }
+
+    #[test]
+    fn measurements_name_their_mode() {
+        assert_eq!(
+            recorded_mode("# x\n# vmsa-mode: legacy\nabc  --vcpus 1"),
+            Some(VmsaMode::Legacy)
+        );
+        assert_eq!(recorded_mode("# firmware-sha256: 00\n"), None);
+    }
 
     #[test]
     fn guids_are_the_little_endian_forms_ovmf_stores() {
@@ -905,14 +1158,22 @@ mod tests {
 
     #[test]
     fn release_shapes_start_with_the_launch_default_and_are_distinct() {
-        let s = release_shapes();
-        assert_eq!(s[0], Shape::launch_default());
-        for (i, a) in s.iter().enumerate() {
-            assert!(!s[i + 1..].contains(a));
+        for mode in VmsaMode::ALL {
+            let s = release_shapes(mode);
+            assert_eq!(s[0], Shape::launch_default(mode));
+            for (i, a) in s.iter().enumerate() {
+                assert!(!s[i + 1..].contains(a));
+            }
+            assert_eq!(
+                s[0].args().join(" "),
+                format!("--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1 --vmsa-mode {mode}")
+            );
+            assert!(
+                !s[0]
+                    .sev_snp_measure_args()
+                    .contains(&"--vmsa-mode".to_string())
+            );
         }
-        assert_eq!(
-            s[0].args().join(" "),
-            "--vcpus 4 --vcpu-type EPYC-v4 --guest-features 0x1"
-        );
+        assert!(release_shapes(VmsaMode::Legacy).len() > release_shapes(VmsaMode::Init2).len());
     }
 }

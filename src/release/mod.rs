@@ -171,6 +171,9 @@ pub struct Release<'a> {
     /// `manifest.schema.json`: the manifest's JSON Schema, with the
     /// registry's sections ([`manifest::schema`]).
     pub manifest_schema: Vec<u8>,
+    /// The VMSA mode its digests assume, and why (from its host kernel
+    /// and QEMU).
+    pub launch: crate::snp_support::Choice,
 }
 
 /// Where the release went.
@@ -289,13 +292,15 @@ impl Release<'_> {
             Some(Entry {
                 content: Content::File(ovmf),
                 ..
-            }) => Some(measure::release_measurements(ovmf).with_context(|| {
-                format!(
-                    "computing the SEV-SNP launch measurement of {} (the release's {})",
-                    ovmf.display(),
-                    measure::RELEASE_OVMF
-                )
-            })?),
+            }) => Some(
+                measure::release_measurements(ovmf, &self.launch).with_context(|| {
+                    format!(
+                        "computing the SEV-SNP launch measurement of {} (the release's {})",
+                        ovmf.display(),
+                        measure::RELEASE_OVMF
+                    )
+                })?,
+            ),
             _ => None,
         };
         if let Some(m) = &measured {
@@ -323,8 +328,9 @@ impl Release<'_> {
     /// The release's fingerprint: every file's path and hash, the date,
     /// the timestamp and this program's version.
     fn inputs(&self, entries: &[Entry]) -> anyhow::Result<Fingerprint> {
-        // MEASUREMENTS is derived from OVMF.fd and this program's version,
-        // both inputs already; leaving it out lets `decide` skip computing it.
+        // MEASUREMENTS is derived from OVMF.fd, the VMSA mode and this
+        // program's version, all inputs; leaving it out lets `decide` skip
+        // computing it.
         let files: Vec<(&str, &str, bool)> = entries
             .iter()
             .filter(|e| e.rel != measure::MEASUREMENTS_FILE)
@@ -341,6 +347,7 @@ impl Release<'_> {
             ("source-date-epoch".into(), epoch),
             ("output".into(), self.output.display().to_string()),
             ("snp-build".into(), env!("CARGO_PKG_VERSION").into()),
+            ("vmsa-mode".into(), self.launch.mode.to_string()),
         ]))
     }
 

@@ -45,6 +45,9 @@ pub struct Spec {
     pub store: &'static str,
     /// Where its section goes in the release manifest (`kernels`, `host`).
     pub manifest: &'static [&'static str],
+    /// What it is in an SEV-SNP launch, if it decides one: which versions
+    /// can launch SNP and which VMSA the guest gets (`snp_support`).
+    pub launch_role: Option<crate::snp_support::Role>,
 }
 
 impl Spec {
@@ -274,6 +277,11 @@ pub trait Stage: Send + Sync + 'static {
         env: &BuildEnv,
     ) -> anyhow::Result<Vec<release::ReleaseFile>>;
     fn manifest(&self, outputs: &Self::Outputs) -> Self::Manifest;
+    /// The version it built, as it reports it (`make kernelrelease`,
+    /// `qemu-system-x86_64 --version`), for a stage with a launch role.
+    fn launch_version(&self, _outputs: &Self::Outputs) -> Option<String> {
+        None
+    }
     /// What it keeps beside its tree under the work dir (for `clean`).
     fn products(&self, dir: &StageDir) -> Vec<PathBuf>;
 }
@@ -363,6 +371,7 @@ pub trait Component: Send + Sync {
         env: &BuildEnv,
     ) -> anyhow::Result<Vec<release::ReleaseFile>>;
     fn manifest(&self, built: &Built) -> ManifestSection;
+    fn launch_version(&self, built: &Built) -> Option<String>;
     fn products(&self, dir: &StageDir) -> Vec<PathBuf>;
 }
 
@@ -468,6 +477,10 @@ impl<S: Stage> Component for S {
 
     fn manifest(&self, built: &Built) -> ManifestSection {
         Box::new(Stage::manifest(self, built.get::<S::Outputs>()))
+    }
+
+    fn launch_version(&self, built: &Built) -> Option<String> {
+        Stage::launch_version(self, built.get::<S::Outputs>())
     }
 
     fn products(&self, dir: &StageDir) -> Vec<PathBuf> {

@@ -54,6 +54,7 @@ const SPEC: Spec = Spec {
     shared_knobs: None,
     store: "ovmf",
     manifest: &["ovmf"],
+    launch_role: None,
 };
 
 /// Its registry entry.

@@ -49,6 +49,7 @@ const SPEC: Spec = Spec {
     shared_knobs: None,
     store: "qemu",
     manifest: &["qemu"],
+    launch_role: Some(crate::snp_support::Role::Qemu),
 };
 
 const CONFIGURED_WITH: &str = "configured-with";
@@ -312,6 +313,10 @@ impl Stage for Qemu {
         Manifest {
             version: outputs.version.clone(),
         }
+    }
+
+    fn launch_version(&self, outputs: &Outputs) -> Option<String> {
+        Some(outputs.version.clone())
     }
 
     fn products(&self, dir: &StageDir) -> Vec<PathBuf> {

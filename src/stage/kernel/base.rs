@@ -31,8 +31,9 @@ use crate::error::UsageError;
 use crate::hash::sha256_hex;
 
 /// The fragments kept in the repository's `configs/` and compiled in, by
-/// the path the default pin file names them with.
-pub const EMBEDDED_FRAGMENTS: [(&str, &str); 2] = [
+/// the path the stacks' pin files name them with: the default ones, then
+/// what the upstream stacks add (`stacks/*.toml`).
+pub const EMBEDDED_FRAGMENTS: [(&str, &str); 4] = [
     (
         "configs/snp-host.config",
         include_str!("../../../configs/snp-host.config"),
@@ -40,6 +41,14 @@ pub const EMBEDDED_FRAGMENTS: [(&str, &str); 2] = [
     (
         "configs/snp-guest.config",
         include_str!("../../../configs/snp-guest.config"),
+    ),
+    (
+        "configs/upstream/snp-host.config",
+        include_str!("../../../configs/upstream/snp-host.config"),
+    ),
+    (
+        "configs/upstream/snp-guest.config",
+        include_str!("../../../configs/upstream/snp-guest.config"),
     ),
 ];
 
@@ -179,9 +188,9 @@ impl Fragment {
                 ))
                 .help(format!(
                     "fix `base-config` in [kernel] of the pin file (fragment paths are taken \
-                     from the pin file's directory; the default ones are {}; `snp-build init` \
-                     writes them)",
-                    EMBEDDED_FRAGMENTS.map(|(p, _)| p).join(" and ")
+                     from the pin file's directory; snp-build's own are {}; `snp-build init` \
+                     writes those its stack names)",
+                    EMBEDDED_FRAGMENTS.map(|(p, _)| p).join(", ")
                 ))),
             },
             Err(e) => Err(UsageError::new(format!(

@@ -49,6 +49,7 @@ const HOST: Spec = Spec {
     shared_knobs: Some("kernel"),
     store: "linux",
     manifest: &["kernels", "host"],
+    launch_role: Some(crate::snp_support::Role::HostKernel),
 };
 
 const GUEST: Spec = Spec {
@@ -57,6 +58,7 @@ const GUEST: Spec = Spec {
     shared_knobs: Some("kernel"),
     store: "linux",
     manifest: &["kernels", "guest"],
+    launch_role: None,
 };
 
 const PACKAGES: &str = "packages";
@@ -492,6 +494,10 @@ impl Stage for KernelStage {
                 file_name(&outputs.image)
             )),
         }
+    }
+
+    fn launch_version(&self, outputs: &Outputs) -> Option<String> {
+        Some(outputs.release.clone())
     }
 
     /// Its packages, kept config, configure marker and build wrappers, and what
