@@ -388,7 +388,17 @@ struct Sysroot {
     params: Option<[&'static str; 3]>,
     dev_sev: bool,
     osrelease: &'static str,
+    /// `/var/log/kern.log` (where the ccp driver's firmware line is).
+    kern_log: Option<&'static str>,
+    /// SYSCFG (MSR 0xc0010010) in a sparse `/dev/cpu/0/msr`.
+    syscfg: Option<u64>,
+    /// The IOMMU units in `/sys/class/iommu`.
+    iommu: &'static [&'static str],
+    cmdline: &'static str,
 }
+
+/// The offset of SYSCFG in `/dev/cpu/N/msr` (one 8-byte MSR per offset).
+const SYSCFG: u64 = 0xc001_0010;
 
 impl Sysroot {
     fn write(&self, root: &Path) {
@@ -419,7 +429,27 @@ impl Sysroot {
         if self.dev_sev {
             w("dev/sev", "");
         }
+        if let Some(log) = self.kern_log {
+            w("var/log/kern.log", log);
+        }
+        if let Some(value) = self.syscfg {
+            write_msr(root, value);
+        }
+        for unit in self.iommu {
+            std::fs::create_dir_all(root.join("sys/class/iommu").join(unit)).unwrap();
+        }
+        w("proc/cmdline", &format!("{}\n", self.cmdline));
     }
+}
+
+/// `/dev/cpu/0/msr` as the msr driver reads it: SYSCFG's 8 bytes at
+/// offset 0xc0010010 (a sparse file).
+fn write_msr(root: &Path, syscfg: u64) {
+    use std::os::unix::fs::FileExt;
+    let p = root.join("dev/cpu/0/msr");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let f = std::fs::File::create(&p).unwrap();
+    f.write_all_at(&syscfg.to_le_bytes(), SYSCFG).unwrap();
 }
 
 const SNP_READY: Sysroot = Sysroot {
@@ -428,6 +458,14 @@ const SNP_READY: Sysroot = Sysroot {
     params: Some(["Y", "Y", "Y"]),
     dev_sev: true,
     osrelease: "6.11.0-snp-host-1a2b3c4",
+    kern_log: Some(
+        "Jan  1 00:00:05 host kernel: [    5.2] ccp 0000:a9:00.5: SEV API:1.55 build:21\n\
+         Jan  1 00:00:05 host kernel: [    5.3] ccp 0000:a9:00.5: SEV-SNP API:1.58 build:5\n",
+    ),
+    // What AMDSEV's README shows `rdmsr 0xc0010010` print: bit 23 set.
+    syscfg: Some(0x3f4_0000),
+    iommu: &["ivhd0", "ivhd1"],
+    cmdline: "BOOT_IMAGE=/boot/vmlinuz-6.11.0-snp-host-1a2b3c4 root=UUID=1 ro quiet",
 };
 
 const SEV_ONLY: Sysroot = Sysroot {
@@ -436,6 +474,10 @@ const SEV_ONLY: Sysroot = Sysroot {
     params: Some(["Y", "Y", "N"]),
     dev_sev: true,
     osrelease: "6.8.0-45-generic",
+    kern_log: None,
+    syscfg: None,
+    iommu: &["ivhd0"],
+    cmdline: "ro quiet",
 };
 
 const NO_AMD: Sysroot = Sysroot {
@@ -444,6 +486,10 @@ const NO_AMD: Sysroot = Sysroot {
     params: None,
     dev_sev: false,
     osrelease: "6.1.0-26-amd64",
+    kern_log: None,
+    syscfg: None,
+    iommu: &[],
+    cmdline: "ro quiet",
 };
 
 fn host(tree: &Sysroot, extra: &[&str]) -> Run {
@@ -481,10 +527,10 @@ fn host_ready_for_snp() {
     );
     let doc = host(&SNP_READY, &["--json"]).json();
     assert_eq!(doc["ready"], true);
-    // Every line ok, but the one saying no release is installed (which
-    // does not block: the host itself is ready).
+    // Every line ok, but those saying no release and no libvirt are
+    // installed (which do not block: the host itself is ready).
     for c in doc["checks"].as_array().unwrap() {
-        let expected = if c["check"] == "installed release" {
+        let expected = if c["check"] == "installed release" || c["check"] == "libvirt" {
             "info"
         } else {
             "ok"
@@ -718,4 +764,193 @@ fn host_release_kernel_must_be_bootable() {
         );
     });
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// The check called `name` in a `doctor --host --json` run's document.
+fn host_check(r: &Run, name: &str) -> Value {
+    check(&r.json(), name).clone()
+}
+
+/// AMDSEV's minimum SEV firmware, 1.51, against the ccp driver's line in
+/// the kernel log; without one, the line says how to see it and does not
+/// block.
+#[test]
+fn host_sev_firmware_api_is_1_51_or_later() {
+    let r = host(&SNP_READY, &["--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let fw = host_check(&r, "SEV firmware");
+    assert_eq!(fw["status"], "ok", "{fw}");
+    assert_eq!(
+        fw["found"], "SEV-SNP API 1.58 build 5, in /var/log/kern.log",
+        "{fw}"
+    );
+    assert_eq!(fw["needed"], "API 1.51 or later", "{fw}");
+
+    let old = Sysroot {
+        kern_log: Some("ccp 0000:a9:00.5: SEV API:1.49 build:6\n"),
+        ..SNP_READY
+    };
+    let r = host(&old, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let row = r.row("SEV firmware");
+    assert!(
+        row.contains("too old") && row.contains("SEV API 1.49"),
+        "{row}"
+    );
+    for fix in ["/lib/firmware/amd/", "modprobe ccp", "BIOS update"] {
+        assert!(r.stderr.contains(fix), "{fix}: {}", r.stderr);
+    }
+
+    // No kernel log under the root: unknown, which does not block.
+    let r = host(
+        &Sysroot {
+            kern_log: None,
+            ..SNP_READY
+        },
+        &["--json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let fw = host_check(&r, "SEV firmware");
+    assert_eq!(fw["status"], "unverified", "{fw}");
+    assert!(
+        fw["help"].as_str().unwrap().contains("dmesg | grep"),
+        "{fw}"
+    );
+}
+
+/// SMEE is bit 23 of SYSCFG (MSR 0xc0010010), read where /dev/cpu/0/msr
+/// is readable.
+#[test]
+fn host_smee_is_bit_23_of_syscfg() {
+    let name = "/dev/cpu/0/msr 0xc0010010";
+    let r = host(&SNP_READY, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.row(name).contains("0x3f40000: SMEE set"),
+        "{}",
+        r.row(name)
+    );
+
+    let r = host(
+        &Sysroot {
+            syscfg: Some(0x3f4_0000 & !(1 << 23)),
+            ..SNP_READY
+        },
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.row(name).contains("failed"), "{}", r.row(name));
+    assert!(
+        r.stderr.contains("CPU Common Options > SMEE: Enable"),
+        "{}",
+        r.stderr
+    );
+
+    // No msr module (no device file): unverified, with the fix.
+    let r = host(
+        &Sysroot {
+            syscfg: None,
+            ..SNP_READY
+        },
+        &["--json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let smee = host_check(&r, name);
+    assert_eq!(smee["status"], "unverified", "{smee}");
+    assert!(
+        smee["help"].as_str().unwrap().contains("modprobe msr"),
+        "{smee}"
+    );
+}
+
+/// SNP needs an IOMMU, translating: none, or `iommu=pt`, is named with the
+/// fix (the BIOS, the kernel command line).
+#[test]
+fn host_iommu_is_on_and_not_passthrough() {
+    let r = host(&SNP_READY, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.row("IOMMU").contains("ivhd0 ivhd1"), "{}", r.row("IOMMU"));
+
+    let r = host(
+        &Sysroot {
+            iommu: &[],
+            ..SNP_READY
+        },
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.row("IOMMU").contains("none in /sys/class/iommu"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("enable it in the BIOS"), "{}", r.stderr);
+
+    let r = host(
+        &Sysroot {
+            cmdline: "BOOT_IMAGE=/boot/vmlinuz root=UUID=1 ro iommu=pt",
+            ..SNP_READY
+        },
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.row("IOMMU").contains("iommu=pt"), "{}", r.row("IOMMU"));
+    for fix in ["take `iommu=pt` off", "/etc/default/grub", "reboot"] {
+        assert!(r.stderr.contains(fix), "{fix}: {}", r.stderr);
+    }
+}
+
+/// A dpkg status file with libvirt's daemon package at `version`.
+fn dpkg_status(version: &str) -> String {
+    format!(
+        "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9\n\n\
+         Package: libvirt-daemon\nStatus: install ok installed\nPriority: optional\nVersion: {version}\n"
+    )
+}
+
+/// libvirt, when installed, is 10.5.0 or later (its version from dpkg
+/// under a sysroot).
+#[test]
+fn host_libvirt_is_10_5_or_later_when_installed() {
+    let r = host(&SNP_READY, &[]);
+    assert!(r.row("libvirt").contains("not installed"), "{}", r.stderr);
+
+    let installed = |version: &'static str| {
+        move |root: &Path| {
+            write_file(root, "usr/sbin/libvirtd", "");
+            write_file(root, "var/lib/dpkg/status", &dpkg_status(version));
+        }
+    };
+    let r = host_with(&SNP_READY, &[], installed("10.0.0-2ubuntu8"));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let row = r.row("libvirt");
+    assert!(
+        row.contains("too old") && row.contains("10.0.0") && row.contains("10.5.0 or later"),
+        "{row}"
+    );
+    assert!(r.stderr.contains("install a newer one"), "{}", r.stderr);
+
+    let r = host_with(&SNP_READY, &["--json"], installed("1:10.6.0-1"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let libvirt = host_check(&r, "libvirt");
+    assert_eq!(libvirt["status"], "ok", "{libvirt}");
+    assert_eq!(
+        libvirt["found"], "10.6.0 (dpkg: libvirt-daemon 1:10.6.0-1)",
+        "{libvirt}"
+    );
+
+    // Installed, its version nowhere to read: unverified, not blocking.
+    let r = host_with(&SNP_READY, &["--json"], |root| {
+        write_file(root, "usr/sbin/virtqemud", "");
+    });
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let libvirt = host_check(&r, "libvirt");
+    assert_eq!(libvirt["status"], "unverified", "{libvirt}");
+    assert!(
+        libvirt["help"]
+            .as_str()
+            .unwrap()
+            .contains("/usr/sbin/virtqemud --version"),
+        "{libvirt}"
+    );
 }

@@ -1,7 +1,8 @@
 //! This machine as a build box and as an SNP host: its distribution family
 //! and package format ([`os_release`], [`PackageFormat`]), its package
 //! manager ([`packages`]), the build checks ([`doctor`], [`preflight`]),
-//! whether it can run SNP guests ([`snp`]), and whether it can boot a
+//! whether it can run SNP guests ([`snp`], [`platform`], against the
+//! versions of [`minimums`]), and whether it can boot a
 //! kernel release ([`boot`]). Installing a release on it is a command
 //! (`commands::install`); this module holds only the machine's facts.
 //!
@@ -15,7 +16,9 @@
 pub mod boot;
 pub mod doctor;
 pub mod launcher;
+pub mod minimums;
 pub mod packages;
+pub mod platform;
 pub mod preflight;
 pub mod snp;
 

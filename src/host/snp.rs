@@ -2,7 +2,7 @@
 //! machine run SEV-SNP guests?
 //!
 //! Guarantees:
-//! - Reads only files, under `--sysroot` when given (tests), else `/`:
+//! - Reads files, under `--sysroot` when given (tests), else `/`:
 //!
 //!   | read | ok when |
 //!   |------|---------|
@@ -10,17 +10,22 @@
 //!   | `/proc/cpuinfo` `flags` | `sev`, `sev_es`, `sev_snp` all there |
 //!   | `/sys/module/kvm_amd/parameters/{sev,sev_es,sev_snp}` | each `Y` or `1` |
 //!   | `/dev/sev` | a character device (under `--sysroot`: any file) |
-//!   | `/proc/sys/kernel/osrelease` | 6.11 or later |
+//!   | the kernel log's `SEV-SNP API:` line | the SEV firmware's API: [`super::minimums::SEV_FIRMWARE`] or later |
+//!   | `/dev/cpu/0/msr` at 0xc0010010 (SYSCFG) | bit 23, SMEE, set |
+//!   | `/sys/class/iommu`, `/proc/cmdline` | an IOMMU, not in passthrough |
+//!   | `/proc/sys/kernel/osrelease` | [`HOST_KERNEL`] or later |
+//!   | `/usr/sbin/{libvirtd,virtqemud}` | absent, or [`super::minimums::LIBVIRT`] or later |
 //!
-//!   The minimums are the SNP column of the AMDSEV README's "Upstream
-//!   Version Reference": host kernel 6.11, QEMU 9.1, OVMF
-//!   edk2-stable202405. On a CPU that is not AMD the SEV checks are
-//!   skipped: nothing fixes them.
+//!   The firmware, SMEE, IOMMU and libvirt lines are [`super::platform`]'s
+//!   (which also says where each is read, and what runs on `/` only). The
+//!   minimums are [`super::minimums`]: the SNP column of the AMDSEV
+//!   README's "Upstream Version Reference". On a CPU that is not AMD the
+//!   SEV checks are skipped: nothing fixes them.
 //! - The release: `--release DIR`, else the one `snp-build install` placed
 //!   (`/opt/snp-build/current`, named on its own line; none there is said,
 //!   and does not block).
 //! - With a release DIR: `DIR/usr/local/bin/qemu-system-x86_64 --version`
-//!   (the one subprocess) must say 9.1 or later, and `DIR/usr/local/share/
+//!   must say QEMU's minimum or later, and `DIR/usr/local/share/
 //!   qemu/OVMF.fd` (what SNP guests boot with `-bios`) must exist. Its edk2
 //!   version is the highest `edk2-stableYYYYMM` in the pins of
 //!   `DIR/manifest.json`'s sources; without one the line says it could not
@@ -33,8 +38,10 @@
 //!   knows the machine, not the release's format).
 //! - Every line says what it read, and, when it is wrong, what to do (the
 //!   BIOS setting, kvm.conf and reloading kvm_amd, booting the SNP host
-//!   kernel). Ready means no line blocks; otherwise the error is
-//!   [`HostNotReady`] (exit 1).
+//!   kernel, the firmware update, the kernel command line). What could not
+//!   be read (the firmware's version without a kernel log, the MSR without
+//!   root) is `unverified`, with how to see it, and does not block. Ready
+//!   means no line blocks; otherwise the error is [`HostNotReady`] (exit 1).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,17 +49,19 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::doctor::{Check, Status, render_checks};
+use super::minimums::{HOST_KERNEL, OVMF, QEMU};
 use crate::exec::Cmd;
-use crate::tools::{compare_versions, version_in};
+use crate::tools::version_in;
 
-const MIN_KERNEL: &str = "6.11";
-const MIN_QEMU: &str = "9.1";
-const MIN_EDK2: &str = "202405";
-
-const BIOS: &str = "enable SEV-SNP in the BIOS (AMD CBS > CPU Common Options: SMEE, SEV Control, \
-     SEV-ES ASID Space Limit, SNP Memory (RMP Table) Coverage; NBIO > IOMMU/Security: SEV-SNP \
-     Support), then reboot into the SNP host kernel (sev_snp shows only with a kernel that \
-     supports it, 6.11 or later)";
+fn bios_help() -> String {
+    format!(
+        "enable SEV-SNP in the BIOS (AMD CBS > CPU Common Options: SMEE, SEV Control, \
+         SEV-ES ASID Space Limit, SNP Memory (RMP Table) Coverage; NBIO > IOMMU/Security: SEV-SNP \
+         Support), then reboot into the SNP host kernel (sev_snp shows only with a kernel that \
+         supports it, {})",
+        HOST_KERNEL.or_later()
+    )
+}
 
 const KVM_CONF: &str = "install kvm.conf (`options kvm_amd sev-snp=1 sev=1 sev-es=1`) in \
      /etc/modprobe.d/ (`snp-build install` does), then reload kvm_amd (`modprobe -r kvm_amd && \
@@ -85,11 +94,17 @@ impl Root {
     }
 
     /// `abs` (an absolute path such as `/proc/cpuinfo`) under this root.
-    fn path(&self, abs: &str) -> PathBuf {
+    pub(super) fn path(&self, abs: &str) -> PathBuf {
         self.dir.join(abs.trim_start_matches('/'))
     }
 
-    fn read(&self, abs: &str) -> Option<String> {
+    /// Whether this is the running system's `/` (not a `--sysroot`): only
+    /// then may a check run one of its programs.
+    pub(super) fn is_real(&self) -> bool {
+        self.real
+    }
+
+    pub(super) fn read(&self, abs: &str) -> Option<String> {
         std::fs::read_to_string(self.path(abs)).ok()
     }
 }
@@ -205,8 +220,10 @@ pub fn check_host(root: &Root, release: Option<&Path>, read: ReadRelease<'_>) ->
         checks.push(flags_check(cpuinfo_field(&cpuinfo, "flags").as_deref()));
         checks.push(kvm_params_check(root));
         checks.push(dev_sev_check(root));
+        checks.extend(super::platform::checks(root));
     }
     checks.push(kernel_check(root));
+    checks.push(super::platform::libvirt_check(root));
     // Without --release: the release `install` placed, found through its
     // `current` link.
     let installed = root.path(&format!("/{}", super::STACK_CURRENT_REL));
@@ -297,7 +314,7 @@ fn flags_check(flags: Option<&str>) -> Check {
     let check = if missing.is_empty() {
         Check::new(name, Status::Ok, found)
     } else {
-        Check::new(name, Status::Failed, found).help(BIOS)
+        Check::new(name, Status::Failed, found).help(bios_help())
     };
     check.needed("sev sev_es sev_snp")
 }
@@ -359,7 +376,7 @@ fn dev_sev_check(root: &Root) -> Check {
 
 fn kernel_check(root: &Root) -> Check {
     let name = "/proc/sys/kernel/osrelease";
-    let needed = format!("{MIN_KERNEL} or later");
+    let needed = HOST_KERNEL.or_later();
     let Some(release) = root
         .read("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -369,7 +386,7 @@ fn kernel_check(root: &Root) -> Check {
             .help("cannot read the kernel release; is /proc mounted?");
     };
     let status = match version_in(&release) {
-        Some(v) if compare_versions(&v, MIN_KERNEL) != std::cmp::Ordering::Less => Status::Ok,
+        Some(v) if HOST_KERNEL.met_by(&v) => Status::Ok,
         _ => Status::TooOld,
     };
     let check = Check::new(name, status, release).needed(needed);
@@ -377,7 +394,8 @@ fn kernel_check(root: &Root) -> Check {
         check
     } else {
         check.help(format!(
-            "SNP hosts need Linux {MIN_KERNEL} or later: {BOOT_KERNEL}"
+            "SNP hosts need Linux {}: {BOOT_KERNEL}",
+            HOST_KERNEL.or_later()
         ))
     }
 }
@@ -385,7 +403,7 @@ fn kernel_check(root: &Root) -> Check {
 fn qemu_check(release: &Path) -> Check {
     let qemu = release.join("usr/local/bin/qemu-system-x86_64");
     let name = format!("{} --version", qemu.display());
-    let needed = format!("{MIN_QEMU} or later");
+    let needed = QEMU.or_later();
     if !qemu.is_file() {
         return Check::new(name, Status::Failed, "absent")
             .needed(needed)
@@ -400,9 +418,11 @@ fn qemu_check(release: &Path) -> Check {
         None => Check::new(name, Status::Failed, "`--version` printed no version")
             .needed(needed)
             .help("run it by hand: it may lack libraries on this host"),
-        Some(v) if compare_versions(&v, MIN_QEMU) == std::cmp::Ordering::Less => {
+        Some(v) if !QEMU.met_by(&v) => {
             Check::new(name, Status::TooOld, v).needed(needed).help(format!(
-                "SNP needs QEMU {MIN_QEMU} or later: pin AMD's snp-latest or tag v9.1.0 or later in [qemu], then rebuild the release"
+                "SNP needs QEMU {}: pin AMD's snp-latest or a tag v{}.0 or later in [qemu], then rebuild the release",
+                QEMU.or_later(),
+                QEMU.version
             ))
         }
         Some(v) => Check::new(name, Status::Ok, v).needed(needed),
@@ -412,17 +432,17 @@ fn qemu_check(release: &Path) -> Check {
 fn ovmf_check(release: &Path, facts: &ReleaseFacts) -> Check {
     let firmware = release.join("usr/local/share/qemu/OVMF.fd");
     let name = firmware.display().to_string();
-    let needed = format!("edk2-stable{MIN_EDK2} or later");
+    let needed = OVMF.or_later();
     if !firmware.is_file() {
         return Check::new(name, Status::Failed, "absent").needed(needed).help(
             "SNP guests boot OVMF.fd with -bios: build the release with OVMF and `outputs` including \"OVMF.fd\"",
         );
     }
     match edk2_stable_tag(facts.pins.iter().map(String::as_str)) {
-        Some(tag) if tag.as_str() < MIN_EDK2 => {
+        Some(tag) if !OVMF.met_by(&tag) => {
             Check::new(name, Status::TooOld, format!("edk2-stable{tag}"))
                 .needed(needed)
-                .help("pin AMD's snp-latest or edk2-stable202405 or later in [ovmf], then rebuild the release")
+                .help(format!("pin AMD's snp-latest or {} in [ovmf], then rebuild the release", OVMF.or_later()))
         }
         Some(tag) => Check::new(name, Status::Ok, format!("edk2-stable{tag}")).needed(needed),
         None => Check::new(
@@ -431,7 +451,7 @@ fn ovmf_check(release: &Path, facts: &ReleaseFacts) -> Check {
             "present; no edk2-stable tag recorded in manifest.json",
         )
         .needed(needed)
-        .help("its edk2 version could not be verified: make sure the [ovmf] pin is edk2-stable202405 or later (AMD's snp-latest is)"),
+        .help(format!("its edk2 version could not be verified: make sure the [ovmf] pin is {} (AMD's snp-latest is)", OVMF.or_later())),
     }
 }
 
