@@ -225,24 +225,32 @@ fn upstream_release_name(rev: &str) -> bool {
     false
 }
 
+/// The first upstream Linux that hosts SNP guests; also AMDSEV README's
+/// "Upstream Version Reference" row "Kernel (host)" (`doctor --host`'s
+/// minimum, `host::minimums`).
+pub const SNP_HOST_KERNEL: &str = "6.11";
+/// The first upstream QEMU that launches SNP guests; also AMDSEV's row
+/// "QEMU".
+pub const SNP_QEMU: &str = "9.1";
+
 /// The upstream release each role needs for SNP at all.
 struct Minimum {
     role: Role,
-    version: Version,
+    version: &'static str,
     why: &'static str,
 }
 
 const SNP_MINIMUMS: &[Minimum] = &[
     Minimum {
         role: Role::HostKernel,
-        version: Version(6, 11, 0),
+        version: SNP_HOST_KERNEL,
         // The kvm-6.11-sev-snp merge: arch/x86/kvm/svm/sev.c gained
         // KVM_X86_SNP_VM and the SNP launch commands in 6.11.
         why: "KVM's SNP host support came in Linux 6.11 (the kvm-6.11-sev-snp merge)",
     },
     Minimum {
         role: Role::Qemu,
-        version: Version(9, 1, 0),
+        version: SNP_QEMU,
         // target/i386/sev.c: the sev-snp-guest object is new in 9.1.
         why: "QEMU launches SNP guests from 9.1 (the sev-snp-guest object, target/i386/sev.c)",
     },
@@ -288,15 +296,14 @@ impl Side {
             return None;
         }
         let min = SNP_MINIMUMS.iter().find(|m| m.role == self.role)?;
-        (v < min.version).then(|| {
+        (v < snp_minimum(self.role)).then(|| {
             format!(
-                "{} {v} ({}) cannot launch SEV-SNP guests: {}; pin {} >= {}.{}",
+                "{} {v} ({}) cannot launch SEV-SNP guests: {}; pin {} >= {}",
                 self.role.noun(),
                 self.from,
                 min.why,
                 self.role.noun(),
-                min.version.0,
-                min.version.1
+                min.version
             )
         })
     }
@@ -307,12 +314,26 @@ impl Side {
     }
 }
 
+/// Whether a host running Linux `kernel` creates SNP guests with
+/// `KVM_SEV_INIT2` (given a QEMU that asks for it): `doctor --host`'s
+/// judgment of an installed release's mode.
+pub fn kernel_uses_init2(kernel: Version) -> bool {
+    Side {
+        role: Role::HostKernel,
+        lineage: Lineage::Fork,
+        version: Some(kernel),
+        from: String::new(),
+    }
+    .uses_init2()
+    .unwrap_or(true)
+}
+
 /// The minimum upstream version of a role for SNP (`doctor --host`).
 pub fn snp_minimum(role: Role) -> Version {
     SNP_MINIMUMS
         .iter()
         .find(|m| m.role == role)
-        .map(|m| m.version)
+        .and_then(|m| Version::find_in(m.version))
         .unwrap_or(Version(0, 0, 0))
 }
 

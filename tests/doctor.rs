@@ -679,6 +679,54 @@ fn manifest(ovmf_pin: Option<&str>, host_kernel: Option<&str>) -> String {
     .to_string()
 }
 
+/// The manifest's `measurement` in `mode` (only what the doctor reads is
+/// meaningful).
+fn measurement(mode: &str) -> serde_json::Value {
+    serde_json::json!({
+        "digest": "a".repeat(96), "algorithm": "SHA-384", "mode": "snp",
+        "firmware": { "path": "usr/local/share/qemu/OVMF.fd", "sha256": "b".repeat(64),
+                      "size": 4096, "sev_es_reset_eip": "0xffffe000",
+                      "sev_metadata_sections": [], "kernel_hashes_table": null },
+        "vcpus": 4, "vcpu_type": "EPYC-v4", "guest_features": "0x1", "vmm_type": "QEMU",
+        "kernel_hashes": null, "vmsa_mode": mode, "calculator": "test",
+        "sev_snp_measure_args": [], "sev_snp_measure": "test", "launch": "test",
+        "vmsa_mode_reason": "test", "measurements_file": "MEASUREMENTS", "shapes": []
+    })
+}
+
+/// The installed release's VMSA mode against the running kernel: 6.11
+/// (SNP_READY) gives init2; a legacy release there fails with the fix.
+#[test]
+fn host_release_vmsa_mode_must_be_what_the_running_kernel_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("snp-release-2025-01-01");
+    script(
+        &release.join("usr/local/bin/qemu-system-x86_64"),
+        "echo 'QEMU emulator version 9.1.0 (v9.1.0-snp)'",
+    );
+    let rel = release.display().to_string();
+    for (mode, ok) in [("init2", true), ("legacy", false)] {
+        let mut m: serde_json::Value = serde_json::from_str(&manifest(None, None)).unwrap();
+        m["measurement"] = measurement(mode);
+        std::fs::write(release.join("manifest.json"), m.to_string()).unwrap();
+        let r = host(&SNP_READY, &["--release", &rel]);
+        let row = r.row("release VMSA mode");
+        assert!(row.contains(&format!("{mode} (MEASUREMENTS)")), "{row}");
+        assert!(row.contains("gives: init2"), "{row}");
+        if ok {
+            assert!(row.contains(" ok "), "{row}");
+        } else {
+            assert!(row.contains("failed"), "{row}");
+            assert_eq!(r.code, 1, "{}", r.stderr);
+            assert!(
+                r.stderr.contains("--vmsa-mode init2") && r.stderr.contains("snp-build install"),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+}
+
 #[test]
 fn host_check_takes_no_components() {
     let dir = tempfile::tempdir().unwrap();

@@ -43,6 +43,7 @@ fn release_facts(dir: &Path) -> ReleaseFacts {
     ReleaseFacts {
         host_kernel_release: host.map(|k| k.release),
         pins: manifest.sources.into_values().map(|s| s.pin).collect(),
+        vmsa_mode: manifest.measurement.map(|m| m.default.vmsa_mode),
     }
 }
 

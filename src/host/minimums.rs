@@ -26,7 +26,8 @@ pub struct Minimum {
 /// AMDSEV README, "Upstream Version Reference", row "Kernel (host)": 6.11.
 pub const HOST_KERNEL: Minimum = Minimum {
     what: "host kernel",
-    version: "6.11",
+    // The build's refusal of older upstream host kernels uses it too.
+    version: crate::snp_support::SNP_HOST_KERNEL,
 };
 
 /// AMDSEV README, "Upstream Version Reference", row "Kernel (guest)": 5.19
@@ -40,7 +41,7 @@ pub const GUEST_KERNEL: Minimum = Minimum {
 /// AMDSEV README, "Upstream Version Reference", row "QEMU": 9.1.
 pub const QEMU: Minimum = Minimum {
     what: "QEMU",
-    version: "9.1",
+    version: crate::snp_support::SNP_QEMU,
 };
 
 /// AMDSEV README, "Upstream Version Reference", row "OVMF":

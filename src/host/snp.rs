@@ -51,6 +51,7 @@ use serde::Serialize;
 use super::doctor::{Check, Status, render_checks};
 use super::minimums::{HOST_KERNEL, OVMF, QEMU};
 use crate::exec::Cmd;
+use crate::snp_support::{Version, VmsaMode, kernel_uses_init2};
 use crate::tools::version_in;
 
 fn bios_help() -> String {
@@ -156,6 +157,8 @@ pub struct ReleaseFacts {
     pub host_kernel_release: Option<String>,
     /// Its sources' pins (the edk2 version is read from them).
     pub pins: Vec<String>,
+    /// The VMSA mode its launch digests assume (`measurement.vmsa_mode`).
+    pub vmsa_mode: Option<VmsaMode>,
 }
 
 /// Reads a release directory's [`ReleaseFacts`].
@@ -211,6 +214,43 @@ fn boot_checks(root: &Root, release: &Path, facts: &ReleaseFacts) -> Vec<Check> 
     checks
 }
 
+/// The VMSA mode the release's digests assume, against the one this
+/// host's running kernel gives: Linux >= 6.10 creates SNP guests with
+/// `KVM_SEV_INIT2` (see `snp_support`), older kernels the legacy way. A
+/// mismatch is an attestation that fails with nothing saying why.
+fn vmsa_mode_check(root: &Root, release: &Path, facts: &ReleaseFacts) -> Option<Check> {
+    let mode = facts.vmsa_mode?;
+    let name = "release VMSA mode";
+    let running = root.read("/proc/sys/kernel/osrelease")?;
+    let running = running.trim();
+    let Some(version) = Version::find_in(running) else {
+        return Some(
+            Check::new(name, Status::Unverified, mode.as_str()).needed(format!(
+                "a host kernel that gives the {mode} VMSA ({running} has no version)"
+            )),
+        );
+    };
+    let host = if kernel_uses_init2(version) {
+        VmsaMode::Init2
+    } else {
+        VmsaMode::Legacy
+    };
+    let check = Check::new(name, Status::Ok, format!("{mode} (MEASUREMENTS)"))
+        .needed(format!("what this host's kernel {running} gives: {host}"));
+    if host == mode {
+        return Some(check);
+    }
+    Some(Check {
+        status: Status::Failed,
+        ..check
+    }
+    .help(format!(
+        "guests launched here get the {host} VMSA, so their attestation reports will not carry          the release's digests: boot the release's own host kernel (snp-build install {}), or          compute the digests for this host: snp-build measure --release {} --vmsa-mode {host}",
+        release.display(),
+        release.display()
+    )))
+}
+
 /// Every host check (see the module doc).
 pub fn check_host(root: &Root, release: Option<&Path>, read: ReadRelease<'_>) -> HostReport {
     let cpuinfo = root.read("/proc/cpuinfo").unwrap_or_default();
@@ -240,6 +280,7 @@ pub fn check_host(root: &Root, release: Option<&Path>, read: ReadRelease<'_>) ->
         checks.push(qemu_check(dir));
         checks.push(ovmf_check(dir, &facts));
         checks.extend(boot_checks(root, dir, &facts));
+        checks.extend(vmsa_mode_check(root, dir, &facts));
     }
     HostReport {
         ready: !checks.iter().any(|c| c.status.blocks()),
