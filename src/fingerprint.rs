@@ -22,7 +22,7 @@
 //! | `package-format` | yes | | |
 //! | `compiler-launcher` | yes | yes | |
 //! | `target-list`, `configure-args` | | yes | |
-//! | `platform`, `arch`, `build-target`, `toolchain`, `defines`, `build-args`, `outputs` | | | yes |
+//! | `platform`, `arch`, `build-target`, `toolchain`, `defines`, `build-args`, `outputs`, `extra-platforms` | | | yes |
 //! | `install`: where the files land on this box (the install dir; what they are does not depend on it: they are configured for the release's /usr/local; so it is left out of the shared cache's key, see LOCAL_ONLY below) | | yes | yes |
 //!
 //! (A unit test in `stage::registry` holds this table against the inputs

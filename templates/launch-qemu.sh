@@ -15,6 +15,9 @@
 #   -mem MB           guest memory in MiB (default 2048)
 #   -smp N            virtual CPUs (default 4)
 #   -cpu MODEL        QEMU CPU model, e.g. EPYC-v4,+avx512f (default EPYC-v4)
+#   -firmware NAME    SEV-SNP: the firmware file in the -bios directory to boot
+#                     (default OVMF.fd; OVMF.amdsev.fd is the measured direct
+#                     boot one, whose launch digest covers -kernel/-initrd/-append)
 #   -bios DIR         firmware directory holding OVMF.fd, OVMF_CODE.fd and
 #                     OVMF_VARS.fd (default: the release's usr/local/share/qemu)
 #   -kernel FILE      boot this kernel directly (SNP: adds kernel-hashes=on)
@@ -73,6 +76,8 @@ QEMU="$RELEASE_DIR/usr/local/bin/qemu-system-x86_64"
 CBIT_PLACEHOLDER='<cbitpos>'
 MEASUREMENTS="$RELEASE_DIR/MEASUREMENTS"
 GUEST_FEATURES=0x1 # SEV features QEMU gives an SNP guest (SNPActive)
+FIRMWARE=OVMF.fd   # the SNP guest's firmware in BIOS_DIR (-firmware)
+FIRMWARE_SET=0
 VMSA_MODE=init2    # the VMSA mode the digests assume (read_vmsa_mode)
 VMSA_MODE_NAMED=0  # 1 when MEASUREMENTS names it
 # kvm_amd's parameters (SNP_LAUNCH_KVM_AMD_PARAMS: another sysfs, for tests and chroots)
@@ -156,6 +161,7 @@ parse_args() {
             -smp) need_value "$1" $#; need_number "$1" "$2"; SMP=$2; shift ;;
             -cpu) need_value "$1" $#; CPU_MODEL=$2; shift ;;
             -bios) need_value "$1" $#; BIOS_DIR=$2; shift ;;
+            -firmware) need_value "$1" $#; FIRMWARE=$2; FIRMWARE_SET=1; shift ;;
             -kernel) need_value "$1" $#; KERNEL=$2; shift ;;
             -initrd) need_value "$1" $#; INITRD=$2; shift ;;
             -append) need_value "$1" $#; APPEND=$2; APPEND_SET=1; shift ;;
@@ -189,6 +195,9 @@ check_options() {
     [[ -n "$KERNEL" || -z "$INITRD" ]] || die 2 "-initrd needs -kernel"
     [[ -n "$KERNEL" || $APPEND_SET -eq 0 ]] || die 2 "-append needs -kernel"
     [[ -z "$CERTS" || $SEV_SNP -eq 1 ]] || die 2 "-certs only applies to -sev-snp guests"
+    [[ $FIRMWARE_SET -eq 0 || $SEV_SNP -eq 1 ]] ||
+        die 2 "-firmware only applies to -sev-snp guests (the others boot OVMF_CODE.fd and OVMF_VARS.fd)"
+    [[ "$FIRMWARE" != */* && -n "$FIRMWARE" ]] || die 2 "-firmware takes a file name in the -bios directory, not '$FIRMWARE'"
     if [[ $ALLOW_DEBUG -eq 1 && $SEV -eq 0 ]]; then
         note "warning: -allow-debug has no policy effect without -sev, -sev-es or -sev-snp"
     fi
@@ -196,7 +205,7 @@ check_options() {
     [[ -d "$BIOS_DIR" ]] || die 1 "-bios: firmware directory '$BIOS_DIR' not found"
     BIOS_DIR=$(readlink -e -- "$BIOS_DIR")
     if [[ $SEV_SNP -eq 1 ]]; then
-        [[ -f "$BIOS_DIR/OVMF.fd" ]] || die 1 "-bios: $BIOS_DIR/OVMF.fd not found"
+        [[ -f "$BIOS_DIR/$FIRMWARE" ]] || die 1 "-bios: $BIOS_DIR/$FIRMWARE not found"
     else
         [[ -f "$BIOS_DIR/OVMF_CODE.fd" ]] || die 1 "-bios: $BIOS_DIR/OVMF_CODE.fd not found"
     fi
@@ -369,7 +378,7 @@ build_command() {
     [[ $SEV -eq 0 ]] || ARGS+=(-object "$(sev_object)")
 
     if [[ $SEV_SNP -eq 1 ]]; then
-        ARGS+=(-bios "$BIOS_DIR/OVMF.fd")
+        ARGS+=(-bios "$BIOS_DIR/$FIRMWARE")
     else
         code="$BIOS_DIR/OVMF_CODE.fd"
         ARGS+=(-drive "if=pflash,format=raw,unit=0,file=$(qemu_escape "$code"),readonly=on")
@@ -431,7 +440,7 @@ quoted_command() {
 # The snp-build command computing the launch digest of this guest.
 measure_command() {
     local cmd
-    cmd="snp-build measure --ovmf $(shell_quote "$BIOS_DIR/OVMF.fd") --vcpus $SMP"
+    cmd="snp-build measure --ovmf $(shell_quote "$BIOS_DIR/$FIRMWARE") --vcpus $SMP"
     cmd+=" --vcpu-type $(shell_quote "${CPU_MODEL%%,*}") --guest-features $GUEST_FEATURES"
     cmd+=" --vmsa-mode $VMSA_MODE"
     if [[ -n "$KERNEL" ]]; then
@@ -458,13 +467,17 @@ report_measurement() {
     elif [[ "$CPU_MODEL" == *,* && ",${CPU_MODEL#*,}" =~ ,(family|model|stepping)= ]]; then
         why="-cpu $CPU_MODEL changes the CPU signature"
     else
-        recorded=$(awk '$1 == "#" && $2 == "firmware-sha256:" { print $3; exit }' "$MEASUREMENTS")
-        fw_sha=$(sha256sum <"$BIOS_DIR/OVMF.fd")
+        # OVMF.fd's line is `# firmware-sha256: HEX`; another firmware's
+        # `# firmware-sha256: HEX NAME`, and its lines end `--firmware NAME`.
+        recorded=$(NAME=$FIRMWARE awk '$1 == "#" && $2 == "firmware-sha256:" &&
+            ((ENVIRON["NAME"] == "OVMF.fd" && NF == 3) || $4 == ENVIRON["NAME"]) { print $3; exit }' "$MEASUREMENTS")
+        fw_sha=$(sha256sum <"$BIOS_DIR/$FIRMWARE")
         fw_sha=${fw_sha%% *}
         if [[ -z "$recorded" || "$fw_sha" != "$recorded" ]]; then
-            why="$BIOS_DIR/OVMF.fd is not the firmware MEASUREMENTS lists"
+            why="$BIOS_DIR/$FIRMWARE is not a firmware MEASUREMENTS lists"
         else
             want="--vcpus $SMP --vcpu-type $model --guest-features $GUEST_FEATURES --vmsa-mode $VMSA_MODE"
+            [[ $FIRMWARE == OVMF.fd ]] || want+=" --firmware $FIRMWARE"
             digest=$(WANT=$want awk '!/^#/ && NF > 1 {
                     d = $1; $1 = ""; sub(/^ +/, "")
                     if ($0 == ENVIRON["WANT"]) { print d; exit }

@@ -141,7 +141,7 @@ fn a_tree_whose_version_file_says_less_than_its_branch_is_refused_once_fetched()
 }
 
 #[test]
-fn a_6_12_host_kernel_makes_an_init2_release_equal_to_sev_snp_measure_0_0_13() {
+fn a_6_12_host_kernel_and_two_ovmf_platforms_make_an_init2_release_with_both_firmwares_measured() {
     let dir = tempfile::tempdir().unwrap();
     let fx = own_fixtures(dir.path());
     let linux = fx.join("linux.git");
@@ -159,6 +159,13 @@ fn a_6_12_host_kernel_makes_an_init2_release_equal_to_sev_snp_measure_0_0_13() {
     );
     let s = Scratch::new(&fx);
     s.edit_pins("branch = \"snp-host-latest\"", "branch = \"linux-6.12.y\"");
+    // [ovmf] is the fixture pin file's last table.
+    let mut pins = std::fs::read_to_string(s.pins()).unwrap();
+    pins.push_str(
+        "extra-platforms = [\n    { platform = \"OvmfPkg/AmdSev/AmdSevX64.dsc\", \
+         outputs = { \"OVMF.fd\" = \"OVMF.amdsev.fd\" } },\n]\n",
+    );
+    std::fs::write(s.pins(), pins).unwrap();
     let doc = s.run_ok(PACKAGE);
     assert_eq!(doc["release"]["status"], "ok", "{doc}");
     let release = s.release("out", "2026-11-29");
@@ -171,30 +178,104 @@ fn a_6_12_host_kernel_makes_an_init2_release_equal_to_sev_snp_measure_0_0_13() {
         why.contains("host kernel 6.12.0") && why.contains("KVM_SEV_INIT2"),
         "{why}"
     );
+    assert_eq!(
+        m["ovmf"]["extra_platforms"][0]["platform"], "OvmfPkg/AmdSev/AmdSevX64.dsc",
+        "{}",
+        m["ovmf"]
+    );
+
+    // Both firmwares: in the release, SHA256SUMS and the SBOM.
+    let amdsev = release.join("usr/local/share/qemu/OVMF.amdsev.fd");
+    let ovmf = release.join("usr/local/share/qemu/OVMF.fd");
+    assert!(amdsev.is_file() && ovmf.is_file());
+    assert_ne!(
+        sha256_file(&amdsev),
+        sha256_file(&ovmf),
+        "two different images"
+    );
+    let sums = std::fs::read_to_string(release.join("SHA256SUMS")).unwrap();
+    let sbom = std::fs::read_to_string(release.join("sbom.cdx.json")).unwrap();
+    for f in [
+        "usr/local/share/qemu/OVMF.fd",
+        "usr/local/share/qemu/OVMF.amdsev.fd",
+    ] {
+        assert!(sums.contains(&format!("  {f}\n")), "{f} not in SHA256SUMS");
+        assert!(sbom.contains(f), "{f} not in the SBOM");
+    }
+    assert!(release.join("libvirt-snp-direct.xml").is_file());
+
+    // Both in MEASUREMENTS and the manifest, each line equal to
+    // sev-snp-measure 0.0.13's (init2) for its firmware.
     let file = std::fs::read_to_string(release.join("MEASUREMENTS")).unwrap();
+    assert!(
+        file.contains(&format!(
+            "# firmware-sha256: {} OVMF.amdsev.fd",
+            sha256_file(&amdsev)
+        )),
+        "{file}"
+    );
     let lines = snp_build::release::measure::parse_measurements(&file);
     assert!(
-        lines.iter().all(|(a, _)| a.ends_with("--vmsa-mode init2")),
+        lines.iter().all(|(a, _)| a.contains("--vmsa-mode init2")),
         "{file}"
     );
     assert!(
         !lines.iter().any(|(a, _)| a.contains("0x21")),
         "no DEBUG_SWAP lines in init2"
     );
-    let ovmf = release.join("usr/local/share/qemu/OVMF.fd");
-    for (args, digest) in lines.iter().take(3) {
+    let other = &meas["other_firmware"][0];
+    assert_eq!(other["name"], "OVMF.amdsev.fd");
+    assert_ne!(other["default"]["digest"], meas["digest"]);
+    let mut checked = [0, 0];
+    for (args, digest) in &lines {
+        let (fw, which) = match args.strip_suffix(" --firmware OVMF.amdsev.fd") {
+            Some(_) => (&amdsev, 1),
+            None => (&ovmf, 0),
+        };
+        if checked[which] >= 3 {
+            continue;
+        }
+        checked[which] += 1;
         let shape: Vec<&str> = args
             .split(' ')
             .take_while(|w| *w != "--vmsa-mode")
             .collect();
         let out = Command::new(sev_snp_measure_init2())
-            .args(["--mode", "snp", "--ovmf", ovmf.to_str().unwrap()])
+            .args(["--mode", "snp", "--ovmf", fw.to_str().unwrap()])
             .args(&shape)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", describe(&out));
         assert_eq!(text(&out.stdout).trim(), digest, "{args}");
+        // And snp-build measure --release DIR ARGS gives it back.
+        let mut again = vec!["measure", "--release", release.to_str().unwrap()];
+        again.extend(args.split(' '));
+        let r = snp_build(s.path(), &again);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.stdout.trim(), digest, "{args}");
     }
+    assert_eq!(checked, [3, 3], "lines of both firmwares");
+
+    // launch-qemu.sh boots either, and looks the digest up for it.
+    let dry = |args: &[&str]| {
+        let out = Command::new(release.join("launch-qemu.sh"))
+            .args(["-dry-run", "-cbitpos", "51", "-sev-snp"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (argv, err) = dry(&["-firmware", "OVMF.amdsev.fd"]);
+    assert!(argv.contains("OVMF.amdsev.fd\n"), "{argv}");
+    assert!(
+        err.contains(other["default"]["digest"].as_str().unwrap()),
+        "{err}"
+    );
+    let (argv, err) = dry(&[]);
+    assert!(argv.contains("/OVMF.fd\n"), "{argv}");
+    assert!(err.contains(meas["digest"].as_str().unwrap()), "{err}");
 }
 
 #[test]

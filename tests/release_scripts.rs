@@ -1229,7 +1229,7 @@ fn launch_dry_run_notes_the_snp_digest_from_measurements_or_the_measure_command(
     let (_, err) = snp(&["-bios", other.to_str().unwrap()]);
     let note = digest_note(&err);
     assert!(
-        note.contains("is not the firmware MEASUREMENTS lists")
+        note.contains("is not a firmware MEASUREMENTS lists")
             && note.contains(&format!(
                 "run snp-build measure --ovmf {}/OVMF.fd --vcpus 4",
                 other.display()

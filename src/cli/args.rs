@@ -417,6 +417,10 @@ pub struct MeasureArgs {
     /// The firmware image (OVMF.fd) to measure
     #[arg(long, value_name = "FILE")]
     pub ovmf: Option<PathBuf>,
+    /// With --release: which of its firmwares (default OVMF.fd; e.g.
+    /// OVMF.amdsev.fd, the measured direct boot one)
+    #[arg(long, value_name = "NAME", requires = "release")]
+    pub firmware: Option<String>,
     /// Number of guest vCPUs (launch-qemu.sh -smp)
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub vcpus: u32,
@@ -533,6 +537,7 @@ impl MeasureArgs {
         MeasureRequest {
             release: self.release.clone(),
             ovmf: self.ovmf.clone(),
+            firmware: self.firmware.clone(),
             vcpus: self.vcpus,
             vcpu_type: self.vcpu_type.clone(),
             guest_features: self.guest_features.clone(),

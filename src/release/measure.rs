@@ -560,6 +560,19 @@ pub struct ReleaseMeasurement {
     pub measurements_file: String,
     /// Every listed shape, the default first.
     pub shapes: Vec<ShapeDigest>,
+    /// The release's other firmwares (`OVMF.amdsev.fd`), each with its
+    /// default shape's record and every listed shape.
+    pub other_firmware: Vec<OtherFirmwareRecord>,
+}
+
+/// Another firmware's measurements in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OtherFirmwareRecord {
+    /// Its file name (`OVMF.amdsev.fd`): `measure --firmware NAME`.
+    pub name: String,
+    /// The launch default shape's record.
+    pub default: MeasurementRecord,
+    pub shapes: Vec<ShapeDigest>,
 }
 
 /// One line of `MEASUREMENTS`.
@@ -842,6 +855,35 @@ pub struct ReleaseMeasurements {
     pub mode_reason: String,
     /// Every listed shape and its digest, the default first.
     pub shapes: Vec<(Shape, String)>,
+    /// The release's other firmwares (`OVMF.<name>.fd`), measured the same
+    /// way.
+    pub others: Vec<OtherFirmware>,
+}
+
+/// Another firmware of a release (`OVMF.amdsev.fd`) and its digests.
+#[derive(Debug, Clone)]
+pub struct OtherFirmware {
+    /// Its file name in the release's firmware directory: what `measure
+    /// --firmware` and `launch-qemu.sh -firmware` take.
+    pub name: String,
+    pub default: Measurement,
+    pub shapes: Vec<(Shape, String)>,
+}
+
+/// The measured direct boot firmware (AmdSevX64) as the stacks install
+/// it; `libvirt-snp-direct.xml` boots it.
+pub const RELEASE_AMDSEV_OVMF: &str = "usr/local/share/qemu/OVMF.amdsev.fd";
+
+/// The directory of a release's firmwares.
+pub const RELEASE_FIRMWARE_DIR: &str = "usr/local/share/qemu";
+
+/// Whether a release path is a firmware it measures besides
+/// [`RELEASE_OVMF`]: `usr/local/share/qemu/OVMF.<name>.fd`.
+pub fn is_other_firmware(rel: &str) -> bool {
+    rel.strip_prefix(RELEASE_FIRMWARE_DIR)
+        .and_then(|r| r.strip_prefix("/OVMF."))
+        .and_then(|r| r.strip_suffix(".fd"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
 /// Guest features with DEBUG_SWAP (bit 5) besides SNPActive: what a host
@@ -877,17 +919,18 @@ pub fn release_shapes(mode: VmsaMode) -> Vec<Shape> {
     shapes
 }
 
-/// Measures a release's firmware for [`release_shapes`] in `mode`. The
-/// firmware's pages are hashed once and the result seeds every shape.
-pub fn release_measurements(
+/// A firmware's default measurement and its digest for every one of
+/// [`release_shapes`] in `mode`. Its pages are hashed once and the result
+/// seeds every shape.
+fn measure_shapes(
     ovmf: &Path,
-    mode: &crate::snp_support::Choice,
-) -> anyhow::Result<ReleaseMeasurements> {
-    let default = measure(ovmf, &Shape::launch_default(mode.mode))?;
+    mode: VmsaMode,
+) -> anyhow::Result<(Measurement, Vec<(Shape, String)>)> {
+    let default = measure(ovmf, &Shape::launch_default(mode))?;
     let parsed = OVMF::new(ovmf.to_path_buf()).map_err(|e| crate_error(ovmf, e))?;
     let seed = firmware_digest(&parsed);
     let mut shapes = Vec::new();
-    for shape in release_shapes(mode.mode) {
+    for shape in release_shapes(mode) {
         let digest = if shape == default.shape {
             default.digest.clone()
         } else {
@@ -895,8 +938,30 @@ pub fn release_measurements(
         };
         shapes.push((shape, digest));
     }
+    Ok((default, shapes))
+}
+
+/// Measures a release's firmware `ovmf` ([`RELEASE_OVMF`]) and its
+/// `others` (name, path) for [`release_shapes`] in `mode`.
+pub fn release_measurements(
+    ovmf: &Path,
+    others: &[(String, PathBuf)],
+    mode: &crate::snp_support::Choice,
+) -> anyhow::Result<ReleaseMeasurements> {
+    let (default, shapes) = measure_shapes(ovmf, mode.mode)?;
+    let mut measured = Vec::new();
+    for (name, path) in others {
+        let (default, shapes) = measure_shapes(path, mode.mode)
+            .with_context(|| format!("measuring the release's {name}"))?;
+        measured.push(OtherFirmware {
+            name: name.clone(),
+            default,
+            shapes,
+        });
+    }
     Ok(ReleaseMeasurements {
         default,
+        others: measured,
         mode_reason: mode.reason.clone(),
         shapes,
     })
@@ -924,16 +989,34 @@ impl ReleaseMeasurements {
              # Computed by snp-build {} with {}.\n\
              # firmware: {RELEASE_OVMF}\n\
              # firmware-sha256: {}\n\
-             # vmsa-mode: {mode}",
+             # vmsa-mode: {mode}{}",
             env!("CARGO_PKG_VERSION"),
             calculator(),
             fw.sha256,
+            self.others
+                .iter()
+                .map(|o| format!(
+                    "\n# firmware {RELEASE_FIRMWARE_DIR}/{0} (the lines with --firmware {0}):\n\
+                     # firmware-sha256: {1} {0}",
+                    o.name, o.default.firmware.sha256
+                ))
+                .collect::<String>(),
             mode = self.default.shape.vmsa_mode,
             reason = self.mode_reason,
             smm = self.default.shape.vmsa_mode.sev_snp_measure_versions(),
         );
         for (shape, digest) in &self.shapes {
             let _ = writeln!(s, "{digest}  {}", shape.args().join(" "));
+        }
+        for o in &self.others {
+            for (shape, digest) in &o.shapes {
+                let _ = writeln!(
+                    s,
+                    "{digest}  {} --firmware {}",
+                    shape.args().join(" "),
+                    o.name
+                );
+            }
         }
         s
     }
@@ -947,19 +1030,33 @@ impl ReleaseMeasurements {
             ),
             vmsa_mode_reason: self.mode_reason.clone(),
             measurements_file: MEASUREMENTS_FILE.into(),
-            shapes: self
-                .shapes
+            shapes: shape_digests(&self.shapes),
+            other_firmware: self
+                .others
                 .iter()
-                .map(|(s, d)| ShapeDigest {
-                    vcpus: s.vcpus,
-                    vcpu_type: s.vcpu_type.clone(),
-                    guest_features: format!("{:#x}", s.guest_features),
-                    vmsa_mode: s.vmsa_mode,
-                    digest: d.clone(),
+                .map(|o| OtherFirmwareRecord {
+                    name: o.name.clone(),
+                    default: o
+                        .default
+                        .record(&format!("{RELEASE_FIRMWARE_DIR}/{}", o.name)),
+                    shapes: shape_digests(&o.shapes),
                 })
                 .collect(),
         }
     }
+}
+
+fn shape_digests(shapes: &[(Shape, String)]) -> Vec<ShapeDigest> {
+    shapes
+        .iter()
+        .map(|(s, d)| ShapeDigest {
+            vcpus: s.vcpus,
+            vcpu_type: s.vcpu_type.clone(),
+            guest_features: format!("{:#x}", s.guest_features),
+            vmsa_mode: s.vmsa_mode,
+            digest: d.clone(),
+        })
+        .collect()
 }
 
 /// Parses a `MEASUREMENTS` file: (ARGS, DIGEST) of every data line.
@@ -986,6 +1083,9 @@ pub struct MeasureRequest {
     pub release: Option<PathBuf>,
     /// The firmware image itself.
     pub ovmf: Option<PathBuf>,
+    /// With `release`: which of its firmwares (`OVMF.amdsev.fd`); none:
+    /// `OVMF.fd`.
+    pub firmware: Option<String>,
     pub vcpus: u32,
     pub vcpu_type: String,
     pub guest_features: String,
@@ -1003,10 +1103,21 @@ pub fn command(args: &MeasureRequest) -> anyhow::Result<Measurement> {
     let ovmf = match (&args.release, &args.ovmf) {
         (_, Some(f)) => f.clone(),
         (Some(dir), None) => {
-            let f = dir.join(RELEASE_OVMF);
+            let rel = match &args.firmware {
+                Some(name) if name.contains('/') || name.is_empty() => {
+                    return Err(UsageError::new(format!(
+                        "--firmware {name:?} is not a file name"
+                    ))
+                    .help(format!("name a firmware of the release's {RELEASE_FIRMWARE_DIR}, e.g. OVMF.amdsev.fd"))
+                    .into());
+                }
+                Some(name) => format!("{RELEASE_FIRMWARE_DIR}/{name}"),
+                None => RELEASE_OVMF.to_string(),
+            };
+            let f = dir.join(&rel);
             if !f.is_file() {
                 return Err(UsageError::new(format!(
-                    "--release {}: no {RELEASE_OVMF} in it",
+                    "--release {}: no {rel} in it",
                     dir.display()
                 ))
                 .help("give the directory of an unpacked snp-release-<date>, or the firmware itself with --ovmf")

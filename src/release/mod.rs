@@ -17,12 +17,15 @@
 //! - `MEASUREMENTS` and the manifest's `measurement` hold the expected
 //!   SEV-SNP launch digest of the packaged `usr/local/share/qemu/OVMF.fd`
 //!   for the shape `launch-qemu.sh -sev-snp` launches (and a few more
-//!   shapes), with every input (see `measure`); a packaged OVMF.fd without
+//!   shapes) of OVMF.fd and of every other `OVMF.<name>.fd` (lines with
+//!   `--firmware NAME`), with every input (see `measure`); a packaged OVMF.fd without
 //!   SEV metadata fails the release with an error naming it. Without an
 //!   OVMF.fd (no OVMF stage) there is no `MEASUREMENTS` and `measurement`
 //!   is null.
 //! - `libvirt-snp.xml` and `libvirt-sev.xml` are libvirt domains using the
-//!   release's QEMU and firmware, its absolute path left as `@RELEASE_DIR@`.
+//!   release's QEMU and firmware, its absolute path left as `@RELEASE_DIR@`;
+//!   with `OVMF.amdsev.fd`, `libvirt-snp-direct.xml` boots that firmware
+//!   with a kernel whose hashes the launch digest covers.
 //! - The tarball is reproducible: entries sorted, owner root/0, fixed
 //!   modes, every mtime `SOURCE_DATE_EPOCH` (else the newest commit time of
 //!   the pinned sources), gzip header mtime 0. Same outputs in, same bytes
@@ -65,6 +68,7 @@ pub const INSTALLER_REL: &str = "bin/snp-build";
 const LAUNCH_QEMU_SH: &[u8] = include_bytes!("../../templates/launch-qemu.sh");
 const KVM_CONF: &[u8] = include_bytes!("../../templates/kvm.conf");
 const LIBVIRT_SNP_XML: &[u8] = include_bytes!("../../templates/libvirt-snp.xml");
+const LIBVIRT_SNP_DIRECT_XML: &[u8] = include_bytes!("../../templates/libvirt-snp-direct.xml");
 const LIBVIRT_SEV_XML: &[u8] = include_bytes!("../../templates/libvirt-sev.xml");
 
 /// What goes into a release file.
@@ -280,6 +284,17 @@ impl Release<'_> {
             false,
         ));
         entries.push(bytes_entry("libvirt-snp.xml", LIBVIRT_SNP_XML, false));
+        // The measured direct boot domain, for a release with that firmware.
+        if entries
+            .iter()
+            .any(|e| e.rel == measure::RELEASE_AMDSEV_OVMF)
+        {
+            entries.push(bytes_entry(
+                "libvirt-snp-direct.xml",
+                LIBVIRT_SNP_DIRECT_XML,
+                false,
+            ));
+        }
         entries.push(bytes_entry("libvirt-sev.xml", LIBVIRT_SEV_XML, false));
         // The expected launch digests of the firmware launch-qemu.sh boots.
         // (Not needed to decide: MEASUREMENTS follows from OVMF.fd's hash,
@@ -288,12 +303,25 @@ impl Release<'_> {
             .iter()
             .find(|e| e.rel == measure::RELEASE_OVMF)
             .filter(|_| measure_firmware);
+        // And the release's other firmwares (OVMF.amdsev.fd), by the same
+        // shapes.
+        let others: Vec<(String, PathBuf)> = entries
+            .iter()
+            .filter(|e| measure::is_other_firmware(&e.rel))
+            .filter_map(|e| match &e.content {
+                Content::File(p) => Some((
+                    e.rel.rsplit('/').next().unwrap_or(&e.rel).to_string(),
+                    p.clone(),
+                )),
+                Content::Bytes(_) => None,
+            })
+            .collect();
         let measured = match firmware {
             Some(Entry {
                 content: Content::File(ovmf),
                 ..
             }) => Some(
-                measure::release_measurements(ovmf, &self.launch).with_context(|| {
+                measure::release_measurements(ovmf, &others, &self.launch).with_context(|| {
                     format!(
                         "computing the SEV-SNP launch measurement of {} (the release's {})",
                         ovmf.display(),

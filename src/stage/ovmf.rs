@@ -26,6 +26,7 @@
 //! | `defines`, `build-args` | `-D` defines and extra `build` arguments |
 //! | `jobs` | `build -n`; 0: the build's `-j` (each compile still takes a job token) |
 //! | `outputs` | files copied from the platform's FV directory |
+//! | `extra-platforms` | more platforms built from the same tree, each `{ platform = DSC, outputs = { FV_FILE = INSTALLED_NAME } }`: e.g. `AmdSevX64.dsc`'s `OVMF.fd` installed as `OVMF.amdsev.fd` beside the general `OVMF.fd` |
 //! | `tools` | the host tools it needs |
 //!
 //! Its only work-dir product is `wrappers/`; the firmware goes to the
@@ -74,7 +75,25 @@ struct Table {
     build_args: Option<Vec<String>>,
     jobs: Option<u32>,
     outputs: Option<Spanned<Vec<String>>>,
+    extra_platforms: Option<Spanned<Vec<ExtraTable>>>,
     tools: Option<Vec<Spanned<String>>>,
+}
+
+/// One of `extra-platforms` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtraTable {
+    platform: String,
+    outputs: std::collections::BTreeMap<String, String>,
+}
+
+/// A platform built after the main one: its `.dsc` and which of its FV
+/// files are installed under which names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExtraPlatform {
+    pub platform: String,
+    /// FV file name -> installed name (`OVMF.fd` -> `OVMF.amdsev.fd`).
+    pub outputs: std::collections::BTreeMap<String, String>,
 }
 
 /// `[ovmf]`'s knobs, validated.
@@ -90,6 +109,7 @@ pub struct Knobs {
     /// `None` means a share of the job budget.
     pub jobs: Option<u32>,
     pub outputs: Vec<String>,
+    pub extra_platforms: Vec<ExtraPlatform>,
     pub tools: Vec<Requirement>,
 }
 
@@ -130,14 +150,19 @@ impl Ovmf {
 
         let platform = doc.knob(&t.platform, "ovmf.platform")?;
         let p = platform.get_ref();
-        if !p.ends_with(".dsc") || p.starts_with('/') || p.split('/').any(|c| c == "..") {
+        let dsc_help = "give a .dsc path relative to the edk2 tree, e.g. \"OvmfPkg/OvmfPkgX64.dsc\" or \"OvmfPkg/AmdSev/AmdSevX64.dsc\"";
+        let is_dsc = |p: &str| {
+            p.ends_with(".dsc") && !p.starts_with('/') && !p.split('/').any(|c| c == "..")
+        };
+        if !is_dsc(p) {
             return Err(doc.error(
                 Some(platform.span()),
                 "ovmf.platform",
                 format!("{p:?} is not a platform description inside the tree"),
-                "give a .dsc path relative to the edk2 tree, e.g. \"OvmfPkg/OvmfPkgX64.dsc\" or \"OvmfPkg/AmdSev/AmdSevX64.dsc\"",
+                dsc_help,
             ));
         }
+        let is_file_name = |o: &str| !(o.is_empty() || o.contains('/') || o == "." || o == "..");
         let toolchain = word(
             &t.toolchain,
             "ovmf.toolchain",
@@ -169,6 +194,45 @@ impl Ovmf {
                 "list file names from the FV directory, e.g. [\"OVMF_CODE.fd\", \"OVMF_VARS.fd\", \"OVMF.fd\"]",
             ));
         }
+        let extra = doc.knob(&t.extra_platforms, "ovmf.extra-platforms")?;
+        let mut installed: Vec<&str> = outputs.get_ref().iter().map(String::as_str).collect();
+        let mut extra_platforms = Vec::new();
+        for e in extra.get_ref() {
+            if !is_dsc(&e.platform) {
+                return Err(doc.error(
+                    Some(extra.span()),
+                    "ovmf.extra-platforms",
+                    format!(
+                        "{:?} is not a platform description inside the tree",
+                        e.platform
+                    ),
+                    dsc_help,
+                ));
+            }
+            for (from, to) in &e.outputs {
+                if !is_file_name(from) || !is_file_name(to) || installed.contains(&to.as_str()) {
+                    return Err(doc.error(
+                        Some(extra.span()),
+                        "ovmf.extra-platforms",
+                        format!("{}: {from:?} = {to:?} is not a file name, or installs over another platform's file", e.platform),
+                        "map each FV file to its own installed name, e.g. outputs = { \"OVMF.fd\" = \"OVMF.amdsev.fd\" }",
+                    ));
+                }
+                installed.push(to);
+            }
+            if e.outputs.is_empty() {
+                return Err(doc.error(
+                    Some(extra.span()),
+                    "ovmf.extra-platforms",
+                    format!("{} installs nothing", e.platform),
+                    "give its outputs, e.g. outputs = { \"OVMF.fd\" = \"OVMF.amdsev.fd\" }",
+                ));
+            }
+            extra_platforms.push(ExtraPlatform {
+                platform: e.platform.clone(),
+                outputs: e.outputs.clone(),
+            });
+        }
         let jobs = *doc.knob(&t.jobs, "ovmf.jobs")?;
         Ok(Knobs {
             platform: p.clone(),
@@ -183,6 +247,7 @@ impl Ovmf {
             build_args: doc.knob(&t.build_args, "ovmf.build-args")?.clone(),
             jobs: (jobs != 0).then_some(jobs),
             outputs: outputs.get_ref().clone(),
+            extra_platforms,
             tools: doc.requirements(&t.tools, "ovmf.tools")?,
         })
     }
@@ -202,6 +267,7 @@ pub struct Inputs {
     defines: String,
     build_args: String,
     outputs: String,
+    extra_platforms: String,
     install: String,
 }
 
@@ -224,6 +290,8 @@ pub struct Manifest {
     pub toolchain: String,
     /// The `-D` defines given to `build`.
     pub defines: Vec<String>,
+    /// The platforms built after it, and the files each installed.
+    pub extra_platforms: Vec<ExtraPlatform>,
 }
 
 /// `$1` is the tree; the rest are `build`'s arguments, passed verbatim.
@@ -291,6 +359,7 @@ impl Stage for Ovmf {
             defines: k.defines.join(" "),
             build_args: k.build_args.join(" "),
             outputs: k.outputs.join(" "),
+            extra_platforms: digest(&k.extra_platforms),
             install: env.install.display().to_string(),
         }
     }
@@ -313,23 +382,46 @@ impl Stage for Ovmf {
                 );
             }
         }
-        let dsc = tree.join(&knobs.platform);
-        let dsc_text = std::fs::read_to_string(&dsc).with_context(|| {
-            format!(
-                "ovmf: the platform {} is not in the tree (`platform` in [ovmf])",
-                dsc.display()
-            )
-        })?;
-        if knobs.platform.ends_with("AmdSev/AmdSevX64.dsc") {
-            // AmdSevX64 embeds a grub.efi that build.sh users provide as an
-            // empty file; an existing one is left alone.
-            let grub = tree.join("OvmfPkg/AmdSev/Grub/grub.efi");
-            if !grub.exists() {
-                std::fs::create_dir_all(grub.parent().unwrap_or(tree))?;
-                std::fs::write(&grub, b"")
-                    .with_context(|| format!("creating {}", grub.display()))?;
-                run.note(&format!("created empty {}", grub.display()));
+        // Every platform: the main one with its outputs as named, then the
+        // extra ones with theirs renamed.
+        let mut platforms: Vec<(&str, Vec<(&str, &str)>)> = vec![(
+            knobs.platform.as_str(),
+            knobs
+                .outputs
+                .iter()
+                .map(|o| (o.as_str(), o.as_str()))
+                .collect(),
+        )];
+        for e in &knobs.extra_platforms {
+            platforms.push((
+                e.platform.as_str(),
+                e.outputs
+                    .iter()
+                    .map(|(f, t)| (f.as_str(), t.as_str()))
+                    .collect(),
+            ));
+        }
+        let mut dscs = Vec::new();
+        for (platform, _) in &platforms {
+            let dsc = tree.join(platform);
+            let text = std::fs::read_to_string(&dsc).with_context(|| {
+                format!(
+                    "ovmf: the platform {} is not in the tree (`platform` or `extra-platforms` in [ovmf])",
+                    dsc.display()
+                )
+            })?;
+            if platform.ends_with("AmdSev/AmdSevX64.dsc") {
+                // AmdSevX64 embeds a grub.efi that build.sh users provide as
+                // an empty file; an existing one is left alone.
+                let grub = tree.join("OvmfPkg/AmdSev/Grub/grub.efi");
+                if !grub.exists() {
+                    std::fs::create_dir_all(grub.parent().unwrap_or(tree))?;
+                    std::fs::write(&grub, b"")
+                        .with_context(|| format!("creating {}", grub.display()))?;
+                    run.note(&format!("created empty {}", grub.display()));
+                }
             }
+            dscs.push((dsc, text));
         }
 
         // BaseTools (edk2's host tools) and edksetup: edk2's configure.
@@ -351,54 +443,54 @@ impl Stage for Ovmf {
         let n = knobs.jobs.map(|j| j as usize).unwrap_or(jobs.width);
         let wrappers = Wrappers::install(&job.dir, tree, &[("GenFw", GENFW_WRAPPER)])
             .context("ovmf: writing the build wrappers")?;
-        let mut cmd = wrappers
-            .apply(Cmd::new("bash", tree))
-            .arg("-c")
-            .arg(EDK2_BUILD)
-            .arg("snp-build-edk2")
-            .arg(tree.as_os_str())
-            .args(&knobs.build_args);
-        for d in &knobs.defines {
-            cmd = cmd.arg(format!("-D{d}"));
-        }
-        cmd = cmd.args([
-            "-n".to_string(),
-            n.to_string(),
-            "-t".into(),
-            toolchain.clone(),
-            "-a".into(),
-            knobs.arch.clone(),
-            "-p".into(),
-            knobs.platform.clone(),
-            "-b".into(),
-            knobs.build_target.clone(),
-        ]);
-        run.phase("compile");
-        run.run(&jobs.non_client(cmd))?;
-        run.phase("package");
-
-        let fv = tree
-            .join(output_directory(&dsc_text, &dsc)?)
-            .join(format!("{}_{toolchain}", knobs.build_target))
-            .join("FV");
         let dest = env.install.join("share/qemu");
         std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
         let mut copied = Vec::new();
-        for name in &knobs.outputs {
-            let from = fv.join(name);
-            if !from.is_file() {
-                bail!(
-                    "ovmf: the build did not produce {}\n  help: check `outputs` in [ovmf] against what {} builds (log: {})",
-                    from.display(),
-                    knobs.platform,
-                    run.log_path.display()
-                );
+        for ((platform, outputs), (dsc, dsc_text)) in platforms.iter().zip(&dscs) {
+            let mut cmd = wrappers
+                .apply(Cmd::new("bash", tree))
+                .arg("-c")
+                .arg(EDK2_BUILD)
+                .arg("snp-build-edk2")
+                .arg(tree.as_os_str())
+                .args(&knobs.build_args);
+            for d in &knobs.defines {
+                cmd = cmd.arg(format!("-D{d}"));
             }
-            let to = dest.join(name);
-            std::fs::copy(&from, &to)
-                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-            run.note(&format!("installed {}", to.display()));
-            copied.push(to);
+            cmd = cmd.args([
+                "-n".to_string(),
+                n.to_string(),
+                "-t".into(),
+                toolchain.clone(),
+                "-a".into(),
+                knobs.arch.clone(),
+                "-p".into(),
+                platform.to_string(),
+                "-b".into(),
+                knobs.build_target.clone(),
+            ]);
+            run.phase("compile");
+            run.run(&jobs.non_client(cmd))?;
+            run.phase("package");
+            let fv = tree
+                .join(output_directory(dsc_text, dsc)?)
+                .join(format!("{}_{toolchain}", knobs.build_target))
+                .join("FV");
+            for (name, installed) in outputs {
+                let from = fv.join(name);
+                if !from.is_file() {
+                    bail!(
+                        "ovmf: the build did not produce {}\n  help: check `outputs` in [ovmf] against what {platform} builds (log: {})",
+                        from.display(),
+                        run.log_path.display()
+                    );
+                }
+                let to = dest.join(installed);
+                std::fs::copy(&from, &to)
+                    .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+                run.note(&format!("installed {}", to.display()));
+                copied.push(to);
+            }
         }
         Ok(Outputs {
             toolchain,
@@ -423,6 +515,7 @@ impl Stage for Ovmf {
             platform: self.knobs.platform.clone(),
             toolchain: outputs.toolchain.clone(),
             defines: self.knobs.defines.clone(),
+            extra_platforms: self.knobs.extra_platforms.clone(),
         }
     }
 
