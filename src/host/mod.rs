@@ -21,6 +21,7 @@ pub mod packages;
 pub mod platform;
 pub mod preflight;
 pub mod snp;
+pub mod sysroot;
 
 /// Where `install` places each release's userland (QEMU, OVMF,
 /// `launch-qemu.sh`, ...), one directory per release, under the root.

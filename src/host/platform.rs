@@ -29,7 +29,7 @@ use std::os::unix::fs::FileExt;
 
 use super::doctor::{Check, Status};
 use super::minimums::{LIBVIRT, SEV_FIRMWARE};
-use super::snp::Root;
+use super::sysroot::Root;
 use crate::exec::Cmd;
 use crate::tools::version_in;
 

@@ -49,6 +49,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::doctor::{Check, Status, render_checks};
+use super::sysroot::Root;
 use super::minimums::{HOST_KERNEL, OVMF, QEMU};
 use crate::exec::Cmd;
 use crate::snp_support::{Version, VmsaMode, kernel_uses_init2};
@@ -71,44 +72,6 @@ const KVM_CONF: &str = "install kvm.conf (`options kvm_amd sev-snp=1 sev=1 sev-e
 
 const BOOT_KERNEL: &str = "install the release's SNP host kernel (`snp-build install`), reboot \
      and choose it (its name has -snp-host-)";
-
-/// The file system the checks read: `/`, or a `--sysroot` stand-in.
-#[derive(Debug, Clone)]
-pub struct Root {
-    dir: PathBuf,
-    /// The real `/`: device files must be device files.
-    real: bool,
-}
-
-impl Root {
-    pub fn new(sysroot: Option<&Path>) -> Root {
-        match sysroot {
-            Some(dir) => Root {
-                dir: dir.to_path_buf(),
-                real: false,
-            },
-            None => Root {
-                dir: PathBuf::from("/"),
-                real: true,
-            },
-        }
-    }
-
-    /// `abs` (an absolute path such as `/proc/cpuinfo`) under this root.
-    pub(super) fn path(&self, abs: &str) -> PathBuf {
-        self.dir.join(abs.trim_start_matches('/'))
-    }
-
-    /// Whether this is the running system's `/` (not a `--sysroot`): only
-    /// then may a check run one of its programs.
-    pub(super) fn is_real(&self) -> bool {
-        self.real
-    }
-
-    pub(super) fn read(&self, abs: &str) -> Option<String> {
-        std::fs::read_to_string(self.path(abs)).ok()
-    }
-}
 
 /// Whether the host can run SNP guests, line by line.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -210,7 +173,7 @@ fn boot_checks(root: &Root, release: &Path, facts: &ReleaseFacts) -> Vec<Check> 
         super::PackageFormat::Rpm
     };
     let mut checks = vec![Check::new(name, Status::Ok, image)];
-    checks.extend(super::boot::check(&root.dir, &kr, format));
+    checks.extend(super::boot::check(root.dir(), &kr, format));
     checks
 }
 
@@ -403,12 +366,12 @@ fn dev_sev_check(root: &Root) -> Check {
     let help = "the ccp driver creates /dev/sev once the PSP has initialised SEV: `modprobe ccp`, then see `dmesg | grep -i -e ccp -e sev`; it needs SEV enabled in the BIOS and current SEV firmware (linux-firmware, /lib/firmware/amd/amd_sev_*.sbin)";
     let check = match std::fs::metadata(root.path(name)) {
         Err(_) => Check::new(name, Status::Failed, "absent").help(help),
-        Ok(m) if root.real && !m.file_type().is_char_device() => {
+        Ok(m) if root.is_real() && !m.file_type().is_char_device() => {
             Check::new(name, Status::Failed, "present, not a character device").help(help)
         }
         Ok(_) => Check::new(name, Status::Ok, "present"),
     };
-    check.needed(if root.real {
+    check.needed(if root.is_real() {
         "a character device"
     } else {
         "present"
