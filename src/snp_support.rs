@@ -44,6 +44,12 @@ pub enum VmsaMode {
 impl VmsaMode {
     pub const ALL: [VmsaMode; 2] = [VmsaMode::Legacy, VmsaMode::Init2];
 
+    /// The mode of digests that do not name one: snp-build computed the
+    /// init2 layout before it recorded modes.
+    pub fn init2() -> VmsaMode {
+        VmsaMode::Init2
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             VmsaMode::Legacy => "legacy",

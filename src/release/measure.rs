@@ -535,7 +535,9 @@ pub struct MeasurementRecord {
     /// The measured hashes of a direct kernel boot; null without one.
     pub kernel_hashes: Option<KernelHashes>,
     /// The initial VMSA the digest assumes: `init2` (`KVM_SEV_INIT2`) or
-    /// `legacy`.
+    /// `legacy`. (Releases made before it was recorded were computed in
+    /// the init2 layout.)
+    #[serde(default = "VmsaMode::init2")]
     pub vmsa_mode: VmsaMode,
     /// What computed the digest.
     pub calculator: String,
@@ -543,6 +545,7 @@ pub struct MeasurementRecord {
     pub sev_snp_measure_args: Vec<String>,
     /// The sev-snp-measure releases those arguments give it with
     /// (`sev-snp-measure >= 0.0.10` for `init2`, `<= 0.0.9` for `legacy`).
+    #[serde(default)]
     pub sev_snp_measure: String,
 }
 
@@ -555,6 +558,7 @@ pub struct ReleaseMeasurement {
     /// What launches the default shape.
     pub launch: String,
     /// Why the release assumes its VMSA mode: its host kernel and QEMU.
+    #[serde(default)]
     pub vmsa_mode_reason: String,
     /// `MEASUREMENTS`.
     pub measurements_file: String,
@@ -562,6 +566,7 @@ pub struct ReleaseMeasurement {
     pub shapes: Vec<ShapeDigest>,
     /// The release's other firmwares (`OVMF.amdsev.fd`), each with its
     /// default shape's record and every listed shape.
+    #[serde(default)]
     pub other_firmware: Vec<OtherFirmwareRecord>,
 }
 
@@ -582,6 +587,7 @@ pub struct ShapeDigest {
     pub vcpu_type: String,
     /// Hex.
     pub guest_features: String,
+    #[serde(default = "VmsaMode::init2")]
     pub vmsa_mode: VmsaMode,
     /// SHA-384, lowercase hex.
     pub digest: String,
