@@ -13,8 +13,24 @@
 //! sev-snp-measure switched to the first layout in 0.0.10 and marked it
 //! breaking for kernels older than 6.10. An SNP guest of upstream QEMU
 //! (>= 9.1, the `sev-snp-guest` object) is always a `KVM_X86_SNP_VM` made
-//! with `KVM_SEV_INIT2`: QEMU's `legacy-vm-type` property belongs to the
-//! `sev-guest` object (SEV and SEV-ES) and does not apply to SNP.
+//! with `KVM_SEV_INIT2`, its `vmsa_features` zero (no DEBUG_SWAP): QEMU's
+//! `legacy-vm-type` property belongs to the `sev-guest` object (SEV and
+//! SEV-ES), where `auto`, its default, still means the legacy VM type.
+//!
+//! Read in linux-source-6.12 (6.12.118), `arch/x86/kvm/svm/sev.c`:
+//! `sev_guest_init()` (the legacy `KVM_SEV_INIT`/`KVM_SEV_ES_INIT`) passes
+//! `vmsa_features = 0`; `sev_guest_init2()` takes them from userspace;
+//! `sev_es_sync_vmsa()` copies the FPU state only when `vm_type !=
+//! KVM_X86_DEFAULT_VM` ("Skip FPU and AVX setup with KVM_SEV_ES_INIT to
+//! avoid breaking older measurements"). And in QEMU 10.0.13,
+//! `target/i386/sev.c`: `sev_snp_kvm_type()` returns `KVM_X86_SNP_VM`,
+//! which `sev_common_kvm_init()` creates with `KVM_SEV_INIT2` and zeroed
+//! `struct kvm_sev_init`; `sev_kvm_type()` keeps `KVM_X86_DEFAULT_VM` for
+//! `legacy-vm-type=on`, or `auto` with no INIT2-only option (none exists);
+//! `hw/i386/pc.c` sets `legacy-vm-type=on` for machine types up to 9.0.
+//! Not read here: kernels 6.5 to 6.9 and AMD's SNP branches of that time
+//! set DEBUG_SWAP from `kvm_amd`'s `debug_swap` on the legacy path, which
+//! is why sev-snp-measure <= 0.0.9 defaults to guest features 0x21.
 //!
 //! Guarantees:
 //! - A pin of upstream lineage (see [`lineage`]) that names a version below
@@ -264,17 +280,20 @@ const SNP_MINIMUMS: &[Minimum] = &[
 
 /// The releases from which each side uses `KVM_SEV_INIT2`.
 const INIT2_SINCE: &[(Role, Version, &str)] = &[
-    // arch/x86/kvm/svm/sev.c: sev_guest_init2() and the VM types came in
-    // 6.10; sev_es_sync_vmsa() copies the FPU state only when
-    // vm_type != KVM_X86_DEFAULT_VM ("Skip FPU and AVX setup with
-    // KVM_SEV_ES_INIT to avoid breaking older measurements").
+    // arch/x86/kvm/svm/sev.c (linux-source-6.12): sev_guest_init2() and
+    // the VM types (KVM 6.10's "SEV VM types" series); sev_es_sync_vmsa()
+    // copies the FPU state only when vm_type != KVM_X86_DEFAULT_VM ("Skip
+    // FPU and AVX setup with KVM_SEV_ES_INIT to avoid breaking older
+    // measurements").
     (
         Role::HostKernel,
         Version(6, 10, 0),
         "KVM_SEV_INIT2 exists from Linux 6.10",
     ),
-    // target/i386/sev.c: sev_common_kvm_init() issues KVM_SEV_INIT2 from
-    // 9.1 (always for sev-snp-guest; for sev-guest unless legacy-vm-type).
+    // target/i386/sev.c (QEMU 10.0.13): sev_common_kvm_init() issues
+    // KVM_SEV_INIT2 for KVM_X86_SNP_VM, the type sev_snp_kvm_type() always
+    // gives sev-snp-guest (new in 9.1); sev-guest only with
+    // legacy-vm-type=off.
     (
         Role::Qemu,
         Version(9, 1, 0),

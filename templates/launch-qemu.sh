@@ -356,7 +356,9 @@ sev_object() {
         [[ $SEV_ES -eq 0 ]] || policy=$((policy | 0x4)) # ES
         obj="sev-guest,id=sev0,cbitpos=$CBITPOS,reduced-phys-bits=1"
         obj+=$(printf ',policy=0x%x' "$policy")
-        # An init2 release's QEMU (>= 9.1) creates the VM as its digests assume.
+        # An init2 release's QEMU (>= 9.1) creates SEV guests with KVM_SEV_INIT2
+        # too: its default, legacy-vm-type=auto, means the legacy VM type
+        # (QEMU 10.0 target/i386/sev.c, sev_kvm_type).
         [[ $VMSA_MODE_NAMED -eq 0 || $VMSA_MODE != init2 ]] || obj+=",legacy-vm-type=off"
     fi
     printf '%s\n' "$obj"
