@@ -173,7 +173,7 @@ fn release() -> &'static Path {
     static BUILT: OnceLock<(Scratch, PathBuf)> = OnceLock::new();
     &BUILT
         .get_or_init(|| {
-            let s = Scratch::new(shared_fixtures());
+            let s = Scratch::kept(shared_fixtures());
             s.edit_pins(
                 "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\n",
                 "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\nconfigure-args = [\"--extra-ldflags=-Wl,--no-as-needed -l:libpixman-1.so.0\"]\n",
@@ -191,7 +191,7 @@ fn newer_release() -> &'static Path {
     static BUILT: OnceLock<(Scratch, PathBuf)> = OnceLock::new();
     &BUILT
         .get_or_init(|| {
-            let s = Scratch::new(shared_fixtures());
+            let s = Scratch::kept(shared_fixtures());
             s.edit_pins(
                 "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\n",
                 "tools = [\"gcc\", \"make\", \"meson\", \"ninja\"]\nconfigure-args = [\"--extra-ldflags=-Wl,--no-as-needed -l:libpixman-1.so.0\"]\n",

@@ -23,7 +23,7 @@ fn built(format: &str) -> &'static Scratch {
     static RPM: OnceLock<Scratch> = OnceLock::new();
     let cell = if format == "rpm" { &RPM } else { &DEB };
     cell.get_or_init(|| {
-        let s = Scratch::new(shared_fixtures());
+        let s = Scratch::kept(shared_fixtures());
         // With the installer, which install.sh checks and runs.
         let r = s.run_env(
             &[(INSTALLER_ENV, installer().as_os_str())],

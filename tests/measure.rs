@@ -37,7 +37,7 @@ struct Built {
 fn built() -> &'static Built {
     static B: OnceLock<Built> = OnceLock::new();
     B.get_or_init(|| {
-        let scratch = Scratch::new(shared_fixtures());
+        let scratch = Scratch::kept(shared_fixtures());
         let r = scratch.run(&[
             "--package",
             "--date",

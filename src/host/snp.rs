@@ -49,8 +49,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::doctor::{Check, Status, render_checks};
-use super::sysroot::Root;
 use super::minimums::{HOST_KERNEL, OVMF, QEMU};
+use super::sysroot::Root;
 use crate::exec::Cmd;
 use crate::snp_support::{Version, VmsaMode, kernel_uses_init2};
 use crate::tools::version_in;

@@ -47,4 +47,3 @@ impl Root {
         std::fs::read_to_string(self.path(abs)).ok()
     }
 }
-

@@ -10,11 +10,37 @@ use std::sync::OnceLock;
 use assert_cmd::Command;
 use serde_json::Value;
 
+/// A temporary directory for what a test process keeps in a `static`
+/// (statics are never dropped, so a `TempDir` there is never removed): it
+/// lives in the target dir's tmp (`CARGO_TARGET_TMPDIR`, not `/tmp`),
+/// named with this process's id, and each new one removes those whose
+/// process is gone.
+pub fn process_tempdir(what: &str) -> tempfile::TempDir {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(base).unwrap();
+    for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("proc-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("proc-{}-{what}-", std::process::id()))
+        .tempdir_in(base)
+        .unwrap()
+}
+
 /// One set of fixture upstreams made per test binary (read-only use).
 pub fn shared_fixtures() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = process_tempdir("fixtures");
         xtask::fixtures::create(dir.path(), xtask::fixtures::Size::Small).unwrap();
         dir
     })
@@ -52,7 +78,16 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(fixtures: &Path) -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
+        Scratch::in_dir(fixtures, tempfile::tempdir().unwrap())
+    }
+
+    /// A scratch area kept in a `static` for the whole test process (see
+    /// [`process_tempdir`]).
+    pub fn kept(fixtures: &Path) -> Scratch {
+        Scratch::in_dir(fixtures, process_tempdir("scratch"))
+    }
+
+    fn in_dir(fixtures: &Path, dir: tempfile::TempDir) -> Scratch {
         std::fs::copy(
             fixtures.join("stable-commits.toml"),
             dir.path().join("stable-commits.toml"),
@@ -505,10 +540,7 @@ pub fn installer() -> &'static Path {
     static STRIPPED: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &STRIPPED
         .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("snp-build-installer-")
-                .tempdir()
-                .unwrap();
+            let dir = process_tempdir("installer");
             let out = dir.path().join("snp-build");
             let ok = std::process::Command::new("strip")
                 .arg("-o")
