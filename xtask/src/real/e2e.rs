@@ -128,7 +128,7 @@ pub fn e2e_real(dir: &Path, stack: Stack, jobs: usize, out_md: &Path, keep: bool
     eprintln!("e2e-real: cold build took {}", secs(cold.wall));
 
     // 4. Checks, as a user would.
-    check_release(stack, &cold_json, &work, &e2e, &mut checks)?;
+    check_release(&bin, stack, &cold_json, &work, &e2e, &mut checks)?;
 
     // 5. The no-op rebuild.
     let noop = report::measure(
@@ -356,6 +356,7 @@ const SECOND_BUILDER: &str = "second builder (other work dir, output and install
 /// `scratch` holds what the boot check writes (consoles, the unpacked
 /// guest kernel).
 fn check_release(
+    bin: &Path,
     stack: Stack,
     summary: &Value,
     work: &Path,
@@ -455,6 +456,25 @@ fn check_release(
             .current_dir(&release),
     )?;
     checks.push("`sha256sum -c SHA256SUMS`: OK".into());
+
+    // The release's own checks: checksums, SBOM and provenance digests
+    // (no trusted key: a signature would be reported, not judged).
+    let mut verified = vec![release.clone()];
+    if let Some(tarball) = summary["release"]["tarball"].as_str() {
+        verified.push(PathBuf::from(tarball));
+    }
+    for path in &verified {
+        run_ok(Command::new(bin).arg("verify").arg(path))
+            .with_context(|| format!("snp-build verify {}", path.display()))?;
+    }
+    checks.push(format!(
+        "`snp-build verify`: the release directory{} pass (checksums, SBOM, provenance)",
+        if verified.len() > 1 {
+            " and its tarball"
+        } else {
+            ""
+        }
+    ));
 
     let launch = run_ok(
         Command::new(release.join("launch-qemu.sh"))
