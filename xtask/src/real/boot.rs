@@ -36,6 +36,10 @@ use crate::report::{run_ok, secs};
 /// shell took under 20 s here; a DEBUG OVMF logs a lot on the serial port).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long a kernel may run on after its banner: to its panic (no root
+/// file system) under TCG.
+const KERNEL_RUN_ON: Duration = Duration::from_secs(120);
+
 /// What a kernel prints first on its console.
 const KERNEL_BANNER: &str = "Linux version";
 
@@ -54,6 +58,10 @@ struct Boot<'a> {
     kernel: Option<(&'a Path, &'a str)>,
     /// What the console must show: any one of these.
     markers: &'static [&'static str],
+    /// How long to read on once a marker showed (a kernel runs on to where
+    /// it stops: with no root file system it panics, and `panic=-1` with
+    /// `-no-reboot` ends QEMU).
+    run_on: Duration,
     log: PathBuf,
 }
 
@@ -104,21 +112,31 @@ impl Boot<'_> {
         drop(tx);
         let mut console = Vec::new();
         let mut reached = None;
+        let mut seen = Instant::now();
         while started.elapsed() < BOOT_TIMEOUT {
             match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(bytes) => {
                     log.write_all(&bytes)?;
                     console.extend_from_slice(&bytes);
-                    reached = self
-                        .markers
-                        .iter()
-                        .copied()
-                        .find(|m| contains(&console, m.as_bytes()));
-                    if reached.is_some() {
+                    if reached.is_none() {
+                        reached = self
+                            .markers
+                            .iter()
+                            .copied()
+                            .find(|m| contains(&console, m.as_bytes()));
+                        if reached.is_some() {
+                            seen = Instant::now();
+                        }
+                    }
+                    if reached.is_some() && seen.elapsed() >= self.run_on {
                         break;
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if reached.is_some() && seen.elapsed() >= self.run_on {
+                        break;
+                    }
+                }
                 // QEMU exited (e.g. a kernel panic with -no-reboot).
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -196,6 +214,7 @@ pub(super) fn check_boots(
                 firmware: &firmware,
                 kernel: None,
                 markers: &["Shell>"],
+                run_on: Duration::ZERO,
                 log: scratch.join(format!("boot-{name}-shell.log")),
             });
         }
@@ -208,6 +227,7 @@ pub(super) fn check_boots(
                 } else {
                     &[KERNEL_BANNER]
                 },
+                run_on: KERNEL_RUN_ON,
                 log: scratch.join(format!("boot-{name}-kernel.log")),
             }),
             Err(why) if amdsev => {
@@ -251,8 +271,12 @@ pub(super) fn check_boots(
                 ),
                 (Some(_), _) => format!(
                     "boot: the release's QEMU (TCG, q35) boots the guest kernel through {name} \
-                     (`-kernel`, console=ttyS0): `{}` in {}",
-                    banner(&boot.log).unwrap_or_else(|| KERNEL_BANNER.into()),
+                     (`-kernel`, console=ttyS0): `{}`, and it runs to `{}` ({} in all)",
+                    line_from(&boot.log, KERNEL_BANNER, " (")
+                        .unwrap_or_else(|| KERNEL_BANNER.into()),
+                    line_from(&boot.log, "Kernel panic", ".")
+                        .or_else(|| out.tail.last().cloned())
+                        .unwrap_or_default(),
                     secs(out.elapsed)
                 ),
             });
@@ -268,18 +292,12 @@ pub(super) fn check_boots(
     Ok(())
 }
 
-/// The kernel's banner line from a console log, shortened.
-fn banner(log: &Path) -> Option<String> {
-    let text = strip_escapes(&fs::read_to_string(log).ok()?);
-    let line = text.lines().find(|l| l.contains("Linux version"))?;
-    let from = line.find("Linux version")?;
-    Some(
-        line[from..]
-            .split(" (")
-            .next()
-            .unwrap_or(&line[from..])
-            .to_string(),
-    )
+/// The first console line holding `marker`, from the marker up to `end`.
+fn line_from(log: &Path, marker: &str, end: &str) -> Option<String> {
+    let text = strip_escapes(&String::from_utf8_lossy(&fs::read(log).ok()?));
+    let line = text.lines().find(|l| l.contains(marker))?;
+    let from = &line[line.find(marker)?..];
+    Some(from.split(end).next().unwrap_or(from).trim().to_string())
 }
 
 /// The guest kernel's image from the release's `linux/guest/linux-image-*`

@@ -422,9 +422,13 @@ fn check_release(
             .find_map(|l| l.trim().strip_prefix("Version: "))
             .unwrap_or("?")
             .to_string();
+        // The package's Version: Linux 6.1's bindeb-pkg takes the kernel
+        // release (`6.1.192-snp-host-<sha>+-2`); since 6.3 it is
+        // `setlocalversion --no-local` (`6.12.118-g<sha>-2`), without
+        // LOCALVERSION. Either way it names the commit.
         ensure!(
-            version.contains(&want),
-            "{image}: Version {version} lacks {want}"
+            version.contains(&sha),
+            "{image}: Version {version} does not name the commit {sha}"
         );
         checks.push(format!(
             "{kernel}: {image} (dpkg-deb --info: Version {version})"
