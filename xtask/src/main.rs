@@ -3,8 +3,8 @@
 //! ```text
 //! cargo xtask fixtures DIR [--size small|bench]
 //! cargo xtask bench [--out BENCHMARKS.md] [--dir DIR]
-//! cargo xtask real-sources DIR
-//! cargo xtask e2e-real DIR [--out BENCHMARKS.md] [-j N] [--keep]
+//! cargo xtask real-sources [--stack amd|upstream] DIR
+//! cargo xtask e2e-real [--stack amd|upstream] DIR [--out BENCHMARKS.md] [-j N] [--keep]
 //! cargo xtask dist
 //! ```
 //!
@@ -52,11 +52,17 @@ enum Chore {
         dir: Option<PathBuf>,
     },
     /// Make local git repos from Debian's QEMU, edk2 and Linux source
-    /// packages, on AMD's branch names, and DIR/stable-commits.toml naming
-    /// them (needs root and the apt mirrors).
+    /// packages and a pin file naming them: `amd`, Debian 12's trees on
+    /// AMD's branch names (DIR/stable-commits.toml); `upstream`, QEMU 10.0
+    /// and edk2 2025.02 (trixie) and Linux 6.12 (bookworm-security) on
+    /// upstream's tag and branch names (DIR/upstream.toml). Needs root and
+    /// the apt mirrors.
     RealSources {
-        /// Directory to create them in.
+        /// Directory to create them in (one stack per directory).
         dir: PathBuf,
+        /// Which stack.
+        #[arg(long, value_enum, default_value_t = StackArg::Amd)]
+        stack: StackArg,
     },
     /// Build the repos made by `real-sources` with snp-build end to end,
     /// check the release as a user would, and write the stage times into
@@ -75,12 +81,32 @@ enum Chore {
         /// a no-op) instead of starting cold.
         #[arg(long)]
         keep: bool,
+        /// Which stack `real-sources` made in DIR.
+        #[arg(long, value_enum, default_value_t = StackArg::Amd)]
+        stack: StackArg,
     },
     /// Build the release binary, check that it needs no shared library
     /// beyond the C library's family (readelf -d against an allow-list),
     /// and package it as target/debian/snp-build_<version>_amd64.deb
     /// (with completions and man pages).
     Dist,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StackArg {
+    /// Debian 12's QEMU 7.2, edk2 2022.11 and Linux 6.1 on AMD's branch names.
+    Amd,
+    /// QEMU 10.0, edk2 2025.02 and Linux 6.12 on upstream's names.
+    Upstream,
+}
+
+impl From<StackArg> for real::Stack {
+    fn from(s: StackArg) -> real::Stack {
+        match s {
+            StackArg::Amd => real::Stack::Amd,
+            StackArg::Upstream => real::Stack::Upstream,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -113,13 +139,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Chore::Bench { out, dir } => bench::run(&benchmarks_md(out), dir.as_deref()),
-        Chore::RealSources { dir } => real::real_sources(&dir),
+        Chore::RealSources { dir, stack } => real::real_sources(&dir, stack.into()),
         Chore::E2eReal {
             dir,
             out,
             jobs,
             keep,
-        } => real::e2e_real(&dir, jobs, &benchmarks_md(out), keep),
+            stack,
+        } => real::e2e_real(&dir, stack.into(), jobs, &benchmarks_md(out), keep),
         Chore::Dist => dist::run(),
     }
 }
