@@ -149,7 +149,8 @@ impl Stack {
             Stack::Upstream => &[
                 "AmdSevX64 (`OVMF.amdsev.fd`): the OVMF stage builds one platform \
                  (`OvmfPkgX64`) until the two-platform stage lands; the boot check then boots \
-                 it with the guest kernel (no shell there), and measures it",
+                 it with the guest kernel (no shell there), and measures it (tried by hand: \
+                 see docs/real-trees.md)",
                 "VMSA modes: the release has one digest per shape, the `KVM_SEV_INIT2` VMSA \
                  (sev-snp-measure 0.0.13's); the legacy VMSA's digest (sev-snp-measure \
                  0.0.9) comes with the `vmsa` mode on every digest",
