@@ -518,83 +518,89 @@ fn check_release(
     Ok(())
 }
 
-/// Where `sev-snp-measure` is: the test suite's venv (`.ci/install-deps`
-/// makes it, with 0.0.13), or `SNP_BUILD_TEST_VENV`.
-fn sev_snp_measure() -> Result<PathBuf> {
-    let venv = std::env::var_os("SNP_BUILD_TEST_VENV")
+/// The sev-snp-measure that computes a VMSA mode's digests: the test
+/// suite's venvs (`.ci/install-deps`): 0.0.13 for `init2` at
+/// `SNP_BUILD_TEST_VENV`, 0.0.9 for `legacy` at `SNP_BUILD_TEST_VENV_LEGACY`.
+fn sev_snp_measure(mode: &str) -> Result<PathBuf> {
+    let (var, default, version) = match mode {
+        "init2" => ("SNP_BUILD_TEST_VENV", "/opt/snp-build-test/venv", "0.0.13"),
+        "legacy" => (
+            "SNP_BUILD_TEST_VENV_LEGACY",
+            "/opt/snp-build-test/venv-legacy",
+            "0.0.9",
+        ),
+        other => anyhow::bail!("MEASUREMENTS names the unknown VMSA mode {other:?}"),
+    };
+    let venv = std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/snp-build-test/venv"));
+        .unwrap_or_else(|| PathBuf::from(default));
     let bin = venv.join("bin/sev-snp-measure");
     ensure!(
         bin.is_file(),
-        "{} is missing: run `bash .ci/install-deps` (a venv with sev-snp-measure==0.0.13 \
-         from PyPI; SNP_BUILD_TEST_VENV chooses another venv)",
+        "{} is missing: run `bash .ci/install-deps` (a venv with sev-snp-measure=={version} \
+         from PyPI; {var} chooses another venv)",
         bin.display()
     );
     Ok(bin)
 }
 
-/// Every digest the release's manifest lists (`measurement`: the default
-/// shape and each of `shapes`) against what `sev-snp-measure` prints for
-/// the same firmware and shape, in its mode. A digest with a `vmsa` mode
-/// other than `init2` (the layout sev-snp-measure 0.0.13 computes) is
-/// named as not compared.
+/// Every line of the release's `MEASUREMENTS` (each firmware, each shape)
+/// against what the sev-snp-measure of its `--vmsa-mode` prints for the
+/// same firmware and shape.
 fn check_digests(release: &Path, checks: &mut Vec<String>) -> Result<()> {
-    let manifest: Value = serde_json::from_slice(&fs::read(release.join("manifest.json"))?)
-        .context("parsing the release's manifest.json")?;
-    let m = &manifest["measurement"];
-    ensure!(
-        m.is_object(),
-        "the release's manifest.json has no measurement"
-    );
-    let tool = sev_snp_measure()?;
-    let tool_version = run_ok(Command::new(&tool).arg("--version"))?
-        .trim()
-        .to_string();
-    let firmware = m["firmware"]["path"]
-        .as_str()
-        .context("measurement.firmware.path")?
-        .to_string();
-    let mut compared = 0;
-    let mut skipped = Vec::new();
-    let shapes = m["shapes"].as_array().cloned().unwrap_or_default();
-    for shape in &shapes {
-        let vmsa = shape["vmsa"]
-            .as_str()
-            .or(m["vmsa"].as_str())
-            .unwrap_or("init2");
-        let vcpus = shape["vcpus"].to_string();
-        let vcpu_type = shape["vcpu_type"].as_str().unwrap_or("?");
-        let features = shape["guest_features"].as_str().unwrap_or("0x1");
-        let want = shape["digest"].as_str().unwrap_or("");
-        if vmsa != "init2" {
-            skipped.push(format!("{vcpus} x {vcpu_type} ({vmsa})"));
-            continue;
-        }
+    let text = fs::read_to_string(release.join("MEASUREMENTS"))
+        .context("reading the release's MEASUREMENTS")?;
+    let mut compared: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (want, args) = line
+            .split_once("  ")
+            .with_context(|| format!("MEASUREMENTS: not `DIGEST  ARGS`: {line}"))?;
+        let words: Vec<&str> = args.split(' ').collect();
+        let value = |flag: &str| {
+            words
+                .iter()
+                .position(|w| *w == flag)
+                .and_then(|i| words.get(i + 1))
+                .copied()
+        };
+        let mode = value("--vmsa-mode").context("a MEASUREMENTS line without --vmsa-mode")?;
+        let firmware = format!(
+            "usr/local/share/qemu/{}",
+            value("--firmware").unwrap_or("OVMF.fd")
+        );
+        let tool = sev_snp_measure(mode)?;
         let got = run_ok(
             Command::new(&tool)
-                .args(["--mode", "snp", "--vcpus", &vcpus, "--vcpu-type", vcpu_type])
-                .args(["--guest-features", features, "--ovmf", &firmware])
+                .args(["--mode", "snp", "--ovmf", &firmware])
+                .args(["--vcpus", value("--vcpus").unwrap_or("?")])
+                .args(["--vcpu-type", value("--vcpu-type").unwrap_or("?")])
+                .args(["--guest-features", value("--guest-features").unwrap_or("?")])
                 .current_dir(release),
         )?
         .trim()
         .to_string();
         ensure!(
             got == want,
-            "MEASUREMENTS: {vcpus} x {vcpu_type}, guest features {features}: snp-build says \
-             {want}, {tool_version} says {got}"
+            "MEASUREMENTS `{args}`: snp-build says {want}, {} says {got}",
+            tool.display()
         );
-        compared += 1;
+        *compared.entry((firmware, mode.to_string())).or_default() += 1;
     }
-    ensure!(compared > 0, "no digest in the manifest was compared");
+    ensure!(
+        !compared.is_empty(),
+        "no digest in MEASUREMENTS was compared"
+    );
+    let each: Vec<String> = compared
+        .iter()
+        .map(|((fw, mode), n)| format!("{n} of {fw} ({mode})"))
+        .collect();
     checks.push(format!(
-        "digests: all {compared} of `MEASUREMENTS` (firmware {firmware}) equal {tool_version}'s \
-         (`--mode snp`, the KVM_SEV_INIT2 VMSA){}",
-        if skipped.is_empty() {
-            String::new()
-        } else {
-            format!("; not compared: {}", skipped.join(", "))
-        }
+        "digests: every line of `MEASUREMENTS` equals sev-snp-measure's for its VMSA mode \
+         (0.0.13 for init2, 0.0.9 for legacy): {}",
+        each.join(", ")
     ));
     Ok(())
 }

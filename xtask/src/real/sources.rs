@@ -576,7 +576,12 @@ configure-args = [\"--disable-install-blobs\"]
 # ones OVMF builds (openssl, mbedtls, brotli, libfdt, mipisyst, libspdm) as
 # plain files and leaves the test-only ones empty (cmocka, googletest,
 # subhook, oniguruma, jansson, BaseTools' brotli), so there is nothing to
-# fetch. Debian 12's secure-boot patch to the Shell is gone: no define.",
+# fetch. Debian 12's secure-boot patch to the Shell is gone: no define.
+# Both firmwares of the upstream stack (`snp-build init --stack upstream`):
+# AmdSevX64, the measured direct boot, beside OVMF.fd.
+extra-platforms = [
+    { platform = \"OvmfPkg/AmdSev/AmdSevX64.dsc\", outputs = { \"OVMF.fd\" = \"OVMF.amdsev.fd\" } },
+]",
         ),
     };
     Ok(format!(
