@@ -147,13 +147,10 @@ impl Stack {
         match self {
             Stack::Amd => &[],
             Stack::Upstream => &[
-                "AmdSevX64 (`OVMF.amdsev.fd`): the OVMF stage builds one platform \
-                 (`OvmfPkgX64`) until the two-platform stage lands; the boot check then boots \
-                 it with the guest kernel (no shell there), and measures it (tried by hand: \
-                 see docs/real-trees.md)",
-                "VMSA modes: the release has one digest per shape, the `KVM_SEV_INIT2` VMSA \
-                 (sev-snp-measure 0.0.13's); the legacy VMSA's digest (sev-snp-measure \
-                 0.0.9) comes with the `vmsa` mode on every digest",
+                "a measured direct boot of OVMF.amdsev.fd to the kernel: without SEV \
+                 hardware QEMU puts no kernel hashes table into the launch, so the boot \
+                 stops at the blob verifier (the digest with --kernel is checked by the \
+                 test suite against sev-snp-measure, on fixture firmware)",
                 "one pin moved, the second builder and the fetch race: run on the amd stack \
                  only (they measure snp-build, not the trees)",
             ],
