@@ -39,16 +39,7 @@ fn stage_ran(s: &Scratch, stage: &str) -> bool {
 }
 
 fn sev_snp_measure_init2() -> PathBuf {
-    let venv = std::env::var_os("SNP_BUILD_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/snp-build-test/venv"));
-    let bin = venv.join("bin/sev-snp-measure");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `bash .ci/install-deps`",
-        bin.display()
-    );
-    bin
+    xtask::sev_snp_measure::for_mode("init2").unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[test]

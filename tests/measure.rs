@@ -68,30 +68,10 @@ fn manifest() -> Value {
     release_manifest(&release())
 }
 
-/// The sev-snp-measure of a VMSA mode (`init2` or `legacy`), from its test
-/// venv; fails clearly when it is missing.
+/// The sev-snp-measure of a VMSA mode (`init2` or `legacy`); fails
+/// clearly when its venv is missing.
 fn sev_snp_measure(mode: &str) -> PathBuf {
-    let (var, default, version) = match mode {
-        "init2" => ("SNP_BUILD_TEST_VENV", "/opt/snp-build-test/venv", "0.0.13"),
-        "legacy" => (
-            "SNP_BUILD_TEST_VENV_LEGACY",
-            "/opt/snp-build-test/venv-legacy",
-            "0.0.9",
-        ),
-        other => panic!("no sev-snp-measure for VMSA mode {other:?}"),
-    };
-    let venv = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default));
-    let bin = venv.join("bin/sev-snp-measure");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `bash .ci/install-deps` (it installs the Debian package \
-         python3-venv and creates that venv with sev-snp-measure=={version} from PyPI; \
-         {var} chooses another venv)",
-        bin.display()
-    );
-    bin
+    xtask::sev_snp_measure::for_mode(mode).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The digest sev-snp-measure prints for these arguments, with the release

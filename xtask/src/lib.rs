@@ -17,4 +17,5 @@ pub mod fixtures;
 pub mod real;
 pub mod registry;
 pub mod report;
+pub mod sev_snp_measure;
 pub mod share;

@@ -518,32 +518,6 @@ fn check_release(
     Ok(())
 }
 
-/// The sev-snp-measure that computes a VMSA mode's digests: the test
-/// suite's venvs (`.ci/install-deps`): 0.0.13 for `init2` at
-/// `SNP_BUILD_TEST_VENV`, 0.0.9 for `legacy` at `SNP_BUILD_TEST_VENV_LEGACY`.
-fn sev_snp_measure(mode: &str) -> Result<PathBuf> {
-    let (var, default, version) = match mode {
-        "init2" => ("SNP_BUILD_TEST_VENV", "/opt/snp-build-test/venv", "0.0.13"),
-        "legacy" => (
-            "SNP_BUILD_TEST_VENV_LEGACY",
-            "/opt/snp-build-test/venv-legacy",
-            "0.0.9",
-        ),
-        other => anyhow::bail!("MEASUREMENTS names the unknown VMSA mode {other:?}"),
-    };
-    let venv = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default));
-    let bin = venv.join("bin/sev-snp-measure");
-    ensure!(
-        bin.is_file(),
-        "{} is missing: run `bash .ci/install-deps` (a venv with sev-snp-measure=={version} \
-         from PyPI; {var} chooses another venv)",
-        bin.display()
-    );
-    Ok(bin)
-}
-
 /// Every line of the release's `MEASUREMENTS` (each firmware, each shape)
 /// against what the sev-snp-measure of its `--vmsa-mode` prints for the
 /// same firmware and shape.
@@ -571,7 +545,7 @@ fn check_digests(release: &Path, checks: &mut Vec<String>) -> Result<()> {
             "usr/local/share/qemu/{}",
             value("--firmware").unwrap_or("OVMF.fd")
         );
-        let tool = sev_snp_measure(mode)?;
+        let tool = crate::sev_snp_measure::for_mode(mode)?;
         let got = run_ok(
             Command::new(&tool)
                 .args(["--mode", "snp", "--ovmf", &firmware])
