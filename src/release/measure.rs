@@ -926,24 +926,26 @@ pub fn release_shapes(mode: VmsaMode) -> Vec<Shape> {
 }
 
 /// A firmware's default measurement and its digest for every one of
-/// [`release_shapes`] in `mode`. Its pages are hashed once and the result
-/// seeds every shape.
+/// [`release_shapes`] in `mode`. The file is read and its pages hashed
+/// once; that digest seeds every shape.
 fn measure_shapes(
     ovmf: &Path,
     mode: VmsaMode,
 ) -> anyhow::Result<(Measurement, Vec<(Shape, String)>)> {
-    let default = measure(ovmf, &Shape::launch_default(mode))?;
-    let parsed = OVMF::new(ovmf.to_path_buf()).map_err(|e| crate_error(ovmf, e))?;
+    let (firmware, parsed) = open_firmware(ovmf)?;
     let seed = firmware_digest(&parsed);
     let mut shapes = Vec::new();
     for shape in release_shapes(mode) {
-        let digest = if shape == default.shape {
-            default.digest.clone()
-        } else {
-            launch_digest(ovmf, &parsed, &seed, &shape)?
-        };
+        let digest = launch_digest(ovmf, &parsed, &seed, &shape)?;
         shapes.push((shape, digest));
     }
+    // The first shape is the launch default (release_shapes says so).
+    let default = Measurement {
+        digest: shapes[0].1.clone(),
+        firmware,
+        shape: shapes[0].0.clone(),
+        kernel_hashes: None,
+    };
     Ok((default, shapes))
 }
 
