@@ -334,8 +334,7 @@ impl Side {
     }
 
     fn uses_init2(&self) -> Option<bool> {
-        let since = INIT2_SINCE.iter().find(|(r, ..)| *r == self.role)?;
-        Some(self.version? >= since.1)
+        Some(self.version? >= init2_since(self.role)?)
     }
 }
 
@@ -343,14 +342,15 @@ impl Side {
 /// `KVM_SEV_INIT2` (given a QEMU that asks for it): `doctor --host`'s
 /// judgment of an installed release's mode.
 pub fn kernel_uses_init2(kernel: Version) -> bool {
-    Side {
-        role: Role::HostKernel,
-        lineage: Lineage::Fork,
-        version: Some(kernel),
-        from: String::new(),
-    }
-    .uses_init2()
-    .unwrap_or(true)
+    init2_since(Role::HostKernel).is_none_or(|since| kernel >= since)
+}
+
+/// The first release of `role` that uses `KVM_SEV_INIT2` ([`INIT2_SINCE`]).
+fn init2_since(role: Role) -> Option<Version> {
+    INIT2_SINCE
+        .iter()
+        .find(|(r, ..)| *r == role)
+        .map(|(_, v, _)| *v)
 }
 
 /// The minimum upstream version of a role for SNP (`doctor --host`).
